@@ -1,3 +1,10 @@
 //! rackbox: Metal-as-a-Service in one static binary.
 //!
-//! The rooms of the house are described in ARCHITECTURE.md.
+//! The rooms of the house (see ARCHITECTURE.md): `model` (data and rules, no I/O), `store` (redb),
+//! `service` (the only code that changes state), `http` (native API, later boot and MAAS faces),
+//! `cli` (the command-line client), `daemon` (wiring and life of `rackbox serve`).
+
+pub mod config;
+pub mod model;
+pub mod service;
+pub mod store;

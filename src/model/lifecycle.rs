@@ -1,0 +1,603 @@
+//! The machine life cycle in one place: the actions, the table of allowed transitions, and the one
+//! function ([`apply`]) that applies an action to a machine. Everything that changes a machine's
+//! status goes through [`apply`]; it is pure (no I/O), so the whole table is tested without a store.
+
+use serde::{Deserialize, Serialize};
+
+use super::machine::{DeployTarget, EraseMode, Machine};
+use super::status::Status;
+
+/// What someone (a user, the machine's agent, a BMC, the reconciler) wants to happen to a machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Boot the commissioning environment and take a hardware inventory.
+    Commission {
+        #[serde(default)]
+        run_tests: bool,
+    },
+    /// Boot the ephemeral environment and run hardware tests.
+    Test,
+    /// Give a Ready machine to a user.
+    Allocate { owner: String },
+    /// Write an OS image to the machine's disk.
+    Deploy(DeployTarget),
+    /// Take the machine back from its owner, wiping its disks as asked.
+    Release {
+        #[serde(default)]
+        erase: EraseMode,
+    },
+    /// Stop an in-progress action.
+    Abort,
+    MarkBroken {
+        #[serde(default)]
+        reason: String,
+    },
+    MarkFixed,
+    /// Accept a machine whose tests failed as Ready (MAAS's override-failed-testing).
+    OverrideFailedTesting,
+    RescueMode,
+    ExitRescueMode,
+    Lock,
+    Unlock,
+    /// The machine finished the work of its in-progress status (reported by the agent, the
+    /// deployed OS or a power driver).
+    Complete {
+        #[serde(default)]
+        message: String,
+    },
+    /// The work of the in-progress status failed.
+    Fail { reason: String },
+    /// The in-progress status ran past its deadline (the reconciler).
+    TimeOut,
+}
+
+/// The name of an action, without its parameters: the key of the transition table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Commission,
+    Test,
+    Allocate,
+    Deploy,
+    Release,
+    Abort,
+    MarkBroken,
+    MarkFixed,
+    OverrideFailedTesting,
+    RescueMode,
+    ExitRescueMode,
+    Lock,
+    Unlock,
+    Complete,
+    Fail,
+    TimeOut,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 16] = [
+        ActionKind::Commission,
+        ActionKind::Test,
+        ActionKind::Allocate,
+        ActionKind::Deploy,
+        ActionKind::Release,
+        ActionKind::Abort,
+        ActionKind::MarkBroken,
+        ActionKind::MarkFixed,
+        ActionKind::OverrideFailedTesting,
+        ActionKind::RescueMode,
+        ActionKind::ExitRescueMode,
+        ActionKind::Lock,
+        ActionKind::Unlock,
+        ActionKind::Complete,
+        ActionKind::Fail,
+        ActionKind::TimeOut,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Commission => "commission",
+            ActionKind::Test => "test",
+            ActionKind::Allocate => "allocate",
+            ActionKind::Deploy => "deploy",
+            ActionKind::Release => "release",
+            ActionKind::Abort => "abort",
+            ActionKind::MarkBroken => "mark_broken",
+            ActionKind::MarkFixed => "mark_fixed",
+            ActionKind::OverrideFailedTesting => "override_failed_testing",
+            ActionKind::RescueMode => "rescue_mode",
+            ActionKind::ExitRescueMode => "exit_rescue_mode",
+            ActionKind::Lock => "lock",
+            ActionKind::Unlock => "unlock",
+            ActionKind::Complete => "complete",
+            ActionKind::Fail => "fail",
+            ActionKind::TimeOut => "time_out",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ActionKind> {
+        let n = name.trim().replace('-', "_");
+        ActionKind::ALL.into_iter().find(|k| k.name() == n)
+    }
+
+    /// Reported by the machine, a driver or the reconciler; never requested through the API.
+    pub fn is_internal(self) -> bool {
+        matches!(self, ActionKind::Complete | ActionKind::Fail | ActionKind::TimeOut)
+    }
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Commission { .. } => ActionKind::Commission,
+            Action::Test => ActionKind::Test,
+            Action::Allocate { .. } => ActionKind::Allocate,
+            Action::Deploy(_) => ActionKind::Deploy,
+            Action::Release { .. } => ActionKind::Release,
+            Action::Abort => ActionKind::Abort,
+            Action::MarkBroken { .. } => ActionKind::MarkBroken,
+            Action::MarkFixed => ActionKind::MarkFixed,
+            Action::OverrideFailedTesting => ActionKind::OverrideFailedTesting,
+            Action::RescueMode => ActionKind::RescueMode,
+            Action::ExitRescueMode => ActionKind::ExitRescueMode,
+            Action::Lock => ActionKind::Lock,
+            Action::Unlock => ActionKind::Unlock,
+            Action::Complete { .. } => ActionKind::Complete,
+            Action::Fail { .. } => ActionKind::Fail,
+            Action::TimeOut => ActionKind::TimeOut,
+        }
+    }
+}
+
+/// Where an allowed action takes the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    To(Status),
+    /// Back to `previous_status` (abort, exit rescue, tests done).
+    Previous,
+    /// The failed status of the current in-progress status.
+    Failure,
+    /// Release: Disk erasing when the disks are to be wiped, else Releasing.
+    ReleaseByErase,
+    /// Commissioning done: Testing when tests were asked for, else Ready.
+    AfterCommissioning,
+    /// Mark fixed: Ready when the machine was commissioned, else New.
+    Fixed,
+    /// A flag changes (lock, unlock); the status stays.
+    Same,
+}
+
+use Status as S;
+
+/// Statuses in which a machine may be marked broken (MAAS allows it from nearly everywhere).
+const BREAKABLE: &[Status] = &[
+    S::New,
+    S::Commissioning,
+    S::FailedCommissioning,
+    S::Missing,
+    S::Ready,
+    S::Reserved,
+    S::Allocated,
+    S::Deploying,
+    S::Deployed,
+    S::FailedDeployment,
+    S::Releasing,
+    S::FailedReleasing,
+    S::DiskErasing,
+    S::FailedDiskErasing,
+    S::Testing,
+    S::FailedTesting,
+];
+
+/// Every in-progress status: the machine finishes, fails or times out from these.
+const IN_PROGRESS: &[Status] = &[
+    S::Commissioning,
+    S::Deploying,
+    S::Releasing,
+    S::DiskErasing,
+    S::EnteringRescueMode,
+    S::ExitingRescueMode,
+    S::Testing,
+];
+
+/// THE transition table: (action, statuses it is allowed from, where it goes).
+/// A (status, action) pair not listed here is refused with the machine's current status.
+pub const TRANSITIONS: &[(ActionKind, &[Status], Next)] = &[
+    (
+        ActionKind::Commission,
+        &[S::New, S::Ready, S::FailedCommissioning, S::FailedTesting, S::Broken, S::Missing],
+        Next::To(S::Commissioning),
+    ),
+    (
+        ActionKind::Test,
+        &[S::New, S::Ready, S::Broken, S::FailedTesting, S::FailedCommissioning, S::Deployed],
+        Next::To(S::Testing),
+    ),
+    (ActionKind::Allocate, &[S::Ready], Next::To(S::Allocated)),
+    (
+        ActionKind::Deploy,
+        &[S::Ready, S::Allocated, S::FailedDeployment],
+        Next::To(S::Deploying),
+    ),
+    (
+        ActionKind::Release,
+        &[
+            S::Allocated,
+            S::Deployed,
+            S::FailedDeployment,
+            S::FailedReleasing,
+            S::FailedDiskErasing,
+            S::Reserved,
+        ],
+        Next::ReleaseByErase,
+    ),
+    (
+        ActionKind::Abort,
+        &[S::Commissioning, S::Testing, S::EnteringRescueMode],
+        Next::Previous,
+    ),
+    (ActionKind::Abort, &[S::Deploying], Next::To(S::Allocated)),
+    (
+        ActionKind::Abort,
+        &[S::DiskErasing, S::Releasing],
+        Next::Failure,
+    ),
+    (ActionKind::MarkBroken, BREAKABLE, Next::To(S::Broken)),
+    (ActionKind::MarkFixed, &[S::Broken], Next::Fixed),
+    (
+        ActionKind::OverrideFailedTesting,
+        &[S::FailedTesting],
+        Next::Previous,
+    ),
+    (
+        ActionKind::RescueMode,
+        &[S::Ready, S::Deployed, S::Broken, S::Allocated, S::FailedDeployment],
+        Next::To(S::EnteringRescueMode),
+    ),
+    (
+        ActionKind::ExitRescueMode,
+        &[S::RescueMode, S::FailedEnteringRescueMode, S::FailedExitingRescueMode],
+        Next::To(S::ExitingRescueMode),
+    ),
+    (ActionKind::Lock, &[S::Deployed, S::Deploying], Next::Same),
+    (ActionKind::Unlock, &Status::ALL, Next::Same),
+    (ActionKind::Complete, &[S::Commissioning], Next::AfterCommissioning),
+    (
+        ActionKind::Complete,
+        &[S::Testing, S::ExitingRescueMode],
+        Next::Previous,
+    ),
+    (ActionKind::Complete, &[S::Deploying], Next::To(S::Deployed)),
+    (
+        ActionKind::Complete,
+        &[S::Releasing, S::DiskErasing],
+        Next::To(S::Ready),
+    ),
+    (
+        ActionKind::Complete,
+        &[S::EnteringRescueMode],
+        Next::To(S::RescueMode),
+    ),
+    (ActionKind::Fail, IN_PROGRESS, Next::Failure),
+    (ActionKind::TimeOut, IN_PROGRESS, Next::Failure),
+];
+
+/// Looks up the table.
+pub fn rule(status: Status, kind: ActionKind) -> Option<Next> {
+    TRANSITIONS
+        .iter()
+        .find(|(k, from, _)| *k == kind && from.contains(&status))
+        .map(|(_, _, next)| *next)
+}
+
+/// Why an action was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TransitionError {
+    /// The action is not allowed in the machine's current status.
+    #[error("cannot {action} machine {system_id}: it is {status}")]
+    NotAllowed {
+        system_id: String,
+        action: &'static str,
+        status: Status,
+    },
+    /// The machine is locked.
+    #[error("cannot {action} machine {system_id}: it is locked (unlock it first)")]
+    Locked {
+        system_id: String,
+        action: &'static str,
+        status: Status,
+    },
+    /// The machine is already in the asked-for state (lock twice, unlock an unlocked machine).
+    #[error("machine {system_id} is already {what}")]
+    AlreadyDone {
+        system_id: String,
+        what: &'static str,
+        status: Status,
+    },
+    #[error("invalid {action} request: {message}")]
+    Invalid {
+        action: &'static str,
+        message: String,
+        status: Status,
+    },
+}
+
+impl TransitionError {
+    /// The machine's status at the time of the refusal (the API answers 409 with it).
+    pub fn status(&self) -> Status {
+        match self {
+            TransitionError::NotAllowed { status, .. }
+            | TransitionError::Locked { status, .. }
+            | TransitionError::AlreadyDone { status, .. }
+            | TransitionError::Invalid { status, .. } => *status,
+        }
+    }
+}
+
+/// Work the world must do after a transition is committed. The service hands effects to the
+/// conductor (power drivers, the agent); the life cycle never does I/O itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Switch the machine on (or cycle it) with a one-time network boot: it must boot rackbox's
+    /// ephemeral environment.
+    PowerOnNetboot,
+    /// Switch the machine off.
+    PowerOff,
+}
+
+/// The outcome of a successful [`apply`]: the machine as it must be stored, and what must follow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub machine: Machine,
+    pub from: Status,
+    pub to: Status,
+    pub message: String,
+    pub effects: Vec<Effect>,
+}
+
+/// How long each in-progress status may last before it times out, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+    pub commissioning_ms: u64,
+    pub testing_ms: u64,
+    pub deploying_ms: u64,
+    pub releasing_ms: u64,
+    pub disk_erasing_ms: u64,
+    pub rescue_ms: u64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        const MIN: u64 = 60_000;
+        Deadlines {
+            commissioning_ms: 30 * MIN,
+            testing_ms: 60 * MIN,
+            deploying_ms: 40 * MIN,
+            releasing_ms: 10 * MIN,
+            disk_erasing_ms: 24 * 60 * MIN,
+            rescue_ms: 20 * MIN,
+        }
+    }
+}
+
+impl Deadlines {
+    fn for_status(&self, status: Status) -> Option<u64> {
+        Some(match status {
+            S::Commissioning => self.commissioning_ms,
+            S::Testing => self.testing_ms,
+            S::Deploying => self.deploying_ms,
+            S::Releasing => self.releasing_ms,
+            S::DiskErasing => self.disk_erasing_ms,
+            S::EnteringRescueMode | S::ExitingRescueMode => self.rescue_ms,
+            _ => return None,
+        })
+    }
+}
+
+/// Applies `action` to `machine`: checks the table, moves the status, sets the message, owner,
+/// deploy target and deadline, bumps the generation. Pure: the caller stores the result.
+pub fn apply(
+    machine: &Machine,
+    action: &Action,
+    now_ms: u64,
+    deadlines: &Deadlines,
+) -> Result<Transition, TransitionError> {
+    let kind = action.kind();
+    let from = machine.status;
+    let refuse = || TransitionError::NotAllowed {
+        system_id: machine.system_id.clone(),
+        action: kind.name(),
+        status: from,
+    };
+    let next = rule(from, kind).ok_or_else(refuse)?;
+
+    // A locked machine takes only unlock, and reports from its own work.
+    if machine.locked && !matches!(kind, ActionKind::Unlock | ActionKind::Lock) && !kind.is_internal() {
+        return Err(TransitionError::Locked {
+            system_id: machine.system_id.clone(),
+            action: kind.name(),
+            status: from,
+        });
+    }
+
+    let mut m = machine.clone();
+    let to = match next {
+        Next::To(s) => s,
+        Next::Previous => machine.previous_status.unwrap_or(S::Ready),
+        Next::Failure => from.failure().ok_or_else(refuse)?,
+        Next::ReleaseByErase => match action {
+            Action::Release { erase } if *erase != EraseMode::None => S::DiskErasing,
+            _ => S::Releasing,
+        },
+        Next::AfterCommissioning => {
+            if machine.test_after_commission {
+                S::Testing
+            } else {
+                S::Ready
+            }
+        }
+        Next::Fixed => {
+            if machine.commissioned {
+                S::Ready
+            } else {
+                S::New
+            }
+        }
+        Next::Same => from,
+    };
+
+    let mut effects = Vec::new();
+    let message: String;
+    match action {
+        Action::Commission { run_tests } => {
+            m.previous_status = Some(from);
+            m.test_after_commission = *run_tests;
+            effects.push(Effect::PowerOnNetboot);
+            message = "waiting for the machine to network-boot the commissioning environment".into();
+        }
+        Action::Test => {
+            m.previous_status = Some(from);
+            effects.push(Effect::PowerOnNetboot);
+            message = "waiting for the machine to network-boot the testing environment".into();
+        }
+        Action::Allocate { owner } => {
+            if owner.is_empty() {
+                return Err(TransitionError::Invalid {
+                    action: kind.name(),
+                    message: "an allocation needs an owner".into(),
+                    status: from,
+                });
+            }
+            m.owner = Some(owner.clone());
+            message = format!("allocated to {owner}");
+        }
+        Action::Deploy(target) => {
+            if m.owner.is_none() {
+                return Err(TransitionError::Invalid {
+                    action: kind.name(),
+                    message: "the machine has no owner; allocate it first".into(),
+                    status: from,
+                });
+            }
+            m.deploy = Some(target.clone());
+            effects.push(Effect::PowerOnNetboot);
+            let image = if target.image.is_empty() {
+                "the default image".to_string()
+            } else {
+                format!("image {}", target.image)
+            };
+            message = format!("waiting for the machine to network-boot and write {image}");
+        }
+        Action::Release { erase } => {
+            m.erase = Some(*erase);
+            m.owner_data.clear();
+            if to == S::DiskErasing {
+                effects.push(Effect::PowerOnNetboot);
+                message = format!(
+                    "waiting for the machine to network-boot and erase its disks ({} erase)",
+                    match erase {
+                        EraseMode::Quick => "quick",
+                        EraseMode::Full => "full",
+                        EraseMode::Secure => "secure",
+                        EraseMode::None => "no",
+                    }
+                );
+            } else {
+                effects.push(Effect::PowerOff);
+                message = "waiting for the machine to power off".into();
+            }
+        }
+        Action::Abort => {
+            effects.push(Effect::PowerOff);
+            message = format!("{} aborted", from.name().to_lowercase());
+        }
+        Action::MarkBroken { reason } => {
+            m.previous_status = Some(from);
+            message = if reason.is_empty() {
+                "marked broken".into()
+            } else {
+                reason.clone()
+            };
+        }
+        Action::MarkFixed => message = "marked fixed".into(),
+        Action::OverrideFailedTesting => message = "failed testing overridden".into(),
+        Action::RescueMode => {
+            m.previous_status = Some(from);
+            effects.push(Effect::PowerOnNetboot);
+            message = "waiting for the machine to network-boot the rescue environment".into();
+        }
+        Action::ExitRescueMode => {
+            effects.push(Effect::PowerOff);
+            message = "waiting for the machine to leave rescue mode".into();
+        }
+        Action::Lock => {
+            if m.locked {
+                return Err(TransitionError::AlreadyDone {
+                    system_id: m.system_id.clone(),
+                    what: "locked",
+                    status: from,
+                });
+            }
+            m.locked = true;
+            message = "locked".into();
+        }
+        Action::Unlock => {
+            if !m.locked {
+                return Err(TransitionError::AlreadyDone {
+                    system_id: m.system_id.clone(),
+                    what: "unlocked",
+                    status: from,
+                });
+            }
+            m.locked = false;
+            message = "unlocked".into();
+        }
+        Action::Complete { message: said } => {
+            message = if said.is_empty() {
+                format!("{} complete", from.name().to_lowercase())
+            } else {
+                said.clone()
+            };
+            if from == S::Commissioning {
+                m.commissioned = true;
+            }
+        }
+        Action::Fail { reason } => message = reason.clone(),
+        Action::TimeOut => {
+            message = format!("timed out: {} did not finish in time", from.name().to_lowercase())
+        }
+    }
+
+    // Leaving the pool forgets the owner and what was deployed.
+    if matches!(to, S::Ready | S::New) && from != to {
+        m.owner = None;
+        m.deploy = None;
+        m.erase = None;
+        m.owner_data.clear();
+    }
+    if matches!(kind, ActionKind::Complete | ActionKind::Abort)
+        && matches!(from, S::Testing | S::Commissioning | S::EnteringRescueMode | S::ExitingRescueMode)
+        && to != S::Testing
+    {
+        m.previous_status = None;
+    }
+    if to == S::Testing && from == S::Commissioning {
+        // Tests after commissioning return to Ready.
+        m.previous_status = Some(S::Ready);
+        m.test_after_commission = false;
+    }
+
+    m.status = to;
+    m.status_message = message.clone();
+    m.status_deadline_ms = deadlines.for_status(to).map(|d| now_ms.saturating_add(d));
+    m.generation += 1;
+    m.updated_ms = now_ms;
+    Ok(Transition {
+        machine: m,
+        from,
+        to,
+        message,
+        effects,
+    })
+}

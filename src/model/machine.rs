@@ -1,0 +1,252 @@
+//! The machine record: everything rackbox knows about one server, as stored in redb.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::Status;
+
+/// One server in the rack. Observed state (status, power state, inventory) and operator intent
+/// (deploy target, erase mode) live side by side; only the life cycle changes `status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Machine {
+    /// MAAS-style short id (six characters of a base-32 alphabet without look-alikes).
+    pub system_id: String,
+    pub hostname: String,
+    /// DNS domain the hostname lives in (MAAS's default is "maas").
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    pub status: Status,
+    /// What the machine is doing or waiting for, in words, or why it failed.
+    #[serde(default)]
+    pub status_message: String,
+    /// The status to return to when an in-progress action is aborted or rescue mode is left.
+    #[serde(default)]
+    pub previous_status: Option<Status>,
+    /// Bumped on every write; a write that names an older generation is refused, so a late
+    /// message can never move a machine backwards.
+    pub generation: u64,
+    /// The user the machine is allocated to.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Free-form key/value data the owner attaches (Juju stores its model here).
+    #[serde(default)]
+    pub owner_data: BTreeMap<String, String>,
+    /// A locked machine refuses every action that would change it, until unlocked.
+    #[serde(default)]
+    pub locked: bool,
+    /// MAAS architecture string, e.g. "amd64/generic".
+    pub architecture: String,
+    #[serde(default)]
+    pub cpu_count: u32,
+    /// Memory in MiB.
+    #[serde(default)]
+    pub memory_mib: u64,
+    #[serde(default)]
+    pub disks: Vec<Disk>,
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+    /// The full hardware inventory reported by commissioning, as the agent sent it.
+    #[serde(default)]
+    pub inventory: Option<serde_json::Value>,
+    /// Set once commissioning has completed successfully at least once.
+    #[serde(default)]
+    pub commissioned: bool,
+    #[serde(default)]
+    pub tags: BTreeSet<String>,
+    pub zone: String,
+    pub pool: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub power: PowerSettings,
+    #[serde(default)]
+    pub power_state: PowerStatus,
+    /// What to deploy, set by the deploy action.
+    #[serde(default)]
+    pub deploy: Option<DeployTarget>,
+    /// How the disks are wiped on release, set by the release action.
+    #[serde(default)]
+    pub erase: Option<EraseMode>,
+    /// Run hardware tests after commissioning.
+    #[serde(default)]
+    pub test_after_commission: bool,
+    /// When the current in-progress status times out (unix milliseconds).
+    #[serde(default)]
+    pub status_deadline_ms: Option<u64>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+fn default_domain() -> String {
+    "maas".to_string()
+}
+
+impl Machine {
+    /// The machine's interface that boots from the network, or its first.
+    pub fn boot_interface(&self) -> Option<&Interface> {
+        self.interfaces
+            .iter()
+            .find(|i| i.boot)
+            .or_else(|| self.interfaces.first())
+    }
+
+    /// Total size of all disks in bytes.
+    pub fn storage_bytes(&self) -> u64 {
+        self.disks.iter().map(|d| d.size_bytes).sum()
+    }
+
+    pub fn fqdn(&self) -> String {
+        format!("{}.{}", self.hostname, self.domain)
+    }
+}
+
+/// A block device as commissioning saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Disk {
+    /// Kernel name, e.g. "sda", "nvme0n1", "vda".
+    pub name: String,
+    pub size_bytes: u64,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub serial: String,
+    #[serde(default = "default_block_size")]
+    pub block_size: u32,
+    #[serde(default)]
+    pub rotational: bool,
+    /// Tags used by storage constraints ("ssd", "rotary", user-given).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn default_block_size() -> u32 {
+    512
+}
+
+/// A network interface of the machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Interface {
+    pub name: String,
+    /// Lower-case colon-separated MAC address.
+    pub mac: String,
+    /// This is the interface the machine PXE-boots from.
+    #[serde(default)]
+    pub boot: bool,
+}
+
+/// How rackbox switches the machine on and off: a driver name and its parameters, MAAS-style.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PowerSettings {
+    /// "ipmi", "redfish", "manual", "command"; empty means not configured yet.
+    #[serde(default)]
+    pub power_type: String,
+    /// Driver parameters (power_address, power_user, power_pass, ...). Secrets are masked for
+    /// everyone but admins.
+    #[serde(default)]
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The last power state rackbox observed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PowerStatus {
+    pub state: PowerState,
+    /// Why the state is `error` or `unknown`.
+    #[serde(default)]
+    pub message: String,
+    /// When it was last read from the BMC (unix milliseconds).
+    #[serde(default)]
+    pub checked_ms: Option<u64>,
+}
+
+impl Default for PowerStatus {
+    fn default() -> Self {
+        PowerStatus {
+            state: PowerState::Unknown,
+            message: String::new(),
+            checked_ms: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerState {
+    On,
+    Off,
+    Unknown,
+    Error,
+}
+
+impl PowerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::On => "on",
+            PowerState::Off => "off",
+            PowerState::Unknown => "unknown",
+            PowerState::Error => "error",
+        }
+    }
+}
+
+/// What the deploy action asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeployTarget {
+    /// Image name in the image cache; empty means the default image for the architecture.
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub osystem: String,
+    #[serde(default)]
+    pub distro_series: String,
+    /// cloud-init user data, as given (decoded from base64 on the MAAS face).
+    #[serde(default)]
+    pub user_data: String,
+    /// The owner's SSH public keys at the time of the deploy.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+}
+
+/// How disks are wiped when a machine is released.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EraseMode {
+    /// Leave the disks as they are.
+    #[default]
+    None,
+    /// wipefs, and zero the first and last MiB of every disk.
+    Quick,
+    /// Zero every byte.
+    Full,
+    /// ATA secure erase / NVMe format / discard, falling back to full.
+    Secure,
+}
+
+impl EraseMode {
+    pub fn parse(text: &str) -> Option<EraseMode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "none" | "" => Some(EraseMode::None),
+            "quick" => Some(EraseMode::Quick),
+            "full" => Some(EraseMode::Full),
+            "secure" => Some(EraseMode::Secure),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a machine's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Event {
+    /// Store-wide sequence number; events of one machine are ordered by it.
+    pub seq: u64,
+    pub system_id: String,
+    pub at_ms: u64,
+    /// Who did it: a username, or "rackbox" for the daemon's own work.
+    pub actor: String,
+    pub action: String,
+    pub from: Status,
+    pub to: Status,
+    #[serde(default)]
+    pub message: String,
+}

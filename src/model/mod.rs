@@ -1,0 +1,17 @@
+//! The data of rackbox and the rules over it, with no I/O: machines, their statuses and life cycle,
+//! allocation constraints, users and tokens. Every other room uses this one; it uses none of them.
+
+pub mod constraints;
+pub mod ids;
+pub mod lifecycle;
+pub mod machine;
+pub mod status;
+pub mod user;
+
+pub use constraints::Constraints;
+pub use lifecycle::{Action, ActionKind, Effect, Transition, TransitionError};
+pub use machine::{
+    DeployTarget, Disk, EraseMode, Event, Interface, Machine, PowerSettings, PowerState, PowerStatus,
+};
+pub use status::Status;
+pub use user::{Role, SshKey, Token, User};

@@ -1,0 +1,68 @@
+//! Users, their roles and SSH keys, and API tokens.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What a user may do. Admins see and do everything; users see the pool and act on the machines
+/// they own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    #[serde(default)]
+    pub email: String,
+    pub role: Role,
+    /// argon2id PHC string; never leaves the store.
+    pub password_hash: String,
+    #[serde(default)]
+    pub ssh_keys: Vec<SshKey>,
+    pub created_ms: u64,
+}
+
+/// An SSH public key, installed on the machines the user deploys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SshKey {
+    pub id: u32,
+    /// The whole public key line, e.g. `ssh-ed25519 AAAA... user@host`.
+    pub key: String,
+}
+
+/// An API token. Only a hash of the secret is stored: a stolen database yields no usable token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    /// Public part: the token's id (for MAAS keys, the OAuth token key).
+    pub id: String,
+    pub username: String,
+    /// What the token is for, given by its creator.
+    #[serde(default)]
+    pub name: String,
+    /// Hex sha256 of the secret part.
+    pub secret_sha256: String,
+    /// For MAAS API keys: the OAuth consumer key that must come with the token.
+    #[serde(default)]
+    pub maas_consumer_key: Option<String>,
+    pub created_ms: u64,
+}

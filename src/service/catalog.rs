@@ -1,0 +1,101 @@
+//! Zones, resource pools and tags: named groupings of machines.
+
+use super::{Principal, Service, ServiceError};
+use crate::model::ids::{self, now_ms};
+use crate::store::tables::{self, NamedThing, POOLS, TAGS, ZONES};
+
+/// Which catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogKind {
+    Zone,
+    Pool,
+    Tag,
+}
+
+impl CatalogKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CatalogKind::Zone => "zone",
+            CatalogKind::Pool => "pool",
+            CatalogKind::Tag => "tag",
+        }
+    }
+
+    fn table(self) -> redb::TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            CatalogKind::Zone => ZONES,
+            CatalogKind::Pool => POOLS,
+            CatalogKind::Tag => TAGS,
+        }
+    }
+
+    fn used_by(self, m: &crate::model::Machine, name: &str) -> bool {
+        match self {
+            CatalogKind::Zone => m.zone == name,
+            CatalogKind::Pool => m.pool == name,
+            CatalogKind::Tag => m.tags.contains(name),
+        }
+    }
+}
+
+impl Service {
+    pub fn list_catalog(&self, kind: CatalogKind) -> Result<Vec<NamedThing>, ServiceError> {
+        let rx = self.store.read()?;
+        Ok(tables::all(&rx, kind.table())?)
+    }
+
+    pub fn catalog_entry(&self, kind: CatalogKind, name: &str) -> Result<NamedThing, ServiceError> {
+        let rx = self.store.read()?;
+        tables::get(&rx, kind.table(), name)?.ok_or_else(|| ServiceError::not_found(kind.name(), name))
+    }
+
+    pub async fn create_catalog(&self, p: &Principal, kind: CatalogKind, name: &str, description: &str) -> Result<NamedThing, ServiceError> {
+        if !p.is_admin() {
+            return Err(ServiceError::Forbidden(format!("only admins may create a {}", kind.name())));
+        }
+        ids::check_name(kind.name(), name).map_err(ServiceError::Invalid)?;
+        let thing = NamedThing {
+            name: name.to_string(),
+            description: description.to_string(),
+            created_ms: now_ms(),
+        };
+        let t = thing.clone();
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                if tables::get_in::<NamedThing>(tx, kind.table(), &t.name)?.is_some() {
+                    return Err(ServiceError::Conflict(format!("{} {} exists", kind.name(), t.name)));
+                }
+                tables::put_in(tx, kind.table(), &t.name, &t)?;
+                Ok(())
+            })
+            .await?;
+        Ok(thing)
+    }
+
+    /// Deletes a zone, pool or tag. The default zone and pool stay; one still used by a machine
+    /// is refused (409) naming the machine.
+    pub async fn delete_catalog(&self, p: &Principal, kind: CatalogKind, name: &str) -> Result<(), ServiceError> {
+        if !p.is_admin() {
+            return Err(ServiceError::Forbidden(format!("only admins may delete a {}", kind.name())));
+        }
+        if name == "default" && kind != CatalogKind::Tag {
+            return Err(ServiceError::Conflict(format!("the default {} cannot be deleted", kind.name())));
+        }
+        if let Some(m) = self.index_snapshot().iter().find(|m| kind.used_by(m, name)) {
+            return Err(ServiceError::Conflict(format!(
+                "{} {name} is used by machine {}",
+                kind.name(),
+                m.system_id
+            )));
+        }
+        let n = name.to_string();
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                if !tables::remove_in(tx, kind.table(), &n)? {
+                    return Err(ServiceError::not_found(kind.name(), &n));
+                }
+                Ok(())
+            })
+            .await
+    }
+}

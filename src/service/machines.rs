@@ -1,0 +1,882 @@
+//! Machines: add, read, edit, delete, act, allocate, history.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Principal, Service, ServiceError};
+use crate::model::constraints::{self, Constraints, NoMatch};
+use crate::model::ids::{self, now_ms};
+use crate::model::lifecycle::{self, Action, ActionKind, Transition};
+use crate::model::{
+    DeployTarget, EraseMode, Event, Interface, Machine, PowerSettings, PowerState, PowerStatus,
+    Status,
+};
+use crate::store::tables::{self, NamedThing, POOLS, TAGS, ZONES};
+
+/// What an admin gives to add a machine by hand.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMachine {
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Defaults to "amd64/generic".
+    #[serde(default)]
+    pub architecture: Option<String>,
+    /// The machine's MAC addresses; the first is its boot interface.
+    pub mac_addresses: Vec<String>,
+    #[serde(default)]
+    pub power_type: Option<String>,
+    #[serde(default)]
+    pub power_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Commission right away. Defaults to true when a power driver is given.
+    #[serde(default)]
+    pub commission: Option<bool>,
+}
+
+/// Changes to a machine; absent fields stay as they are.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineEdit {
+    /// Refuse the edit unless the machine still has this generation.
+    #[serde(default)]
+    pub generation: Option<u64>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub architecture: Option<String>,
+    /// Replaces the tag set.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub add_tags: Vec<String>,
+    #[serde(default)]
+    pub remove_tags: Vec<String>,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+    #[serde(default)]
+    pub power_type: Option<String>,
+    /// Replaces the power parameters.
+    #[serde(default)]
+    pub power_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Owner data to set; an empty value deletes the key. The owner may change this.
+    #[serde(default)]
+    pub owner_data: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Parameters of an action request; which ones apply depends on the action.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// Refuse the action unless the machine still has this generation.
+    #[serde(default)]
+    pub generation: Option<u64>,
+    /// commission: run hardware tests afterwards.
+    #[serde(default)]
+    pub run_tests: bool,
+    /// deploy: image name in the image cache (default image when empty).
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub osystem: Option<String>,
+    #[serde(default)]
+    pub distro_series: Option<String>,
+    /// deploy: cloud-init user data (plain text).
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// release: none, quick, full or secure.
+    #[serde(default)]
+    pub erase: Option<String>,
+    /// mark_broken: why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// A note recorded with the event.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Which machines a list returns.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineFilter {
+    pub status: Option<String>,
+    pub owner: Option<String>,
+    pub zone: Option<String>,
+    pub pool: Option<String>,
+    pub tag: Option<String>,
+    pub hostname: Option<String>,
+    pub mac: Option<String>,
+    /// Start after this system_id (the `next` of the previous page).
+    pub after: Option<String>,
+    /// Page size; 0 means everything. Default 100.
+    pub limit: Option<usize>,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// How many match the filter in all.
+    pub total: usize,
+    /// Cursor for the next page, when there is one.
+    pub next: Option<String>,
+}
+
+/// Power-parameter keys whose values are secrets: stored, never logged, shown only to admins.
+pub const SECRET_POWER_KEYS: &[&str] = &["power_pass", "power_password", "k_g", "password", "secret"];
+
+/// A copy of the power settings with secret values replaced by "********".
+pub fn mask_power(power: &PowerSettings) -> PowerSettings {
+    let mut masked = power.clone();
+    for (k, v) in masked.parameters.iter_mut() {
+        if SECRET_POWER_KEYS.iter().any(|s| k == s) && !v.is_null() {
+            *v = serde_json::Value::String("********".into());
+        }
+    }
+    masked
+}
+
+/// Checks a power type and its parameters.
+fn check_power(power_type: &str, params: &serde_json::Map<String, serde_json::Value>) -> Result<(), ServiceError> {
+    let known = ["", "manual", "ipmi", "redfish", "command"];
+    if !known.contains(&power_type) {
+        return Err(ServiceError::Invalid(format!(
+            "power_type {power_type:?} is not one of manual, ipmi, redfish, command"
+        )));
+    }
+    if matches!(power_type, "ipmi" | "redfish") {
+        match params.get("power_address") {
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {}
+            _ => {
+                return Err(ServiceError::Invalid(format!(
+                    "power parameter power_address is required for {power_type}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn may_see(p: &Principal, m: &Machine) -> bool {
+    p.is_admin() || m.owner.is_none() || m.owner.as_deref() == Some(p.username.as_str())
+}
+
+/// Whether `p` may request `kind` on `m`. Admins may do everything; users act on machines they
+/// own, and deploy (which allocates) a Ready one.
+fn may_act(p: &Principal, m: &Machine, kind: ActionKind) -> Result<(), ServiceError> {
+    if kind.is_internal() {
+        return Err(ServiceError::Forbidden(format!(
+            "{} is reported by the machine, not requested",
+            kind.name()
+        )));
+    }
+    if p.is_admin() {
+        return Ok(());
+    }
+    let owns = m.owner.as_deref() == Some(p.username.as_str());
+    let allowed = match kind {
+        ActionKind::Deploy => owns || (m.owner.is_none() && m.status == Status::Ready),
+        ActionKind::Release
+        | ActionKind::Abort
+        | ActionKind::MarkBroken
+        | ActionKind::RescueMode
+        | ActionKind::ExitRescueMode
+        | ActionKind::Lock
+        | ActionKind::Unlock => owns,
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else if !may_see(p, m) {
+        Err(ServiceError::not_found("machine", &m.system_id))
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "user {} may not {} machine {}{}",
+            p.username,
+            kind.name(),
+            m.system_id,
+            if owns { "" } else { " (it is not theirs)" }
+        )))
+    }
+}
+
+fn event_for(t: &Transition, actor: &str, action: &str, comment: Option<&str>) -> Event {
+    let message = match comment {
+        Some(c) if !c.is_empty() => format!("{} ({c})", t.message),
+        _ => t.message.clone(),
+    };
+    Event {
+        seq: 0,
+        system_id: t.machine.system_id.clone(),
+        at_ms: t.machine.updated_ms,
+        actor: actor.to_string(),
+        action: action.to_string(),
+        from: t.from,
+        to: t.to,
+        message,
+    }
+}
+
+fn named_exists(
+    tx: &redb::WriteTransaction,
+    table: redb::TableDefinition<&str, &[u8]>,
+    kind: &'static str,
+    name: &str,
+) -> Result<(), ServiceError> {
+    if tables::get_in::<NamedThing>(tx, table, name)?.is_none() {
+        return Err(ServiceError::Invalid(format!("{kind} {name:?} does not exist")));
+    }
+    Ok(())
+}
+
+fn ensure_tags(tx: &redb::WriteTransaction, tags: &BTreeSet<String>, now: u64) -> Result<(), ServiceError> {
+    for tag in tags {
+        if tables::get_in::<NamedThing>(tx, TAGS, tag)?.is_none() {
+            tables::put_in(tx, TAGS, tag, &NamedThing {
+                name: tag.clone(),
+                description: String::new(),
+                created_ms: now,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn check_tags(tags: &[String]) -> Result<(), ServiceError> {
+    for t in tags {
+        ids::check_name("tag", t).map_err(ServiceError::Invalid)?;
+    }
+    Ok(())
+}
+
+impl Service {
+    /// Adds a machine (admins). It starts New, and commissions at once when asked or when it has a
+    /// power driver.
+    pub async fn add_machine(&self, p: &Principal, new: NewMachine) -> Result<Machine, ServiceError> {
+        if !p.is_admin() {
+            return Err(ServiceError::Forbidden("only admins may add machines".into()));
+        }
+        if new.mac_addresses.is_empty() {
+            return Err(ServiceError::Invalid(
+                "mac_addresses: at least one MAC address is required".into(),
+            ));
+        }
+        let mut interfaces = Vec::new();
+        for (i, mac) in new.mac_addresses.iter().enumerate() {
+            let mac = ids::normalize_mac(mac).map_err(|e| ServiceError::Invalid(format!("mac_addresses: {e}")))?;
+            if interfaces.iter().any(|x: &Interface| x.mac == mac) {
+                return Err(ServiceError::Invalid(format!("mac_addresses: {mac} is given twice")));
+            }
+            interfaces.push(Interface {
+                name: format!("eth{i}"),
+                mac,
+                boot: i == 0,
+            });
+        }
+        if let Some(h) = &new.hostname {
+            ids::check_hostname(h).map_err(ServiceError::Invalid)?;
+            if self.index_snapshot().iter().any(|m| &m.hostname == h) {
+                return Err(ServiceError::Conflict(format!("hostname {h} is taken")));
+            }
+        }
+        check_tags(&new.tags)?;
+        let power = PowerSettings {
+            power_type: new.power_type.clone().unwrap_or_default(),
+            parameters: new.power_parameters.clone().unwrap_or_default(),
+        };
+        check_power(&power.power_type, &power.parameters)?;
+        let commission = new
+            .commission
+            .unwrap_or(!power.power_type.is_empty() && power.power_type != "manual");
+        let deadlines = self.deadlines;
+        let actor = p.username.clone();
+        let (machine, effects) = self
+            .store
+            .write(move |tx| -> Result<_, ServiceError> {
+                for i in &interfaces {
+                    if let Some(owner) = tables::machine_by_mac_in(tx, &i.mac)? {
+                        return Err(ServiceError::Conflict(format!(
+                            "MAC {} already belongs to machine {owner}",
+                            i.mac
+                        )));
+                    }
+                }
+                let zone = new.zone.clone().unwrap_or_else(|| "default".into());
+                let pool = new.pool.clone().unwrap_or_else(|| "default".into());
+                named_exists(tx, ZONES, "zone", &zone)?;
+                named_exists(tx, POOLS, "pool", &pool)?;
+                let mut system_id = ids::new_system_id();
+                while tables::get_in::<Machine>(tx, tables::MACHINES, &system_id)?.is_some() {
+                    system_id = ids::new_system_id();
+                }
+                let now = now_ms();
+                let tags: BTreeSet<String> = new.tags.iter().cloned().collect();
+                ensure_tags(tx, &tags, now)?;
+                let mut machine = Machine {
+                    hostname: new
+                        .hostname
+                        .clone()
+                        .unwrap_or_else(|| ids::default_hostname(&system_id)),
+                    system_id,
+                    domain: new.domain.clone().unwrap_or_else(|| "maas".into()),
+                    status: Status::New,
+                    status_message: "added".into(),
+                    previous_status: None,
+                    generation: 1,
+                    owner: None,
+                    owner_data: Default::default(),
+                    locked: false,
+                    architecture: new
+                        .architecture
+                        .clone()
+                        .unwrap_or_else(|| "amd64/generic".into()),
+                    cpu_count: 0,
+                    memory_mib: 0,
+                    disks: Vec::new(),
+                    interfaces,
+                    inventory: None,
+                    commissioned: false,
+                    tags,
+                    zone,
+                    pool,
+                    description: new.description.clone().unwrap_or_default(),
+                    power,
+                    power_state: PowerStatus::default(),
+                    deploy: None,
+                    erase: None,
+                    test_after_commission: false,
+                    status_deadline_ms: None,
+                    created_ms: now,
+                    updated_ms: now,
+                };
+                tables::put_machine(tx, &machine, None)?;
+                tables::append_event(tx, Event {
+                    seq: 0,
+                    system_id: machine.system_id.clone(),
+                    at_ms: now,
+                    actor: actor.clone(),
+                    action: "add".into(),
+                    from: Status::New,
+                    to: Status::New,
+                    message: "added".into(),
+                })?;
+                let mut effects = Vec::new();
+                if commission {
+                    let t = lifecycle::apply(&machine, &Action::Commission { run_tests: false }, now, &deadlines)?;
+                    tables::put_machine(tx, &t.machine, Some(&machine))?;
+                    tables::append_event(tx, event_for(&t, &actor, "commission", None))?;
+                    effects = t.effects;
+                    machine = t.machine;
+                }
+                Ok((machine, effects))
+            })
+            .await?;
+        self.index_put(machine.clone());
+        self.send_effects(&machine, &effects);
+        tracing::info!(system_id = %machine.system_id, hostname = %machine.hostname, by = %p.username, "machine added");
+        Ok(machine)
+    }
+
+    /// Stores a whole machine record as given (fixtures, benchmarks, restoring a backup). Not
+    /// reachable through any API: nothing a user does can claim a machine was commissioned.
+    #[doc(hidden)]
+    pub async fn insert_machine_record(&self, machine: Machine) -> Result<Machine, ServiceError> {
+        let m = machine.clone();
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                for i in &m.interfaces {
+                    if let Some(owner) = tables::machine_by_mac_in(tx, &i.mac)?
+                        && owner != m.system_id
+                    {
+                        return Err(ServiceError::Conflict(format!("MAC {} already belongs to machine {owner}", i.mac)));
+                    }
+                }
+                let old = tables::get_in::<Machine>(tx, tables::MACHINES, &m.system_id)?;
+                ensure_tags(tx, &m.tags, m.updated_ms)?;
+                tables::put_machine(tx, &m, old.as_ref())?;
+                Ok(())
+            })
+            .await?;
+        self.index_put(machine.clone());
+        Ok(machine)
+    }
+
+    /// One machine, if `p` may see it.
+    pub fn machine(&self, p: &Principal, system_id: &str) -> Result<Arc<Machine>, ServiceError> {
+        match self.index_get(system_id) {
+            Some(m) if may_see(p, &m) => Ok(m),
+            _ => Err(ServiceError::not_found("machine", system_id)),
+        }
+    }
+
+    /// The machine a MAC belongs to (boot and DHCP lookups).
+    pub fn machine_by_mac(&self, mac: &str) -> Result<Option<Arc<Machine>>, ServiceError> {
+        let rx = self.store.read()?;
+        Ok(tables::machine_by_mac(&rx, mac)?.and_then(|id| self.index_get(&id)))
+    }
+
+    /// Machines `p` may see that match the filter, a page at a time, in system_id order.
+    pub fn list_machines(&self, p: &Principal, f: &MachineFilter) -> Result<Page<Arc<Machine>>, ServiceError> {
+        let status = match &f.status {
+            Some(s) => Some(Status::parse(s).ok_or_else(|| ServiceError::Invalid(format!("status {s:?} is not a machine status")))?),
+            None => None,
+        };
+        let mac = match &f.mac {
+            Some(m) => Some(ids::normalize_mac(m).map_err(ServiceError::Invalid)?),
+            None => None,
+        };
+        let limit = f.limit.unwrap_or(100);
+        let matches = |m: &Machine| {
+            may_see(p, m)
+                && status.is_none_or(|s| m.status == s)
+                && f.owner.as_ref().is_none_or(|o| m.owner.as_ref() == Some(o))
+                && f.zone.as_ref().is_none_or(|z| &m.zone == z)
+                && f.pool.as_ref().is_none_or(|x| &m.pool == x)
+                && f.tag.as_ref().is_none_or(|t| m.tags.contains(t))
+                && f.hostname.as_ref().is_none_or(|h| &m.hostname == h)
+                && mac.as_ref().is_none_or(|mac| m.interfaces.iter().any(|i| &i.mac == mac))
+        };
+        let index = match self.index.read() {
+            Ok(i) => i,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut total = 0;
+        let mut items = Vec::new();
+        let mut next = None;
+        for (id, m) in index.iter() {
+            if !matches(m) {
+                continue;
+            }
+            total += 1;
+            if f.after.as_ref().is_some_and(|a| id.as_str() <= a.as_str()) {
+                continue;
+            }
+            if limit == 0 || items.len() < limit {
+                items.push(m.clone());
+            } else if next.is_none() {
+                next = items.last().map(|m: &Arc<Machine>| m.system_id.clone());
+            }
+        }
+        Ok(Page { items, total, next })
+    }
+
+    /// Edits a machine. Admins may change everything; an owner may change owner data.
+    pub async fn edit_machine(&self, p: &Principal, system_id: &str, edit: MachineEdit) -> Result<Machine, ServiceError> {
+        let current = self.machine(p, system_id)?;
+        let only_owner_data = edit.hostname.is_none()
+            && edit.domain.is_none()
+            && edit.description.is_none()
+            && edit.architecture.is_none()
+            && edit.tags.is_none()
+            && edit.add_tags.is_empty()
+            && edit.remove_tags.is_empty()
+            && edit.zone.is_none()
+            && edit.pool.is_none()
+            && edit.power_type.is_none()
+            && edit.power_parameters.is_none();
+        let owns = current.owner.as_deref() == Some(p.username.as_str());
+        if !p.is_admin() && !(only_owner_data && owns) {
+            return Err(ServiceError::Forbidden(format!(
+                "user {} may only change the owner data of machines they own",
+                p.username
+            )));
+        }
+        if let Some(h) = &edit.hostname {
+            ids::check_hostname(h).map_err(ServiceError::Invalid)?;
+            if self.index_snapshot().iter().any(|m| &m.hostname == h && m.system_id != system_id) {
+                return Err(ServiceError::Conflict(format!("hostname {h} is taken")));
+            }
+        }
+        for list in [edit.tags.as_deref().unwrap_or(&[]), &edit.add_tags, &edit.remove_tags] {
+            check_tags(list)?;
+        }
+        let id = system_id.to_string();
+        let actor = p.username.clone();
+        let machine = self
+            .store
+            .write(move |tx| -> Result<Machine, ServiceError> {
+                let old: Machine = tables::get_in(tx, tables::MACHINES, &id)?
+                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                if let Some(g) = edit.generation
+                    && g != old.generation
+                {
+                    return Err(ServiceError::Stale {
+                        system_id: id.clone(),
+                        current: old.generation,
+                        given: g,
+                        status: old.status,
+                    });
+                }
+                let changes_machine = !only_owner_data;
+                if old.locked && changes_machine {
+                    return Err(lifecycle::TransitionError::Locked {
+                        system_id: id.clone(),
+                        action: "edit",
+                        status: old.status,
+                    }
+                    .into());
+                }
+                let mut m = old.clone();
+                if let Some(h) = edit.hostname {
+                    m.hostname = h;
+                }
+                if let Some(d) = edit.domain {
+                    m.domain = d;
+                }
+                if let Some(d) = edit.description {
+                    m.description = d;
+                }
+                if let Some(a) = edit.architecture {
+                    m.architecture = a;
+                }
+                if let Some(tags) = edit.tags {
+                    m.tags = tags.into_iter().collect();
+                }
+                m.tags.extend(edit.add_tags);
+                for t in &edit.remove_tags {
+                    m.tags.remove(t);
+                }
+                if let Some(z) = edit.zone {
+                    named_exists(tx, ZONES, "zone", &z)?;
+                    m.zone = z;
+                }
+                if let Some(x) = edit.pool {
+                    named_exists(tx, POOLS, "pool", &x)?;
+                    m.pool = x;
+                }
+                if edit.power_type.is_some() || edit.power_parameters.is_some() {
+                    let power_type = edit.power_type.unwrap_or(m.power.power_type.clone());
+                    let parameters = edit.power_parameters.unwrap_or(m.power.parameters.clone());
+                    check_power(&power_type, &parameters)?;
+                    m.power = PowerSettings { power_type, parameters };
+                }
+                if let Some(data) = edit.owner_data {
+                    for (k, v) in data {
+                        if v.is_empty() {
+                            m.owner_data.remove(&k);
+                        } else {
+                            m.owner_data.insert(k, v);
+                        }
+                    }
+                }
+                let now = now_ms();
+                ensure_tags(tx, &m.tags, now)?;
+                m.generation += 1;
+                m.updated_ms = now;
+                tables::put_machine(tx, &m, Some(&old))?;
+                tables::append_event(tx, Event {
+                    seq: 0,
+                    system_id: m.system_id.clone(),
+                    at_ms: now,
+                    actor,
+                    action: "edit".into(),
+                    from: m.status,
+                    to: m.status,
+                    message: "edited".into(),
+                })?;
+                Ok(m)
+            })
+            .await?;
+        self.index_put(machine.clone());
+        Ok(machine)
+    }
+
+    /// Deletes a machine and its history (admins; refused while locked).
+    pub async fn delete_machine(&self, p: &Principal, system_id: &str) -> Result<(), ServiceError> {
+        if !p.is_admin() {
+            self.machine(p, system_id)?;
+            return Err(ServiceError::Forbidden("only admins may delete machines".into()));
+        }
+        let id = system_id.to_string();
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                let m: Machine = tables::get_in(tx, tables::MACHINES, &id)?
+                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                if m.locked {
+                    return Err(lifecycle::TransitionError::Locked {
+                        system_id: id.clone(),
+                        action: "delete",
+                        status: m.status,
+                    }
+                    .into());
+                }
+                tables::delete_machine(tx, &m)?;
+                Ok(())
+            })
+            .await?;
+        self.index_remove(system_id);
+        tracing::info!(system_id, by = %p.username, "machine deleted");
+        Ok(())
+    }
+
+    /// Applies a requested action (from an API face) to a machine.
+    pub async fn act(
+        &self,
+        p: &Principal,
+        system_id: &str,
+        action_name: &str,
+        req: ActionRequest,
+    ) -> Result<Machine, ServiceError> {
+        let kind = ActionKind::parse(action_name)
+            .ok_or_else(|| ServiceError::Invalid(format!("unknown action {action_name:?}")))?;
+        let current = self.machine(p, system_id)?;
+        may_act(p, &current, kind)?;
+        let action = match kind {
+            ActionKind::Commission => Action::Commission { run_tests: req.run_tests },
+            ActionKind::Test => Action::Test,
+            ActionKind::Allocate => Action::Allocate { owner: p.username.clone() },
+            ActionKind::Deploy => {
+                // The owner's SSH keys at the time of the deploy are what the machine gets.
+                let owner = current.owner.clone().unwrap_or_else(|| p.username.clone());
+                let keys = self
+                    .user_record(&owner)?
+                    .map(|u| u.ssh_keys.into_iter().map(|k| k.key).collect())
+                    .unwrap_or_default();
+                Action::Deploy(DeployTarget {
+                    image: req.image.clone().unwrap_or_default(),
+                    osystem: req.osystem.clone().unwrap_or_default(),
+                    distro_series: req.distro_series.clone().unwrap_or_default(),
+                    user_data: req.user_data.clone().unwrap_or_default(),
+                    ssh_keys: keys,
+                })
+            }
+            ActionKind::Release => {
+                let erase = match &req.erase {
+                    Some(e) => EraseMode::parse(e).ok_or_else(|| {
+                        ServiceError::Invalid(format!("erase {e:?} must be one of none, quick, full, secure"))
+                    })?,
+                    None => EraseMode::None,
+                };
+                Action::Release { erase }
+            }
+            ActionKind::Abort => Action::Abort,
+            ActionKind::MarkBroken => Action::MarkBroken {
+                reason: req.reason.clone().unwrap_or_default(),
+            },
+            ActionKind::MarkFixed => Action::MarkFixed,
+            ActionKind::OverrideFailedTesting => Action::OverrideFailedTesting,
+            ActionKind::RescueMode => Action::RescueMode,
+            ActionKind::ExitRescueMode => Action::ExitRescueMode,
+            ActionKind::Lock => Action::Lock,
+            ActionKind::Unlock => Action::Unlock,
+            ActionKind::Complete | ActionKind::Fail | ActionKind::TimeOut => {
+                return Err(ServiceError::Forbidden(format!("{} is reported by the machine, not requested", kind.name())));
+            }
+        };
+        let principal = p.clone();
+        self.transition(system_id, action, req.generation, &p.username, req.comment, move |m| {
+            may_act(&principal, m, kind)
+        })
+        .await
+    }
+
+    /// Applies a report from the machine side (agent, power driver, reconciler): complete, fail,
+    /// time out. `generation`, when given, refuses a report about an older state of the machine.
+    pub async fn report(
+        &self,
+        system_id: &str,
+        action: Action,
+        generation: Option<u64>,
+        actor: &str,
+    ) -> Result<Machine, ServiceError> {
+        if !action.kind().is_internal() {
+            return Err(ServiceError::Invalid(format!("{} is not a report", action.kind().name())));
+        }
+        self.transition(system_id, action, generation, actor, None, |_| Ok(())).await
+    }
+
+    /// The one path by which a machine's status changes: read it inside the write, check the
+    /// generation and the caller, apply the life-cycle rule, store the machine and its event.
+    async fn transition(
+        &self,
+        system_id: &str,
+        action: Action,
+        generation: Option<u64>,
+        actor: &str,
+        comment: Option<String>,
+        authorize: impl FnOnce(&Machine) -> Result<(), ServiceError> + Send + 'static,
+    ) -> Result<Machine, ServiceError> {
+        let id = system_id.to_string();
+        let actor = actor.to_string();
+        let deadlines = self.deadlines;
+        let t = self
+            .store
+            .write(move |tx| -> Result<Transition, ServiceError> {
+                let mut m: Machine = tables::get_in(tx, tables::MACHINES, &id)?
+                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                if let Some(g) = generation
+                    && g != m.generation
+                {
+                    return Err(ServiceError::Stale {
+                        system_id: id.clone(),
+                        current: m.generation,
+                        given: g,
+                        status: m.status,
+                    });
+                }
+                authorize(&m)?;
+                let now = now_ms();
+                let mut transitions = Vec::new();
+                // Deploying a Ready machine allocates it to the deployer first, in the same write.
+                if let Action::Deploy(_) = &action
+                    && m.status == Status::Ready
+                {
+                    let t = lifecycle::apply(&m, &Action::Allocate { owner: actor.clone() }, now, &deadlines)?;
+                    m = t.machine.clone();
+                    transitions.push((t, "allocate"));
+                }
+                let t = lifecycle::apply(&m, &action, now, &deadlines)?;
+                transitions.push((t.clone(), action.kind().name()));
+                let old: Option<Machine> = tables::get_in(tx, tables::MACHINES, &id)?;
+                tables::put_machine(tx, &t.machine, old.as_ref())?;
+                for (step, name) in &transitions {
+                    tables::append_event(tx, event_for(step, &actor, name, comment.as_deref()))?;
+                }
+                Ok(t)
+            })
+            .await?;
+        tracing::info!(
+            system_id = %t.machine.system_id,
+            action = action_label(&t),
+            from = t.from.name(),
+            to = t.to.name(),
+            "machine status changed"
+        );
+        self.index_put(t.machine.clone());
+        self.send_effects(&t.machine, &t.effects);
+        Ok(t.machine)
+    }
+
+    /// Allocates the smallest Ready machine that satisfies the constraints to `p`.
+    /// Concurrent allocations never get the same machine: the choice is re-checked inside the write.
+    pub async fn allocate(&self, p: &Principal, c: Constraints, comment: Option<String>) -> Result<Machine, ServiceError> {
+        const ATTEMPTS: usize = 4;
+        const CANDIDATES_PER_ATTEMPT: usize = 32;
+        for _ in 0..ATTEMPTS {
+            let ids: Vec<String> = {
+                let snapshot = self.index_snapshot();
+                let found = constraints::candidates(snapshot.iter().map(|m| m.as_ref()), &c)?;
+                if c.dry_run {
+                    return found
+                        .first()
+                        .map(|m| (*m).clone())
+                        .ok_or(ServiceError::NoMatch(NoMatch::NoneReady));
+                }
+                found
+                    .iter()
+                    .take(CANDIDATES_PER_ATTEMPT)
+                    .map(|m| m.system_id.clone())
+                    .collect()
+            };
+            let c2 = c.clone();
+            let owner = p.username.clone();
+            let deadlines = self.deadlines;
+            let comment = comment.clone();
+            let chosen = self
+                .store
+                .write(move |tx| -> Result<Option<Transition>, ServiceError> {
+                    for id in ids {
+                        let Some(m) = tables::get_in::<Machine>(tx, tables::MACHINES, &id)? else {
+                            continue;
+                        };
+                        if m.status != Status::Ready || m.locked || !constraints::satisfies(&m, &c2).unwrap_or(false) {
+                            continue;
+                        }
+                        let t = lifecycle::apply(&m, &Action::Allocate { owner: owner.clone() }, now_ms(), &deadlines)?;
+                        tables::put_machine(tx, &t.machine, Some(&m))?;
+                        tables::append_event(tx, event_for(&t, &owner, "allocate", comment.as_deref()))?;
+                        return Ok(Some(t));
+                    }
+                    Ok(None)
+                })
+                .await?;
+            if let Some(t) = chosen {
+                tracing::info!(system_id = %t.machine.system_id, owner = %p.username, "machine allocated");
+                self.index_put(t.machine.clone());
+                return Ok(t.machine);
+            }
+        }
+        Err(ServiceError::NoMatch(NoMatch::Unmatched {
+            constraint: "availability".into(),
+            candidates: 0,
+        }))
+    }
+
+    /// Records the power state read from the machine's BMC.
+    pub async fn set_power_state(&self, system_id: &str, state: PowerState, message: String) -> Result<(), ServiceError> {
+        let id = system_id.to_string();
+        let m = self
+            .store
+            .write(move |tx| -> Result<Option<Machine>, ServiceError> {
+                let Some(old) = tables::get_in::<Machine>(tx, tables::MACHINES, &id)? else {
+                    return Ok(None);
+                };
+                if old.power_state.state == state && old.power_state.message == message {
+                    return Ok(None);
+                }
+                let mut m = old.clone();
+                let now = now_ms();
+                m.power_state = PowerStatus {
+                    state,
+                    message,
+                    checked_ms: Some(now),
+                };
+                m.generation += 1;
+                m.updated_ms = now;
+                tables::put_machine(tx, &m, Some(&old))?;
+                Ok(Some(m))
+            })
+            .await?;
+        if let Some(m) = m {
+            self.index_put(m);
+        }
+        Ok(())
+    }
+
+    /// A machine's history, newest first.
+    pub fn machine_events(&self, p: &Principal, system_id: &str, before: Option<u64>, limit: usize) -> Result<Vec<Event>, ServiceError> {
+        self.machine(p, system_id)?;
+        let rx = self.store.read()?;
+        Ok(tables::machine_events(&rx, system_id, before, limit)?)
+    }
+
+    /// Every machine's history (admins), newest first.
+    pub fn recent_events(&self, p: &Principal, before: Option<u64>, limit: usize) -> Result<Vec<Event>, ServiceError> {
+        if !p.is_admin() {
+            return Err(ServiceError::Forbidden("only admins may read all events".into()));
+        }
+        let rx = self.store.read()?;
+        Ok(tables::recent_events(&rx, before, limit)?)
+    }
+
+    /// Machines whose in-progress status is past its deadline at `now`.
+    pub fn overdue(&self, now: u64) -> Vec<(String, u64)> {
+        self.index_snapshot()
+            .iter()
+            .filter(|m| m.status.is_in_progress() && m.status_deadline_ms.is_some_and(|d| d <= now))
+            .map(|m| (m.system_id.clone(), m.generation))
+            .collect()
+    }
+}
+
+fn action_label(t: &Transition) -> &'static str {
+    if t.from == t.to { "flag" } else { "transition" }
+}

@@ -1,0 +1,201 @@
+//! The service: the only code that changes state. Every API face (native, MAAS, the agent) calls
+//! these methods; each one checks who asks, applies the rule from `model`, and commits through the
+//! store's writer. After a commit it updates the in-memory machine index (lists and allocation
+//! read it without touching the disk) and hands the transition's effects to the conductor.
+
+mod catalog;
+mod machines;
+mod reconcile;
+mod users;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+
+pub use catalog::CatalogKind;
+pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, SECRET_POWER_KEYS, mask_power};
+pub use users::{TokenView, UserView};
+pub use reconcile::run_reconciler;
+pub use users::{NewUser, TokenCreated, TokenKind, UserEdit};
+
+use crate::model::constraints::NoMatch;
+use crate::model::lifecycle::Deadlines;
+use crate::model::{Effect, Machine, Role, Status, TransitionError};
+use crate::store::{Store, StoreError};
+
+/// Who is asking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub username: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// The daemon itself (reconciler, power sync, agent reports).
+    pub fn system() -> Principal {
+        Principal {
+            username: "rackbox".into(),
+            role: Role::Admin,
+        }
+    }
+}
+
+/// Why the service refused or failed. Each maps to one HTTP status in the API faces.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// 401: no valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the role or ownership does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("{kind} {id} does not exist")]
+    NotFound { kind: &'static str, id: String },
+    /// 400: the request is malformed or a value is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// 409: the action is not allowed in the machine's current status.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// 409: the caller's copy of the machine is out of date.
+    #[error("machine {system_id} has changed (generation {current}, request was for {given}); read it again")]
+    Stale {
+        system_id: String,
+        current: u64,
+        given: u64,
+        status: Status,
+    },
+    /// 409: a name or MAC is taken, or a thing is still in use.
+    #[error("{0}")]
+    Conflict(String),
+    /// 409: no machine matches the allocation constraints.
+    #[error("no machine matches the constraints: {0}")]
+    NoMatch(#[from] NoMatch),
+    /// 500/503.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> ServiceError {
+        ServiceError::NotFound {
+            kind,
+            id: id.into(),
+        }
+    }
+}
+
+/// An effect to carry out on a machine once its transition is durable. `generation` is the
+/// machine's generation right after the transition: a conductor that finds a newer one knows the
+/// effect is stale.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EffectRequest {
+    pub system_id: String,
+    pub generation: u64,
+    pub effect: Effect,
+}
+
+/// The life-cycle service. Share it as `Arc<Service>`.
+pub struct Service {
+    store: Store,
+    /// Every machine, newest generation, for lists and allocation without disk reads. redb stays
+    /// the truth: writes re-read the record inside the transaction.
+    index: RwLock<BTreeMap<String, Arc<Machine>>>,
+    deadlines: Deadlines,
+    /// Where effects go (power drivers, the agent hand-off). Unbounded: effects are few and small,
+    /// and a commit must never wait on a slow BMC.
+    effects: mpsc::UnboundedSender<EffectRequest>,
+}
+
+impl Service {
+    /// Builds the service over an open store, loading the machine index. Returns the receiver of
+    /// effects, for the conductor.
+    pub fn new(
+        store: Store,
+        deadlines: Deadlines,
+    ) -> Result<(Service, mpsc::UnboundedReceiver<EffectRequest>), ServiceError> {
+        let rx = store.read()?;
+        let machines = crate::store::tables::all_machines(&rx)?;
+        let index = machines
+            .into_iter()
+            .map(|m| (m.system_id.clone(), Arc::new(m)))
+            .collect();
+        let (tx, effects) = mpsc::unbounded_channel();
+        Ok((
+            Service {
+                store,
+                index: RwLock::new(index),
+                deadlines,
+                effects: tx,
+            },
+            effects,
+        ))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
+    }
+
+    /// Records a committed machine in the index, unless the index already has a newer generation
+    /// (two writes may finish in either order).
+    fn index_put(&self, machine: Machine) {
+        if let Ok(mut index) = self.index.write() {
+            let newer = index
+                .get(&machine.system_id)
+                .is_some_and(|m| m.generation > machine.generation);
+            if !newer {
+                index.insert(machine.system_id.clone(), Arc::new(machine));
+            }
+        }
+    }
+
+    fn index_remove(&self, system_id: &str) {
+        if let Ok(mut index) = self.index.write() {
+            index.remove(system_id);
+        }
+    }
+
+    /// A snapshot of the index's machines (cheap: Arc clones).
+    fn index_snapshot(&self) -> Vec<Arc<Machine>> {
+        match self.index.read() {
+            Ok(index) => index.values().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
+        }
+    }
+
+    fn index_get(&self, system_id: &str) -> Option<Arc<Machine>> {
+        match self.index.read() {
+            Ok(index) => index.get(system_id).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(system_id).cloned(),
+        }
+    }
+
+    fn send_effects(&self, machine: &Machine, effects: &[Effect]) {
+        for effect in effects {
+            let _ = self.effects.send(EffectRequest {
+                system_id: machine.system_id.clone(),
+                generation: machine.generation,
+                effect: *effect,
+            });
+        }
+    }
+
+    /// Counts of machines by status, for /metrics.
+    pub fn status_counts(&self) -> BTreeMap<Status, usize> {
+        let mut counts = BTreeMap::new();
+        for m in self.index_snapshot() {
+            *counts.entry(m.status).or_insert(0) += 1;
+        }
+        counts
+    }
+}

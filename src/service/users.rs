@@ -1,0 +1,541 @@
+//! Users, SSH keys, API tokens and authentication.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Principal, Service, ServiceError};
+use crate::model::ids::{self, now_ms};
+use crate::model::{Role, SshKey, Token, User};
+use crate::store::tables::{self, TOKENS, USERS};
+
+/// Prefix of native API tokens: `rbx_<id>_<secret>`.
+const NATIVE_PREFIX: &str = "rbx_";
+
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub email: String,
+    /// "admin" or "user" (default).
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserEdit {
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// Which kind of credential to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `rbx_<id>_<secret>`, sent as `Authorization: Bearer`.
+    Native,
+    /// MAAS's `consumer_key:token_key:token_secret`, sent as OAuth 1.0a PLAINTEXT.
+    Maas,
+}
+
+/// A new token; the secret is shown this once and never again.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct TokenCreated {
+    pub id: String,
+    pub username: String,
+    pub name: String,
+    /// The whole credential to give to clients.
+    pub token: String,
+}
+
+fn sha256_hex(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares in time independent of where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn hash_password(password: &str) -> Result<String, ServiceError> {
+    let mut salt_bytes = [0u8; 16];
+    rand::Rng::fill(&mut rand::rng(), &mut salt_bytes);
+    let salt = SaltString::encode_b64(&salt_bytes)
+        .map_err(|e| ServiceError::Invalid(format!("cannot make a password salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Invalid(format!("cannot hash the password: {e}")))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+fn check_password(password: &str) -> Result<(), ServiceError> {
+    if password.chars().count() < 8 {
+        return Err(ServiceError::Invalid("password must have at least 8 characters".into()));
+    }
+    Ok(())
+}
+
+fn parse_role(role: Option<&str>) -> Result<Role, ServiceError> {
+    match role {
+        None => Ok(Role::User),
+        Some(r) => Role::parse(r).ok_or_else(|| ServiceError::Invalid(format!("role {r:?} must be admin or user"))),
+    }
+}
+
+/// Checks an SSH public key line: a known key type and base64 data.
+fn check_ssh_key(key: &str) -> Result<String, ServiceError> {
+    let key = key.trim();
+    let mut parts = key.split_whitespace();
+    let kind = parts.next().unwrap_or("");
+    let data = parts.next().unwrap_or("");
+    let known = [
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
+    let b64 = data.len() >= 16 && data.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
+    if !known.contains(&kind) || !b64 || key.contains('\n') {
+        return Err(ServiceError::Invalid(
+            "not an SSH public key: expected a line like 'ssh-ed25519 AAAA... comment'".into(),
+        ));
+    }
+    Ok(key.to_string())
+}
+
+/// The part of a user that the API shows (never the password hash).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct UserView {
+    pub username: String,
+    pub email: String,
+    pub role: Role,
+    pub ssh_keys: Vec<SshKey>,
+    pub created_ms: u64,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView {
+            username: u.username,
+            email: u.email,
+            role: u.role,
+            ssh_keys: u.ssh_keys,
+            created_ms: u.created_ms,
+        }
+    }
+}
+
+/// A token as listed (no secret).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub username: String,
+    pub name: String,
+    pub kind: String,
+    pub created_ms: u64,
+}
+
+impl Service {
+    pub(crate) fn user_record(&self, username: &str) -> Result<Option<User>, ServiceError> {
+        let rx = self.store.read()?;
+        Ok(tables::get_user(&rx, username)?)
+    }
+
+    /// Makes the first admin when the store has no users. Returns the password it set when it
+    /// generated one (the caller shows it once), or None when there were users already or the
+    /// password came from the caller.
+    pub async fn bootstrap_admin(&self, username: &str, password: Option<String>) -> Result<Option<String>, ServiceError> {
+        let rx = self.store.read()?;
+        if !tables::all::<User>(&rx, USERS)?.is_empty() {
+            return Ok(None);
+        }
+        drop(rx);
+        let generated = password.is_none();
+        let password = password.unwrap_or_else(|| ids::random_token(20));
+        check_password(&password)?;
+        let hash = tokio::task::spawn_blocking({
+            let p = password.clone();
+            move || hash_password(&p)
+        })
+        .await
+        .map_err(|e| ServiceError::Invalid(format!("password hashing failed: {e}")))??;
+        let user = User {
+            username: username.to_string(),
+            email: String::new(),
+            role: Role::Admin,
+            password_hash: hash,
+            ssh_keys: Vec::new(),
+            created_ms: now_ms(),
+        };
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                let existing: Vec<()> = {
+                    let t = tx.open_table(USERS).map_err(crate::store::StoreError::from)?;
+                    let n = redb::ReadableTableMetadata::len(&t).map_err(crate::store::StoreError::from)?;
+                    if n > 0 { vec![()] } else { Vec::new() }
+                };
+                if existing.is_empty() {
+                    tables::put_in(tx, USERS, &user.username, &user)?;
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(username, "created the first admin account");
+        Ok(generated.then_some(password))
+    }
+
+    pub fn list_users(&self, p: &Principal) -> Result<Vec<UserView>, ServiceError> {
+        let rx = self.store.read()?;
+        let users: Vec<User> = tables::all(&rx, USERS)?;
+        Ok(users
+            .into_iter()
+            .filter(|u| p.is_admin() || u.username == p.username)
+            .map(UserView::from)
+            .collect())
+    }
+
+    pub fn user(&self, p: &Principal, username: &str) -> Result<UserView, ServiceError> {
+        if !p.is_admin() && p.username != username {
+            return Err(ServiceError::Forbidden("users may only read their own account".into()));
+        }
+        self.user_record(username)?
+            .map(UserView::from)
+            .ok_or_else(|| ServiceError::not_found("user", username))
+    }
+
+    pub async fn create_user(&self, p: &Principal, new: NewUser) -> Result<UserView, ServiceError> {
+        if !p.is_admin() {
+            return Err(ServiceError::Forbidden("only admins may create users".into()));
+        }
+        ids::check_name("user", &new.username).map_err(ServiceError::Invalid)?;
+        check_password(&new.password)?;
+        let role = parse_role(new.role.as_deref())?;
+        let password = new.password.clone();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| ServiceError::Invalid(format!("password hashing failed: {e}")))??;
+        let user = User {
+            username: new.username.clone(),
+            email: new.email,
+            role,
+            password_hash: hash,
+            ssh_keys: Vec::new(),
+            created_ms: now_ms(),
+        };
+        let u = user.clone();
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                if tables::get_in::<User>(tx, USERS, &u.username)?.is_some() {
+                    return Err(ServiceError::Conflict(format!("user {} exists", u.username)));
+                }
+                tables::put_in(tx, USERS, &u.username, &u)?;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(username = %user.username, role = user.role.as_str(), by = %p.username, "user created");
+        Ok(user.into())
+    }
+
+    pub async fn edit_user(&self, p: &Principal, username: &str, edit: UserEdit) -> Result<UserView, ServiceError> {
+        let own = p.username == username;
+        if !p.is_admin() && (!own || edit.role.is_some()) {
+            return Err(ServiceError::Forbidden("users may only change their own password and email".into()));
+        }
+        let role = match &edit.role {
+            Some(r) => Some(parse_role(Some(r))?),
+            None => None,
+        };
+        let hash = match edit.password.clone() {
+            Some(pw) => {
+                check_password(&pw)?;
+                Some(
+                    tokio::task::spawn_blocking(move || hash_password(&pw))
+                        .await
+                        .map_err(|e| ServiceError::Invalid(format!("password hashing failed: {e}")))??,
+                )
+            }
+            None => None,
+        };
+        let name = username.to_string();
+        let email = edit.email.clone();
+        let user = self
+            .store
+            .write(move |tx| -> Result<User, ServiceError> {
+                let mut u: User = tables::get_in(tx, USERS, &name)?.ok_or_else(|| ServiceError::not_found("user", &name))?;
+                if let Some(h) = hash {
+                    u.password_hash = h;
+                }
+                if let Some(e) = email {
+                    u.email = e;
+                }
+                if let Some(r) = role {
+                    if u.role == Role::Admin && r != Role::Admin && count_admins(tx)? <= 1 {
+                        return Err(ServiceError::Conflict("the last admin cannot be demoted".into()));
+                    }
+                    u.role = r;
+                }
+                tables::put_in(tx, USERS, &name, &u)?;
+                Ok(u)
+            })
+            .await?;
+        Ok(user.into())
+    }
+
+    /// Deletes a user and their tokens. Refused for the last admin and for users who own machines.
+    pub async fn delete_user(&self, p: &Principal, username: &str) -> Result<(), ServiceError> {
+        if !p.is_admin() {
+            return Err(ServiceError::Forbidden("only admins may delete users".into()));
+        }
+        if let Some(m) = self.index_snapshot().iter().find(|m| m.owner.as_deref() == Some(username)) {
+            return Err(ServiceError::Conflict(format!(
+                "user {username} owns machine {}; release it first",
+                m.system_id
+            )));
+        }
+        let name = username.to_string();
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                let u: User = tables::get_in(tx, USERS, &name)?.ok_or_else(|| ServiceError::not_found("user", &name))?;
+                if u.role == Role::Admin && count_admins(tx)? <= 1 {
+                    return Err(ServiceError::Conflict("the last admin cannot be deleted".into()));
+                }
+                let tokens: Vec<Token> = all_in(tx, TOKENS)?;
+                for t in tokens.iter().filter(|t| t.username == name) {
+                    tables::remove_in(tx, TOKENS, &t.id)?;
+                }
+                tables::remove_in(tx, USERS, &name)?;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(username, by = %p.username, "user deleted");
+        Ok(())
+    }
+
+    /// Adds an SSH public key to `username` (themselves, or anyone for admins).
+    pub async fn add_ssh_key(&self, p: &Principal, username: &str, key: &str) -> Result<SshKey, ServiceError> {
+        if !p.is_admin() && p.username != username {
+            return Err(ServiceError::Forbidden("users may only add keys to their own account".into()));
+        }
+        let key = check_ssh_key(key)?;
+        let name = username.to_string();
+        self.store
+            .write(move |tx| -> Result<SshKey, ServiceError> {
+                let mut u: User = tables::get_in(tx, USERS, &name)?.ok_or_else(|| ServiceError::not_found("user", &name))?;
+                if u.ssh_keys.iter().any(|k| k.key == key) {
+                    return Err(ServiceError::Conflict("this key is already on the account".into()));
+                }
+                let id = u.ssh_keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
+                let k = SshKey { id, key };
+                u.ssh_keys.push(k.clone());
+                tables::put_in(tx, USERS, &name, &u)?;
+                Ok(k)
+            })
+            .await
+    }
+
+    pub async fn delete_ssh_key(&self, p: &Principal, username: &str, id: u32) -> Result<(), ServiceError> {
+        if !p.is_admin() && p.username != username {
+            return Err(ServiceError::Forbidden("users may only remove keys from their own account".into()));
+        }
+        let name = username.to_string();
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                let mut u: User = tables::get_in(tx, USERS, &name)?.ok_or_else(|| ServiceError::not_found("user", &name))?;
+                let before = u.ssh_keys.len();
+                u.ssh_keys.retain(|k| k.id != id);
+                if u.ssh_keys.len() == before {
+                    return Err(ServiceError::not_found("ssh key", id.to_string()));
+                }
+                tables::put_in(tx, USERS, &name, &u)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Makes an API token for `username` (themselves, or anyone for admins).
+    pub async fn create_token(&self, p: &Principal, username: &str, name: &str, kind: TokenKind) -> Result<TokenCreated, ServiceError> {
+        if !p.is_admin() && p.username != username {
+            return Err(ServiceError::Forbidden("users may only make tokens for themselves".into()));
+        }
+        if self.user_record(username)?.is_none() {
+            return Err(ServiceError::not_found("user", username));
+        }
+        let (id, secret, consumer, token) = match kind {
+            TokenKind::Native => {
+                let id = ids::random_token(12).to_ascii_lowercase();
+                let secret = ids::random_token(32);
+                let token = format!("{NATIVE_PREFIX}{id}_{secret}");
+                (id, secret, None, token)
+            }
+            TokenKind::Maas => {
+                // MAAS's shape: 18:18:32 characters.
+                let consumer = ids::random_token(18);
+                let id = ids::random_token(18);
+                let secret = ids::random_token(32);
+                let token = format!("{consumer}:{id}:{secret}");
+                (id, secret, Some(consumer), token)
+            }
+        };
+        let record = Token {
+            id: id.clone(),
+            username: username.to_string(),
+            name: name.to_string(),
+            secret_sha256: sha256_hex(&secret),
+            maas_consumer_key: consumer,
+            created_ms: now_ms(),
+        };
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                if tables::get_in::<Token>(tx, TOKENS, &record.id)?.is_some() {
+                    return Err(ServiceError::Conflict("token id collision; try again".into()));
+                }
+                tables::put_in(tx, TOKENS, &record.id, &record)?;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(token_id = %id, username, by = %p.username, "token created");
+        Ok(TokenCreated {
+            id,
+            username: username.to_string(),
+            name: name.to_string(),
+            token,
+        })
+    }
+
+    /// Tokens of `p` (all tokens for admins).
+    pub fn list_tokens(&self, p: &Principal) -> Result<Vec<TokenView>, ServiceError> {
+        let rx = self.store.read()?;
+        let tokens: Vec<Token> = tables::all(&rx, TOKENS)?;
+        Ok(tokens
+            .into_iter()
+            .filter(|t| p.is_admin() || t.username == p.username)
+            .map(|t| TokenView {
+                kind: if t.maas_consumer_key.is_some() { "maas" } else { "native" }.into(),
+                id: t.id,
+                username: t.username,
+                name: t.name,
+                created_ms: t.created_ms,
+            })
+            .collect())
+    }
+
+    pub async fn revoke_token(&self, p: &Principal, id: &str) -> Result<(), ServiceError> {
+        let id = id.to_string();
+        let principal = p.clone();
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                let t: Token = tables::get_in(tx, TOKENS, &id)?.ok_or_else(|| ServiceError::not_found("token", &id))?;
+                if !principal.is_admin() && t.username != principal.username {
+                    return Err(ServiceError::not_found("token", &id));
+                }
+                tables::remove_in(tx, TOKENS, &id)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Checks a native bearer token.
+    pub fn authenticate_bearer(&self, bearer: &str) -> Result<Principal, ServiceError> {
+        let bad = || ServiceError::Unauthorized("invalid or revoked API token".into());
+        let rest = bearer.strip_prefix(NATIVE_PREFIX).ok_or_else(bad)?;
+        let (id, secret) = rest.split_once('_').ok_or_else(bad)?;
+        self.check_token(id, secret, None).map_err(|_| bad())
+    }
+
+    /// Checks MAAS OAuth PLAINTEXT credentials: consumer key, token key, token secret.
+    pub fn authenticate_maas(&self, consumer_key: &str, token_key: &str, token_secret: &str) -> Result<Principal, ServiceError> {
+        self.check_token(token_key, token_secret, Some(consumer_key))
+            .map_err(|_| ServiceError::Unauthorized("Authorization Error: 'Invalid access token'".into()))
+    }
+
+    fn check_token(&self, id: &str, secret: &str, consumer: Option<&str>) -> Result<Principal, ServiceError> {
+        let rx = self.store.read()?;
+        let token = tables::get_token(&rx, id)?.ok_or_else(|| ServiceError::Unauthorized("unknown token".into()))?;
+        let secret_ok = constant_time_eq(sha256_hex(secret).as_bytes(), token.secret_sha256.as_bytes());
+        let consumer_ok = match (consumer, &token.maas_consumer_key) {
+            (None, None) => true,
+            (Some(given), Some(stored)) => constant_time_eq(given.as_bytes(), stored.as_bytes()),
+            _ => false,
+        };
+        if !(secret_ok && consumer_ok) {
+            return Err(ServiceError::Unauthorized("bad token".into()));
+        }
+        let user = tables::get_user(&rx, &token.username)?.ok_or_else(|| ServiceError::Unauthorized("token's user is gone".into()))?;
+        Ok(Principal {
+            username: user.username,
+            role: user.role,
+        })
+    }
+
+    /// Checks a username and password (slow on purpose: argon2).
+    pub async fn check_password(&self, username: &str, password: &str) -> Result<Principal, ServiceError> {
+        let user = self.user_record(username)?;
+        let password = password.to_string();
+        // Verify against a dummy hash when the user does not exist, so timing does not tell.
+        let (hash, principal) = match user {
+            Some(u) => (
+                u.password_hash.clone(),
+                Some(Principal {
+                    username: u.username,
+                    role: u.role,
+                }),
+            ),
+            None => (DUMMY_HASH.to_string(), None),
+        };
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false);
+        match (ok, principal) {
+            (true, Some(p)) => Ok(p),
+            _ => Err(ServiceError::Unauthorized("wrong username or password".into())),
+        }
+    }
+
+    /// Logs in with a password and returns a fresh token of the asked kind.
+    pub async fn login(&self, username: &str, password: &str, token_name: &str, kind: TokenKind) -> Result<TokenCreated, ServiceError> {
+        let p = self.check_password(username, password).await?;
+        self.create_token(&p, username, token_name, kind).await
+    }
+}
+
+/// argon2id hash of a random password, used to spend the same time on unknown users.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3lHz5lZ8fP0w0XvJ6qk0l1Gk9h1s6d0vJvGm8b7bW1A";
+
+fn all_in<T: serde::de::DeserializeOwned>(
+    tx: &redb::WriteTransaction,
+    table: redb::TableDefinition<&str, &[u8]>,
+) -> Result<Vec<T>, ServiceError> {
+    use redb::ReadableTable;
+    let t = tx.open_table(table).map_err(crate::store::StoreError::from)?;
+    let mut out = Vec::new();
+    for item in t.iter().map_err(crate::store::StoreError::from)? {
+        let (k, v) = item.map_err(crate::store::StoreError::from)?;
+        out.push(tables::decode(k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+fn count_admins(tx: &redb::WriteTransaction) -> Result<usize, ServiceError> {
+    let users: Vec<User> = all_in(tx, USERS)?;
+    Ok(users.iter().filter(|u| u.role == Role::Admin).count())
+}
