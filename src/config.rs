@@ -201,31 +201,49 @@ impl Config {
         if !matches!(self.log.target.as_str(), "auto" | "journald" | "stderr") {
             return Err(invalid(
                 "log.target",
-                format!("{:?} must be one of auto, journald, stderr", self.log.target),
+                format!(
+                    "{:?} must be one of auto, journald, stderr",
+                    self.log.target
+                ),
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",
-                format!("{:?} is not a tracing filter (try \"info\" or \"rackbox=debug\")", self.log.level),
+                format!(
+                    "{:?} is not a tracing filter (try \"info\" or \"rackbox=debug\")",
+                    self.log.level
+                ),
             ));
         }
         let l = &self.lifecycle;
         for (key, v) in [
-            ("lifecycle.commissioning_timeout_secs", l.commissioning_timeout_secs),
+            (
+                "lifecycle.commissioning_timeout_secs",
+                l.commissioning_timeout_secs,
+            ),
             ("lifecycle.testing_timeout_secs", l.testing_timeout_secs),
             ("lifecycle.deploying_timeout_secs", l.deploying_timeout_secs),
             ("lifecycle.releasing_timeout_secs", l.releasing_timeout_secs),
-            ("lifecycle.disk_erasing_timeout_secs", l.disk_erasing_timeout_secs),
+            (
+                "lifecycle.disk_erasing_timeout_secs",
+                l.disk_erasing_timeout_secs,
+            ),
             ("lifecycle.rescue_timeout_secs", l.rescue_timeout_secs),
-            ("lifecycle.reconcile_interval_secs", l.reconcile_interval_secs),
+            (
+                "lifecycle.reconcile_interval_secs",
+                l.reconcile_interval_secs,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1 second".into()));
             }
         }
         if self.store.max_batch == 0 || self.store.max_batch > 65_536 {
-            return Err(invalid("store.max_batch", "must be between 1 and 65536".into()));
+            return Err(invalid(
+                "store.max_batch",
+                "must be between 1 and 65536".into(),
+            ));
         }
         Ok(())
     }
@@ -278,9 +296,15 @@ mod tests {
         assert!(e.to_string().contains("listn"), "{e}");
         let e = Config::parse("[log]\ntarget = \"syslog\"\n", Path::new("x.toml")).unwrap_err();
         assert!(e.to_string().contains("log.target"), "{e}");
-        let e = Config::parse("[lifecycle]\ndeploying_timeout_secs = 0\n", Path::new("x.toml"))
-            .unwrap_err();
-        assert!(e.to_string().contains("lifecycle.deploying_timeout_secs"), "{e}");
+        let e = Config::parse(
+            "[lifecycle]\ndeploying_timeout_secs = 0\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("lifecycle.deploying_timeout_secs"),
+            "{e}"
+        );
         let e = Config::parse("state_dir = 5\n", Path::new("x.toml")).unwrap_err();
         assert!(e.to_string().contains("state_dir"), "{e}");
     }

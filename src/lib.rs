@@ -4,7 +4,11 @@
 //! `service` (the only code that changes state), `http` (native API, later boot and MAAS faces),
 //! `cli` (the command-line client), `daemon` (wiring and life of `rackbox serve`).
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod http;
 pub mod model;
 pub mod service;
 pub mod store;
+pub mod telemetry;

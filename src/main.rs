@@ -1,1 +1,86 @@
-fn main() {}
+//! The rackbox binary: the daemon (`serve`) and the command-line client of its API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use rackbox::cli::{self, CliError, Connection};
+use rackbox::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rackbox",
+    version,
+    about = "Metal-as-a-Service in one box: provision bare-metal servers on a rack's boot network"
+)]
+struct Cli {
+    #[command(flatten)]
+    conn: Connection,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand, Debug)]
+enum Top {
+    /// Run the appliance daemon.
+    Serve {
+        /// Configuration file (TOML). Without it, embedded defaults: state in ./rackbox-data,
+        /// HTTP on 127.0.0.1:5240, network boot off.
+        #[arg(long, env = "RACKBOX_CONFIG")]
+        config: Option<PathBuf>,
+        /// Check the configuration and exit.
+        #[arg(long)]
+        check: bool,
+    },
+    #[command(flatten)]
+    Client(cli::Command),
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match args.command {
+        Top::Serve { config, check } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if check {
+                println!("configuration is valid");
+                return ExitCode::SUCCESS;
+            }
+            rackbox::telemetry::init(&config.log.level, &config.log.target);
+            match runtime.block_on(rackbox::daemon::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "rackbox stopped");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Top::Client(command) => match runtime.block_on(cli::run(args.conn, command)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(match e {
+                    CliError::Usage(_) => 2,
+                    _ => 1,
+                })
+            }
+        },
+    }
+}

@@ -43,6 +43,9 @@ pub struct Constraints {
     /// Answer which machine would be taken, without taking it.
     #[serde(default)]
     pub dry_run: bool,
+    /// A note recorded with the allocation event; not a constraint.
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 /// One disk asked for by a storage constraint.
@@ -118,7 +121,9 @@ pub fn parse_storage(text: &str) -> Result<Vec<DiskWish>, ConstraintError> {
             .parse()
             .map_err(|_| bad(&format!("size {size_text:?} is not a number of GB")))?;
         if !gb.is_finite() || gb < 0.0 {
-            return Err(bad(&format!("size {size_text:?} must be a positive number of GB")));
+            return Err(bad(&format!(
+                "size {size_text:?} must be a positive number of GB"
+            )));
         }
         wishes.push(DiskWish {
             label,
@@ -132,7 +137,8 @@ pub fn parse_storage(text: &str) -> Result<Vec<DiskWish>, ConstraintError> {
 /// Whether every wish can be given its own disk. Small backtracking search: machines have few disks.
 pub fn disks_satisfy(disks: &[Disk], wishes: &[DiskWish]) -> bool {
     fn fits(disk: &Disk, wish: &DiskWish) -> bool {
-        disk.size_bytes >= wish.min_bytes && wish.tags.iter().all(|t| disk.tags.iter().any(|d| d == t))
+        disk.size_bytes >= wish.min_bytes
+            && wish.tags.iter().all(|t| disk.tags.iter().any(|d| d == t))
     }
     fn search(disks: &[Disk], wishes: &[DiskWish], used: &mut Vec<bool>) -> bool {
         let Some((wish, rest)) = wishes.split_first() else {
@@ -159,7 +165,8 @@ fn arch_matches(machine_arch: &str, wanted: &str) -> bool {
     let wanted = wanted.trim();
     machine_arch == wanted
         || machine_arch.split('/').next() == Some(wanted)
-        || (wanted.ends_with("/generic") && machine_arch.split('/').next() == wanted.split('/').next())
+        || (wanted.ends_with("/generic")
+            && machine_arch.split('/').next() == wanted.split('/').next())
 }
 
 /// One filter of the allocation chain: its name (for the error) and its test.
@@ -169,7 +176,10 @@ type Filter<'a> = (String, Box<dyn Fn(&Machine) -> bool + 'a>);
 fn filters<'a>(c: &'a Constraints, storage: &'a [DiskWish]) -> Vec<Filter<'a>> {
     let mut f: Vec<Filter<'a>> = Vec::new();
     if let Some(id) = &c.system_id {
-        f.push((format!("system_id={id}"), Box::new(move |m| &m.system_id == id)));
+        f.push((
+            format!("system_id={id}"),
+            Box::new(move |m| &m.system_id == id),
+        ));
     }
     if let Some(name) = &c.name {
         f.push((
@@ -178,7 +188,10 @@ fn filters<'a>(c: &'a Constraints, storage: &'a [DiskWish]) -> Vec<Filter<'a>> {
         ));
     }
     if let Some(arch) = &c.arch {
-        f.push((format!("arch={arch}"), Box::new(move |m| arch_matches(&m.architecture, arch))));
+        f.push((
+            format!("arch={arch}"),
+            Box::new(move |m| arch_matches(&m.architecture, arch)),
+        ));
     }
     if let Some(zone) = &c.zone {
         f.push((format!("zone={zone}"), Box::new(move |m| &m.zone == zone)));
@@ -199,7 +212,10 @@ fn filters<'a>(c: &'a Constraints, storage: &'a [DiskWish]) -> Vec<Filter<'a>> {
         ));
     }
     for tag in &c.tags {
-        f.push((format!("tags={tag}"), Box::new(move |m| m.tags.contains(tag))));
+        f.push((
+            format!("tags={tag}"),
+            Box::new(move |m| m.tags.contains(tag)),
+        ));
     }
     if !c.not_tags.is_empty() {
         f.push((
@@ -208,14 +224,23 @@ fn filters<'a>(c: &'a Constraints, storage: &'a [DiskWish]) -> Vec<Filter<'a>> {
         ));
     }
     if let Some(n) = c.cpu_count {
-        f.push((format!("cpu_count>={n}"), Box::new(move |m| m.cpu_count >= n)));
+        f.push((
+            format!("cpu_count>={n}"),
+            Box::new(move |m| m.cpu_count >= n),
+        ));
     }
     if let Some(mem) = c.mem {
-        f.push((format!("mem>={mem}MiB"), Box::new(move |m| m.memory_mib >= mem)));
+        f.push((
+            format!("mem>={mem}MiB"),
+            Box::new(move |m| m.memory_mib >= mem),
+        ));
     }
     if !storage.is_empty() {
         let text = c.storage.clone().unwrap_or_default();
-        f.push((format!("storage={text}"), Box::new(move |m| disks_satisfy(&m.disks, storage))));
+        f.push((
+            format!("storage={text}"),
+            Box::new(move |m| disks_satisfy(&m.disks, storage)),
+        ));
     }
     f
 }
@@ -225,8 +250,13 @@ fn filters<'a>(c: &'a Constraints, storage: &'a [DiskWish]) -> Vec<Filter<'a>> {
 pub enum NoMatch {
     #[error("no machine is Ready")]
     NoneReady,
-    #[error("no Ready machine matches {constraint} ({candidates} Ready machine(s) matched the constraints before it)")]
-    Unmatched { constraint: String, candidates: usize },
+    #[error(
+        "no Ready machine matches {constraint} ({candidates} Ready machine(s) matched the constraints before it)"
+    )]
+    Unmatched {
+        constraint: String,
+        candidates: usize,
+    },
     #[error(transparent)]
     Invalid(#[from] ConstraintError),
 }
@@ -234,7 +264,12 @@ pub enum NoMatch {
 /// The order in which machines are preferred: the smallest that fits first, so the big machines
 /// stay free for big asks. Ties are broken by system_id so the choice is deterministic.
 pub fn size_key(m: &Machine) -> (u32, u64, u64, &str) {
-    (m.cpu_count, m.memory_mib, m.storage_bytes(), m.system_id.as_str())
+    (
+        m.cpu_count,
+        m.memory_mib,
+        m.storage_bytes(),
+        m.system_id.as_str(),
+    )
 }
 
 /// Every Ready machine that matches, smallest first; or which constraint left no candidates.

@@ -121,8 +121,14 @@ mod tests {
 
     #[test]
     fn macs_normalize() {
-        assert_eq!(normalize_mac("52-54-00-AB-cd-01").unwrap(), "52:54:00:ab:cd:01");
-        assert_eq!(normalize_mac("5254.00ab.cd01").unwrap(), "52:54:00:ab:cd:01");
+        assert_eq!(
+            normalize_mac("52-54-00-AB-cd-01").unwrap(),
+            "52:54:00:ab:cd:01"
+        );
+        assert_eq!(
+            normalize_mac("5254.00ab.cd01").unwrap(),
+            "52:54:00:ab:cd:01"
+        );
         assert!(normalize_mac("52:54:00:ab:cd").is_err());
         assert!(normalize_mac("zz:54:00:ab:cd:01").is_err());
     }

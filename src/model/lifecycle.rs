@@ -19,7 +19,9 @@ pub enum Action {
     /// Boot the ephemeral environment and run hardware tests.
     Test,
     /// Give a Ready machine to a user.
-    Allocate { owner: String },
+    Allocate {
+        owner: String,
+    },
     /// Write an OS image to the machine's disk.
     Deploy(DeployTarget),
     /// Take the machine back from its owner, wiping its disks as asked.
@@ -47,7 +49,9 @@ pub enum Action {
         message: String,
     },
     /// The work of the in-progress status failed.
-    Fail { reason: String },
+    Fail {
+        reason: String,
+    },
     /// The in-progress status ran past its deadline (the reconciler).
     TimeOut,
 }
@@ -122,7 +126,10 @@ impl ActionKind {
 
     /// Reported by the machine, a driver or the reconciler; never requested through the API.
     pub fn is_internal(self) -> bool {
-        matches!(self, ActionKind::Complete | ActionKind::Fail | ActionKind::TimeOut)
+        matches!(
+            self,
+            ActionKind::Complete | ActionKind::Fail | ActionKind::TimeOut
+        )
     }
 }
 
@@ -205,12 +212,26 @@ const IN_PROGRESS: &[Status] = &[
 pub const TRANSITIONS: &[(ActionKind, &[Status], Next)] = &[
     (
         ActionKind::Commission,
-        &[S::New, S::Ready, S::FailedCommissioning, S::FailedTesting, S::Broken, S::Missing],
+        &[
+            S::New,
+            S::Ready,
+            S::FailedCommissioning,
+            S::FailedTesting,
+            S::Broken,
+            S::Missing,
+        ],
         Next::To(S::Commissioning),
     ),
     (
         ActionKind::Test,
-        &[S::New, S::Ready, S::Broken, S::FailedTesting, S::FailedCommissioning, S::Deployed],
+        &[
+            S::New,
+            S::Ready,
+            S::Broken,
+            S::FailedTesting,
+            S::FailedCommissioning,
+            S::Deployed,
+        ],
         Next::To(S::Testing),
     ),
     (ActionKind::Allocate, &[S::Ready], Next::To(S::Allocated)),
@@ -251,17 +272,31 @@ pub const TRANSITIONS: &[(ActionKind, &[Status], Next)] = &[
     ),
     (
         ActionKind::RescueMode,
-        &[S::Ready, S::Deployed, S::Broken, S::Allocated, S::FailedDeployment],
+        &[
+            S::Ready,
+            S::Deployed,
+            S::Broken,
+            S::Allocated,
+            S::FailedDeployment,
+        ],
         Next::To(S::EnteringRescueMode),
     ),
     (
         ActionKind::ExitRescueMode,
-        &[S::RescueMode, S::FailedEnteringRescueMode, S::FailedExitingRescueMode],
+        &[
+            S::RescueMode,
+            S::FailedEnteringRescueMode,
+            S::FailedExitingRescueMode,
+        ],
         Next::To(S::ExitingRescueMode),
     ),
     (ActionKind::Lock, &[S::Deployed, S::Deploying], Next::Same),
     (ActionKind::Unlock, &Status::ALL, Next::Same),
-    (ActionKind::Complete, &[S::Commissioning], Next::AfterCommissioning),
+    (
+        ActionKind::Complete,
+        &[S::Commissioning],
+        Next::AfterCommissioning,
+    ),
     (
         ActionKind::Complete,
         &[S::Testing, S::ExitingRescueMode],
@@ -413,7 +448,10 @@ pub fn apply(
     let next = rule(from, kind).ok_or_else(refuse)?;
 
     // A locked machine takes only unlock, and reports from its own work.
-    if machine.locked && !matches!(kind, ActionKind::Unlock | ActionKind::Lock) && !kind.is_internal() {
+    if machine.locked
+        && !matches!(kind, ActionKind::Unlock | ActionKind::Lock)
+        && !kind.is_internal()
+    {
         return Err(TransitionError::Locked {
             system_id: machine.system_id.clone(),
             action: kind.name(),
@@ -454,7 +492,8 @@ pub fn apply(
             m.previous_status = Some(from);
             m.test_after_commission = *run_tests;
             effects.push(Effect::PowerOnNetboot);
-            message = "waiting for the machine to network-boot the commissioning environment".into();
+            message =
+                "waiting for the machine to network-boot the commissioning environment".into();
         }
         Action::Test => {
             m.previous_status = Some(from);
@@ -565,7 +604,10 @@ pub fn apply(
         }
         Action::Fail { reason } => message = reason.clone(),
         Action::TimeOut => {
-            message = format!("timed out: {} did not finish in time", from.name().to_lowercase())
+            message = format!(
+                "timed out: {} did not finish in time",
+                from.name().to_lowercase()
+            )
         }
     }
 
@@ -577,7 +619,10 @@ pub fn apply(
         m.owner_data.clear();
     }
     if matches!(kind, ActionKind::Complete | ActionKind::Abort)
-        && matches!(from, S::Testing | S::Commissioning | S::EnteringRescueMode | S::ExitingRescueMode)
+        && matches!(
+            from,
+            S::Testing | S::Commissioning | S::EnteringRescueMode | S::ExitingRescueMode
+        )
         && to != S::Testing
     {
         m.previous_status = None;

@@ -5,7 +5,19 @@ use serde::{Deserialize, Serialize};
 
 /// What a machine *is* right now. An action says what is wanted; the life cycle table
 /// (see [`crate::model::lifecycle`]) says which status it moves to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     New,

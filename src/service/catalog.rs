@@ -46,12 +46,22 @@ impl Service {
 
     pub fn catalog_entry(&self, kind: CatalogKind, name: &str) -> Result<NamedThing, ServiceError> {
         let rx = self.store.read()?;
-        tables::get(&rx, kind.table(), name)?.ok_or_else(|| ServiceError::not_found(kind.name(), name))
+        tables::get(&rx, kind.table(), name)?
+            .ok_or_else(|| ServiceError::not_found(kind.name(), name))
     }
 
-    pub async fn create_catalog(&self, p: &Principal, kind: CatalogKind, name: &str, description: &str) -> Result<NamedThing, ServiceError> {
+    pub async fn create_catalog(
+        &self,
+        p: &Principal,
+        kind: CatalogKind,
+        name: &str,
+        description: &str,
+    ) -> Result<NamedThing, ServiceError> {
         if !p.is_admin() {
-            return Err(ServiceError::Forbidden(format!("only admins may create a {}", kind.name())));
+            return Err(ServiceError::Forbidden(format!(
+                "only admins may create a {}",
+                kind.name()
+            )));
         }
         ids::check_name(kind.name(), name).map_err(ServiceError::Invalid)?;
         let thing = NamedThing {
@@ -63,7 +73,11 @@ impl Service {
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
                 if tables::get_in::<NamedThing>(tx, kind.table(), &t.name)?.is_some() {
-                    return Err(ServiceError::Conflict(format!("{} {} exists", kind.name(), t.name)));
+                    return Err(ServiceError::Conflict(format!(
+                        "{} {} exists",
+                        kind.name(),
+                        t.name
+                    )));
                 }
                 tables::put_in(tx, kind.table(), &t.name, &t)?;
                 Ok(())
@@ -74,12 +88,23 @@ impl Service {
 
     /// Deletes a zone, pool or tag. The default zone and pool stay; one still used by a machine
     /// is refused (409) naming the machine.
-    pub async fn delete_catalog(&self, p: &Principal, kind: CatalogKind, name: &str) -> Result<(), ServiceError> {
+    pub async fn delete_catalog(
+        &self,
+        p: &Principal,
+        kind: CatalogKind,
+        name: &str,
+    ) -> Result<(), ServiceError> {
         if !p.is_admin() {
-            return Err(ServiceError::Forbidden(format!("only admins may delete a {}", kind.name())));
+            return Err(ServiceError::Forbidden(format!(
+                "only admins may delete a {}",
+                kind.name()
+            )));
         }
         if name == "default" && kind != CatalogKind::Tag {
-            return Err(ServiceError::Conflict(format!("the default {} cannot be deleted", kind.name())));
+            return Err(ServiceError::Conflict(format!(
+                "the default {} cannot be deleted",
+                kind.name()
+            )));
         }
         if let Some(m) = self.index_snapshot().iter().find(|m| kind.used_by(m, name)) {
             return Err(ServiceError::Conflict(format!(

@@ -141,7 +141,8 @@ pub struct Page<T> {
 }
 
 /// Power-parameter keys whose values are secrets: stored, never logged, shown only to admins.
-pub const SECRET_POWER_KEYS: &[&str] = &["power_pass", "power_password", "k_g", "password", "secret"];
+pub const SECRET_POWER_KEYS: &[&str] =
+    &["power_pass", "power_password", "k_g", "password", "secret"];
 
 /// A copy of the power settings with secret values replaced by "********".
 pub fn mask_power(power: &PowerSettings) -> PowerSettings {
@@ -155,7 +156,10 @@ pub fn mask_power(power: &PowerSettings) -> PowerSettings {
 }
 
 /// Checks a power type and its parameters.
-fn check_power(power_type: &str, params: &serde_json::Map<String, serde_json::Value>) -> Result<(), ServiceError> {
+fn check_power(
+    power_type: &str,
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ServiceError> {
     let known = ["", "manual", "ipmi", "redfish", "command"];
     if !known.contains(&power_type) {
         return Err(ServiceError::Invalid(format!(
@@ -242,19 +246,30 @@ fn named_exists(
     name: &str,
 ) -> Result<(), ServiceError> {
     if tables::get_in::<NamedThing>(tx, table, name)?.is_none() {
-        return Err(ServiceError::Invalid(format!("{kind} {name:?} does not exist")));
+        return Err(ServiceError::Invalid(format!(
+            "{kind} {name:?} does not exist"
+        )));
     }
     Ok(())
 }
 
-fn ensure_tags(tx: &redb::WriteTransaction, tags: &BTreeSet<String>, now: u64) -> Result<(), ServiceError> {
+fn ensure_tags(
+    tx: &redb::WriteTransaction,
+    tags: &BTreeSet<String>,
+    now: u64,
+) -> Result<(), ServiceError> {
     for tag in tags {
         if tables::get_in::<NamedThing>(tx, TAGS, tag)?.is_none() {
-            tables::put_in(tx, TAGS, tag, &NamedThing {
-                name: tag.clone(),
-                description: String::new(),
-                created_ms: now,
-            })?;
+            tables::put_in(
+                tx,
+                TAGS,
+                tag,
+                &NamedThing {
+                    name: tag.clone(),
+                    description: String::new(),
+                    created_ms: now,
+                },
+            )?;
         }
     }
     Ok(())
@@ -270,9 +285,15 @@ fn check_tags(tags: &[String]) -> Result<(), ServiceError> {
 impl Service {
     /// Adds a machine (admins). It starts New, and commissions at once when asked or when it has a
     /// power driver.
-    pub async fn add_machine(&self, p: &Principal, new: NewMachine) -> Result<Machine, ServiceError> {
+    pub async fn add_machine(
+        &self,
+        p: &Principal,
+        new: NewMachine,
+    ) -> Result<Machine, ServiceError> {
         if !p.is_admin() {
-            return Err(ServiceError::Forbidden("only admins may add machines".into()));
+            return Err(ServiceError::Forbidden(
+                "only admins may add machines".into(),
+            ));
         }
         if new.mac_addresses.is_empty() {
             return Err(ServiceError::Invalid(
@@ -281,9 +302,12 @@ impl Service {
         }
         let mut interfaces = Vec::new();
         for (i, mac) in new.mac_addresses.iter().enumerate() {
-            let mac = ids::normalize_mac(mac).map_err(|e| ServiceError::Invalid(format!("mac_addresses: {e}")))?;
+            let mac = ids::normalize_mac(mac)
+                .map_err(|e| ServiceError::Invalid(format!("mac_addresses: {e}")))?;
             if interfaces.iter().any(|x: &Interface| x.mac == mac) {
-                return Err(ServiceError::Invalid(format!("mac_addresses: {mac} is given twice")));
+                return Err(ServiceError::Invalid(format!(
+                    "mac_addresses: {mac} is given twice"
+                )));
             }
             interfaces.push(Interface {
                 name: format!("eth{i}"),
@@ -368,19 +392,27 @@ impl Service {
                     updated_ms: now,
                 };
                 tables::put_machine(tx, &machine, None)?;
-                tables::append_event(tx, Event {
-                    seq: 0,
-                    system_id: machine.system_id.clone(),
-                    at_ms: now,
-                    actor: actor.clone(),
-                    action: "add".into(),
-                    from: Status::New,
-                    to: Status::New,
-                    message: "added".into(),
-                })?;
+                tables::append_event(
+                    tx,
+                    Event {
+                        seq: 0,
+                        system_id: machine.system_id.clone(),
+                        at_ms: now,
+                        actor: actor.clone(),
+                        action: "add".into(),
+                        from: Status::New,
+                        to: Status::New,
+                        message: "added".into(),
+                    },
+                )?;
                 let mut effects = Vec::new();
                 if commission {
-                    let t = lifecycle::apply(&machine, &Action::Commission { run_tests: false }, now, &deadlines)?;
+                    let t = lifecycle::apply(
+                        &machine,
+                        &Action::Commission { run_tests: false },
+                        now,
+                        &deadlines,
+                    )?;
                     tables::put_machine(tx, &t.machine, Some(&machine))?;
                     tables::append_event(tx, event_for(&t, &actor, "commission", None))?;
                     effects = t.effects;
@@ -406,7 +438,10 @@ impl Service {
                     if let Some(owner) = tables::machine_by_mac_in(tx, &i.mac)?
                         && owner != m.system_id
                     {
-                        return Err(ServiceError::Conflict(format!("MAC {} already belongs to machine {owner}", i.mac)));
+                        return Err(ServiceError::Conflict(format!(
+                            "MAC {} already belongs to machine {owner}",
+                            i.mac
+                        )));
                     }
                 }
                 let old = tables::get_in::<Machine>(tx, tables::MACHINES, &m.system_id)?;
@@ -434,9 +469,15 @@ impl Service {
     }
 
     /// Machines `p` may see that match the filter, a page at a time, in system_id order.
-    pub fn list_machines(&self, p: &Principal, f: &MachineFilter) -> Result<Page<Arc<Machine>>, ServiceError> {
+    pub fn list_machines(
+        &self,
+        p: &Principal,
+        f: &MachineFilter,
+    ) -> Result<Page<Arc<Machine>>, ServiceError> {
         let status = match &f.status {
-            Some(s) => Some(Status::parse(s).ok_or_else(|| ServiceError::Invalid(format!("status {s:?} is not a machine status")))?),
+            Some(s) => Some(Status::parse(s).ok_or_else(|| {
+                ServiceError::Invalid(format!("status {s:?} is not a machine status"))
+            })?),
             None => None,
         };
         let mac = match &f.mac {
@@ -452,7 +493,9 @@ impl Service {
                 && f.pool.as_ref().is_none_or(|x| &m.pool == x)
                 && f.tag.as_ref().is_none_or(|t| m.tags.contains(t))
                 && f.hostname.as_ref().is_none_or(|h| &m.hostname == h)
-                && mac.as_ref().is_none_or(|mac| m.interfaces.iter().any(|i| &i.mac == mac))
+                && mac
+                    .as_ref()
+                    .is_none_or(|mac| m.interfaces.iter().any(|i| &i.mac == mac))
         };
         let index = match self.index.read() {
             Ok(i) => i,
@@ -479,7 +522,12 @@ impl Service {
     }
 
     /// Edits a machine. Admins may change everything; an owner may change owner data.
-    pub async fn edit_machine(&self, p: &Principal, system_id: &str, edit: MachineEdit) -> Result<Machine, ServiceError> {
+    pub async fn edit_machine(
+        &self,
+        p: &Principal,
+        system_id: &str,
+        edit: MachineEdit,
+    ) -> Result<Machine, ServiceError> {
         let current = self.machine(p, system_id)?;
         let only_owner_data = edit.hostname.is_none()
             && edit.domain.is_none()
@@ -501,11 +549,19 @@ impl Service {
         }
         if let Some(h) = &edit.hostname {
             ids::check_hostname(h).map_err(ServiceError::Invalid)?;
-            if self.index_snapshot().iter().any(|m| &m.hostname == h && m.system_id != system_id) {
+            if self
+                .index_snapshot()
+                .iter()
+                .any(|m| &m.hostname == h && m.system_id != system_id)
+            {
                 return Err(ServiceError::Conflict(format!("hostname {h} is taken")));
             }
         }
-        for list in [edit.tags.as_deref().unwrap_or(&[]), &edit.add_tags, &edit.remove_tags] {
+        for list in [
+            edit.tags.as_deref().unwrap_or(&[]),
+            &edit.add_tags,
+            &edit.remove_tags,
+        ] {
             check_tags(list)?;
         }
         let id = system_id.to_string();
@@ -566,7 +622,10 @@ impl Service {
                     let power_type = edit.power_type.unwrap_or(m.power.power_type.clone());
                     let parameters = edit.power_parameters.unwrap_or(m.power.parameters.clone());
                     check_power(&power_type, &parameters)?;
-                    m.power = PowerSettings { power_type, parameters };
+                    m.power = PowerSettings {
+                        power_type,
+                        parameters,
+                    };
                 }
                 if let Some(data) = edit.owner_data {
                     for (k, v) in data {
@@ -582,16 +641,19 @@ impl Service {
                 m.generation += 1;
                 m.updated_ms = now;
                 tables::put_machine(tx, &m, Some(&old))?;
-                tables::append_event(tx, Event {
-                    seq: 0,
-                    system_id: m.system_id.clone(),
-                    at_ms: now,
-                    actor,
-                    action: "edit".into(),
-                    from: m.status,
-                    to: m.status,
-                    message: "edited".into(),
-                })?;
+                tables::append_event(
+                    tx,
+                    Event {
+                        seq: 0,
+                        system_id: m.system_id.clone(),
+                        at_ms: now,
+                        actor,
+                        action: "edit".into(),
+                        from: m.status,
+                        to: m.status,
+                        message: "edited".into(),
+                    },
+                )?;
                 Ok(m)
             })
             .await?;
@@ -603,7 +665,9 @@ impl Service {
     pub async fn delete_machine(&self, p: &Principal, system_id: &str) -> Result<(), ServiceError> {
         if !p.is_admin() {
             self.machine(p, system_id)?;
-            return Err(ServiceError::Forbidden("only admins may delete machines".into()));
+            return Err(ServiceError::Forbidden(
+                "only admins may delete machines".into(),
+            ));
         }
         let id = system_id.to_string();
         self.store
@@ -640,9 +704,13 @@ impl Service {
         let current = self.machine(p, system_id)?;
         may_act(p, &current, kind)?;
         let action = match kind {
-            ActionKind::Commission => Action::Commission { run_tests: req.run_tests },
+            ActionKind::Commission => Action::Commission {
+                run_tests: req.run_tests,
+            },
             ActionKind::Test => Action::Test,
-            ActionKind::Allocate => Action::Allocate { owner: p.username.clone() },
+            ActionKind::Allocate => Action::Allocate {
+                owner: p.username.clone(),
+            },
             ActionKind::Deploy => {
                 // The owner's SSH keys at the time of the deploy are what the machine gets.
                 let owner = current.owner.clone().unwrap_or_else(|| p.username.clone());
@@ -661,7 +729,9 @@ impl Service {
             ActionKind::Release => {
                 let erase = match &req.erase {
                     Some(e) => EraseMode::parse(e).ok_or_else(|| {
-                        ServiceError::Invalid(format!("erase {e:?} must be one of none, quick, full, secure"))
+                        ServiceError::Invalid(format!(
+                            "erase {e:?} must be one of none, quick, full, secure"
+                        ))
                     })?,
                     None => EraseMode::None,
                 };
@@ -678,13 +748,21 @@ impl Service {
             ActionKind::Lock => Action::Lock,
             ActionKind::Unlock => Action::Unlock,
             ActionKind::Complete | ActionKind::Fail | ActionKind::TimeOut => {
-                return Err(ServiceError::Forbidden(format!("{} is reported by the machine, not requested", kind.name())));
+                return Err(ServiceError::Forbidden(format!(
+                    "{} is reported by the machine, not requested",
+                    kind.name()
+                )));
             }
         };
         let principal = p.clone();
-        self.transition(system_id, action, req.generation, &p.username, req.comment, move |m| {
-            may_act(&principal, m, kind)
-        })
+        self.transition(
+            system_id,
+            action,
+            req.generation,
+            &p.username,
+            req.comment,
+            move |m| may_act(&principal, m, kind),
+        )
         .await
     }
 
@@ -698,9 +776,13 @@ impl Service {
         actor: &str,
     ) -> Result<Machine, ServiceError> {
         if !action.kind().is_internal() {
-            return Err(ServiceError::Invalid(format!("{} is not a report", action.kind().name())));
+            return Err(ServiceError::Invalid(format!(
+                "{} is not a report",
+                action.kind().name()
+            )));
         }
-        self.transition(system_id, action, generation, actor, None, |_| Ok(())).await
+        self.transition(system_id, action, generation, actor, None, |_| Ok(()))
+            .await
     }
 
     /// The one path by which a machine's status changes: read it inside the write, check the
@@ -739,7 +821,14 @@ impl Service {
                 if let Action::Deploy(_) = &action
                     && m.status == Status::Ready
                 {
-                    let t = lifecycle::apply(&m, &Action::Allocate { owner: actor.clone() }, now, &deadlines)?;
+                    let t = lifecycle::apply(
+                        &m,
+                        &Action::Allocate {
+                            owner: actor.clone(),
+                        },
+                        now,
+                        &deadlines,
+                    )?;
                     m = t.machine.clone();
                     transitions.push((t, "allocate"));
                 }
@@ -767,7 +856,12 @@ impl Service {
 
     /// Allocates the smallest Ready machine that satisfies the constraints to `p`.
     /// Concurrent allocations never get the same machine: the choice is re-checked inside the write.
-    pub async fn allocate(&self, p: &Principal, c: Constraints, comment: Option<String>) -> Result<Machine, ServiceError> {
+    pub async fn allocate(
+        &self,
+        p: &Principal,
+        c: Constraints,
+        comment: Option<String>,
+    ) -> Result<Machine, ServiceError> {
         const ATTEMPTS: usize = 4;
         const CANDIDATES_PER_ATTEMPT: usize = 32;
         for _ in 0..ATTEMPTS {
@@ -797,12 +891,25 @@ impl Service {
                         let Some(m) = tables::get_in::<Machine>(tx, tables::MACHINES, &id)? else {
                             continue;
                         };
-                        if m.status != Status::Ready || m.locked || !constraints::satisfies(&m, &c2).unwrap_or(false) {
+                        if m.status != Status::Ready
+                            || m.locked
+                            || !constraints::satisfies(&m, &c2).unwrap_or(false)
+                        {
                             continue;
                         }
-                        let t = lifecycle::apply(&m, &Action::Allocate { owner: owner.clone() }, now_ms(), &deadlines)?;
+                        let t = lifecycle::apply(
+                            &m,
+                            &Action::Allocate {
+                                owner: owner.clone(),
+                            },
+                            now_ms(),
+                            &deadlines,
+                        )?;
                         tables::put_machine(tx, &t.machine, Some(&m))?;
-                        tables::append_event(tx, event_for(&t, &owner, "allocate", comment.as_deref()))?;
+                        tables::append_event(
+                            tx,
+                            event_for(&t, &owner, "allocate", comment.as_deref()),
+                        )?;
                         return Ok(Some(t));
                     }
                     Ok(None)
@@ -821,7 +928,12 @@ impl Service {
     }
 
     /// Records the power state read from the machine's BMC.
-    pub async fn set_power_state(&self, system_id: &str, state: PowerState, message: String) -> Result<(), ServiceError> {
+    pub async fn set_power_state(
+        &self,
+        system_id: &str,
+        state: PowerState,
+        message: String,
+    ) -> Result<(), ServiceError> {
         let id = system_id.to_string();
         let m = self
             .store
@@ -852,16 +964,29 @@ impl Service {
     }
 
     /// A machine's history, newest first.
-    pub fn machine_events(&self, p: &Principal, system_id: &str, before: Option<u64>, limit: usize) -> Result<Vec<Event>, ServiceError> {
+    pub fn machine_events(
+        &self,
+        p: &Principal,
+        system_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, ServiceError> {
         self.machine(p, system_id)?;
         let rx = self.store.read()?;
         Ok(tables::machine_events(&rx, system_id, before, limit)?)
     }
 
     /// Every machine's history (admins), newest first.
-    pub fn recent_events(&self, p: &Principal, before: Option<u64>, limit: usize) -> Result<Vec<Event>, ServiceError> {
+    pub fn recent_events(
+        &self,
+        p: &Principal,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, ServiceError> {
         if !p.is_admin() {
-            return Err(ServiceError::Forbidden("only admins may read all events".into()));
+            return Err(ServiceError::Forbidden(
+                "only admins may read all events".into(),
+            ));
         }
         let rx = self.store.read()?;
         Ok(tables::recent_events(&rx, before, limit)?)

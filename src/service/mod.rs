@@ -14,10 +14,12 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 pub use catalog::CatalogKind;
-pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, SECRET_POWER_KEYS, mask_power};
-pub use users::{TokenView, UserView};
+pub use machines::{
+    ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, SECRET_POWER_KEYS, mask_power,
+};
 pub use reconcile::run_reconciler;
 pub use users::{NewUser, TokenCreated, TokenKind, UserEdit};
+pub use users::{TokenView, UserView};
 
 use crate::model::constraints::NoMatch;
 use crate::model::lifecycle::Deadlines;
@@ -64,7 +66,9 @@ pub enum ServiceError {
     #[error(transparent)]
     Transition(#[from] TransitionError),
     /// 409: the caller's copy of the machine is out of date.
-    #[error("machine {system_id} has changed (generation {current}, request was for {given}); read it again")]
+    #[error(
+        "machine {system_id} has changed (generation {current}, request was for {given}); read it again"
+    )]
     Stale {
         system_id: String,
         current: u64,

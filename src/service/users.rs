@@ -81,13 +81,19 @@ fn hash_password(password: &str) -> Result<String, ServiceError> {
 
 fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
 fn check_password(password: &str) -> Result<(), ServiceError> {
     if password.chars().count() < 8 {
-        return Err(ServiceError::Invalid("password must have at least 8 characters".into()));
+        return Err(ServiceError::Invalid(
+            "password must have at least 8 characters".into(),
+        ));
     }
     Ok(())
 }
@@ -95,7 +101,8 @@ fn check_password(password: &str) -> Result<(), ServiceError> {
 fn parse_role(role: Option<&str>) -> Result<Role, ServiceError> {
     match role {
         None => Ok(Role::User),
-        Some(r) => Role::parse(r).ok_or_else(|| ServiceError::Invalid(format!("role {r:?} must be admin or user"))),
+        Some(r) => Role::parse(r)
+            .ok_or_else(|| ServiceError::Invalid(format!("role {r:?} must be admin or user"))),
     }
 }
 
@@ -114,7 +121,10 @@ fn check_ssh_key(key: &str) -> Result<String, ServiceError> {
         "sk-ssh-ed25519@openssh.com",
         "sk-ecdsa-sha2-nistp256@openssh.com",
     ];
-    let b64 = data.len() >= 16 && data.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
+    let b64 = data.len() >= 16
+        && data
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
     if !known.contains(&kind) || !b64 || key.contains('\n') {
         return Err(ServiceError::Invalid(
             "not an SSH public key: expected a line like 'ssh-ed25519 AAAA... comment'".into(),
@@ -164,7 +174,11 @@ impl Service {
     /// Makes the first admin when the store has no users. Returns the password it set when it
     /// generated one (the caller shows it once), or None when there were users already or the
     /// password came from the caller.
-    pub async fn bootstrap_admin(&self, username: &str, password: Option<String>) -> Result<Option<String>, ServiceError> {
+    pub async fn bootstrap_admin(
+        &self,
+        username: &str,
+        password: Option<String>,
+    ) -> Result<Option<String>, ServiceError> {
         let rx = self.store.read()?;
         if !tables::all::<User>(&rx, USERS)?.is_empty() {
             return Ok(None);
@@ -190,8 +204,11 @@ impl Service {
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
                 let existing: Vec<()> = {
-                    let t = tx.open_table(USERS).map_err(crate::store::StoreError::from)?;
-                    let n = redb::ReadableTableMetadata::len(&t).map_err(crate::store::StoreError::from)?;
+                    let t = tx
+                        .open_table(USERS)
+                        .map_err(crate::store::StoreError::from)?;
+                    let n = redb::ReadableTableMetadata::len(&t)
+                        .map_err(crate::store::StoreError::from)?;
                     if n > 0 { vec![()] } else { Vec::new() }
                 };
                 if existing.is_empty() {
@@ -216,7 +233,9 @@ impl Service {
 
     pub fn user(&self, p: &Principal, username: &str) -> Result<UserView, ServiceError> {
         if !p.is_admin() && p.username != username {
-            return Err(ServiceError::Forbidden("users may only read their own account".into()));
+            return Err(ServiceError::Forbidden(
+                "users may only read their own account".into(),
+            ));
         }
         self.user_record(username)?
             .map(UserView::from)
@@ -225,7 +244,9 @@ impl Service {
 
     pub async fn create_user(&self, p: &Principal, new: NewUser) -> Result<UserView, ServiceError> {
         if !p.is_admin() {
-            return Err(ServiceError::Forbidden("only admins may create users".into()));
+            return Err(ServiceError::Forbidden(
+                "only admins may create users".into(),
+            ));
         }
         ids::check_name("user", &new.username).map_err(ServiceError::Invalid)?;
         check_password(&new.password)?;
@@ -246,7 +267,10 @@ impl Service {
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
                 if tables::get_in::<User>(tx, USERS, &u.username)?.is_some() {
-                    return Err(ServiceError::Conflict(format!("user {} exists", u.username)));
+                    return Err(ServiceError::Conflict(format!(
+                        "user {} exists",
+                        u.username
+                    )));
                 }
                 tables::put_in(tx, USERS, &u.username, &u)?;
                 Ok(())
@@ -256,10 +280,17 @@ impl Service {
         Ok(user.into())
     }
 
-    pub async fn edit_user(&self, p: &Principal, username: &str, edit: UserEdit) -> Result<UserView, ServiceError> {
+    pub async fn edit_user(
+        &self,
+        p: &Principal,
+        username: &str,
+        edit: UserEdit,
+    ) -> Result<UserView, ServiceError> {
         let own = p.username == username;
         if !p.is_admin() && (!own || edit.role.is_some()) {
-            return Err(ServiceError::Forbidden("users may only change their own password and email".into()));
+            return Err(ServiceError::Forbidden(
+                "users may only change their own password and email".into(),
+            ));
         }
         let role = match &edit.role {
             Some(r) => Some(parse_role(Some(r))?),
@@ -271,7 +302,9 @@ impl Service {
                 Some(
                     tokio::task::spawn_blocking(move || hash_password(&pw))
                         .await
-                        .map_err(|e| ServiceError::Invalid(format!("password hashing failed: {e}")))??,
+                        .map_err(|e| {
+                            ServiceError::Invalid(format!("password hashing failed: {e}"))
+                        })??,
                 )
             }
             None => None,
@@ -281,7 +314,8 @@ impl Service {
         let user = self
             .store
             .write(move |tx| -> Result<User, ServiceError> {
-                let mut u: User = tables::get_in(tx, USERS, &name)?.ok_or_else(|| ServiceError::not_found("user", &name))?;
+                let mut u: User = tables::get_in(tx, USERS, &name)?
+                    .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 if let Some(h) = hash {
                     u.password_hash = h;
                 }
@@ -290,7 +324,9 @@ impl Service {
                 }
                 if let Some(r) = role {
                     if u.role == Role::Admin && r != Role::Admin && count_admins(tx)? <= 1 {
-                        return Err(ServiceError::Conflict("the last admin cannot be demoted".into()));
+                        return Err(ServiceError::Conflict(
+                            "the last admin cannot be demoted".into(),
+                        ));
                     }
                     u.role = r;
                 }
@@ -304,9 +340,15 @@ impl Service {
     /// Deletes a user and their tokens. Refused for the last admin and for users who own machines.
     pub async fn delete_user(&self, p: &Principal, username: &str) -> Result<(), ServiceError> {
         if !p.is_admin() {
-            return Err(ServiceError::Forbidden("only admins may delete users".into()));
+            return Err(ServiceError::Forbidden(
+                "only admins may delete users".into(),
+            ));
         }
-        if let Some(m) = self.index_snapshot().iter().find(|m| m.owner.as_deref() == Some(username)) {
+        if let Some(m) = self
+            .index_snapshot()
+            .iter()
+            .find(|m| m.owner.as_deref() == Some(username))
+        {
             return Err(ServiceError::Conflict(format!(
                 "user {username} owns machine {}; release it first",
                 m.system_id
@@ -315,9 +357,12 @@ impl Service {
         let name = username.to_string();
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
-                let u: User = tables::get_in(tx, USERS, &name)?.ok_or_else(|| ServiceError::not_found("user", &name))?;
+                let u: User = tables::get_in(tx, USERS, &name)?
+                    .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 if u.role == Role::Admin && count_admins(tx)? <= 1 {
-                    return Err(ServiceError::Conflict("the last admin cannot be deleted".into()));
+                    return Err(ServiceError::Conflict(
+                        "the last admin cannot be deleted".into(),
+                    ));
                 }
                 let tokens: Vec<Token> = all_in(tx, TOKENS)?;
                 for t in tokens.iter().filter(|t| t.username == name) {
@@ -332,17 +377,27 @@ impl Service {
     }
 
     /// Adds an SSH public key to `username` (themselves, or anyone for admins).
-    pub async fn add_ssh_key(&self, p: &Principal, username: &str, key: &str) -> Result<SshKey, ServiceError> {
+    pub async fn add_ssh_key(
+        &self,
+        p: &Principal,
+        username: &str,
+        key: &str,
+    ) -> Result<SshKey, ServiceError> {
         if !p.is_admin() && p.username != username {
-            return Err(ServiceError::Forbidden("users may only add keys to their own account".into()));
+            return Err(ServiceError::Forbidden(
+                "users may only add keys to their own account".into(),
+            ));
         }
         let key = check_ssh_key(key)?;
         let name = username.to_string();
         self.store
             .write(move |tx| -> Result<SshKey, ServiceError> {
-                let mut u: User = tables::get_in(tx, USERS, &name)?.ok_or_else(|| ServiceError::not_found("user", &name))?;
+                let mut u: User = tables::get_in(tx, USERS, &name)?
+                    .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 if u.ssh_keys.iter().any(|k| k.key == key) {
-                    return Err(ServiceError::Conflict("this key is already on the account".into()));
+                    return Err(ServiceError::Conflict(
+                        "this key is already on the account".into(),
+                    ));
                 }
                 let id = u.ssh_keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
                 let k = SshKey { id, key };
@@ -353,14 +408,22 @@ impl Service {
             .await
     }
 
-    pub async fn delete_ssh_key(&self, p: &Principal, username: &str, id: u32) -> Result<(), ServiceError> {
+    pub async fn delete_ssh_key(
+        &self,
+        p: &Principal,
+        username: &str,
+        id: u32,
+    ) -> Result<(), ServiceError> {
         if !p.is_admin() && p.username != username {
-            return Err(ServiceError::Forbidden("users may only remove keys from their own account".into()));
+            return Err(ServiceError::Forbidden(
+                "users may only remove keys from their own account".into(),
+            ));
         }
         let name = username.to_string();
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
-                let mut u: User = tables::get_in(tx, USERS, &name)?.ok_or_else(|| ServiceError::not_found("user", &name))?;
+                let mut u: User = tables::get_in(tx, USERS, &name)?
+                    .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 let before = u.ssh_keys.len();
                 u.ssh_keys.retain(|k| k.id != id);
                 if u.ssh_keys.len() == before {
@@ -373,9 +436,17 @@ impl Service {
     }
 
     /// Makes an API token for `username` (themselves, or anyone for admins).
-    pub async fn create_token(&self, p: &Principal, username: &str, name: &str, kind: TokenKind) -> Result<TokenCreated, ServiceError> {
+    pub async fn create_token(
+        &self,
+        p: &Principal,
+        username: &str,
+        name: &str,
+        kind: TokenKind,
+    ) -> Result<TokenCreated, ServiceError> {
         if !p.is_admin() && p.username != username {
-            return Err(ServiceError::Forbidden("users may only make tokens for themselves".into()));
+            return Err(ServiceError::Forbidden(
+                "users may only make tokens for themselves".into(),
+            ));
         }
         if self.user_record(username)?.is_none() {
             return Err(ServiceError::not_found("user", username));
@@ -407,7 +478,9 @@ impl Service {
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
                 if tables::get_in::<Token>(tx, TOKENS, &record.id)?.is_some() {
-                    return Err(ServiceError::Conflict("token id collision; try again".into()));
+                    return Err(ServiceError::Conflict(
+                        "token id collision; try again".into(),
+                    ));
                 }
                 tables::put_in(tx, TOKENS, &record.id, &record)?;
                 Ok(())
@@ -430,7 +503,12 @@ impl Service {
             .into_iter()
             .filter(|t| p.is_admin() || t.username == p.username)
             .map(|t| TokenView {
-                kind: if t.maas_consumer_key.is_some() { "maas" } else { "native" }.into(),
+                kind: if t.maas_consumer_key.is_some() {
+                    "maas"
+                } else {
+                    "native"
+                }
+                .into(),
                 id: t.id,
                 username: t.username,
                 name: t.name,
@@ -444,7 +522,8 @@ impl Service {
         let principal = p.clone();
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
-                let t: Token = tables::get_in(tx, TOKENS, &id)?.ok_or_else(|| ServiceError::not_found("token", &id))?;
+                let t: Token = tables::get_in(tx, TOKENS, &id)?
+                    .ok_or_else(|| ServiceError::not_found("token", &id))?;
                 if !principal.is_admin() && t.username != principal.username {
                     return Err(ServiceError::not_found("token", &id));
                 }
@@ -463,15 +542,31 @@ impl Service {
     }
 
     /// Checks MAAS OAuth PLAINTEXT credentials: consumer key, token key, token secret.
-    pub fn authenticate_maas(&self, consumer_key: &str, token_key: &str, token_secret: &str) -> Result<Principal, ServiceError> {
+    pub fn authenticate_maas(
+        &self,
+        consumer_key: &str,
+        token_key: &str,
+        token_secret: &str,
+    ) -> Result<Principal, ServiceError> {
         self.check_token(token_key, token_secret, Some(consumer_key))
-            .map_err(|_| ServiceError::Unauthorized("Authorization Error: 'Invalid access token'".into()))
+            .map_err(|_| {
+                ServiceError::Unauthorized("Authorization Error: 'Invalid access token'".into())
+            })
     }
 
-    fn check_token(&self, id: &str, secret: &str, consumer: Option<&str>) -> Result<Principal, ServiceError> {
+    fn check_token(
+        &self,
+        id: &str,
+        secret: &str,
+        consumer: Option<&str>,
+    ) -> Result<Principal, ServiceError> {
         let rx = self.store.read()?;
-        let token = tables::get_token(&rx, id)?.ok_or_else(|| ServiceError::Unauthorized("unknown token".into()))?;
-        let secret_ok = constant_time_eq(sha256_hex(secret).as_bytes(), token.secret_sha256.as_bytes());
+        let token = tables::get_token(&rx, id)?
+            .ok_or_else(|| ServiceError::Unauthorized("unknown token".into()))?;
+        let secret_ok = constant_time_eq(
+            sha256_hex(secret).as_bytes(),
+            token.secret_sha256.as_bytes(),
+        );
         let consumer_ok = match (consumer, &token.maas_consumer_key) {
             (None, None) => true,
             (Some(given), Some(stored)) => constant_time_eq(given.as_bytes(), stored.as_bytes()),
@@ -480,7 +575,8 @@ impl Service {
         if !(secret_ok && consumer_ok) {
             return Err(ServiceError::Unauthorized("bad token".into()));
         }
-        let user = tables::get_user(&rx, &token.username)?.ok_or_else(|| ServiceError::Unauthorized("token's user is gone".into()))?;
+        let user = tables::get_user(&rx, &token.username)?
+            .ok_or_else(|| ServiceError::Unauthorized("token's user is gone".into()))?;
         Ok(Principal {
             username: user.username,
             role: user.role,
@@ -488,7 +584,11 @@ impl Service {
     }
 
     /// Checks a username and password (slow on purpose: argon2).
-    pub async fn check_password(&self, username: &str, password: &str) -> Result<Principal, ServiceError> {
+    pub async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Principal, ServiceError> {
         let user = self.user_record(username)?;
         let password = password.to_string();
         // Verify against a dummy hash when the user does not exist, so timing does not tell.
@@ -507,12 +607,20 @@ impl Service {
             .unwrap_or(false);
         match (ok, principal) {
             (true, Some(p)) => Ok(p),
-            _ => Err(ServiceError::Unauthorized("wrong username or password".into())),
+            _ => Err(ServiceError::Unauthorized(
+                "wrong username or password".into(),
+            )),
         }
     }
 
     /// Logs in with a password and returns a fresh token of the asked kind.
-    pub async fn login(&self, username: &str, password: &str, token_name: &str, kind: TokenKind) -> Result<TokenCreated, ServiceError> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        token_name: &str,
+        kind: TokenKind,
+    ) -> Result<TokenCreated, ServiceError> {
         let p = self.check_password(username, password).await?;
         self.create_token(&p, username, token_name, kind).await
     }
@@ -526,7 +634,9 @@ fn all_in<T: serde::de::DeserializeOwned>(
     table: redb::TableDefinition<&str, &[u8]>,
 ) -> Result<Vec<T>, ServiceError> {
     use redb::ReadableTable;
-    let t = tx.open_table(table).map_err(crate::store::StoreError::from)?;
+    let t = tx
+        .open_table(table)
+        .map_err(crate::store::StoreError::from)?;
     let mut out = Vec::new();
     for item in t.iter().map_err(crate::store::StoreError::from)? {
         let (k, v) = item.map_err(crate::store::StoreError::from)?;

@@ -215,7 +215,9 @@ fn unbox<T: 'static, E: From<StoreError> + 'static>(
     match result {
         Ok(boxed) => match boxed.downcast::<Result<T, E>>() {
             Ok(r) => *r,
-            Err(_) => Err(E::from(StoreError::WriterPanic("result of unexpected type".into()))),
+            Err(_) => Err(E::from(StoreError::WriterPanic(
+                "result of unexpected type".into(),
+            ))),
         },
         Err(e) => Err(E::from(e)),
     }

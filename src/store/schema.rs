@@ -107,27 +107,40 @@ fn v1_to_v2(tx: &WriteTransaction) -> Result<(), StoreError> {
         let mut out = Vec::new();
         for item in t.iter()? {
             let (k, v) = item?;
-            out.push(tables::decode(&format!("machines/{}", k.value()), v.value())?);
+            out.push(tables::decode(
+                &format!("machines/{}", k.value()),
+                v.value(),
+            )?);
         }
         out
     };
     for m in &machines {
         for (table, name) in [(ZONES, &m.zone), (POOLS, &m.pool)] {
             if tables::get_in::<NamedThing>(tx, table, name)?.is_none() {
-                tables::put_in(tx, table, name, &NamedThing {
-                    name: name.clone(),
-                    description: String::new(),
-                    created_ms: now,
-                })?;
+                tables::put_in(
+                    tx,
+                    table,
+                    name,
+                    &NamedThing {
+                        name: name.clone(),
+                        description: String::new(),
+                        created_ms: now,
+                    },
+                )?;
             }
         }
         for tag in &m.tags {
             if tables::get_in::<NamedThing>(tx, TAGS, tag)?.is_none() {
-                tables::put_in(tx, TAGS, tag, &NamedThing {
-                    name: tag.clone(),
-                    description: String::new(),
-                    created_ms: now,
-                })?;
+                tables::put_in(
+                    tx,
+                    TAGS,
+                    tag,
+                    &NamedThing {
+                        name: tag.clone(),
+                        description: String::new(),
+                        created_ms: now,
+                    },
+                )?;
             }
         }
     }

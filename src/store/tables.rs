@@ -114,13 +114,20 @@ pub fn all<T: DeserializeOwned>(
     let mut out = Vec::new();
     for item in t.iter()? {
         let (k, v) = item?;
-        out.push(decode(&format!("{}/{}", table.name(), k.value()), v.value())?);
+        out.push(decode(
+            &format!("{}/{}", table.name(), k.value()),
+            v.value(),
+        )?);
     }
     Ok(out)
 }
 
 /// Writes a machine and keeps the MAC index in step with its interfaces.
-pub fn put_machine(tx: &WriteTransaction, machine: &Machine, old: Option<&Machine>) -> Result<(), StoreError> {
+pub fn put_machine(
+    tx: &WriteTransaction,
+    machine: &Machine,
+    old: Option<&Machine>,
+) -> Result<(), StoreError> {
     let mut macs = tx.open_table(MACS)?;
     if let Some(old) = old {
         for i in &old.interfaces {
@@ -247,4 +254,3 @@ pub fn get_token(rx: &redb::ReadTransaction, id: &str) -> Result<Option<Token>, 
 pub fn all_machines(rx: &redb::ReadTransaction) -> Result<Vec<Machine>, StoreError> {
     all(rx, MACHINES)
 }
-

@@ -1,0 +1,227 @@
+//! `rackbox serve`: opens the store, builds the service, starts the HTTP server and the background
+//! tasks, tells systemd it is ready, and on SIGTERM/SIGINT stops taking requests, lets in-flight
+//! ones finish, and waits until the store's writer has committed everything it acknowledged.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::service::{EffectRequest, Service, ServiceError};
+use crate::store::{Store, StoreError, StoreOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(
+        "cannot listen on {addr}: {source} (is another rackbox running? set [http] listen in the config)"
+    )]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the admin password file {path}: {source}")]
+    PasswordFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    StateFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// Runs the daemon until a shutdown signal.
+pub async fn serve(config: Config) -> Result<(), DaemonError> {
+    let store = Store::open(
+        &config.database_path(),
+        StoreOptions {
+            max_batch: config.store.max_batch,
+        },
+    )?;
+    let writer = store.take_writer();
+    let (service, effects) = Service::new(store, config.deadlines())?;
+    let service = Arc::new(service);
+    bootstrap_admin(&service, &config).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: config.http.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(DaemonError::Http)?;
+    let state = AppState {
+        service: service.clone(),
+        metrics: Arc::default(),
+        public_url: config.public_url().into(),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let reconciler = tokio::spawn(crate::service::run_reconciler(
+        service.clone(),
+        Duration::from_secs(config.lifecycle.reconcile_interval_secs),
+        stopped(stop_rx.clone()),
+    ));
+    let conductor = tokio::spawn(conduct(service.clone(), effects, stopped(stop_rx.clone())));
+    let watchdog = tokio::spawn(watchdog(service.clone(), stopped(stop_rx.clone())));
+
+    tracing::info!(
+        listen = %local,
+        state_dir = %config.state_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "rackbox is serving"
+    );
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
+    let app = http::router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+
+    tracing::info!("shutting down: finishing in-flight work");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(reconciler, conductor, watchdog);
+    // Dropping the last service handle drops the last store handle: the writer commits what is
+    // queued and exits.
+    drop(service);
+    if let Some(writer) = writer {
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+    tracing::info!("stopped; every acknowledged write is on disk");
+    result.map_err(DaemonError::Http)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Makes the first admin on an empty store. Its password comes from `auth.admin_password_file`,
+/// or is generated, written to `<state_dir>/initial-admin-password` (0600) and printed once.
+async fn bootstrap_admin(service: &Service, config: &Config) -> Result<(), DaemonError> {
+    let from_file = match &config.auth.admin_password_file {
+        Some(path) if path.exists() => Some(
+            std::fs::read_to_string(path)
+                .map_err(|source| DaemonError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                })?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+        _ => None,
+    };
+    let generated = service
+        .bootstrap_admin(&config.auth.admin_username, from_file)
+        .await?;
+    if let Some(password) = generated {
+        let path = config.state_dir.join("initial-admin-password");
+        write_secret_file(&path, &password)?;
+        // Printed once, on the console, not through the log.
+        let mut err = std::io::stderr();
+        let _ = writeln!(
+            err,
+            "rackbox: created admin account {:?} with password: {password}\nrackbox: (also saved in {}; change it with `rackbox user passwd`)",
+            config.auth.admin_username,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn write_secret_file(path: &Path, text: &str) -> Result<(), DaemonError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| DaemonError::StateFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(format!("{text}\n").as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)
+}
+
+/// Carries out effects of transitions. Power drivers plug in here; a machine with no driver (or
+/// the manual one) waits in its in-progress status, and its message says so.
+async fn conduct(
+    service: Arc<Service>,
+    mut effects: tokio::sync::mpsc::UnboundedReceiver<EffectRequest>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let request = tokio::select! {
+            _ = &mut shutdown => return,
+            r = effects.recv() => match r { Some(r) => r, None => return },
+        };
+        let Ok(machine) = service.machine(&crate::service::Principal::system(), &request.system_id)
+        else {
+            continue;
+        };
+        if machine.generation != request.generation {
+            continue;
+        }
+        tracing::info!(
+            system_id = %request.system_id,
+            effect = ?request.effect,
+            power_type = %machine.power.power_type,
+            "machine needs power action; waiting for the machine (no power driver acts on it)"
+        );
+    }
+}
+
+/// Pings systemd's watchdog while the store's writer still commits.
+async fn watchdog(service: Arc<Service>, shutdown: impl std::future::Future<Output = ()>) {
+    let Some(timeout) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let period = (timeout / 2).max(Duration::from_millis(100));
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        let alive =
+            tokio::time::timeout(period, service.store().write(|_| Ok::<(), StoreError>(()))).await;
+        if matches!(alive, Ok(Ok(()))) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!("store writer did not answer; withholding the watchdog ping");
+        }
+    }
+}

@@ -1,0 +1,903 @@
+//! The native REST API, /api/v1: the route table and its handlers.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, QueryArgs};
+use super::openapi::schema;
+use super::{Access, AppState, Route};
+use crate::model::{Constraints, Event, Machine};
+use crate::service::{
+    ActionRequest, CatalogKind, MachineEdit, MachineFilter, NewMachine, NewUser, Principal,
+    TokenCreated, TokenKind, TokenView, UserEdit, UserView, mask_power,
+};
+use crate::store::tables::NamedThing;
+
+/// A machine as the API shows it: the record, MAAS's status number and name, and power secrets
+/// masked for anyone but admins.
+#[derive(Serialize, JsonSchema)]
+pub struct MachineView {
+    #[serde(flatten)]
+    pub machine: Arc<Machine>,
+    pub status_code: u8,
+    pub status_name: &'static str,
+}
+
+impl MachineView {
+    pub fn new(p: &Principal, machine: Arc<Machine>) -> MachineView {
+        let machine = if p.is_admin() || machine.power.parameters.is_empty() {
+            machine
+        } else {
+            let mut m = (*machine).clone();
+            m.power = mask_power(&m.power);
+            Arc::new(m)
+        };
+        MachineView {
+            status_code: machine.status.code(),
+            status_name: machine.status.name(),
+            machine,
+        }
+    }
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct MachinePage {
+    pub items: Vec<MachineView>,
+    pub total: usize,
+    pub next: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// Name for the token made by this login.
+    #[serde(default)]
+    pub token_name: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    #[serde(default)]
+    pub name: String,
+    /// "native" (default) or "maas" (consumer:token:secret for MAAS clients).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Admins may make tokens for other users.
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshKeyRequest {
+    pub key: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamedRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// Only events older than this sequence number (paging backwards).
+    pub before: Option<u64>,
+    /// At most this many (default 100, at most 10000).
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct WhoAmI {
+    pub username: String,
+    pub role: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+const PATH_MACHINES: &str = "/api/v1/machines";
+
+/// The route table: every route of the native API, its access level, summary and schemas.
+/// The router, the authorization middleware, the OpenAPI document and the auth-matrix test all
+/// read this one list.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: Method::GET,
+        path: "/healthz",
+        access: Access::Anonymous,
+        summary: "Liveness: the daemon answers and its store is readable",
+        handler: || get(healthz),
+        query: None,
+        request: None,
+        response: Some(schema::<Health>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/metrics",
+        access: Access::User,
+        summary: "Metrics in Prometheus text format",
+        handler: || get(metrics),
+        query: None,
+        request: None,
+        response: None,
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/auth/login",
+        access: Access::Anonymous,
+        summary: "Log in with a username and password; answers a new API token",
+        handler: || post(login),
+        query: None,
+        request: Some(schema::<LoginRequest>),
+        response: Some(schema::<TokenCreated>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/openapi.json",
+        access: Access::User,
+        summary: "This API's OpenAPI document, generated from the route table",
+        handler: || get(openapi_document),
+        query: None,
+        request: None,
+        response: None,
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/whoami",
+        access: Access::User,
+        summary: "The caller's username and role",
+        handler: || get(whoami),
+        query: None,
+        request: None,
+        response: Some(schema::<WhoAmI>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: PATH_MACHINES,
+        access: Access::User,
+        summary: "List machines (filters, paging by cursor)",
+        handler: || get(list_machines).post(add_machine),
+        query: Some(schema::<MachineFilter>),
+        request: None,
+        response: Some(schema::<MachinePage>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: PATH_MACHINES,
+        access: Access::Admin,
+        summary: "Add a machine (commissions at once when it has a power driver)",
+        handler: || get(list_machines).post(add_machine),
+        query: None,
+        request: Some(schema::<NewMachine>),
+        response: Some(schema::<MachineView>),
+        success: 201,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/machines/allocate",
+        access: Access::User,
+        summary: "Allocate the smallest Ready machine that satisfies the constraints",
+        handler: || post(allocate),
+        query: None,
+        request: Some(schema::<Constraints>),
+        response: Some(schema::<MachineView>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/machines/{system_id}",
+        access: Access::User,
+        summary: "Show a machine",
+        handler: || get(show_machine).patch(edit_machine).delete(delete_machine),
+        query: None,
+        request: None,
+        response: Some(schema::<MachineView>),
+        success: 200,
+    },
+    Route {
+        method: Method::PATCH,
+        path: "/api/v1/machines/{system_id}",
+        access: Access::User,
+        summary: "Edit a machine (admins; owners may change owner_data)",
+        handler: || get(show_machine).patch(edit_machine).delete(delete_machine),
+        query: None,
+        request: Some(schema::<MachineEdit>),
+        response: Some(schema::<MachineView>),
+        success: 200,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/machines/{system_id}",
+        access: Access::Admin,
+        summary: "Delete a machine and its history",
+        handler: || get(show_machine).patch(edit_machine).delete(delete_machine),
+        query: None,
+        request: None,
+        response: None,
+        success: 204,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/machines/{system_id}/actions/{action}",
+        access: Access::User,
+        summary: "Apply an action: commission, test, deploy, release, abort, mark_broken, mark_fixed, override_failed_testing, rescue_mode, exit_rescue_mode, lock, unlock",
+        handler: || post(act),
+        query: None,
+        request: Some(schema::<ActionRequest>),
+        response: Some(schema::<MachineView>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/machines/{system_id}/events",
+        access: Access::User,
+        summary: "A machine's history, newest first",
+        handler: || get(machine_events),
+        query: Some(schema::<EventQuery>),
+        request: None,
+        response: Some(schema::<Vec<Event>>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/events",
+        access: Access::Admin,
+        summary: "Every machine's history, newest first",
+        handler: || get(all_events),
+        query: Some(schema::<EventQuery>),
+        request: None,
+        response: Some(schema::<Vec<Event>>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/users",
+        access: Access::Admin,
+        summary: "List users",
+        handler: || get(list_users).post(create_user),
+        query: None,
+        request: None,
+        response: Some(schema::<Vec<UserView>>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/users",
+        access: Access::Admin,
+        summary: "Create a user",
+        handler: || get(list_users).post(create_user),
+        query: None,
+        request: Some(schema::<NewUser>),
+        response: Some(schema::<UserView>),
+        success: 201,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/users/{username}",
+        access: Access::User,
+        summary: "Show a user (admins, or the user themselves)",
+        handler: || get(show_user).patch(edit_user).delete(delete_user),
+        query: None,
+        request: None,
+        response: Some(schema::<UserView>),
+        success: 200,
+    },
+    Route {
+        method: Method::PATCH,
+        path: "/api/v1/users/{username}",
+        access: Access::User,
+        summary: "Change a user's password, email or role (role: admins only)",
+        handler: || get(show_user).patch(edit_user).delete(delete_user),
+        query: None,
+        request: Some(schema::<UserEdit>),
+        response: Some(schema::<UserView>),
+        success: 200,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/users/{username}",
+        access: Access::Admin,
+        summary: "Delete a user and their tokens",
+        handler: || get(show_user).patch(edit_user).delete(delete_user),
+        query: None,
+        request: None,
+        response: None,
+        success: 204,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/users/{username}/sshkeys",
+        access: Access::User,
+        summary: "A user's SSH public keys",
+        handler: || get(list_ssh_keys).post(add_ssh_key),
+        query: None,
+        request: None,
+        response: Some(schema::<Vec<crate::model::SshKey>>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/users/{username}/sshkeys",
+        access: Access::User,
+        summary: "Add an SSH public key (installed on the machines the user deploys)",
+        handler: || get(list_ssh_keys).post(add_ssh_key),
+        query: None,
+        request: Some(schema::<SshKeyRequest>),
+        response: Some(schema::<crate::model::SshKey>),
+        success: 201,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/users/{username}/sshkeys/{id}",
+        access: Access::User,
+        summary: "Remove an SSH public key",
+        handler: || delete(delete_ssh_key),
+        query: None,
+        request: None,
+        response: None,
+        success: 204,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tokens",
+        access: Access::User,
+        summary: "List API tokens (the caller's; admins see all)",
+        handler: || get(list_tokens).post(create_token),
+        query: None,
+        request: None,
+        response: Some(schema::<Vec<TokenView>>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tokens",
+        access: Access::User,
+        summary: "Create an API token (native, or a MAAS API key); the secret is shown once",
+        handler: || get(list_tokens).post(create_token),
+        query: None,
+        request: Some(schema::<TokenRequest>),
+        response: Some(schema::<TokenCreated>),
+        success: 201,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/tokens/{id}",
+        access: Access::User,
+        summary: "Revoke an API token",
+        handler: || delete(revoke_token),
+        query: None,
+        request: None,
+        response: None,
+        success: 204,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/zones",
+        access: Access::User,
+        summary: "List zones",
+        handler: || {
+            get(|s: State<AppState>| list_named(s, CatalogKind::Zone)).post(
+                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
+                    create_named(s, p, b, CatalogKind::Zone)
+                },
+            )
+        },
+        query: None,
+        request: None,
+        response: Some(schema::<Vec<NamedThing>>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/zones",
+        access: Access::Admin,
+        summary: "Create a zone",
+        handler: || {
+            get(|s: State<AppState>| list_named(s, CatalogKind::Zone)).post(
+                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
+                    create_named(s, p, b, CatalogKind::Zone)
+                },
+            )
+        },
+        query: None,
+        request: Some(schema::<NamedRequest>),
+        response: Some(schema::<NamedThing>),
+        success: 201,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/zones/{name}",
+        access: Access::User,
+        summary: "Show a zone",
+        handler: || {
+            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Zone)).delete(
+                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
+                    delete_named(s, p, n, CatalogKind::Zone)
+                },
+            )
+        },
+        query: None,
+        request: None,
+        response: Some(schema::<NamedThing>),
+        success: 200,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/zones/{name}",
+        access: Access::Admin,
+        summary: "Delete a zone no machine uses",
+        handler: || {
+            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Zone)).delete(
+                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
+                    delete_named(s, p, n, CatalogKind::Zone)
+                },
+            )
+        },
+        query: None,
+        request: None,
+        response: None,
+        success: 204,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/pools",
+        access: Access::User,
+        summary: "List resource pools",
+        handler: || {
+            get(|s: State<AppState>| list_named(s, CatalogKind::Pool)).post(
+                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
+                    create_named(s, p, b, CatalogKind::Pool)
+                },
+            )
+        },
+        query: None,
+        request: None,
+        response: Some(schema::<Vec<NamedThing>>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/pools",
+        access: Access::Admin,
+        summary: "Create a resource pool",
+        handler: || {
+            get(|s: State<AppState>| list_named(s, CatalogKind::Pool)).post(
+                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
+                    create_named(s, p, b, CatalogKind::Pool)
+                },
+            )
+        },
+        query: None,
+        request: Some(schema::<NamedRequest>),
+        response: Some(schema::<NamedThing>),
+        success: 201,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/pools/{name}",
+        access: Access::User,
+        summary: "Show a resource pool",
+        handler: || {
+            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Pool)).delete(
+                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
+                    delete_named(s, p, n, CatalogKind::Pool)
+                },
+            )
+        },
+        query: None,
+        request: None,
+        response: Some(schema::<NamedThing>),
+        success: 200,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/pools/{name}",
+        access: Access::Admin,
+        summary: "Delete a resource pool no machine uses",
+        handler: || {
+            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Pool)).delete(
+                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
+                    delete_named(s, p, n, CatalogKind::Pool)
+                },
+            )
+        },
+        query: None,
+        request: None,
+        response: None,
+        success: 204,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tags",
+        access: Access::User,
+        summary: "List tags",
+        handler: || {
+            get(|s: State<AppState>| list_named(s, CatalogKind::Tag)).post(
+                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
+                    create_named(s, p, b, CatalogKind::Tag)
+                },
+            )
+        },
+        query: None,
+        request: None,
+        response: Some(schema::<Vec<NamedThing>>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/tags",
+        access: Access::Admin,
+        summary: "Create a tag",
+        handler: || {
+            get(|s: State<AppState>| list_named(s, CatalogKind::Tag)).post(
+                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
+                    create_named(s, p, b, CatalogKind::Tag)
+                },
+            )
+        },
+        query: None,
+        request: Some(schema::<NamedRequest>),
+        response: Some(schema::<NamedThing>),
+        success: 201,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/tags/{name}",
+        access: Access::User,
+        summary: "Show a tag",
+        handler: || {
+            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Tag)).delete(
+                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
+                    delete_named(s, p, n, CatalogKind::Tag)
+                },
+            )
+        },
+        query: None,
+        request: None,
+        response: Some(schema::<NamedThing>),
+        success: 200,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/tags/{name}",
+        access: Access::Admin,
+        summary: "Delete a tag no machine carries",
+        handler: || {
+            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Tag)).delete(
+                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
+                    delete_named(s, p, n, CatalogKind::Tag)
+                },
+            )
+        },
+        query: None,
+        request: None,
+        response: None,
+        success: 204,
+    },
+];
+
+type P = Extension<Principal>;
+
+async fn healthz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
+    s.service
+        .store()
+        .read()
+        .map_err(crate::service::ServiceError::from)?;
+    Ok(Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        super::metrics::render(&s),
+    )
+        .into_response()
+}
+
+async fn login(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> ApiResult<Json<TokenCreated>> {
+    let name = req.token_name.unwrap_or_else(|| "login".into());
+    Ok(Json(
+        s.service
+            .login(&req.username, &req.password, &name, TokenKind::Native)
+            .await?,
+    ))
+}
+
+async fn openapi_document(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(super::openapi::document(&s.public_url))
+}
+
+async fn whoami(Extension(p): P) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        role: p.role.as_str().into(),
+        username: p.username,
+    })
+}
+
+async fn list_machines(
+    State(s): State<AppState>,
+    Extension(p): P,
+    QueryArgs(f): QueryArgs<MachineFilter>,
+) -> ApiResult<Json<MachinePage>> {
+    let page = s.service.list_machines(&p, &f)?;
+    Ok(Json(MachinePage {
+        items: page
+            .items
+            .into_iter()
+            .map(|m| MachineView::new(&p, m))
+            .collect(),
+        total: page.total,
+        next: page.next,
+    }))
+}
+
+async fn add_machine(
+    State(s): State<AppState>,
+    Extension(p): P,
+    JsonBody(new): JsonBody<NewMachine>,
+) -> ApiResult<(StatusCode, Json<MachineView>)> {
+    let m = s.service.add_machine(&p, new).await?;
+    Ok((StatusCode::CREATED, Json(MachineView::new(&p, Arc::new(m)))))
+}
+
+async fn allocate(
+    State(s): State<AppState>,
+    Extension(p): P,
+    JsonBody(c): JsonBody<Constraints>,
+) -> ApiResult<Json<MachineView>> {
+    let comment = c.comment.clone();
+    let m = s.service.allocate(&p, c, comment).await?;
+    Ok(Json(MachineView::new(&p, Arc::new(m))))
+}
+
+async fn show_machine(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MachineView>> {
+    Ok(Json(MachineView::new(&p, s.service.machine(&p, &id)?)))
+}
+
+async fn edit_machine(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(id): Path<String>,
+    JsonBody(e): JsonBody<MachineEdit>,
+) -> ApiResult<Json<MachineView>> {
+    let m = s.service.edit_machine(&p, &id, e).await?;
+    Ok(Json(MachineView::new(&p, Arc::new(m))))
+}
+
+async fn delete_machine(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.service.delete_machine(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn act(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path((id, action)): Path<(String, String)>,
+    JsonBody(req): JsonBody<ActionRequest>,
+) -> ApiResult<Json<MachineView>> {
+    let m = s.service.act(&p, &id, &action, req).await?;
+    Ok(Json(MachineView::new(&p, Arc::new(m))))
+}
+
+fn event_limit(q: &EventQuery) -> usize {
+    q.limit.unwrap_or(100).clamp(1, 10_000)
+}
+
+async fn machine_events(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(id): Path<String>,
+    QueryArgs(q): QueryArgs<EventQuery>,
+) -> ApiResult<Json<Vec<Event>>> {
+    Ok(Json(s.service.machine_events(
+        &p,
+        &id,
+        q.before,
+        event_limit(&q),
+    )?))
+}
+
+async fn all_events(
+    State(s): State<AppState>,
+    Extension(p): P,
+    QueryArgs(q): QueryArgs<EventQuery>,
+) -> ApiResult<Json<Vec<Event>>> {
+    Ok(Json(s.service.recent_events(
+        &p,
+        q.before,
+        event_limit(&q),
+    )?))
+}
+
+async fn list_users(State(s): State<AppState>, Extension(p): P) -> ApiResult<Json<Vec<UserView>>> {
+    Ok(Json(s.service.list_users(&p)?))
+}
+
+async fn create_user(
+    State(s): State<AppState>,
+    Extension(p): P,
+    JsonBody(u): JsonBody<NewUser>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.service.create_user(&p, u).await?),
+    ))
+}
+
+async fn show_user(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(name): Path<String>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(s.service.user(&p, &name)?))
+}
+
+async fn edit_user(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(name): Path<String>,
+    JsonBody(e): JsonBody<UserEdit>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(s.service.edit_user(&p, &name, e).await?))
+}
+
+async fn delete_user(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.service.delete_user(&p, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_ssh_keys(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<crate::model::SshKey>>> {
+    Ok(Json(s.service.user(&p, &name)?.ssh_keys))
+}
+
+async fn add_ssh_key(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(name): Path<String>,
+    JsonBody(k): JsonBody<SshKeyRequest>,
+) -> ApiResult<(StatusCode, Json<crate::model::SshKey>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.service.add_ssh_key(&p, &name, &k.key).await?),
+    ))
+}
+
+async fn delete_ssh_key(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let id: u32 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("ssh key id {id:?} is not a number")))?;
+    s.service.delete_ssh_key(&p, &name, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_tokens(
+    State(s): State<AppState>,
+    Extension(p): P,
+) -> ApiResult<Json<Vec<TokenView>>> {
+    Ok(Json(s.service.list_tokens(&p)?))
+}
+
+async fn create_token(
+    State(s): State<AppState>,
+    Extension(p): P,
+    JsonBody(req): JsonBody<TokenRequest>,
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
+    let kind = match req.kind.as_deref() {
+        None | Some("native") => TokenKind::Native,
+        Some("maas") => TokenKind::Maas,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "token kind {other:?} must be native or maas"
+            )));
+        }
+    };
+    let username = req.username.unwrap_or_else(|| p.username.clone());
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.service
+                .create_token(&p, &username, &req.name, kind)
+                .await?,
+        ),
+    ))
+}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.service.revoke_token(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_named(
+    State(s): State<AppState>,
+    kind: CatalogKind,
+) -> ApiResult<Json<Vec<NamedThing>>> {
+    Ok(Json(s.service.list_catalog(kind)?))
+}
+
+async fn show_named(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    kind: CatalogKind,
+) -> ApiResult<Json<NamedThing>> {
+    Ok(Json(s.service.catalog_entry(kind, &name)?))
+}
+
+async fn create_named(
+    State(s): State<AppState>,
+    Extension(p): P,
+    JsonBody(req): JsonBody<NamedRequest>,
+    kind: CatalogKind,
+) -> ApiResult<(StatusCode, Json<NamedThing>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.service
+                .create_catalog(&p, kind, &req.name, &req.description)
+                .await?,
+        ),
+    ))
+}
+
+async fn delete_named(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(name): Path<String>,
+    kind: CatalogKind,
+) -> ApiResult<StatusCode> {
+    s.service.delete_catalog(&p, kind, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,124 @@
+//! The HTTP room: the native API under /api/v1 (and, as they arrive, boot files, agent endpoints,
+//! the MAAS 2.0 face and the control page). Handlers are thin: they parse, call the service, and
+//! render. Which role a route needs is declared once, in the route table (`api::ROUTES`), and
+//! enforced by one middleware; the same table generates the OpenAPI document.
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+use crate::service::{Principal, Service};
+use error::ApiError;
+
+/// Everything a handler may reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Base URL of this appliance as clients reach it.
+    pub public_url: Arc<str>,
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed (/healthz, login).
+    Anonymous,
+    /// Any valid token; the service then checks ownership.
+    User,
+    /// An admin's token.
+    Admin,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new();
+    let mut added = std::collections::HashSet::new();
+    for route in api::ROUTES {
+        // Routes of one path share a method router; add it once.
+        if added.insert(route.path) {
+            api = api.route(route.path, (route.handler)());
+        }
+    }
+    api.route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Finds the matched route in the table and checks the caller's token against its access level.
+/// The principal is handed to the handler as a request extension.
+async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let access = api::ROUTES
+        .iter()
+        .find(|r| r.path == path && r.method == req.method())
+        .map(|r| r.access)
+        .unwrap_or(Access::Admin);
+    if access == Access::Anonymous {
+        return next.run(req).await;
+    }
+    let principal = match principal_from_headers(&state, req.headers()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if access == Access::Admin && !principal.is_admin() {
+        return ApiError::forbidden(format!(
+            "{} {} needs an admin; {} is a user",
+            req.method(),
+            path,
+            principal.username
+        ))
+        .into_response();
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// Reads `Authorization: Bearer <token>`.
+fn principal_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::unauthorized("an API token is required (Authorization: Bearer <token>)")
+        })?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+        })?;
+    Ok(state.service.authenticate_bearer(token.trim())?)
+}
+
+/// A route of the table.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    /// Builds the axum method router for this route.
+    pub handler: fn() -> axum::routing::MethodRouter<AppState>,
+    pub query: Option<openapi::SchemaFn>,
+    pub request: Option<openapi::SchemaFn>,
+    pub response: Option<openapi::SchemaFn>,
+    /// The status a successful call answers.
+    pub success: u16,
+}
