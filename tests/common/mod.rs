@@ -1,0 +1,259 @@
+//! Shared test fixtures: machine records, a store in a temp dir, and a real `rackbox serve`
+//! started on a free loopback port.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rackbox::model::{Disk, Interface, Machine, PowerSettings, PowerStatus, Status};
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// A machine record with the given id, status and size.
+pub fn machine(id: &str, status: Status, cpu: u32, mem: u64) -> Machine {
+    Machine {
+        system_id: id.to_string(),
+        hostname: format!("host-{id}"),
+        domain: "maas".into(),
+        status,
+        status_message: String::new(),
+        previous_status: None,
+        generation: 1,
+        owner: None,
+        owner_data: Default::default(),
+        locked: false,
+        architecture: "amd64/generic".into(),
+        cpu_count: cpu,
+        memory_mib: mem,
+        disks: vec![Disk {
+            name: "vda".into(),
+            size_bytes: 100_000_000_000,
+            model: String::new(),
+            serial: String::new(),
+            block_size: 512,
+            rotational: false,
+            tags: vec!["ssd".into()],
+        }],
+        interfaces: vec![Interface {
+            name: "eth0".into(),
+            mac: mac_for(id),
+            boot: true,
+        }],
+        inventory: None,
+        commissioned: status != Status::New,
+        tags: BTreeSet::new(),
+        zone: "default".into(),
+        pool: "default".into(),
+        description: String::new(),
+        power: PowerSettings::default(),
+        power_state: PowerStatus::default(),
+        deploy: None,
+        erase: None,
+        test_after_commission: false,
+        status_deadline_ms: None,
+        created_ms: 1,
+        updated_ms: 1,
+    }
+}
+
+/// A MAC derived from an id, unique per id.
+pub fn mac_for(id: &str) -> String {
+    let mut h: u64 = 1469598103934665603;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
+    }
+    let b = h.to_be_bytes();
+    format!("52:54:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Writes machine records into the store of `state_dir` (before a daemon opens it).
+pub fn seed(state_dir: &Path, machines: Vec<Machine>) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = rackbox::store::Store::open(&state_dir.join("rackbox.redb"), Default::default()).unwrap();
+        let writer = store.take_writer();
+        let (service, _effects) = rackbox::service::Service::new(store, Default::default()).unwrap();
+        for m in machines {
+            service.insert_machine_record(m).await.unwrap();
+        }
+        drop(service);
+        if let Some(w) = writer {
+            w.join().unwrap();
+        }
+    });
+}
+
+/// A `rackbox serve` child process on a free port; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub state_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn rackbox_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rackbox")
+}
+
+impl Daemon {
+    /// Starts a daemon in a fresh temp dir.
+    pub fn start() -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let mut d = Daemon::start_in(&state, "");
+        d._dir = Some(dir);
+        d
+    }
+
+    /// Starts a daemon over `state_dir` with extra TOML appended to its config.
+    pub fn start_in(state_dir: &Path, extra_toml: &str) -> Daemon {
+        let port = free_port();
+        let pw = state_dir.join("admin-password");
+        std::fs::write(&pw, ADMIN_PASSWORD).unwrap();
+        let config_path = state_dir.join("rackbox.toml");
+        let log_path = state_dir.join("rackbox.log");
+        std::fs::write(
+            &config_path,
+            format!(
+                "state_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[auth]\nadmin_password_file = {:?}\n[log]\ntarget = \"stderr\"\nlevel = \"info\"\n{extra_toml}",
+                state_dir, pw
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(rackbox_bin())
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("rackbox starts");
+        let d = Daemon {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            state_dir: state_dir.to_path_buf(),
+            config_path,
+            log_path,
+            _dir: None,
+        };
+        d.wait_healthy();
+        d
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = self.url.trim_start_matches("http://").to_string();
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
+                let mut buf = String::new();
+                let _ = s.read_to_string(&mut buf);
+                if buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("rackbox did not become healthy; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        unsafe_kill(pid, 15);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("rackbox did not stop after SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// kill(2) through the kill command, so tests need no libc binding.
+pub fn unsafe_kill(pid: i32, signal: i32) {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small async client for the native API.
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Api {
+            http: reqwest::Client::new(),
+            url: url.to_string(),
+        }
+    }
+
+    /// Logs in and returns a bearer token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/auth/login", self.url))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login as {username}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, v)
+    }
+}
