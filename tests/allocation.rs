@@ -13,9 +13,20 @@ use rackbox::store::Store;
 
 fn arb_machine(i: usize) -> impl Strategy<Value = Machine> {
     (
-        prop_oneof![Just(Status::Ready), Just(Status::Ready), Just(Status::Allocated), Just(Status::New)],
+        prop_oneof![
+            Just(Status::Ready),
+            Just(Status::Ready),
+            Just(Status::Allocated),
+            Just(Status::New)
+        ],
         1u32..64,
-        prop_oneof![Just(2048u64), Just(4096), Just(8192), Just(16384), Just(65536)],
+        prop_oneof![
+            Just(2048u64),
+            Just(4096),
+            Just(8192),
+            Just(16384),
+            Just(65536)
+        ],
         proptest::collection::vec((1u64..2000, any::<bool>()), 1..4),
         proptest::sample::subsequence(vec!["gpu", "fast", "big"], 0..3),
         prop_oneof![Just("default"), Just("east"), Just("west")],
@@ -55,7 +66,10 @@ fn arb_constraints() -> impl Strategy<Value = Constraints> {
         proptest::option::of(prop_oneof![Just(1024u64), Just(4096), Just(16384)]),
         proptest::sample::subsequence(vec!["gpu", "fast"], 0..2),
         proptest::sample::subsequence(vec!["big"], 0..1),
-        proptest::option::of(prop_oneof![Just("east".to_string()), Just("default".to_string())]),
+        proptest::option::of(prop_oneof![
+            Just("east".to_string()),
+            Just("default".to_string())
+        ]),
         proptest::sample::subsequence(vec!["west".to_string()], 0..1),
         proptest::option::of(Just("batch".to_string())),
         proptest::option::of(prop_oneof![
@@ -63,20 +77,25 @@ fn arb_constraints() -> impl Strategy<Value = Constraints> {
             Just("root:50(ssd)".to_string()),
             Just("root:10,data:500(rotary)".to_string()),
         ]),
-        proptest::option::of(prop_oneof![Just("amd64".to_string()), Just("arm64/generic".to_string())]),
+        proptest::option::of(prop_oneof![
+            Just("amd64".to_string()),
+            Just("arm64/generic".to_string())
+        ]),
     )
-        .prop_map(|(cpu, mem, tags, not_tags, zone, not_in_zone, pool, storage, arch)| Constraints {
-            cpu_count: cpu,
-            mem,
-            tags: tags.into_iter().map(String::from).collect(),
-            not_tags: not_tags.into_iter().map(String::from).collect(),
-            zone,
-            not_in_zone,
-            pool,
-            storage,
-            arch,
-            ..Default::default()
-        })
+        .prop_map(
+            |(cpu, mem, tags, not_tags, zone, not_in_zone, pool, storage, arch)| Constraints {
+                cpu_count: cpu,
+                mem,
+                tags: tags.into_iter().map(String::from).collect(),
+                not_tags: not_tags.into_iter().map(String::from).collect(),
+                zone,
+                not_in_zone,
+                pool,
+                storage,
+                arch,
+                ..Default::default()
+            },
+        )
 }
 
 /// An independent statement of "satisfies", written from the constraint definitions.
@@ -96,7 +115,9 @@ fn satisfies(m: &Machine, c: &Constraints) -> bool {
         && c.zone.as_ref().is_none_or(|z| &m.zone == z)
         && !c.not_in_zone.contains(&m.zone)
         && c.pool.as_ref().is_none_or(|p| &m.pool == p)
-        && c.arch.as_ref().is_none_or(|a| m.architecture == *a || m.architecture.split('/').next() == Some(a.as_str()))
+        && c.arch.as_ref().is_none_or(|a| {
+            m.architecture == *a || m.architecture.split('/').next() == Some(a.as_str())
+        })
         && disks_ok
 }
 
@@ -130,12 +151,27 @@ proptest! {
 
 #[test]
 fn no_match_names_the_constraint() {
-    let machines = vec![common::machine("aaa", Status::Ready, 4, 4096), common::machine("bbb", Status::Ready, 8, 8192)];
-    let c = Constraints { cpu_count: Some(2), mem: Some(1_000_000), ..Default::default() };
+    let machines = vec![
+        common::machine("aaa", Status::Ready, 4, 4096),
+        common::machine("bbb", Status::Ready, 8, 8192),
+    ];
+    let c = Constraints {
+        cpu_count: Some(2),
+        mem: Some(1_000_000),
+        ..Default::default()
+    };
     let e = constraints::candidates(machines.iter(), &c).unwrap_err();
     assert!(e.to_string().contains("mem>=1000000"), "{e}");
-    let c = Constraints { storage: Some("root:12x".into()), ..Default::default() };
-    assert!(constraints::candidates(machines.iter(), &c).unwrap_err().to_string().contains("storage"));
+    let c = Constraints {
+        storage: Some("root:12x".into()),
+        ..Default::default()
+    };
+    assert!(
+        constraints::candidates(machines.iter(), &c)
+            .unwrap_err()
+            .to_string()
+            .contains("storage")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -146,7 +182,12 @@ async fn fifty_concurrent_allocations_over_twenty_machines() {
     let service = Arc::new(service);
     for i in 0..20 {
         service
-            .insert_machine_record(common::machine(&format!("m{i:02}"), Status::Ready, 4 + i, 4096))
+            .insert_machine_record(common::machine(
+                &format!("m{i:02}"),
+                Status::Ready,
+                4 + i,
+                4096,
+            ))
             .await
             .unwrap();
     }
@@ -154,8 +195,19 @@ async fn fifty_concurrent_allocations_over_twenty_machines() {
     for n in 0..50 {
         let s = service.clone();
         tasks.push(tokio::spawn(async move {
-            let p = Principal { username: format!("user{n}"), role: rackbox::model::Role::User };
-            s.allocate(&p, Constraints { cpu_count: Some(2), ..Default::default() }, None).await
+            let p = Principal {
+                username: format!("user{n}"),
+                role: rackbox::model::Role::User,
+            };
+            s.allocate(
+                &p,
+                Constraints {
+                    cpu_count: Some(2),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
         }));
     }
     let mut won = Vec::new();

@@ -14,7 +14,9 @@ fn action_for(kind: ActionKind) -> Action {
     match kind {
         ActionKind::Commission => Action::Commission { run_tests: false },
         ActionKind::Test => Action::Test,
-        ActionKind::Allocate => Action::Allocate { owner: "alice".into() },
+        ActionKind::Allocate => Action::Allocate {
+            owner: "alice".into(),
+        },
         ActionKind::Deploy => Action::Deploy(DeployTarget {
             image: "debian".into(),
             osystem: String::new(),
@@ -22,17 +24,25 @@ fn action_for(kind: ActionKind) -> Action {
             user_data: String::new(),
             ssh_keys: vec![],
         }),
-        ActionKind::Release => Action::Release { erase: EraseMode::Quick },
+        ActionKind::Release => Action::Release {
+            erase: EraseMode::Quick,
+        },
         ActionKind::Abort => Action::Abort,
-        ActionKind::MarkBroken => Action::MarkBroken { reason: "fan".into() },
+        ActionKind::MarkBroken => Action::MarkBroken {
+            reason: "fan".into(),
+        },
         ActionKind::MarkFixed => Action::MarkFixed,
         ActionKind::OverrideFailedTesting => Action::OverrideFailedTesting,
         ActionKind::RescueMode => Action::RescueMode,
         ActionKind::ExitRescueMode => Action::ExitRescueMode,
         ActionKind::Lock => Action::Lock,
         ActionKind::Unlock => Action::Unlock,
-        ActionKind::Complete => Action::Complete { message: String::new() },
-        ActionKind::Fail => Action::Fail { reason: "disk on fire".into() },
+        ActionKind::Complete => Action::Complete {
+            message: String::new(),
+        },
+        ActionKind::Fail => Action::Fail {
+            reason: "disk on fire".into(),
+        },
         ActionKind::TimeOut => Action::TimeOut,
     }
 }
@@ -47,28 +57,100 @@ fn expected() -> HashMap<(Status, ActionKind), Status> {
             t.insert((*f, a), to);
         }
     };
-    allow(&[S::New, S::Ready, S::FailedCommissioning, S::FailedTesting, S::Broken, S::Missing], A::Commission, S::Commissioning);
-    allow(&[S::New, S::Ready, S::Broken, S::FailedTesting, S::FailedCommissioning, S::Deployed], A::Test, S::Testing);
+    allow(
+        &[
+            S::New,
+            S::Ready,
+            S::FailedCommissioning,
+            S::FailedTesting,
+            S::Broken,
+            S::Missing,
+        ],
+        A::Commission,
+        S::Commissioning,
+    );
+    allow(
+        &[
+            S::New,
+            S::Ready,
+            S::Broken,
+            S::FailedTesting,
+            S::FailedCommissioning,
+            S::Deployed,
+        ],
+        A::Test,
+        S::Testing,
+    );
     allow(&[S::Ready], A::Allocate, S::Allocated);
-    allow(&[S::Ready, S::Allocated, S::FailedDeployment], A::Deploy, S::Deploying);
-    allow(&[S::Allocated, S::Deployed, S::FailedDeployment, S::FailedReleasing, S::FailedDiskErasing, S::Reserved], A::Release, S::DiskErasing);
-    allow(&[S::Commissioning, S::Testing, S::EnteringRescueMode], A::Abort, S::Ready);
+    allow(
+        &[S::Ready, S::Allocated, S::FailedDeployment],
+        A::Deploy,
+        S::Deploying,
+    );
+    allow(
+        &[
+            S::Allocated,
+            S::Deployed,
+            S::FailedDeployment,
+            S::FailedReleasing,
+            S::FailedDiskErasing,
+            S::Reserved,
+        ],
+        A::Release,
+        S::DiskErasing,
+    );
+    allow(
+        &[S::Commissioning, S::Testing, S::EnteringRescueMode],
+        A::Abort,
+        S::Ready,
+    );
     allow(&[S::Deploying], A::Abort, S::Allocated);
     allow(&[S::DiskErasing], A::Abort, S::FailedDiskErasing);
     allow(&[S::Releasing], A::Abort, S::FailedReleasing);
     allow(
         &[
-            S::New, S::Commissioning, S::FailedCommissioning, S::Missing, S::Ready, S::Reserved, S::Allocated,
-            S::Deploying, S::Deployed, S::FailedDeployment, S::Releasing, S::FailedReleasing, S::DiskErasing,
-            S::FailedDiskErasing, S::Testing, S::FailedTesting,
+            S::New,
+            S::Commissioning,
+            S::FailedCommissioning,
+            S::Missing,
+            S::Ready,
+            S::Reserved,
+            S::Allocated,
+            S::Deploying,
+            S::Deployed,
+            S::FailedDeployment,
+            S::Releasing,
+            S::FailedReleasing,
+            S::DiskErasing,
+            S::FailedDiskErasing,
+            S::Testing,
+            S::FailedTesting,
         ],
         A::MarkBroken,
         S::Broken,
     );
     allow(&[S::Broken], A::MarkFixed, S::Ready);
     allow(&[S::FailedTesting], A::OverrideFailedTesting, S::Ready);
-    allow(&[S::Ready, S::Deployed, S::Broken, S::Allocated, S::FailedDeployment], A::RescueMode, S::EnteringRescueMode);
-    allow(&[S::RescueMode, S::FailedEnteringRescueMode, S::FailedExitingRescueMode], A::ExitRescueMode, S::ExitingRescueMode);
+    allow(
+        &[
+            S::Ready,
+            S::Deployed,
+            S::Broken,
+            S::Allocated,
+            S::FailedDeployment,
+        ],
+        A::RescueMode,
+        S::EnteringRescueMode,
+    );
+    allow(
+        &[
+            S::RescueMode,
+            S::FailedEnteringRescueMode,
+            S::FailedExitingRescueMode,
+        ],
+        A::ExitRescueMode,
+        S::ExitingRescueMode,
+    );
     // Lock keeps the status.
     allow(&[S::Deployed], A::Lock, S::Deployed);
     allow(&[S::Deploying], A::Lock, S::Deploying);
@@ -108,17 +190,33 @@ fn every_status_action_pair() {
             let result = lifecycle::apply(&m, &action_for(kind), 1_000, &deadlines);
             match (expected.get(&(status, kind)), result) {
                 (Some(to), Ok(t)) => {
-                    assert_eq!(t.to, *to, "{status:?} --{kind:?}--> expected {to:?}, got {:?}", t.to);
+                    assert_eq!(
+                        t.to, *to,
+                        "{status:?} --{kind:?}--> expected {to:?}, got {:?}",
+                        t.to
+                    );
                     assert_eq!(t.machine.status, *to);
-                    assert_eq!(t.machine.generation, m.generation + 1, "every change bumps the generation");
-                    assert!(!t.message.is_empty(), "{status:?} --{kind:?}: a status message is set");
+                    assert_eq!(
+                        t.machine.generation,
+                        m.generation + 1,
+                        "every change bumps the generation"
+                    );
+                    assert!(
+                        !t.message.is_empty(),
+                        "{status:?} --{kind:?}: a status message is set"
+                    );
                 }
                 (None, Err(e)) => {
                     assert_eq!(e.status(), status, "refusal names the current status");
                     assert!(e.to_string().contains(status.name()), "{e}");
                 }
-                (Some(to), Err(e)) => panic!("{status:?} --{kind:?}--> should reach {to:?}, refused: {e}"),
-                (None, Ok(t)) => panic!("{status:?} --{kind:?}--> should be refused, went to {:?}", t.to),
+                (Some(to), Err(e)) => {
+                    panic!("{status:?} --{kind:?}--> should reach {to:?}, refused: {e}")
+                }
+                (None, Ok(t)) => panic!(
+                    "{status:?} --{kind:?}--> should be refused, went to {:?}",
+                    t.to
+                ),
             }
             checked += 1;
         }
@@ -132,16 +230,35 @@ fn lock_and_unlock() {
     let m = common::machine("abc234", S::Deployed, 4, 8192);
     let locked = lifecycle::apply(&m, &Action::Lock, 1, &d).unwrap().machine;
     assert!(locked.locked);
-    assert!(matches!(lifecycle::apply(&locked, &Action::Lock, 1, &d), Err(TransitionError::AlreadyDone { .. })));
+    assert!(matches!(
+        lifecycle::apply(&locked, &Action::Lock, 1, &d),
+        Err(TransitionError::AlreadyDone { .. })
+    ));
     // A locked machine refuses release, and says why.
-    let e = lifecycle::apply(&locked, &Action::Release { erase: EraseMode::None }, 1, &d).unwrap_err();
+    let e = lifecycle::apply(
+        &locked,
+        &Action::Release {
+            erase: EraseMode::None,
+        },
+        1,
+        &d,
+    )
+    .unwrap_err();
     assert!(matches!(e, TransitionError::Locked { .. }), "{e}");
-    let unlocked = lifecycle::apply(&locked, &Action::Unlock, 1, &d).unwrap().machine;
+    let unlocked = lifecycle::apply(&locked, &Action::Unlock, 1, &d)
+        .unwrap()
+        .machine;
     assert!(!unlocked.locked);
-    assert!(matches!(lifecycle::apply(&unlocked, &Action::Unlock, 1, &d), Err(TransitionError::AlreadyDone { .. })));
+    assert!(matches!(
+        lifecycle::apply(&unlocked, &Action::Unlock, 1, &d),
+        Err(TransitionError::AlreadyDone { .. })
+    ));
     for status in Status::ALL {
         let m = common::machine("abc234", status, 4, 8192);
-        assert!(lifecycle::apply(&m, &Action::Unlock, 1, &d).is_err(), "unlocking an unlocked {status:?} machine");
+        assert!(
+            lifecycle::apply(&m, &Action::Unlock, 1, &d).is_err(),
+            "unlocking an unlocked {status:?} machine"
+        );
     }
 }
 
@@ -150,12 +267,31 @@ fn release_without_erase_goes_to_releasing_and_powers_off() {
     let d = Deadlines::default();
     let mut m = common::machine("abc234", S::Deployed, 4, 8192);
     m.owner = Some("alice".into());
-    let t = lifecycle::apply(&m, &Action::Release { erase: EraseMode::None }, 1, &d).unwrap();
+    let t = lifecycle::apply(
+        &m,
+        &Action::Release {
+            erase: EraseMode::None,
+        },
+        1,
+        &d,
+    )
+    .unwrap();
     assert_eq!(t.to, S::Releasing);
     assert_eq!(t.effects, vec![lifecycle::Effect::PowerOff]);
-    let done = lifecycle::apply(&t.machine, &Action::Complete { message: String::new() }, 2, &d).unwrap();
+    let done = lifecycle::apply(
+        &t.machine,
+        &Action::Complete {
+            message: String::new(),
+        },
+        2,
+        &d,
+    )
+    .unwrap();
     assert_eq!(done.to, S::Ready);
-    assert_eq!(done.machine.owner, None, "a machine back in the pool has no owner");
+    assert_eq!(
+        done.machine.owner, None,
+        "a machine back in the pool has no owner"
+    );
     assert_eq!(done.machine.deploy, None);
 }
 
@@ -164,13 +300,36 @@ fn in_progress_statuses_get_deadlines_and_network_boot() {
     let d = Deadlines::default();
     let m = common::machine("abc234", S::Ready, 4, 8192);
     let t = lifecycle::apply(&m, &Action::Commission { run_tests: true }, 5_000, &d).unwrap();
-    assert_eq!(t.machine.status_deadline_ms, Some(5_000 + d.commissioning_ms));
+    assert_eq!(
+        t.machine.status_deadline_ms,
+        Some(5_000 + d.commissioning_ms)
+    );
     assert_eq!(t.effects, vec![lifecycle::Effect::PowerOnNetboot]);
-    assert!(t.machine.status_message.contains("waiting"), "{}", t.machine.status_message);
+    assert!(
+        t.machine.status_message.contains("waiting"),
+        "{}",
+        t.machine.status_message
+    );
     // Commissioning with tests continues into Testing, then back to Ready.
-    let testing = lifecycle::apply(&t.machine, &Action::Complete { message: String::new() }, 6_000, &d).unwrap();
+    let testing = lifecycle::apply(
+        &t.machine,
+        &Action::Complete {
+            message: String::new(),
+        },
+        6_000,
+        &d,
+    )
+    .unwrap();
     assert_eq!(testing.to, S::Testing);
-    let ready = lifecycle::apply(&testing.machine, &Action::Complete { message: String::new() }, 7_000, &d).unwrap();
+    let ready = lifecycle::apply(
+        &testing.machine,
+        &Action::Complete {
+            message: String::new(),
+        },
+        7_000,
+        &d,
+    )
+    .unwrap();
     assert_eq!(ready.to, S::Ready);
     assert_eq!(ready.machine.status_deadline_ms, None);
 }
@@ -183,5 +342,10 @@ fn deploy_needs_an_owner_and_mark_fixed_depends_on_commissioning() {
     assert!(e.to_string().contains("allocate"), "{e}");
     let mut broken = common::machine("abc234", S::Broken, 4, 8192);
     broken.commissioned = false;
-    assert_eq!(lifecycle::apply(&broken, &Action::MarkFixed, 1, &d).unwrap().to, S::New);
+    assert_eq!(
+        lifecycle::apply(&broken, &Action::MarkFixed, 1, &d)
+            .unwrap()
+            .to,
+        S::New
+    );
 }

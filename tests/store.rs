@@ -25,8 +25,14 @@ async fn machines_survive_reopen() {
         let store = Store::open(&path, Default::default()).unwrap();
         let writer = store.take_writer();
         let (service, _) = Service::new(store, Default::default()).unwrap();
-        service.insert_machine_record(common::machine("aaa222", Status::Ready, 4, 4096)).await.unwrap();
-        service.allocate(&Principal::system(), Default::default(), None).await.unwrap();
+        service
+            .insert_machine_record(common::machine("aaa222", Status::Ready, 4, 4096))
+            .await
+            .unwrap();
+        service
+            .allocate(&Principal::system(), Default::default(), None)
+            .await
+            .unwrap();
         drop(service);
         writer.unwrap().join().unwrap();
     }
@@ -35,7 +41,9 @@ async fn machines_survive_reopen() {
     let m = service.machine(&Principal::system(), "aaa222").unwrap();
     assert_eq!(m.status, Status::Allocated);
     assert_eq!(m.owner.as_deref(), Some("rackbox"));
-    let events = service.machine_events(&Principal::system(), "aaa222", None, 10).unwrap();
+    let events = service
+        .machine_events(&Principal::system(), "aaa222", None, 10)
+        .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].from, Status::Ready);
     assert_eq!(events[0].to, Status::Allocated);
@@ -75,7 +83,11 @@ fn a_version_1_database_is_migrated() {
     let rx = store.read().unwrap();
     let zones: Vec<tables::NamedThing> = tables::all(&rx, tables::ZONES).unwrap();
     let names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
-    assert_eq!(names, vec!["default", "rack7"], "default zone made, machine's zone carried over");
+    assert_eq!(
+        names,
+        vec!["default", "rack7"],
+        "default zone made, machine's zone carried over"
+    );
     let tags: Vec<tables::NamedThing> = tables::all(&rx, tables::TAGS).unwrap();
     assert_eq!(tags.len(), 1);
     assert_eq!(tags[0].name, "gpu");
@@ -91,7 +103,11 @@ fn child_writer() {
         return;
     };
     let round = std::env::var("RACKBOX_TORTURE_ROUND").unwrap_or_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
         let store = Store::open(std::path::Path::new(&path), Default::default()).unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -158,15 +174,22 @@ fn acknowledged_writes_survive_sigkill() {
         killer.join().unwrap();
         let _ = child.wait();
         // Reopen: the database must open cleanly and hold every acknowledged key.
-        let db = redb::Database::open(&path).unwrap_or_else(|e| panic!("round {round}: database does not open: {e}"));
+        let db = redb::Database::open(&path)
+            .unwrap_or_else(|e| panic!("round {round}: database does not open: {e}"));
         let rx = db.begin_read().unwrap();
         if !acked.is_empty() {
             let t = rx.open_table(TORTURE).unwrap();
             for key in &acked {
-                assert!(t.get(key.as_str()).unwrap().is_some(), "round {round}: acknowledged {key} is missing");
+                assert!(
+                    t.get(key.as_str()).unwrap().is_some(),
+                    "round {round}: acknowledged {key} is missing"
+                );
             }
         }
         acked_total += acked.len();
     }
-    assert!(acked_total > 100, "the children made progress ({acked_total} acknowledged writes)");
+    assert!(
+        acked_total > 100,
+        "the children made progress ({acked_total} acknowledged writes)"
+    );
 }

@@ -867,7 +867,11 @@ impl Service {
         for _ in 0..ATTEMPTS {
             let ids: Vec<String> = {
                 let snapshot = self.index_snapshot();
-                let found = constraints::candidates(snapshot.iter().map(|m| m.as_ref()), &c)?;
+                let found = constraints::candidates(snapshot.iter().map(|m| m.as_ref()), &c)
+                    .map_err(|e| match e {
+                        NoMatch::Invalid(bad) => ServiceError::Invalid(bad.to_string()),
+                        other => ServiceError::NoMatch(other),
+                    })?;
                 if c.dry_run {
                     return found
                         .first()

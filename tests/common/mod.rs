@@ -78,11 +78,25 @@ pub fn free_port() -> u16 {
 
 /// Writes machine records into the store of `state_dir` (before a daemon opens it).
 pub fn seed(state_dir: &Path, machines: Vec<Machine>) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let state_dir = state_dir.to_path_buf();
+    // On a thread of its own: callers may be inside an async runtime already.
+    std::thread::spawn(move || seed_now(&state_dir, machines))
+        .join()
+        .unwrap();
+}
+
+fn seed_now(state_dir: &Path, machines: Vec<Machine>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
-        let store = rackbox::store::Store::open(&state_dir.join("rackbox.redb"), Default::default()).unwrap();
+        let store =
+            rackbox::store::Store::open(&state_dir.join("rackbox.redb"), Default::default())
+                .unwrap();
         let writer = store.take_writer();
-        let (service, _effects) = rackbox::service::Service::new(store, Default::default()).unwrap();
+        let (service, _effects) =
+            rackbox::service::Service::new(store, Default::default()).unwrap();
         for m in machines {
             service.insert_machine_record(m).await.unwrap();
         }
@@ -197,7 +211,10 @@ impl Daemon {
 
 /// kill(2) through the kill command, so tests need no libc binding.
 pub fn unsafe_kill(pid: i32, signal: i32) {
-    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for Daemon {
