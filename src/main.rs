@@ -34,7 +34,7 @@ enum Top {
         check: bool,
     },
     #[command(flatten)]
-    Client(cli::Command),
+    Client(Box<cli::Command>),
 }
 
 fn main() -> ExitCode {
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Top::Client(command) => match runtime.block_on(cli::run(args.conn, command)) {
+        Top::Client(command) => match runtime.block_on(cli::run(args.conn, *command)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -151,7 +151,7 @@ proptest! {
 
 #[test]
 fn no_match_names_the_constraint() {
-    let machines = vec![
+    let machines = [
         common::machine("aaa", Status::Ready, 4, 4096),
         common::machine("bbb", Status::Ready, 8, 8192),
     ];

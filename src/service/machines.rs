@@ -541,7 +541,7 @@ impl Service {
             && edit.power_type.is_none()
             && edit.power_parameters.is_none();
         let owns = current.owner.as_deref() == Some(p.username.as_str());
-        if !p.is_admin() && !(only_owner_data && owns) {
+        if !(p.is_admin() || (only_owner_data && owns)) {
             return Err(ServiceError::Forbidden(format!(
                 "user {} may only change the owner data of machines they own",
                 p.username

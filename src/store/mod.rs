@@ -262,13 +262,12 @@ fn writer_loop(
     }
 }
 
-type Replies = Vec<oneshot::Sender<Result<JobResult, StoreError>>>;
+type Reply = oneshot::Sender<Result<JobResult, StoreError>>;
+type Replies = Vec<Reply>;
+/// What a committed batch answers: each caller and its result.
+type Answered = Vec<(Reply, JobResult)>;
 
-fn run_batch(
-    db: &Database,
-    batch: &mut Vec<Job>,
-) -> Result<Vec<(oneshot::Sender<Result<JobResult, StoreError>>, JobResult)>, (Replies, StoreError)>
-{
+fn run_batch(db: &Database, batch: &mut Vec<Job>) -> Result<Answered, (Replies, StoreError)> {
     let mut tx = match db.begin_write() {
         Ok(tx) => tx,
         Err(e) => return Err((batch.drain(..).map(|j| j.reply).collect(), e.into())),
