@@ -21,7 +21,12 @@ fn rackbox(home: &std::path::Path, url: &str, args: &[&str], stdin: Option<&str>
         .spawn()
         .unwrap();
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -44,7 +49,10 @@ fn cli_drives_the_daemon() {
     std::fs::create_dir_all(&state).unwrap();
     let mut big = common::machine("big222", Status::Ready, 32, 131072);
     big.tags.insert("gpu".into());
-    common::seed(&state, vec![common::machine("sml222", Status::Ready, 4, 8192), big]);
+    common::seed(
+        &state,
+        vec![common::machine("sml222", Status::Ready, 4, 8192), big],
+    );
     let daemon = Daemon::start_in(&state, "");
     let home = dir.path().join("home");
     let url = daemon.url.as_str();
@@ -53,10 +61,18 @@ fn cli_drives_the_daemon() {
     let out = rackbox(&home, url, &["machine", "list"], None);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error: ") && err.contains("HTTP 401") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("HTTP 401") && err.lines().count() == 1,
+        "{err}"
+    );
 
     // Log in with the password on stdin; the token is saved for the next commands.
-    let text = ok(&rackbox(&home, url, &["login", "--username", "admin"], Some(&format!("{ADMIN_PASSWORD}\n"))));
+    let text = ok(&rackbox(
+        &home,
+        url,
+        &["login", "--username", "admin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    ));
     assert!(text.contains("logged in as admin"), "{text}");
     let saved = std::fs::read_to_string(home.join("rackbox/cli.toml")).unwrap();
     assert!(saved.contains("rbx_"));
@@ -65,18 +81,40 @@ fn cli_drives_the_daemon() {
     // A table for people.
     let table = ok(&rackbox(&home, url, &["machine", "list"], None));
     let header = table.lines().next().unwrap();
-    assert!(header.starts_with("SYSTEM_ID") && header.contains("STATUS"), "{table}");
-    assert!(table.contains("big222") && table.contains("sml222") && table.contains("Ready"), "{table}");
+    assert!(
+        header.starts_with("SYSTEM_ID") && header.contains("STATUS"),
+        "{table}"
+    );
+    assert!(
+        table.contains("big222") && table.contains("sml222") && table.contains("Ready"),
+        "{table}"
+    );
 
     // JSON for scripts.
-    let json: serde_json::Value = serde_json::from_str(&ok(&rackbox(&home, url, &["--json", "machine", "list"], None))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(&rackbox(
+        &home,
+        url,
+        &["--json", "machine", "list"],
+        None,
+    )))
+    .unwrap();
     assert_eq!(json["total"], 2);
 
     // Add a machine: with no power driver it stays New.
     let added: serde_json::Value = serde_json::from_str(&ok(&rackbox(
         &home,
         url,
-        &["--json", "machine", "add", "--mac", "52:54:00:0a:0b:0c", "--hostname", "web1", "--tag", "edge"],
+        &[
+            "--json",
+            "machine",
+            "add",
+            "--mac",
+            "52:54:00:0a:0b:0c",
+            "--hostname",
+            "web1",
+            "--tag",
+            "edge",
+        ],
         None,
     )))
     .unwrap();
@@ -85,7 +123,13 @@ fn cli_drives_the_daemon() {
     assert!(ok(&rackbox(&home, url, &["machine", "show", &id], None)).contains("web1"));
 
     // Allocation picks the smallest fit, and a constraint nothing meets is a clear error.
-    let got: serde_json::Value = serde_json::from_str(&ok(&rackbox(&home, url, &["--json", "machine", "allocate", "--cpu", "2"], None))).unwrap();
+    let got: serde_json::Value = serde_json::from_str(&ok(&rackbox(
+        &home,
+        url,
+        &["--json", "machine", "allocate", "--cpu", "2"],
+        None,
+    )))
+    .unwrap();
     assert_eq!(got["system_id"], "sml222");
     let out = rackbox(&home, url, &["machine", "allocate", "--tag", "fpga"], None);
     assert_eq!(out.status.code(), Some(1));
@@ -94,14 +138,30 @@ fn cli_drives_the_daemon() {
     // Deploy with user data, then an invalid action names the status.
     let ud = dir.path().join("user-data");
     std::fs::write(&ud, "#cloud-config\nhostname: x\n").unwrap();
-    let shown = ok(&rackbox(&home, url, &["machine", "deploy", "sml222", "--user-data-file", ud.to_str().unwrap()], None));
+    let shown = ok(&rackbox(
+        &home,
+        url,
+        &[
+            "machine",
+            "deploy",
+            "sml222",
+            "--user-data-file",
+            ud.to_str().unwrap(),
+        ],
+        None,
+    ));
     assert!(shown.contains("Deploying"), "{shown}");
     let out = rackbox(&home, url, &["machine", "commission", "sml222"], None);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Deploying"));
     let out = ok(&rackbox(&home, url, &["machine", "abort", "sml222"], None));
     assert!(out.contains("Allocated"), "{out}");
-    let out = ok(&rackbox(&home, url, &["machine", "release", "sml222", "--erase", "quick"], None));
+    let out = ok(&rackbox(
+        &home,
+        url,
+        &["machine", "release", "sml222", "--erase", "quick"],
+        None,
+    ));
     assert!(out.contains("Disk erasing"), "{out}");
     let events = ok(&rackbox(&home, url, &["machine", "events", "sml222"], None));
     for action in ["allocate", "deploy", "abort", "release"] {
@@ -111,23 +171,84 @@ fn cli_drives_the_daemon() {
     // Users, keys, tokens, zones.
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "carol-password\n").unwrap();
-    ok(&rackbox(&home, url, &["user", "add", "carol", "--password-file", pw.to_str().unwrap()], None));
+    ok(&rackbox(
+        &home,
+        url,
+        &[
+            "user",
+            "add",
+            "carol",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+        None,
+    ));
     assert!(ok(&rackbox(&home, url, &["user", "list"], None)).contains("carol"));
-    ok(&rackbox(&home, url, &["sshkey", "add", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIcarolkey000000 carol@x", "--user", "carol"], None));
-    assert!(ok(&rackbox(&home, url, &["sshkey", "list", "--user", "carol"], None)).contains("carol@x"));
-    let token = ok(&rackbox(&home, url, &["token", "create", "--maas", "--user", "carol", "--name", "juju"], None));
+    ok(&rackbox(
+        &home,
+        url,
+        &[
+            "sshkey",
+            "add",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIcarolkey000000 carol@x",
+            "--user",
+            "carol",
+        ],
+        None,
+    ));
+    assert!(
+        ok(&rackbox(
+            &home,
+            url,
+            &["sshkey", "list", "--user", "carol"],
+            None
+        ))
+        .contains("carol@x")
+    );
+    let token = ok(&rackbox(
+        &home,
+        url,
+        &[
+            "token", "create", "--maas", "--user", "carol", "--name", "juju",
+        ],
+        None,
+    ));
     assert_eq!(token.trim().split(':').count(), 3, "MAAS key form: {token}");
     assert!(ok(&rackbox(&home, url, &["token", "list"], None)).contains("maas"));
-    ok(&rackbox(&home, url, &["zone", "add", "rack2", "--description", "second rack"], None));
+    ok(&rackbox(
+        &home,
+        url,
+        &["zone", "add", "rack2", "--description", "second rack"],
+        None,
+    ));
     assert!(ok(&rackbox(&home, url, &["zone", "list"], None)).contains("second rack"));
-    ok(&rackbox(&home, url, &["machine", "edit", &id, "--zone", "rack2", "--add-tag", "blue"], None));
+    ok(&rackbox(
+        &home,
+        url,
+        &[
+            "machine",
+            "edit",
+            &id,
+            "--zone",
+            "rack2",
+            "--add-tag",
+            "blue",
+        ],
+        None,
+    ));
     let out = rackbox(&home, url, &["zone", "delete", "rack2"], None);
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&id), "zone in use names the machine");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&id),
+        "zone in use names the machine"
+    );
     ok(&rackbox(&home, url, &["machine", "delete", &id], None));
     ok(&rackbox(&home, url, &["zone", "delete", "rack2"], None));
 
     // An unreachable appliance is one clear line too.
     let out = rackbox(&home, "http://127.0.0.1:9", &["machine", "list"], None);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach rackbox at http://127.0.0.1:9"), "{err}");
+    assert!(
+        err.contains("cannot reach rackbox at http://127.0.0.1:9"),
+        "{err}"
+    );
 }
