@@ -33,7 +33,8 @@ use ipmi_rs::rmcp::{
 
 use super::ipmi_wire::{
     self, BootFlags, CMD_CHASSIS_CONTROL, CMD_CLOSE_SESSION, CMD_GET_BOOT_OPTIONS,
-    CMD_GET_CHASSIS_STATUS, CMD_SET_BOOT_OPTIONS, ChassisControl, NETFN_APP, NETFN_CHASSIS,
+    CMD_GET_CHASSIS_STATUS, CMD_SET_BOOT_OPTIONS, CMD_SET_SESSION_PRIVILEGE, ChassisControl,
+    NETFN_APP, NETFN_CHASSIS, PRIVILEGE_ADMIN,
 };
 use super::params::{IpmiLan, IpmiParams};
 use super::{
@@ -358,13 +359,15 @@ impl Session {
                         "IPMI 1.5"
                     };
                     tracing::debug!(bmc = %address, version, attempt, "IPMI session opened");
-                    return Ok(Session {
+                    let mut session = Session {
                         rmcp,
                         address,
                         user: params.user.clone(),
                         scrubber,
                         deadline,
-                    });
+                    };
+                    session.raise_privilege()?;
+                    return Ok(session);
                 }
                 Err(e) => match classify_activation(&e, params, &address, &scrubber) {
                     Failure::Retry(detail) => {
@@ -388,6 +391,34 @@ impl Session {
             after: deadline.saturating_duration_since(Instant::now()) + ATTEMPTS * packet_timeout,
             during,
         })
+    }
+
+    /// Sessions start at USER privilege (IPMI 2.0 section 6.12.1): chassis
+    /// control and boot options need ADMIN, which the session was opened for.
+    fn raise_privilege(&mut self) -> Result<(), PowerError> {
+        let raised = self.raw(
+            NETFN_APP,
+            CMD_SET_SESSION_PRIVILEGE,
+            &[PRIVILEGE_ADMIN],
+            "Set Session Privilege Level (ADMIN)",
+            true,
+        );
+        match raised {
+            Ok(_) => Ok(()),
+            Err(PowerError::Refused { code, meaning, .. }) => {
+                self.close();
+                Err(PowerError::AuthenticationFailed {
+                    what: WHAT,
+                    address: self.address.clone(),
+                    user: self.user.clone(),
+                    detail: format!(
+                        "the BMC refused ADMIN privilege to this user (completion code \
+                         0x{code:02X}: {meaning}); power control needs an ADMIN user"
+                    ),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn protocol(&self, detail: String) -> PowerError {
@@ -448,7 +479,7 @@ impl Session {
                         response.cmd()
                     )));
                 }
-                Err(e) => match classify_rmcp(&e, &self.address, &self.user, &self.scrubber) {
+                Err(e) => match classify_rmcp(&e, &self.address, &self.scrubber) {
                     Failure::Retry(detail) => {
                         tracing::debug!(bmc = %self.address, attempt, request = what, %detail, "no answer; trying again");
                         last = detail;
@@ -543,10 +574,10 @@ pub(crate) fn session_id_from_debug(debug: &str) -> Option<u32> {
         let rest = &debug[from..];
         let rest = rest.strip_prefix("Some(").unwrap_or(rest);
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if let Ok(id) = digits.parse::<u32>() {
-            if id != 0 {
-                return Some(id);
-            }
+        if let Ok(id) = digits.parse::<u32>()
+            && id != 0
+        {
+            return Some(id);
         }
     }
     None
@@ -578,7 +609,7 @@ fn classify_io(e: &io::Error, address: &str, step: &str) -> Failure {
 }
 
 /// Reads an error of an established (or half-established) connection.
-fn classify_rmcp(e: &RmcpIpmiError, address: &str, user: &str, scrubber: &Scrubber) -> Failure {
+fn classify_rmcp(e: &RmcpIpmiError, address: &str, scrubber: &Scrubber) -> Failure {
     let protocol = |detail: String| {
         Failure::Fatal(PowerError::Protocol {
             what: WHAT,
@@ -596,11 +627,18 @@ fn classify_rmcp(e: &RmcpIpmiError, address: &str, user: &str, scrubber: &Scrubb
         }
         RmcpIpmiError::Receive(RmcpIpmiReceiveError::Session(UnwrapSessionError::V1_5(
             V1_5ReadError::AuthcodeError,
-        ))) => auth_failed(
-            address,
-            user,
-            "the BMC's answer is signed with another password (wrong password)".to_owned(),
-        ),
+        ))) => {
+            // A BMC only answers a signed IPMI 1.5 request whose signature (our
+            // password) it accepted: the check that fails is ipmi-rs's own,
+            // which hashes the length byte into MD5/MD2 signatures.
+            Failure::Fatal(PowerError::Unsupported(format!(
+                "BMC at {address} answered rackbox's signed IPMI 1.5 request (so the password is \
+                 right) but rackbox's IPMI client (ipmi-rs 0.6) cannot check the \
+                 MD5/MD2 signature on its answers. Use power_driver LAN_2_0 (IPMI 2.0) if the \
+                 BMC has it, or allow only 'straight password' authentication for IPMI 1.5 on \
+                 the BMC"
+            )))
+        }
         other => protocol(format!("{other:?}")),
     }
 }
@@ -613,7 +651,7 @@ fn classify_command<P: std::fmt::Debug>(
     scrubber: &Scrubber,
 ) -> Failure {
     match e {
-        IpmiError::Connection(c) => classify_rmcp(c, address, user, scrubber),
+        IpmiError::Connection(c) => classify_rmcp(c, address, scrubber),
         IpmiError::Failed {
             completion_code, ..
         }

@@ -17,8 +17,12 @@ pub(crate) const CMD_CHASSIS_CONTROL: u8 = 0x02;
 pub(crate) const CMD_SET_BOOT_OPTIONS: u8 = 0x08;
 /// Get System Boot Options.
 pub(crate) const CMD_GET_BOOT_OPTIONS: u8 = 0x09;
+/// Set Session Privilege Level.
+pub(crate) const CMD_SET_SESSION_PRIVILEGE: u8 = 0x3B;
 /// Close Session.
 pub(crate) const CMD_CLOSE_SESSION: u8 = 0x3C;
+/// Privilege level ADMINISTRATOR, for Set Session Privilege Level.
+pub(crate) const PRIVILEGE_ADMIN: u8 = 0x04;
 
 /// Boot option parameter 5: boot flags.
 const BOOT_FLAGS_PARAM: u8 = 5;
@@ -200,6 +204,12 @@ pub(crate) fn completion_code_meaning(netfn: u8, cmd: u8, code: u8) -> &'static 
         }
         (NETFN_CHASSIS, CMD_SET_BOOT_OPTIONS, 0x82) => "boot option parameter is read-only",
         (NETFN_APP, CMD_CLOSE_SESSION, 0x87) => "session id not found",
+        (NETFN_APP, CMD_SET_SESSION_PRIVILEGE, 0x80) => {
+            "privilege level not available for this user"
+        }
+        (NETFN_APP, CMD_SET_SESSION_PRIVILEGE, 0x81) => {
+            "privilege level exceeds the user's or the channel's limit"
+        }
         (_, _, 0xC0) => "node busy",
         (_, _, 0xC1) => "command not supported by this BMC",
         (_, _, 0xC2) => "command invalid for this LUN",

@@ -773,13 +773,14 @@ fn parse_redfish(r: &Reader<'_>) -> Result<RedfishParams, PowerParamError> {
     let user = r.required("power_user", r.string("power_user")?)?;
     let pass = r.required("power_pass", r.string("power_pass")?)?;
     let node_id = r.text("node_id")?.map(|s| s.trim().to_owned());
-    if let Some(id) = &node_id {
-        if id.contains('/') && !id.starts_with("/redfish/v1/Systems/") {
-            return Err(r.invalid(
-                "node_id",
-                "must be a system id (or /redfish/v1/Systems/<id>)",
-            ));
-        }
+    if let Some(id) = &node_id
+        && id.contains('/')
+        && !id.starts_with("/redfish/v1/Systems/")
+    {
+        return Err(r.invalid(
+            "node_id",
+            "must be a system id (or /redfish/v1/Systems/<id>)",
+        ));
     }
     Ok(RedfishParams {
         base,

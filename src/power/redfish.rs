@@ -123,13 +123,12 @@ impl RedfishDriver {
             if s.downcast_ref::<rustls::Error>().is_some() {
                 tls = true;
             }
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                if io
+            if let Some(io) = s.downcast_ref::<std::io::Error>()
+                && io
                     .get_ref()
                     .is_some_and(|inner| inner.is::<rustls::Error>())
-                {
-                    tls = true;
-                }
+            {
+                tls = true;
             }
             source = s.source();
         }
@@ -241,10 +240,10 @@ impl RedfishDriver {
     /// The path of the machine's ComputerSystem: node_id, or the only member
     /// of /redfish/v1/Systems.
     async fn system_path(&self) -> Result<String, PowerError> {
-        if let Some(id) = &self.params.node_id {
-            if id.starts_with("/redfish/v1/Systems/") {
-                return Ok(id.trim_end_matches('/').to_owned());
-            }
+        if let Some(id) = &self.params.node_id
+            && id.starts_with("/redfish/v1/Systems/")
+        {
+            return Ok(id.trim_end_matches('/').to_owned());
         }
         let reply = self
             .request(
