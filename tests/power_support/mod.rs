@@ -358,11 +358,15 @@ impl Sushy {
         assert!(hash.status.success(), "bcrypt hash failed: {hash:?}");
         let hash = String::from_utf8_lossy(&hash.stdout).trim().to_owned();
         std::fs::write(d.join("htpasswd"), format!("{USER}:{hash}\n")).expect("htpasswd");
+        // The fake driver keeps its machines in a SQLite file, shared by every
+        // emulator on the machine unless given a directory of its own.
+        std::fs::create_dir_all(d.join("state")).expect("state dir");
         std::fs::write(
             d.join("sushy.conf"),
             format!(
-                "SUSHY_EMULATOR_AUTH_FILE = '{}'\n",
-                d.join("htpasswd").display()
+                "SUSHY_EMULATOR_AUTH_FILE = '{}'\nSUSHY_EMULATOR_STATE_DIR = '{}'\n",
+                d.join("htpasswd").display(),
+                d.join("state").display()
             ),
         )
         .expect("sushy.conf");
@@ -403,6 +407,7 @@ impl Sushy {
         }
         let log = std::fs::File::create(d.join("sushy.log")).expect("log file");
         let child = cmd
+            .env("TMPDIR", d)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
