@@ -117,6 +117,9 @@ impl CommandDriver {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so a timeout ends what it started too
+            // (a hung ssh or curl below the shell), not only the shell.
+            .process_group(0)
             .kill_on_drop(true);
         if let Op::Netboot { efi } = op {
             cmd.env("RACKBOX_BOOT_EFI", if efi { "1" } else { "0" });
@@ -126,7 +129,7 @@ impl CommandDriver {
             status: "not started".to_owned(),
             stderr: format!("cannot run /bin/sh: {e}"),
         })?;
-        // Dropping the future on timeout drops the child: kill_on_drop ends it.
+        let group = child.id();
         let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
             Ok(Ok(output)) => output,
             Ok(Err(e)) => {
@@ -137,6 +140,9 @@ impl CommandDriver {
                 });
             }
             Err(_) => {
+                if let Some(pgid) = group.and_then(|pid| i32::try_from(pid).ok()) {
+                    kill_group(pgid);
+                }
                 return Err(PowerError::Timeout {
                     what: "power command",
                     address: param.to_owned(),
@@ -207,6 +213,21 @@ impl CommandDriver {
             });
         }
         Ok(body)
+    }
+}
+
+/// Kills every process of the group `pgid` (the timed-out command's).
+fn kill_group(pgid: i32) {
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; a
+    // negative pid addresses the process group the command was started in
+    // (process_group(0) made its pid the group id), which holds only it and
+    // its descendants.
+    let rc = unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    if rc != 0 {
+        tracing::debug!(pgid, error = %std::io::Error::last_os_error(), "killing the command's process group failed");
     }
 }
 
