@@ -17,7 +17,6 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +38,7 @@ use super::ipmi_wire::{
 use super::params::{IpmiLan, IpmiParams};
 use super::{
     BootOverride, PowerDriver, PowerError, PowerFuture, PowerParamError, PowerState, Scrubber,
-    panic_text,
+    contain_blocking,
 };
 
 /// Tries per request: a UDP packet (or its answer) can be lost.
@@ -115,38 +114,28 @@ impl IpmiDriver {
             let address = display_address(&params);
             let deadline = Instant::now() + timeout;
             let blocking_scrubber = scrubber.clone();
-            let task = tokio::task::spawn_blocking(move || {
-                std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    let mut session =
-                        Session::open(&params, blocking_scrubber, deadline, packet_timeout)?;
-                    let result = work(&mut session);
-                    session.close();
-                    result
-                }))
-            });
             // The blocking side checks the deadline between packets; the close
             // after the work may take one more packet timeout.
             let fence = timeout + packet_timeout + Duration::from_secs(1);
-            match tokio::time::timeout(fence, task).await {
-                Ok(Ok(Ok(result))) => {
-                    if let Err(e) = &result {
+            let outcome = contain_blocking("ipmi", fence, &scrubber, move || {
+                let mut session =
+                    Session::open(&params, blocking_scrubber, deadline, packet_timeout)?;
+                let result = work(&mut session);
+                session.close();
+                result
+            })
+            .await;
+            match outcome {
+                Some(Ok(value)) => Ok(value),
+                Some(Err(e)) => {
+                    if matches!(e, PowerError::DriverPanicked { .. }) {
+                        tracing::error!(bmc = %address, op = during, error = %e, "ipmi-rs panicked; contained");
+                    } else {
                         tracing::warn!(bmc = %address, op = during, error = %e, "IPMI operation failed");
                     }
-                    result
+                    Err(e)
                 }
-                Ok(Ok(Err(payload))) => {
-                    let detail = scrubber.detail(&panic_text(payload.as_ref()));
-                    tracing::error!(bmc = %address, op = during, %detail, "ipmi-rs panicked; contained");
-                    Err(PowerError::DriverPanicked {
-                        driver: "ipmi",
-                        detail,
-                    })
-                }
-                Ok(Err(join_error)) => Err(PowerError::DriverPanicked {
-                    driver: "ipmi",
-                    detail: scrubber.detail(&join_error.to_string()),
-                }),
-                Err(_) => {
+                None => {
                     tracing::warn!(bmc = %address, op = during, "IPMI operation timed out");
                     Err(PowerError::Timeout {
                         what: WHAT,

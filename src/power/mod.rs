@@ -278,6 +278,37 @@ impl PowerDriver for ManualDriver {
     }
 }
 
+/// Runs blocking `work` (a library call that may block or panic) on a
+/// blocking thread. A panic becomes [`PowerError::DriverPanicked`] (scrubbed);
+/// `None` means `fence` passed first: the caller stops waiting (the thread
+/// itself ends when its own socket timeouts run out).
+pub(crate) async fn contain_blocking<T, F>(
+    driver: &'static str,
+    fence: Duration,
+    scrubber: &Scrubber,
+    work: F,
+) -> Option<Result<T, PowerError>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, PowerError> + Send + 'static,
+{
+    let task = tokio::task::spawn_blocking(move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+    });
+    match tokio::time::timeout(fence, task).await {
+        Ok(Ok(Ok(result))) => Some(result),
+        Ok(Ok(Err(payload))) => Some(Err(PowerError::DriverPanicked {
+            driver,
+            detail: scrubber.detail(&panic_text(payload.as_ref())),
+        })),
+        Ok(Err(join_error)) => Some(Err(PowerError::DriverPanicked {
+            driver,
+            detail: scrubber.detail(&join_error.to_string()),
+        })),
+        Err(_) => None,
+    }
+}
+
 /// The text of a caught panic's payload.
 pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -419,6 +450,35 @@ mod tests {
             let text = format!("{e} / {e:?}");
             assert!(!text.contains(PASSWORD), "{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_or_hanging_library_call_is_contained() {
+        let s = Scrubber::new([PASSWORD]);
+        let outcome: Option<Result<(), PowerError>> =
+            contain_blocking("ipmi", Duration::from_secs(5), &s, || {
+                // What ipmi-rs's todo!() and unwrap() do on a strange answer.
+                panic!("not yet implemented: cipher for {PASSWORD}")
+            })
+            .await;
+        let Some(Err(err)) = outcome else {
+            panic!("not contained: {outcome:?}")
+        };
+        assert!(matches!(err, PowerError::DriverPanicked { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("not yet implemented") && !text.contains(PASSWORD),
+            "{text}"
+        );
+        assert!(text.contains("the daemon keeps running"), "{text}");
+
+        let hung: Option<Result<(), PowerError>> =
+            contain_blocking("ipmi", Duration::from_millis(50), &s, || {
+                std::thread::sleep(Duration::from_millis(500));
+                Ok(())
+            })
+            .await;
+        assert!(hung.is_none());
     }
 
     #[test]
