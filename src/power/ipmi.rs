@@ -306,6 +306,13 @@ pub(crate) struct Session {
     user: String,
     scrubber: Scrubber,
     deadline: Instant,
+    /// When the operation began, to say how long a silent BMC was waited for.
+    started: Instant,
+}
+
+/// A duration rounded to tenths of a second, for messages.
+fn tenths(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().div_ceil(100) as u64 * 100)
 }
 
 impl Session {
@@ -315,6 +322,7 @@ impl Session {
         deadline: Instant,
         packet_timeout: Duration,
     ) -> Result<Session, PowerError> {
+        let started = Instant::now();
         let address = display_address(params);
         let unreachable = |detail: String| PowerError::Unreachable {
             what: WHAT,
@@ -354,6 +362,7 @@ impl Session {
                         user: params.user.clone(),
                         scrubber,
                         deadline,
+                        started,
                     };
                     session.raise_privilege()?;
                     return Ok(session);
@@ -377,7 +386,7 @@ impl Session {
         Err(PowerError::Timeout {
             what: WHAT,
             address,
-            after: deadline.saturating_duration_since(Instant::now()) + ATTEMPTS * packet_timeout,
+            after: tenths(started.elapsed()),
             during,
         })
     }
@@ -480,7 +489,7 @@ impl Session {
         Err(PowerError::Timeout {
             what: WHAT,
             address: self.address.clone(),
-            after: self.deadline.saturating_duration_since(Instant::now()),
+            after: tenths(self.started.elapsed()),
             during: format!("waiting for the answer to {what} ({last})"),
         })
     }
