@@ -346,3 +346,15 @@ async fn one_dead_bmc_does_not_hold_up_the_others() {
     );
     assert_eq!(results[4].1.as_ref().ok(), Some(&PowerState::Unknown));
 }
+
+/// Every operation closes its session: ipmi_sim has 63 session slots, so a
+/// leak would make the 64th operation fail ("insufficient resources").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_closed_after_each_operation() {
+    let sim = IpmiSim::start(SimMode::Qemu);
+    let driver = driver_for("ipmi", &sim.params()).expect("driver");
+    for round in 0..80 {
+        let state = driver.query().await;
+        assert!(state.is_ok(), "round {round}: {state:?}\n{}", sim.log());
+    }
+}

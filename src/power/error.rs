@@ -104,6 +104,19 @@ pub enum PowerError {
         detail: String,
     },
 
+    /// The BMC has no free session slot or is otherwise busy; later may work.
+    #[error(
+        "{what} at {address} is busy: {detail}; try again later (if it stays busy, another tool may be leaving sessions open)"
+    )]
+    Busy {
+        /// "BMC" or "Redfish service".
+        what: &'static str,
+        /// Where rackbox tried.
+        address: String,
+        /// What the peer said.
+        detail: String,
+    },
+
     /// The BMC understood the request and said no (an IPMI completion code).
     #[error("BMC at {address} refused {operation}: completion code 0x{code:02X} ({meaning})")]
     Refused {
@@ -208,7 +221,7 @@ impl PowerError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            PowerError::Unreachable { .. } | PowerError::Timeout { .. }
+            PowerError::Unreachable { .. } | PowerError::Timeout { .. } | PowerError::Busy { .. }
         )
     }
 }

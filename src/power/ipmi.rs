@@ -752,7 +752,14 @@ fn classify_activation(
             V2_0ActivationError::RakpMessage4Receive(r) => receive(r, "RAKP message 3"),
             V2_0ActivationError::OpenSessionResponseParse(p) => {
                 let detail = format!("{p:?}");
-                if detail.contains("Cipher")
+                if detail.contains("InsufficientResources") {
+                    Failure::Fatal(PowerError::Busy {
+                        what: WHAT,
+                        address: address.to_owned(),
+                        detail: "no free session slot (RMCP+ status: insufficient resources)"
+                            .to_owned(),
+                    })
+                } else if detail.contains("Cipher")
                     || detail.contains("Algorithm")
                     || detail.contains("Payload")
                 {

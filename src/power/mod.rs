@@ -406,6 +406,11 @@ mod tests {
                 user: "admin".into(),
                 detail: d.clone(),
             },
+            PowerError::Busy {
+                what: "BMC",
+                address: "127.0.0.1:623".into(),
+                detail: d.clone(),
+            },
             PowerError::Refused {
                 address: "127.0.0.1:623".into(),
                 operation: "chassis power up".into(),
