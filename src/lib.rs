@@ -2,13 +2,15 @@
 //!
 //! The rooms of the house (see ARCHITECTURE.md): `model` (data and rules, no I/O), `store` (redb),
 //! `service` (the only code that changes state), `http` (native API, later boot and MAAS faces),
-//! `cli` (the command-line client), `daemon` (wiring and life of `rackbox serve`).
+//! `power` (BMC drivers), `tftp` (boot loaders for firmware), `cli` (the command-line client),
+//! `daemon` (wiring and life of `rackbox serve`).
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod model;
+pub mod power;
 pub mod service;
 pub mod store;
 pub mod telemetry;

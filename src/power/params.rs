@@ -1,0 +1,999 @@
+//! Power parameters: the MAAS-compatible schema of each driver, validation,
+//! secret masking, and the typed parameter structs the drivers are built from.
+//!
+//! Parameters arrive as a JSON object because that is what MAAS clients send
+//! (`power_parameters_power_address=...` form fields end up as strings, the
+//! JSON API may send numbers and bools). Every value is accepted as a string,
+//! and numbers and bools are accepted where they make sense. MAAS sends empty
+//! strings for optional fields that are unset, so an empty string counts as
+//! absent.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::error::{MASK, PowerParamError};
+
+/// The JSON type a parameter takes, for the API's published schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    /// Free text.
+    String,
+    /// A whole number (given as number or string).
+    Integer,
+    /// true/false (given as bool, "true"/"false", "yes"/"no", 1/0).
+    Bool,
+    /// One of [`PowerParamSchema::choices`].
+    Choice,
+    /// An http:// or https:// URL.
+    Url,
+}
+
+/// One parameter of a power driver, as published by the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct PowerParamSchema {
+    /// The MAAS name of the parameter.
+    pub name: &'static str,
+    /// What it is, for a form's label and help text.
+    pub description: &'static str,
+    /// Whether a machine of this power type must have it.
+    pub required: bool,
+    /// Whether the value is shown only to admins (and masked in logs).
+    pub secret: bool,
+    /// The JSON type.
+    pub kind: ParamKind,
+    /// The value used when absent, if any.
+    pub default: Option<&'static str>,
+    /// The allowed values for [`ParamKind::Choice`].
+    pub choices: &'static [&'static str],
+}
+
+/// One power driver and its parameters, as published by the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct PowerTypeSchema {
+    /// The power_type value ("ipmi", "redfish", "manual", "command").
+    pub name: &'static str,
+    /// What the driver does, in a sentence.
+    pub description: &'static str,
+    /// Its parameters.
+    pub fields: &'static [PowerParamSchema],
+}
+
+const fn field(
+    name: &'static str,
+    description: &'static str,
+    required: bool,
+    secret: bool,
+    kind: ParamKind,
+    default: Option<&'static str>,
+    choices: &'static [&'static str],
+) -> PowerParamSchema {
+    PowerParamSchema {
+        name,
+        description,
+        required,
+        secret,
+        kind,
+        default,
+        choices,
+    }
+}
+
+use ParamKind::{Bool, Choice, Integer, String as Text, Url as UrlKind};
+
+const IPMI_FIELDS: &[PowerParamSchema] = &[
+    field(
+        "power_address",
+        "BMC address (IP address or host name)",
+        true,
+        false,
+        Text,
+        None,
+        &[],
+    ),
+    field(
+        "power_port",
+        "BMC UDP port (rackbox extension)",
+        false,
+        false,
+        Integer,
+        Some("623"),
+        &[],
+    ),
+    field(
+        "power_user",
+        "BMC user name (at most 16 bytes)",
+        false,
+        false,
+        Text,
+        Some(""),
+        &[],
+    ),
+    field(
+        "power_pass",
+        "BMC password (at most 20 bytes, 16 for IPMI 1.5)",
+        false,
+        true,
+        Text,
+        Some(""),
+        &[],
+    ),
+    field(
+        "power_driver",
+        "LAN_2_0 for IPMI 2.0 (RMCP+), falling back to 1.5 when the BMC has no 2.0; LAN for IPMI 1.5 only",
+        false,
+        false,
+        Choice,
+        Some("LAN_2_0"),
+        &["LAN_2_0", "LAN"],
+    ),
+    field(
+        "cipher_suite_id",
+        "RMCP+ cipher suite (3 is supported; 8, 12 and 17 are refused with a clear error)",
+        false,
+        false,
+        Choice,
+        Some("3"),
+        &["3", "8", "12", "17"],
+    ),
+    field(
+        "privilege_level",
+        "IPMI privilege level of the session (rackbox's IPMI client always uses ADMIN)",
+        false,
+        false,
+        Choice,
+        Some("ADMIN"),
+        &["USER", "OPERATOR", "ADMIN"],
+    ),
+    field(
+        "k_g",
+        "BMC key K_g (not supported: must be empty)",
+        false,
+        true,
+        Text,
+        Some(""),
+        &[],
+    ),
+    field(
+        "power_boot_type",
+        "firmware boot type for the one-time network boot",
+        false,
+        false,
+        Choice,
+        Some("auto"),
+        &["auto", "efi", "legacy"],
+    ),
+    field(
+        "mac_address",
+        "MAC address of the BMC (informational, as in MAAS)",
+        false,
+        false,
+        Text,
+        None,
+        &[],
+    ),
+];
+
+const REDFISH_FIELDS: &[PowerParamSchema] = &[
+    field(
+        "power_address",
+        "Redfish service: host, host:port or URL (https unless the URL says http)",
+        true,
+        false,
+        Text,
+        None,
+        &[],
+    ),
+    field(
+        "power_user",
+        "Redfish user name",
+        true,
+        false,
+        Text,
+        None,
+        &[],
+    ),
+    field(
+        "power_pass",
+        "Redfish password",
+        true,
+        true,
+        Text,
+        None,
+        &[],
+    ),
+    field(
+        "node_id",
+        "ComputerSystem id under /redfish/v1/Systems (found automatically when there is only one)",
+        false,
+        false,
+        Text,
+        None,
+        &[],
+    ),
+    field(
+        "power_boot_type",
+        "firmware boot type for the one-time network boot",
+        false,
+        false,
+        Choice,
+        Some("auto"),
+        &["auto", "efi", "legacy"],
+    ),
+    field(
+        "insecure_skip_verify",
+        "do not check the BMC's TLS certificate (rackbox extension; only for self-signed BMCs on a trusted network)",
+        false,
+        false,
+        Bool,
+        Some("false"),
+        &[],
+    ),
+];
+
+const COMMAND_FIELDS: &[PowerParamSchema] = &[
+    field(
+        "power_on_command",
+        "shell command (/bin/sh -c) that switches the machine on",
+        false,
+        false,
+        Text,
+        None,
+        &[],
+    ),
+    field(
+        "power_off_command",
+        "shell command that switches the machine off",
+        false,
+        false,
+        Text,
+        None,
+        &[],
+    ),
+    field(
+        "power_query_command",
+        "shell command that prints on or off",
+        false,
+        false,
+        Text,
+        None,
+        &[],
+    ),
+    field(
+        "power_netboot_command",
+        "shell command that makes the next boot a network boot (RACKBOX_BOOT_EFI=1 or 0 in its environment)",
+        false,
+        false,
+        Text,
+        None,
+        &[],
+    ),
+    field(
+        "power_on_uri",
+        "URL POSTed to switch the machine on (MAAS webhook style)",
+        false,
+        false,
+        UrlKind,
+        None,
+        &[],
+    ),
+    field(
+        "power_off_uri",
+        "URL POSTed to switch the machine off",
+        false,
+        false,
+        UrlKind,
+        None,
+        &[],
+    ),
+    field(
+        "power_query_uri",
+        "URL fetched with GET whose body says on or off",
+        false,
+        false,
+        UrlKind,
+        None,
+        &[],
+    ),
+    field(
+        "power_netboot_uri",
+        "URL POSTed to make the next boot a network boot",
+        false,
+        false,
+        UrlKind,
+        None,
+        &[],
+    ),
+    field(
+        "power_user",
+        "user name for HTTP basic authentication of the URLs",
+        false,
+        false,
+        Text,
+        None,
+        &[],
+    ),
+    field(
+        "power_pass",
+        "password for HTTP basic authentication of the URLs",
+        false,
+        true,
+        Text,
+        None,
+        &[],
+    ),
+];
+
+static POWER_TYPES: &[PowerTypeSchema] = &[
+    PowerTypeSchema {
+        name: "ipmi",
+        description: "IPMI over LAN (RMCP+ cipher suite 3, or IPMI 1.5)",
+        fields: IPMI_FIELDS,
+    },
+    PowerTypeSchema {
+        name: "redfish",
+        description: "DMTF Redfish over HTTPS",
+        fields: REDFISH_FIELDS,
+    },
+    PowerTypeSchema {
+        name: "manual",
+        description: "no remote power control: an operator switches the machine",
+        fields: &[],
+    },
+    PowerTypeSchema {
+        name: "command",
+        description: "shell commands or HTTP URLs (webhook) that switch the machine",
+        fields: COMMAND_FIELDS,
+    },
+];
+
+/// Every power driver and its parameters.
+pub fn power_types() -> &'static [PowerTypeSchema] {
+    POWER_TYPES
+}
+
+fn schema_of(power_type: &str) -> Option<&'static PowerTypeSchema> {
+    POWER_TYPES.iter().find(|t| t.name == power_type)
+}
+
+/// Whether `key` holds a secret for machines of `power_type`.
+///
+/// For an unknown power type the answer errs on the side of hiding: any key
+/// that looks like a password, key or token counts as secret.
+pub fn is_secret(power_type: &str, key: &str) -> bool {
+    match schema_of(power_type) {
+        Some(schema) => schema.fields.iter().any(|f| f.name == key && f.secret),
+        None => {
+            let key = key.to_ascii_lowercase();
+            ["pass", "secret", "token", "k_g", "key"]
+                .iter()
+                .any(|needle| key.contains(needle))
+        }
+    }
+}
+
+/// Replaces every secret value in `params` with `"********"` (empty values are
+/// left empty, so a form can still tell "not set" from "set").
+pub fn mask_secrets(power_type: &str, params: &mut Map<String, Value>) {
+    for (key, value) in params.iter_mut() {
+        if is_secret(power_type, key) {
+            let empty = matches!(value, Value::Null) || value.as_str().is_some_and(str::is_empty);
+            if !empty {
+                *value = Value::String(MASK.to_owned());
+            }
+        }
+    }
+}
+
+/// Checks `params` against the schema of `power_type`: every required
+/// parameter present, no unknown one, each of the right type and range.
+pub fn validate(power_type: &str, params: &Map<String, Value>) -> Result<(), PowerParamError> {
+    DriverParams::parse(power_type, params).map(|_| ())
+}
+
+/// A secret string whose Debug output is masked, so a struct holding one can
+/// derive Debug without leaking it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str(MASK)
+        }
+    }
+}
+
+/// Which firmware boot mode a one-time network boot should ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootType {
+    /// Let the caller decide (from the architecture the machine's DHCP request announced).
+    Auto,
+    /// UEFI network boot.
+    Efi,
+    /// BIOS (legacy) network boot.
+    Legacy,
+}
+
+impl BootType {
+    /// `Some(true)` for efi, `Some(false)` for legacy, `None` for auto.
+    pub fn efi(self) -> Option<bool> {
+        match self {
+            BootType::Auto => None,
+            BootType::Efi => Some(true),
+            BootType::Legacy => Some(false),
+        }
+    }
+}
+
+/// The IPMI LAN protocol version to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IpmiLan {
+    /// IPMI 1.5 only (power_driver=LAN).
+    V15,
+    /// RMCP+ when the BMC offers it, else 1.5 (power_driver=LAN_2_0).
+    V20,
+}
+
+/// Parameters of the ipmi driver.
+#[derive(Debug, Clone)]
+pub(crate) struct IpmiParams {
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub pass: Secret,
+    pub lan: IpmiLan,
+    pub cipher_suite: u8,
+    pub privilege: String,
+    pub k_g: Secret,
+    pub boot_type: BootType,
+}
+
+/// Parameters of the redfish driver.
+#[derive(Debug, Clone)]
+pub(crate) struct RedfishParams {
+    /// The service root's scheme://host:port, without a trailing slash.
+    pub base: String,
+    pub user: String,
+    pub pass: Secret,
+    pub node_id: Option<String>,
+    pub insecure_skip_verify: bool,
+    pub boot_type: BootType,
+}
+
+/// How one operation of the command driver is carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// A shell command run with /bin/sh -c.
+    Shell(String),
+    /// A URL (POST for actions, GET for queries).
+    Http(String),
+}
+
+/// Parameters of the command driver.
+#[derive(Debug, Clone)]
+pub(crate) struct CommandParams {
+    pub on: Action,
+    pub off: Action,
+    pub query: Option<Action>,
+    pub netboot: Option<Action>,
+    pub user: Option<String>,
+    pub pass: Secret,
+}
+
+/// The typed parameters of one machine, by driver.
+#[derive(Debug, Clone)]
+pub(crate) enum DriverParams {
+    Ipmi(IpmiParams),
+    Redfish(RedfishParams),
+    Manual,
+    Command(CommandParams),
+}
+
+/// Reads the parameters of one power type: each lookup marks the key as known,
+/// so that whatever is left at the end is an unknown parameter.
+struct Reader<'a> {
+    power_type: &'static str,
+    params: &'a Map<String, Value>,
+    schema: &'static [PowerParamSchema],
+}
+
+impl<'a> Reader<'a> {
+    fn err_type(&self, key: &str, expected: &'static str) -> PowerParamError {
+        PowerParamError::WrongType {
+            param: key.to_owned(),
+            expected,
+        }
+    }
+
+    fn invalid(&self, key: &str, reason: impl Into<String>) -> PowerParamError {
+        PowerParamError::Invalid {
+            param: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The value as text; numbers and bools become their JSON text; empty is None.
+    fn text(&self, key: &str) -> Result<Option<String>, PowerParamError> {
+        match self.params.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(_) => Err(self.err_type(key, "a string")),
+        }
+    }
+
+    /// Like [`Reader::text`] but only strings: for user names, passwords,
+    /// commands (a number there is certainly a mistake in a form).
+    fn string(&self, key: &str) -> Result<Option<String>, PowerParamError> {
+        match self.params.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(_)) if !self.is_secret(key) => self.text(key),
+            Some(_) => Err(self.err_type(key, "a string")),
+        }
+    }
+
+    fn is_secret(&self, key: &str) -> bool {
+        self.schema.iter().any(|f| f.name == key && f.secret)
+    }
+
+    fn required(&self, key: &str, value: Option<String>) -> Result<String, PowerParamError> {
+        value.ok_or_else(|| PowerParamError::Missing {
+            param: key.to_owned(),
+            power_type: self.power_type,
+        })
+    }
+
+    fn integer(&self, key: &str, min: i64, max: i64) -> Result<Option<i64>, PowerParamError> {
+        const EXPECTED: &str = "a whole number (as a number or a string)";
+        let n = match self.params.get(key) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+            Some(Value::String(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| self.err_type(key, EXPECTED))?,
+            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| self.err_type(key, EXPECTED))?,
+            Some(_) => return Err(self.err_type(key, EXPECTED)),
+        };
+        if n < min || n > max {
+            return Err(self.invalid(key, format!("{n} is outside {min}..={max}")));
+        }
+        Ok(Some(n))
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>, PowerParamError> {
+        const EXPECTED: &str = "true or false";
+        match self.params.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(0) => Ok(Some(false)),
+                Some(1) => Ok(Some(true)),
+                _ => Err(self.err_type(key, EXPECTED)),
+            },
+            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "" => Ok(None),
+                "true" | "yes" | "on" | "1" => Ok(Some(true)),
+                "false" | "no" | "off" | "0" => Ok(Some(false)),
+                _ => Err(self.err_type(key, EXPECTED)),
+            },
+            Some(_) => Err(self.err_type(key, EXPECTED)),
+        }
+    }
+
+    fn choice(&self, key: &str) -> Result<Option<String>, PowerParamError> {
+        let Some(value) = self.text(key)? else {
+            return Ok(None);
+        };
+        let choices = self
+            .schema
+            .iter()
+            .find(|f| f.name == key)
+            .map(|f| f.choices)
+            .unwrap_or(&[]);
+        choices
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(value.trim()))
+            .map(|c| Some((*c).to_owned()))
+            .ok_or_else(|| self.invalid(key, format!("must be one of {}", choices.join(", "))))
+    }
+
+    fn boot_type(&self) -> Result<BootType, PowerParamError> {
+        Ok(match self.choice("power_boot_type")?.as_deref() {
+            Some("efi") => BootType::Efi,
+            Some("legacy") => BootType::Legacy,
+            _ => BootType::Auto,
+        })
+    }
+
+    fn url(&self, key: &str) -> Result<Option<String>, PowerParamError> {
+        let Some(value) = self.string(key)? else {
+            return Ok(None);
+        };
+        let url = reqwest::Url::parse(value.trim())
+            .map_err(|e| self.invalid(key, format!("not a URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(self.invalid(key, "must be an http:// or https:// URL"));
+        }
+        if url.host_str().is_none() {
+            return Err(self.invalid(key, "the URL has no host"));
+        }
+        Ok(Some(url.to_string()))
+    }
+
+    /// Fails on the first key that is not in the schema.
+    fn no_unknown(&self) -> Result<(), PowerParamError> {
+        let mut keys: Vec<&String> = self.params.keys().collect();
+        keys.sort();
+        for key in keys {
+            if !self.schema.iter().any(|f| f.name == key.as_str()) {
+                return Err(PowerParamError::Unknown {
+                    param: key.chars().take(64).collect(),
+                    power_type: self.power_type,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A host name or IP address: no spaces, no scheme, no path.
+fn check_host(reader: &Reader<'_>, key: &str, host: &str) -> Result<(), PowerParamError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let valid_name = !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if valid_name {
+        Ok(())
+    } else {
+        Err(reader.invalid(key, "must be an IP address or a host name"))
+    }
+}
+
+impl DriverParams {
+    pub(crate) fn parse(
+        power_type: &str,
+        params: &Map<String, Value>,
+    ) -> Result<DriverParams, PowerParamError> {
+        let Some(schema) = schema_of(power_type) else {
+            return Err(PowerParamError::UnknownPowerType(
+                power_type.chars().take(64).collect(),
+            ));
+        };
+        let reader = Reader {
+            power_type: schema.name,
+            params,
+            schema: schema.fields,
+        };
+        reader.no_unknown()?;
+        match schema.name {
+            "ipmi" => parse_ipmi(&reader).map(DriverParams::Ipmi),
+            "redfish" => parse_redfish(&reader).map(DriverParams::Redfish),
+            "command" => parse_command(&reader).map(DriverParams::Command),
+            _ => Ok(DriverParams::Manual),
+        }
+    }
+}
+
+fn parse_ipmi(r: &Reader<'_>) -> Result<IpmiParams, PowerParamError> {
+    let address = r.required("power_address", r.text("power_address")?)?;
+    let address = address.trim().to_owned();
+    check_host(r, "power_address", &address)?;
+    let port = r.integer("power_port", 1, 65535)?.unwrap_or(623) as u16;
+    let user = r.string("power_user")?.unwrap_or_default();
+    if user.len() > 16 {
+        return Err(r.invalid("power_user", "IPMI user names are at most 16 bytes"));
+    }
+    let pass = r.string("power_pass")?.unwrap_or_default();
+    let lan = match r.choice("power_driver")?.as_deref() {
+        Some("LAN") => IpmiLan::V15,
+        _ => IpmiLan::V20,
+    };
+    let max_pass = if lan == IpmiLan::V15 { 16 } else { 20 };
+    if pass.len() > max_pass {
+        return Err(r.invalid(
+            "power_pass",
+            format!("IPMI passwords are at most {max_pass} bytes for this power_driver"),
+        ));
+    }
+    let cipher_suite = r
+        .choice("cipher_suite_id")?
+        .and_then(|c| c.parse::<u8>().ok())
+        .unwrap_or(3);
+    let privilege = r
+        .choice("privilege_level")?
+        .unwrap_or_else(|| "ADMIN".to_owned());
+    let k_g = r.string("k_g")?.unwrap_or_default();
+    let _mac = r.text("mac_address")?;
+    Ok(IpmiParams {
+        address,
+        port,
+        user,
+        pass: Secret(pass),
+        lan,
+        cipher_suite,
+        privilege,
+        k_g: Secret(k_g),
+        boot_type: r.boot_type()?,
+    })
+}
+
+fn parse_redfish(r: &Reader<'_>) -> Result<RedfishParams, PowerParamError> {
+    let address = r.required("power_address", r.text("power_address")?)?;
+    let address = address.trim();
+    let with_scheme = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("https://{address}")
+    };
+    let url = reqwest::Url::parse(&with_scheme).map_err(|e| {
+        r.invalid(
+            "power_address",
+            format!("not a host, host:port or URL ({e})"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(r.invalid("power_address", "the URL must be http:// or https://"));
+    }
+    let Some(host) = url.host_str() else {
+        return Err(r.invalid("power_address", "no host in the address"));
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(r.invalid(
+            "power_address",
+            "put the credentials in power_user and power_pass, not in the address",
+        ));
+    }
+    let base = match url.port() {
+        Some(port) => format!("{}://{}:{}", url.scheme(), host, port),
+        None => format!("{}://{}", url.scheme(), host),
+    };
+    let user = r.required("power_user", r.string("power_user")?)?;
+    let pass = r.required("power_pass", r.string("power_pass")?)?;
+    let node_id = r.text("node_id")?.map(|s| s.trim().to_owned());
+    if let Some(id) = &node_id
+        && id.contains('/')
+        && !id.starts_with("/redfish/v1/Systems/")
+    {
+        return Err(r.invalid(
+            "node_id",
+            "must be a system id (or /redfish/v1/Systems/<id>)",
+        ));
+    }
+    Ok(RedfishParams {
+        base,
+        user,
+        pass: Secret(pass),
+        node_id,
+        insecure_skip_verify: r.boolean("insecure_skip_verify")?.unwrap_or(false),
+        boot_type: r.boot_type()?,
+    })
+}
+
+fn parse_command(r: &Reader<'_>) -> Result<CommandParams, PowerParamError> {
+    let action = |cmd_key: &str, uri_key: &str| -> Result<Option<Action>, PowerParamError> {
+        let cmd = r.string(cmd_key)?;
+        let uri = r.url(uri_key)?;
+        match (cmd, uri) {
+            (Some(_), Some(_)) => Err(r.invalid(
+                uri_key,
+                format!("give either {cmd_key} or {uri_key}, not both"),
+            )),
+            (Some(cmd), None) => Ok(Some(Action::Shell(cmd))),
+            (None, Some(uri)) => Ok(Some(Action::Http(uri))),
+            (None, None) => Ok(None),
+        }
+    };
+    let require = |a: Option<Action>, cmd_key: &str, uri_key: &str| {
+        a.ok_or_else(|| PowerParamError::Missing {
+            param: format!("{cmd_key} (or {uri_key})"),
+            power_type: "command",
+        })
+    };
+    let on = require(
+        action("power_on_command", "power_on_uri")?,
+        "power_on_command",
+        "power_on_uri",
+    )?;
+    let off = require(
+        action("power_off_command", "power_off_uri")?,
+        "power_off_command",
+        "power_off_uri",
+    )?;
+    let query = action("power_query_command", "power_query_uri")?;
+    let netboot = action("power_netboot_command", "power_netboot_uri")?;
+    let user = r.string("power_user")?;
+    let pass = r.string("power_pass")?.unwrap_or_default();
+    Ok(CommandParams {
+        on,
+        off,
+        query,
+        netboot,
+        user,
+        pass: Secret(pass),
+    })
+}
+
+/// The boot type a machine's parameters ask for (`power_boot_type`), so the
+/// service can decide the `efi` flag of a one-time network boot: `Some(true)`
+/// for efi, `Some(false)` for legacy, `None` for auto or a driver without it.
+pub fn requested_boot_efi(power_type: &str, params: &Map<String, Value>) -> Option<bool> {
+    match DriverParams::parse(power_type, params).ok()? {
+        DriverParams::Ipmi(p) => p.boot_type.efi(),
+        DriverParams::Redfish(p) => p.boot_type.efi(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn ipmi_accepts_strings_and_numbers_and_defaults() {
+        let p = map(json!({"power_address": "10.0.0.5", "power_user": "admin",
+            "power_pass": "pw", "power_port": 6230, "cipher_suite_id": 3, "k_g": ""}));
+        validate("ipmi", &p).unwrap();
+        let Ok(DriverParams::Ipmi(ipmi)) = DriverParams::parse("ipmi", &p) else {
+            panic!("not ipmi")
+        };
+        assert_eq!(ipmi.port, 6230);
+        assert_eq!(ipmi.cipher_suite, 3);
+        assert_eq!(ipmi.lan, IpmiLan::V20);
+        let p = map(json!({"power_address": "bmc1.example", "power_port": "623",
+            "power_driver": "LAN", "power_boot_type": "EFI"}));
+        validate("ipmi", &p).unwrap();
+        assert_eq!(requested_boot_efi("ipmi", &p), Some(true));
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("ipmi", json!({}), "power_address"),
+            ("ipmi", json!({"power_address": ""}), "power_address"),
+            ("ipmi", json!({"power_address": "a b"}), "power_address"),
+            (
+                "ipmi",
+                json!({"power_address": "h", "power_port": "x"}),
+                "power_port",
+            ),
+            (
+                "ipmi",
+                json!({"power_address": "h", "power_port": 70000}),
+                "power_port",
+            ),
+            (
+                "ipmi",
+                json!({"power_address": "h", "power_pass": {"a": 1}}),
+                "power_pass",
+            ),
+            (
+                "ipmi",
+                json!({"power_address": "h", "power_driver": "LAN3"}),
+                "power_driver",
+            ),
+            (
+                "ipmi",
+                json!({"power_address": "h", "cipher_suite_id": "5"}),
+                "cipher_suite_id",
+            ),
+            ("ipmi", json!({"power_address": "h", "bogus": "1"}), "bogus"),
+            (
+                "redfish",
+                json!({"power_address": "h", "power_user": "u"}),
+                "power_pass",
+            ),
+            (
+                "redfish",
+                json!({"power_address": "h", "power_user": "u", "power_pass": "p",
+                    "insecure_skip_verify": "maybe"}),
+                "insecure_skip_verify",
+            ),
+            (
+                "redfish",
+                json!({"power_address": "ftp://h", "power_user": "u", "power_pass": "p"}),
+                "power_address",
+            ),
+            (
+                "command",
+                json!({"power_off_command": "x"}),
+                "power_on_command",
+            ),
+            (
+                "command",
+                json!({"power_on_command": "x", "power_off_uri": "notaurl"}),
+                "power_off_uri",
+            ),
+            ("manual", json!({"power_address": "h"}), "power_address"),
+        ];
+        for (ty, params, name) in cases {
+            let err = validate(ty, &map(params.clone())).expect_err(&format!("{ty} {params}"));
+            assert!(
+                err.to_string().contains(name),
+                "{ty} {params}: '{err}' does not name {name}"
+            );
+        }
+        let err = validate("wol", &Map::new()).unwrap_err();
+        assert!(err.to_string().contains("wol"), "{err}");
+    }
+
+    #[test]
+    fn long_password_error_does_not_show_it() {
+        let pass = "x-secret-password-that-is-far-too-long";
+        let p = map(json!({"power_address": "h", "power_pass": pass}));
+        let err = validate("ipmi", &p).unwrap_err();
+        assert!(err.to_string().contains("power_pass"));
+        assert!(!err.to_string().contains(pass));
+        assert!(!format!("{err:?}").contains(pass));
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        assert!(is_secret("ipmi", "power_pass"));
+        assert!(is_secret("ipmi", "k_g"));
+        assert!(!is_secret("ipmi", "power_user"));
+        assert!(is_secret("redfish", "power_pass"));
+        assert!(is_secret("unknown-type", "api_token"));
+        let mut p = map(json!({"power_address": "h", "power_pass": "hunter2", "k_g": ""}));
+        mask_secrets("ipmi", &mut p);
+        assert_eq!(p["power_pass"], json!(MASK));
+        assert_eq!(p["k_g"], json!(""));
+        assert_eq!(p["power_address"], json!("h"));
+    }
+
+    #[test]
+    fn redfish_address_forms() {
+        let base = |addr: &str| {
+            let p = map(json!({"power_address": addr, "power_user": "u", "power_pass": "p"}));
+            match DriverParams::parse("redfish", &p) {
+                Ok(DriverParams::Redfish(r)) => r.base,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(base("10.1.2.3"), "https://10.1.2.3");
+        assert_eq!(base("10.1.2.3:8443"), "https://10.1.2.3:8443");
+        assert_eq!(base("http://127.0.0.1:8000/"), "http://127.0.0.1:8000");
+        assert_eq!(
+            base("https://bmc.example/redfish/v1"),
+            "https://bmc.example"
+        );
+    }
+
+    #[test]
+    fn schema_is_published_for_every_driver() {
+        let names: Vec<&str> = power_types().iter().map(|t| t.name).collect();
+        assert_eq!(names, ["ipmi", "redfish", "manual", "command"]);
+        let json = serde_json::to_value(power_types()).unwrap();
+        assert_eq!(json[0]["fields"][0]["name"], "power_address");
+    }
+}

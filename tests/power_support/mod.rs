@@ -1,0 +1,459 @@
+//! Test rigs for the power tests: a real IPMI BMC simulator (ipmi_sim from
+//! OpenIPMI) driving a real QEMU machine, and sushy-tools' Redfish emulator.
+//! Everything listens on 127.0.0.1 on free ports; each rig lives in its own
+//! temporary directory and is killed when dropped.
+//!
+//! A missing tool fails the test with the command that installs it: these
+//! tests never skip silently.
+
+#![allow(dead_code)] // Each test binary uses a part of this module.
+
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+/// The BMC user of the rigs.
+pub const USER: &str = "admin";
+/// The BMC password of the rigs: searched for in every error and log.
+pub const PASSWORD: &str = "rb-S3cret-pw9";
+
+/// Path of `tool`, or a panic that says how to install it.
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    if tool.contains('/') {
+        let path = PathBuf::from(tool);
+        assert!(
+            path.is_file(),
+            "{tool} is missing: run `bash scripts/deps.d/power.sh` as root ({package})"
+        );
+        return path;
+    }
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    for dir in
+        std::env::split_paths(&paths).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+    {
+        let candidate = dir.join(tool);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "{tool} is missing: run `bash scripts/deps.d/power.sh` as root (Debian package {package})"
+    );
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port on 127.0.0.1");
+    socket.local_addr().expect("local address").port()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a TCP port on 127.0.0.1");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Polls `check` up to `tries` times, `every` apart; true as soon as it holds.
+pub fn wait_until(tries: u32, every: Duration, mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..tries {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(every);
+    }
+    check()
+}
+
+/// Async version of [`wait_until`] for checks that call rackbox.
+pub async fn wait_until_async<F, Fut>(tries: u32, every: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..tries {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(every).await;
+    }
+    check().await
+}
+
+pub fn map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// What the simulated BMC does with chassis control and boot options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimMode {
+    /// Power through ipmi_sim's startcmd: power on starts a real QEMU machine
+    /// attached to the BMC over its external-BMC chardev (ipmi-bmc-extern +
+    /// isa-ipmi-kcs), power off stops it. ipmi_sim has no boot options here.
+    Qemu,
+    /// Chassis control by an external program (ipmi_sim's `chassis_control`),
+    /// which is the only way ipmi_sim supports boot options: it keeps the
+    /// boot device (and a power flag) in files.
+    BootFlagsKept,
+    /// Like [`SimMode::BootFlagsKept`] but the BMC forgets the boot device it
+    /// accepted: a BMC that drops the one-time override.
+    BootFlagsDropped,
+}
+
+/// A running ipmi_sim on 127.0.0.1.
+pub struct IpmiSim {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl IpmiSim {
+    /// A BMC that offers every IPMI 1.5 authentication type (MD5 first).
+    pub fn start(mode: SimMode) -> IpmiSim {
+        Self::start_with_auths(mode, "none md2 md5 straight")
+    }
+
+    /// A BMC whose IPMI 1.5 sessions use only the given authentication types
+    /// (IPMI 2.0 RMCP+ sessions are not affected).
+    pub fn start_with_auths(mode: SimMode, auths: &str) -> IpmiSim {
+        let ipmi_sim = require_tool("ipmi_sim", "openipmi");
+        require_tool("ipmitool", "ipmitool");
+        if mode == SimMode::Qemu {
+            require_tool("qemu-system-x86_64", "qemu-system-x86");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("rackbox-ipmisim-")
+            .tempdir()
+            .expect("temporary directory");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("state")).expect("state dir");
+        let port = free_udp_port();
+        let serial = free_tcp_port();
+        let power = match mode {
+            SimMode::Qemu => format!(
+                "  startcmd \"qemu-system-x86_64 -accel tcg -m 64 -nographic -nodefaults \
+                 -name rackbox-power-test -pidfile {pid} \
+                 -chardev socket,id=ipmi0,host=127.0.0.1,port={serial},reconnect=10 \
+                 -device ipmi-bmc-extern,id=bmc0,chardev=ipmi0 \
+                 -device isa-ipmi-kcs,bmc=bmc0\"\n  startnow false\n  poweroff_wait 5\n  kill_wait 3\n",
+                pid = d.join("qemu.pid").display()
+            ),
+            SimMode::BootFlagsKept | SimMode::BootFlagsDropped => {
+                let script = d.join("chassis-control.sh");
+                let drop = mode == SimMode::BootFlagsDropped;
+                std::fs::write(&script, chassis_script(d, drop)).expect("write script");
+                make_executable(&script);
+                format!("  chassis_control \"{}\"\n", script.display())
+            }
+        };
+        let lan_conf = format!(
+            "name \"rackbox-test\"\n\
+             set_working_mc 0x20\n\
+             \x20 startlan 1\n\
+             \x20   addr 127.0.0.1 {port}\n\
+             \x20   priv_limit admin\n\
+             \x20   allowed_auths_callback none md2 md5 straight\n\
+             \x20   allowed_auths_user none md2 md5 straight\n\
+             \x20   allowed_auths_operator none md2 md5 straight\n\
+             \x20   allowed_auths_admin {auths}\n\
+             \x20   guid a123456789abcdefa123456789abcdef\n\
+             \x20 endlan\n\
+             \x20 serial 15 127.0.0.1 {serial} codec VM\n\
+             {power}\
+             \x20 user 2 true \"{USER}\" \"{PASSWORD}\" admin 10 {auths}\n"
+        );
+        std::fs::write(d.join("lan.conf"), lan_conf).expect("write lan.conf");
+        std::fs::write(
+            d.join("emu.cmds"),
+            "mc_setbmc 0x20\n\
+             mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n\
+             sel_enable 0x20 1000 0x0a\n\
+             mc_enable 0x20\n",
+        )
+        .expect("write emu.cmds");
+        let log = std::fs::File::create(d.join("ipmi_sim.log")).expect("log file");
+        let child = Command::new(ipmi_sim)
+            .arg("-c")
+            .arg(d.join("lan.conf"))
+            .arg("-f")
+            .arg(d.join("emu.cmds"))
+            .arg("-s")
+            .arg(d.join("state"))
+            .arg("-n")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start ipmi_sim");
+        let sim = IpmiSim { child, dir, port };
+        let up = wait_until(40, Duration::from_millis(250), || {
+            sim.ipmitool(&["chassis", "power", "status"]).is_ok()
+        });
+        assert!(
+            up,
+            "ipmi_sim did not answer on 127.0.0.1:{port}: {}",
+            sim.log()
+        );
+        sim
+    }
+
+    /// The machine's power parameters for rackbox.
+    pub fn params(&self) -> Map<String, Value> {
+        map(json!({
+            "power_address": "127.0.0.1",
+            "power_port": self.port,
+            "power_user": USER,
+            "power_pass": PASSWORD,
+        }))
+    }
+
+    /// Runs ipmitool (lanplus, cipher suite 3) against this BMC.
+    pub fn ipmitool(&self, args: &[&str]) -> Result<String, String> {
+        let output = Command::new("ipmitool")
+            .args(["-I", "lanplus", "-H", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", USER, "-P", PASSWORD, "-C", "3", "-N", "1", "-R", "2"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run ipmitool: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!(
+                "ipmitool {args:?}: {}{}",
+                stdout,
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    /// The pid of this rig's QEMU process, if it runs.
+    pub fn qemu_pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.dir.path().join("qemu.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        // An exited QEMU may linger as a zombie (empty cmdline) or its pid
+        // may be reused: only a process started with this rig's pidfile counts.
+        let ours = String::from_utf8_lossy(&cmdline).contains(&*self.dir.path().to_string_lossy());
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let zombie = state
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        (ours && !zombie).then_some(pid)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ipmi_sim.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for IpmiSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(pid) = self.qemu_pid() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// ipmi_sim's chassis_control program: `get power boot ...` prints
+/// `name:value` lines, `set name value ...` stores them.
+fn chassis_script(dir: &Path, drop_boot: bool) -> String {
+    let d = dir.display();
+    let set_boot = if drop_boot {
+        ":" // accepted, then forgotten
+    } else {
+        "echo \"$2\" > \"$D/boot\""
+    };
+    format!(
+        "#!/bin/sh\n\
+         D='{d}'\n\
+         op=\"$1\"; shift\n\
+         case \"$op\" in\n\
+         get)\n\
+           for p in \"$@\"; do\n\
+             case \"$p\" in\n\
+             power) echo \"power:$(cat \"$D/power\" 2>/dev/null || echo 0)\" ;;\n\
+             boot) echo \"boot:$(cat \"$D/boot\" 2>/dev/null || echo none)\" ;;\n\
+             *) echo \"unknown parameter $p\"; exit 1 ;;\n\
+             esac\n\
+           done ;;\n\
+         set)\n\
+           while [ $# -ge 2 ]; do\n\
+             case \"$1\" in\n\
+             power) echo \"$2\" > \"$D/power\" ;;\n\
+             boot) {set_boot} ;;\n\
+             reset|shutdown) ;;\n\
+             *) echo \"unknown parameter $1\"; exit 1 ;;\n\
+             esac\n\
+             shift 2\n\
+           done ;;\n\
+         *) echo \"unknown operation $op\"; exit 1 ;;\n\
+         esac\n"
+    )
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut perms = std::fs::metadata(path).expect("metadata").permissions();
+    perms.set_mode(0o755);
+    std::fs::set_permissions(path, perms).expect("chmod");
+}
+
+/// The sushy-tools venv made by scripts/deps.d/power.sh.
+pub fn sushy_venv() -> PathBuf {
+    let tools = std::env::var_os("RACKBOX_TOOLS").unwrap_or_else(|| "/opt/rackbox-tools".into());
+    PathBuf::from(tools).join("venv-sushy")
+}
+
+/// A running sushy-emulator (fake driver) on 127.0.0.1, with HTTP basic auth.
+pub struct Sushy {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl Sushy {
+    pub fn start(tls: bool) -> Sushy {
+        let venv = sushy_venv();
+        let emulator = require_tool(
+            &venv.join("bin/sushy-emulator").to_string_lossy(),
+            "the sushy-tools venv",
+        );
+        let python = require_tool(
+            &venv.join("bin/python").to_string_lossy(),
+            "the sushy-tools venv",
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("rackbox-sushy-")
+            .tempdir()
+            .expect("temporary directory");
+        let d = dir.path();
+        // sushy-emulator checks basic auth against an htpasswd file (bcrypt).
+        let hash = Command::new(&python)
+            .args([
+                "-c",
+                "import bcrypt, sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(4)).decode())",
+                PASSWORD,
+            ])
+            .output()
+            .expect("run the venv's python");
+        assert!(hash.status.success(), "bcrypt hash failed: {hash:?}");
+        let hash = String::from_utf8_lossy(&hash.stdout).trim().to_owned();
+        std::fs::write(d.join("htpasswd"), format!("{USER}:{hash}\n")).expect("htpasswd");
+        // The fake driver keeps its machines in a SQLite file, shared by every
+        // emulator on the machine unless given a directory of its own.
+        std::fs::create_dir_all(d.join("state")).expect("state dir");
+        std::fs::write(
+            d.join("sushy.conf"),
+            format!(
+                "SUSHY_EMULATOR_AUTH_FILE = '{}'\nSUSHY_EMULATOR_STATE_DIR = '{}'\n",
+                d.join("htpasswd").display(),
+                d.join("state").display()
+            ),
+        )
+        .expect("sushy.conf");
+        let port = free_tcp_port();
+        let mut cmd = Command::new(emulator);
+        cmd.arg("--config")
+            .arg(d.join("sushy.conf"))
+            .args(["--fake", "-i", "127.0.0.1", "-p"])
+            .arg(port.to_string());
+        if tls {
+            let openssl = require_tool("openssl", "openssl");
+            let status = Command::new(openssl)
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(d.join("key.pem"))
+                .arg("-out")
+                .arg(d.join("cert.pem"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run openssl");
+            assert!(
+                status.success(),
+                "openssl could not make a self-signed certificate"
+            );
+            cmd.arg("--ssl-certificate")
+                .arg(d.join("cert.pem"))
+                .arg("--ssl-key")
+                .arg(d.join("key.pem"));
+        }
+        let log = std::fs::File::create(d.join("sushy.log")).expect("log file");
+        let child = cmd
+            .env("TMPDIR", d)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start sushy-emulator");
+        let sushy = Sushy {
+            child,
+            dir,
+            port,
+            tls,
+        };
+        let up = wait_until(120, Duration::from_millis(250), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            up,
+            "sushy-emulator did not listen on 127.0.0.1:{port}: {}",
+            sushy.log()
+        );
+        sushy
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "{}://127.0.0.1:{}",
+            if self.tls { "https" } else { "http" },
+            self.port
+        )
+    }
+
+    pub fn params(&self) -> Map<String, Value> {
+        map(json!({
+            "power_address": self.url(),
+            "power_user": USER,
+            "power_pass": PASSWORD,
+        }))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sushy.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sushy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
