@@ -14,7 +14,9 @@
 //! - [`path`]: mapping a requested name to a file under the root, refusing escapes.
 //! - [`stats`]: counters for the metrics endpoint.
 //! - `server`: the thin tokio socket loops around all of the above.
+//! - [`client`]: a small read client with windowsize, for tests, benchmarks and checks.
 
+pub mod client;
 pub mod options;
 pub mod packet;
 pub mod path;

@@ -79,7 +79,10 @@ pub fn negotiate(
             "tsize" => {
                 // In a read request the client sends 0 and the server answers the size;
                 // any number is accepted, the answer is the size either way.
-                if value.parse::<u64>().is_err() {
+                // An empty file gets no tsize: curl refuses "tsize 0" in an OACK as
+                // invalid, and a client learns nothing from it that the single empty
+                // DATA block does not tell it.
+                if value.parse::<u64>().is_err() || file_size == 0 {
                     continue;
                 }
                 negotiated
@@ -145,6 +148,12 @@ mod tests {
     fn tsize_answers_the_file_size() {
         let negotiated = negotiate(&options(&[("tsize", "0")]), 123_456_789, LIMITS);
         assert_eq!(negotiated.acknowledged, options(&[("tsize", "123456789")]));
+    }
+
+    #[test]
+    fn empty_files_get_no_tsize() {
+        let negotiated = negotiate(&options(&[("tsize", "0"), ("blksize", "1024")]), 0, LIMITS);
+        assert_eq!(negotiated.acknowledged, options(&[("blksize", "1024")]));
     }
 
     #[test]
