@@ -66,7 +66,9 @@ fn loopback_only(addr: SocketAddr) -> Result<(), String> {
     if addr.ip().is_loopback() {
         Ok(())
     } else {
-        Err(format!("{addr} is not a loopback address: this benchmark stays on 127.0.0.1"))
+        Err(format!(
+            "{addr} is not a loopback address: this benchmark stays on 127.0.0.1"
+        ))
     }
 }
 
@@ -105,8 +107,18 @@ async fn main() -> Result<(), String> {
                 .await
                 .map_err(|error| error.to_string())?;
             println!("listening {}", server.local_addr());
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .map_err(|error| error.to_string())?;
+            // Stops on SIGTERM (the script is done) or after max_seconds, whichever first.
+            let shutdown = async move {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(max_seconds)) => {}
+                    _ = terminate.recv() => {}
+                }
+            };
             server
-                .run(tokio::time::sleep(Duration::from_secs(max_seconds)))
+                .run(shutdown)
                 .await
                 .map_err(|error| error.to_string())?;
             let mut metrics = String::new();
@@ -116,7 +128,10 @@ async fn main() -> Result<(), String> {
         }
         Command::FreePort => {
             let socket = UdpSocket::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
-            let port = socket.local_addr().map_err(|error| error.to_string())?.port();
+            let port = socket
+                .local_addr()
+                .map_err(|error| error.to_string())?
+                .port();
             println!("{port}");
             Ok(())
         }
@@ -128,12 +143,23 @@ async fn main() -> Result<(), String> {
         } => {
             loopback_only(server)?;
             let started = Instant::now();
-            let summary = read_file(server, &file, &options(blksize, windowsize), &mut std::io::sink())
-                .await
-                .map_err(|error| format!("{file}: {error}"))?;
+            let summary = read_file(
+                server,
+                &file,
+                &options(blksize, windowsize),
+                &mut std::io::sink(),
+            )
+            .await
+            .map_err(|error| format!("{file}: {error}"))?;
             let elapsed = started.elapsed();
-            if summary.transfer_size.is_some_and(|size| size != summary.bytes) {
-                return Err(format!("{file}: got {} bytes, tsize said {:?}", summary.bytes, summary.transfer_size));
+            if summary
+                .transfer_size
+                .is_some_and(|size| size != summary.bytes)
+            {
+                return Err(format!(
+                    "{file}: got {} bytes, tsize said {:?}",
+                    summary.bytes, summary.transfer_size
+                ));
             }
             println!(
                 "bytes={} seconds={:.3} mib_per_s={:.1} blksize={} windowsize={}",

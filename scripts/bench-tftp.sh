@@ -73,32 +73,42 @@ now() { date +%s.%N; }
 seconds_since() { awk -v start="$1" -v end="$(now)" 'BEGIN { printf "%.3f", end - start }'; }
 rate() { awk -v bytes="$1" -v seconds="$2" 'BEGIN { printf "%.1f", bytes / 1048576 / seconds }'; }
 
-# bench_get ADDR WINDOW -> "seconds MiB/s window"
+# The middle value of its arguments.
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+runs=3
+
+# bench_get ADDR WINDOW -> median "seconds MiB/s window" of $runs downloads
 bench_get() {
-    local line
-    line=$(timeout "$client_timeout" "$bench" get --server "$1" --file boot64.img --blksize 1468 \
-        --windowsize "$2" 2>&1) || { echo "failed: $line"; return; }
-    local seconds mib window
-    seconds=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$line")
-    mib=$(sed -n 's/.*mib_per_s=\([0-9.]*\).*/\1/p' <<<"$line")
-    window=$(sed -n 's/.*windowsize=\([0-9]*\).*/\1/p' <<<"$line")
-    printf '%8.2f s %7s MiB/s (w=%s)' "$seconds" "$mib" "$window"
+    local line all=() window=
+    for _ in $(seq "$runs"); do
+        line=$(timeout "$client_timeout" "$bench" get --server "$1" --file boot64.img --blksize 1468 \
+            --windowsize "$2" 2>&1) || { echo "failed: $line"; return; }
+        all+=("$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$line")")
+        window=$(sed -n 's/.*windowsize=\([0-9]*\).*/\1/p' <<<"$line")
+    done
+    local seconds
+    seconds=$(median "${all[@]}")
+    printf '%8.2f s %7s MiB/s (w=%s)' "$seconds" "$(rate $((64 * 1024 * 1024)) "$seconds")" "$window"
 }
 
-# bench_tool NAME ADDR -> "seconds MiB/s", checking the download byte for byte
+# bench_tool NAME ADDR -> median "seconds MiB/s" of $runs downloads, each checked byte for byte
 bench_tool() {
-    local tool=$1 addr=$2 out=$work/out/$1.img started elapsed
-    rm -f "$out"
-    started=$(now)
-    case $tool in
-        curl) timeout "$client_timeout" curl --silent --show-error --tftp-blksize 1468 -o "$out" \
-            "tftp://$addr/boot64.img" 2>/dev/null || true ;;
-        tftp) timeout "$client_timeout" tftp -m binary "${addr%:*}" "${addr##*:}" -c get boot64.img "$out" \
-            >/dev/null 2>&1 || true ;;
-    esac
-    elapsed=$(seconds_since "$started")
-    cmp -s "$out" "$root/boot64.img" || { echo "failed (download differs or missing)"; return; }
-    printf '%8.2f s %7s MiB/s' "$elapsed" "$(rate $((64 * 1024 * 1024)) "$elapsed")"
+    local tool=$1 addr=$2 out=$work/out/$1.img started all=()
+    for _ in $(seq "$runs"); do
+        rm -f "$out"
+        started=$(now)
+        case $tool in
+            curl) timeout "$client_timeout" curl --silent --show-error --tftp-blksize 1468 -o "$out" \
+                "tftp://$addr/boot64.img" 2>/dev/null || true ;;
+            tftp) timeout "$client_timeout" tftp -m binary "${addr%:*}" "${addr##*:}" -c get boot64.img "$out" \
+                >/dev/null 2>&1 || true ;;
+        esac
+        all+=("$(seconds_since "$started")")
+        cmp -s "$out" "$root/boot64.img" || { echo "failed (download differs or missing)"; return; }
+    done
+    local seconds
+    seconds=$(median "${all[@]}")
+    printf '%8.2f s %7s MiB/s' "$seconds" "$(rate $((64 * 1024 * 1024)) "$seconds")"
 }
 
 # bench_concurrent ADDR WINDOW -> totals for 100 transfers of ipxe.efi
@@ -109,7 +119,7 @@ bench_concurrent() {
     sed -E 's/.*failures=([0-9]+).*seconds=([0-9.]+) mib_per_s=([0-9.]+) slowest_s=([0-9.]+).*/\2 s total, \3 MiB\/s, slowest \4 s, failures \1/' <<<"$line"
 }
 
-echo "TFTP loopback benchmark, $(nproc) cores; rackbox $rackbox_addr, tftpd-hpa $tftpd_addr"
+echo "TFTP loopback benchmark, $(nproc) cores, median of $runs runs; rackbox $rackbox_addr, tftpd-hpa $tftpd_addr"
 echo
 printf '%-44s | %-34s | %s\n' "64 MiB file" "rackbox" "tftpd-hpa"
 printf '%-44s | %-34s | %s\n' "rackbox client, blksize 1468, windowsize 1" "$(bench_get "$rackbox_addr" 1)" "$(bench_get "$tftpd_addr" 1)"
@@ -122,3 +132,10 @@ printf '%-44s | %s\n' "100 concurrent x 1 MiB, blksize 1468" "result"
 printf '%-44s | %s\n' "rackbox, windowsize 1" "$(bench_concurrent "$rackbox_addr" 1)"
 printf '%-44s | %s\n' "rackbox, windowsize 8" "$(bench_concurrent "$rackbox_addr" 8)"
 printf '%-44s | %s\n' "tftpd-hpa, windowsize 1" "$(bench_concurrent "$tftpd_addr" 1)"
+
+# Stop rackbox now so it prints its counters: retransmissions show loss on loopback.
+kill "${server_pids[0]}" 2>/dev/null || true
+wait "${server_pids[0]}" 2>/dev/null || true
+echo
+echo "rackbox counters:"
+grep -E '^rackbox_tftp_(transfers_total|retransmissions_total|errors_sent_total)' "$work/rackbox.err" | sed 's/^/  /'

@@ -563,6 +563,74 @@ async fn error_8_after_a_tsize_probe_frees_the_transfer_slot_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_asking_again_from_the_same_port_after_error_8_is_served() {
+    let server = TestServer::start(|config| config.timeout = Duration::from_secs(3600)).await;
+    let content = server.add_file("undionly.kpxe", pattern(700, 21));
+    let firmware = raw_socket().await;
+    let probe = read_request(b"undionly.kpxe", Mode::Octet, &[("tsize", "0")]);
+    firmware
+        .send_to(&probe, server.addr)
+        .await
+        .expect("send probe");
+    let (oack, probe_port) = receive(&firmware).await;
+    assert!(matches!(Packet::parse(&oack), Ok(Packet::OptionAck { .. })));
+    let abort = Packet::Error {
+        code: ErrorCode::OPTION_REFUSED,
+        message: String::new(),
+    };
+    firmware
+        .send_to(&abort.to_bytes(), probe_port)
+        .await
+        .expect("send ERROR 8");
+    // Straight away, same source port, same request.
+    firmware
+        .send_to(&probe, server.addr)
+        .await
+        .expect("send RRQ again");
+    let (oack, transfer_port) = receive(&firmware).await;
+    assert_ne!(transfer_port, probe_port, "a new transfer answers");
+    assert_eq!(
+        Packet::parse(&oack),
+        Ok(Packet::OptionAck {
+            options: vec![TftpOption::new("tsize", "700")]
+        })
+    );
+    firmware
+        .send_to(&ack(0), transfer_port)
+        .await
+        .expect("send ACK 0");
+    let mut received = Vec::new();
+    for block in 1..=2u16 {
+        let (packet, from) = receive(&firmware).await;
+        assert_eq!(
+            from, transfer_port,
+            "nothing comes from the aborted transfer"
+        );
+        let Ok(Packet::Data {
+            block: got,
+            payload,
+        }) = Packet::parse(&packet)
+        else {
+            panic!("expected DATA {block}, got {:?}", Packet::parse(&packet));
+        };
+        assert_eq!(got, block);
+        received.extend_from_slice(payload);
+        firmware
+            .send_to(&ack(block), transfer_port)
+            .await
+            .expect("send ACK");
+    }
+    assert!(received == content);
+    server
+        .wait_for("client aborts", |s| &s.client_aborts, 1)
+        .await;
+    server
+        .wait_for("completed transfers", |s| &s.transfers_completed, 1)
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_traversal_is_refused_and_counted() {
     require_tool("tftp", "tftp-hpa");
     let server = TestServer::start(|_| {}).await;

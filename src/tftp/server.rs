@@ -194,6 +194,12 @@ impl TftpServer {
     }
 
     /// Takes a transfer slot for a read request and spawns its task.
+    ///
+    /// A repeated request from a client whose transfer is running is not suppressed:
+    /// firmware that aborts a tsize probe with ERROR 8 may ask again from the same port
+    /// at once, and must be served then, whichever of the two packets is handled first.
+    /// A true duplicate (an RRQ resent because the first answer was lost) costs one
+    /// extra transfer that the client ends with ERROR 5 or lets time out.
     async fn start_read(&self, request: Request, peer: SocketAddr, transfers: &mut JoinSet<()>) {
         if request.mode != Mode::Octet {
             TftpStats::bump(&self.stats.mode_refusals);
