@@ -33,6 +33,10 @@ enum Command {
         max_transfers: usize,
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
+        /// Run the server on a single-threaded runtime, to see what cross-thread
+        /// wake-ups cost a lock-step transfer.
+        #[arg(long)]
+        current_thread: bool,
     },
     /// Print a free UDP port on 127.0.0.1 (for the tftpd-hpa side of the comparison).
     FreePort,
@@ -86,14 +90,30 @@ fn mib_per_second(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64().max(1e-9)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), String> {
-    match Cli::parse().command {
+fn main() -> Result<(), String> {
+    let cli = Cli::parse();
+    let mut runtime = match cli.command {
+        Command::Serve {
+            current_thread: true,
+            ..
+        } => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
         Command::Serve {
             root,
             listen,
             max_transfers,
             max_seconds,
+            current_thread: _,
         } => {
             loopback_only(listen)?;
             let config = TftpConfig {

@@ -433,7 +433,13 @@ impl TransferDriver {
     async fn run(&mut self) -> Outcome {
         let mut buffer = vec![0u8; TRANSFER_BUFFER_LEN];
         let mut packet = Vec::new();
+        // `deadline` moves forward with every send; the timer does not follow it each
+        // time (re-arming a timer per block costs more than the block in lock-step on a
+        // fast link). It fires at an older deadline at worst, then re-arms to the current
+        // one, so a retransmission still happens exactly one timeout after the last send.
         let mut deadline = Instant::now() + self.timeout;
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
         let mut step = self.state.start();
         loop {
             match step {
@@ -494,7 +500,16 @@ impl TransferDriver {
                         Step::KeepWaiting
                     }
                 },
-                () = tokio::time::sleep_until(deadline) => self.state.on_timeout(),
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if now < deadline {
+                        timer.as_mut().reset(deadline);
+                        Step::KeepWaiting
+                    } else {
+                        timer.as_mut().reset(now + self.timeout);
+                        self.state.on_timeout()
+                    }
+                }
             };
         }
     }
