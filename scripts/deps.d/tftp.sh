@@ -17,9 +17,19 @@ if ((${#tftp_deps_missing[@]})); then
         printf '#!/bin/sh\nexit 101\n' >"$tftp_deps_policy_rc"
         chmod 755 "$tftp_deps_policy_rc"
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${tftp_deps_missing[@]}"
-    ((tftp_deps_had_policy == 0)) && rm -f "$tftp_deps_policy_rc"
+    tftp_deps_status=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        "${tftp_deps_missing[@]}" || tftp_deps_status=$?
+    if ((tftp_deps_had_policy == 0)); then
+        rm -f "$tftp_deps_policy_rc"
+    fi
     unset tftp_deps_policy_rc tftp_deps_had_policy
+    if ((tftp_deps_status != 0)); then
+        echo "deps.d/tftp.sh: apt-get install ${tftp_deps_missing[*]} failed" >&2
+        unset tftp_deps_missing
+        return "$tftp_deps_status"
+    fi
+    unset tftp_deps_status
 fi
 unset tftp_deps_missing
 

@@ -25,7 +25,7 @@ pub struct TftpStats {
     pub errors_sent: AtomicU64,
     /// Requests refused because the path escapes the root (`..`, absolute, symlink out).
     pub refused_paths: AtomicU64,
-    /// Requests for files that do not exist or are not regular files.
+    /// Requests for files that do not exist, are not regular files or cannot be read.
     pub files_not_found: AtomicU64,
     /// Requests refused because every transfer slot was taken.
     pub busy_refusals: AtomicU64,
