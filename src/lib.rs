@@ -14,3 +14,4 @@ pub mod power;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tftp;
