@@ -19,6 +19,29 @@ pub struct Config {
     pub log: LogConfig,
     pub lifecycle: LifecycleConfig,
     pub store: StoreConfig,
+    pub power: PowerConfig,
+}
+
+/// Power drivers and the power-state sync.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerConfig {
+    /// How often every machine's BMC is asked for its power state.
+    pub poll_interval_secs: u64,
+    /// How many BMCs are asked at once.
+    pub poll_concurrency: usize,
+    /// Deadline of one power query.
+    pub query_timeout_secs: u64,
+}
+
+impl Default for PowerConfig {
+    fn default() -> Self {
+        PowerConfig {
+            poll_interval_secs: 60,
+            poll_concurrency: 16,
+            query_timeout_secs: 20,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -80,6 +103,7 @@ impl Default for Config {
             log: LogConfig::default(),
             lifecycle: LifecycleConfig::default(),
             store: StoreConfig::default(),
+            power: PowerConfig::default(),
         }
     }
 }
@@ -238,6 +262,12 @@ impl Config {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1 second".into()));
             }
+        }
+        if self.power.poll_concurrency == 0 {
+            return Err(invalid(
+                "power.poll_concurrency",
+                "must be at least 1".into(),
+            ));
         }
         if self.store.max_batch == 0 || self.store.max_batch > 65_536 {
             return Err(invalid(

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::service::{EffectRequest, Service, ServiceError};
+use crate::service::{Service, ServiceError};
 use crate::store::{Store, StoreError, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,20 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         Duration::from_secs(config.lifecycle.reconcile_interval_secs),
         stopped(stop_rx.clone()),
     ));
-    let conductor = tokio::spawn(conduct(service.clone(), effects, stopped(stop_rx.clone())));
+    let conductor = tokio::spawn(crate::service::run_conductor(
+        service.clone(),
+        effects,
+        stopped(stop_rx.clone()),
+    ));
+    let power_sync = tokio::spawn(crate::service::run_power_sync(
+        service.clone(),
+        crate::service::PowerSync {
+            interval: Duration::from_secs(config.power.poll_interval_secs),
+            concurrency: config.power.poll_concurrency,
+            timeout: Duration::from_secs(config.power.query_timeout_secs),
+        },
+        stopped(stop_rx.clone()),
+    ));
     let watchdog = tokio::spawn(watchdog(service.clone(), stopped(stop_rx.clone())));
 
     tracing::info!(
@@ -98,7 +111,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     tracing::info!("shutting down: finishing in-flight work");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(reconciler, conductor, watchdog);
+    let _ = tokio::join!(reconciler, conductor, power_sync, watchdog);
     // Dropping the last service handle drops the last store handle: the writer commits what is
     // queued and exits.
     drop(service);
@@ -172,35 +185,6 @@ fn write_secret_file(path: &Path, text: &str) -> Result<(), DaemonError> {
         .map_err(err)?;
     f.write_all(format!("{text}\n").as_bytes()).map_err(err)?;
     f.sync_all().map_err(err)
-}
-
-/// Carries out effects of transitions. Power drivers plug in here; a machine with no driver (or
-/// the manual one) waits in its in-progress status, and its message says so.
-async fn conduct(
-    service: Arc<Service>,
-    mut effects: tokio::sync::mpsc::UnboundedReceiver<EffectRequest>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let request = tokio::select! {
-            _ = &mut shutdown => return,
-            r = effects.recv() => match r { Some(r) => r, None => return },
-        };
-        let Ok(machine) = service.machine(&crate::service::Principal::system(), &request.system_id)
-        else {
-            continue;
-        };
-        if machine.generation != request.generation {
-            continue;
-        }
-        tracing::info!(
-            system_id = %request.system_id,
-            effect = ?request.effect,
-            power_type = %machine.power.power_type,
-            "machine needs power action; waiting for the machine (no power driver acts on it)"
-        );
-    }
 }
 
 /// Pings systemd's watchdog while the store's writer still commits.

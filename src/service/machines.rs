@@ -140,43 +140,23 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// Power-parameter keys whose values are secrets: stored, never logged, shown only to admins.
-pub const SECRET_POWER_KEYS: &[&str] =
-    &["power_pass", "power_password", "k_g", "password", "secret"];
-
-/// A copy of the power settings with secret values replaced by "********".
+/// A copy of the power settings with secret values replaced by "********" (for non-admins).
 pub fn mask_power(power: &PowerSettings) -> PowerSettings {
     let mut masked = power.clone();
-    for (k, v) in masked.parameters.iter_mut() {
-        if SECRET_POWER_KEYS.iter().any(|s| k == s) && !v.is_null() {
-            *v = serde_json::Value::String("********".into());
-        }
-    }
+    crate::power::mask_secrets(&masked.power_type, &mut masked.parameters);
     masked
 }
 
-/// Checks a power type and its parameters.
+/// Checks a power type and its parameters against the driver's schema; the error names the
+/// parameter. An empty power type means "not configured yet".
 fn check_power(
     power_type: &str,
     params: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), ServiceError> {
-    let known = ["", "manual", "ipmi", "redfish", "command"];
-    if !known.contains(&power_type) {
-        return Err(ServiceError::Invalid(format!(
-            "power_type {power_type:?} is not one of manual, ipmi, redfish, command"
-        )));
+    if power_type.is_empty() {
+        return Ok(());
     }
-    if matches!(power_type, "ipmi" | "redfish") {
-        match params.get("power_address") {
-            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {}
-            _ => {
-                return Err(ServiceError::Invalid(format!(
-                    "power parameter power_address is required for {power_type}"
-                )));
-            }
-        }
-    }
-    Ok(())
+    crate::power::validate(power_type, params).map_err(|e| ServiceError::Invalid(e.to_string()))
 }
 
 fn may_see(p: &Principal, m: &Machine) -> bool {
@@ -1008,4 +988,83 @@ impl Service {
 
 fn action_label(t: &Transition) -> &'static str {
     if t.from == t.to { "flag" } else { "transition" }
+}
+
+impl Service {
+    /// Applies a report only while the machine is still in `expected` (the conductor's reports
+    /// about power work it started: a machine that moved on meanwhile is left alone).
+    pub async fn report_in(
+        &self,
+        system_id: &str,
+        action: Action,
+        expected: Status,
+        actor: &str,
+    ) -> Result<Machine, ServiceError> {
+        if !action.kind().is_internal() {
+            return Err(ServiceError::Invalid(format!(
+                "{} is not a report",
+                action.kind().name()
+            )));
+        }
+        let id = system_id.to_string();
+        self.transition(system_id, action, None, actor, None, move |m| {
+            if m.status == expected {
+                Ok(())
+            } else {
+                Err(ServiceError::Conflict(format!(
+                    "machine {id} is {} now, not {}",
+                    m.status, expected
+                )))
+            }
+        })
+        .await
+    }
+
+    /// Replaces the status message without changing the status (what a machine waits for now).
+    pub async fn note(
+        &self,
+        system_id: &str,
+        expected: Status,
+        message: String,
+    ) -> Result<(), ServiceError> {
+        let id = system_id.to_string();
+        let m = self
+            .store
+            .write(move |tx| -> Result<Option<Machine>, ServiceError> {
+                let Some(old) = tables::get_in::<Machine>(tx, tables::MACHINES, &id)? else {
+                    return Ok(None);
+                };
+                if old.status != expected || old.status_message == message {
+                    return Ok(None);
+                }
+                let mut m = old.clone();
+                m.status_message = message;
+                m.generation += 1;
+                m.updated_ms = now_ms();
+                tables::put_machine(tx, &m, Some(&old))?;
+                Ok(Some(m))
+            })
+            .await?;
+        if let Some(m) = m {
+            self.index_put(m);
+        }
+        Ok(())
+    }
+
+    /// Machines with a remote power driver, for the power-state sync.
+    pub fn powered_machines(
+        &self,
+    ) -> Vec<(String, String, serde_json::Map<String, serde_json::Value>)> {
+        self.index_snapshot()
+            .iter()
+            .filter(|m| matches!(m.power.power_type.as_str(), "ipmi" | "redfish" | "command"))
+            .map(|m| {
+                (
+                    m.system_id.clone(),
+                    m.power.power_type.clone(),
+                    m.power.parameters.clone(),
+                )
+            })
+            .collect()
+    }
 }

@@ -4,6 +4,7 @@
 //! read it without touching the disk) and hands the transition's effects to the conductor.
 
 mod catalog;
+mod conductor;
 mod machines;
 mod reconcile;
 mod users;
@@ -14,10 +15,9 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 pub use catalog::CatalogKind;
-pub use machines::{
-    ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, SECRET_POWER_KEYS, mask_power,
-};
-pub use reconcile::run_reconciler;
+pub use conductor::run_conductor;
+pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, mask_power};
+pub use reconcile::{PowerSync, run_power_sync, run_reconciler};
 pub use users::{NewUser, TokenCreated, TokenKind, UserEdit};
 pub use users::{TokenView, UserView};
 
