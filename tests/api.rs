@@ -514,8 +514,35 @@ async fn users_see_the_pool_and_act_only_on_their_own() {
         .unwrap()
         .iter()
         .map(|e| e["action"].as_str().unwrap())
+        .filter(|a| !matches!(*a, "note" | "power_state"))
         .collect();
     assert_eq!(actions, vec!["deploy", "allocate"]);
+    // With no power driver, the machine says what the operator must do.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, m) = f
+            .api
+            .call(
+                Method::GET,
+                &format!("/api/v1/machines/{mine}"),
+                Some(&f.alice),
+                None,
+            )
+            .await;
+        if m["status_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("by hand")
+        {
+            assert_eq!(m["status"], "deploying");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no operator message: {m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

@@ -930,6 +930,19 @@ impl Service {
                 }
                 let mut m = old.clone();
                 let now = now_ms();
+                let said = if message.is_empty() {
+                    format!(
+                        "power {} -> {}",
+                        old.power_state.state.as_str(),
+                        state.as_str()
+                    )
+                } else {
+                    format!(
+                        "power {} -> {}: {message}",
+                        old.power_state.state.as_str(),
+                        state.as_str()
+                    )
+                };
                 m.power_state = PowerStatus {
                     state,
                     message,
@@ -938,6 +951,19 @@ impl Service {
                 m.generation += 1;
                 m.updated_ms = now;
                 tables::put_machine(tx, &m, Some(&old))?;
+                tables::append_event(
+                    tx,
+                    Event {
+                        seq: 0,
+                        system_id: m.system_id.clone(),
+                        at_ms: now,
+                        actor: "rackbox".into(),
+                        action: "power_state".into(),
+                        from: m.status,
+                        to: m.status,
+                        message: said,
+                    },
+                )?;
                 Ok(Some(m))
             })
             .await?;
@@ -1038,10 +1064,24 @@ impl Service {
                     return Ok(None);
                 }
                 let mut m = old.clone();
-                m.status_message = message;
+                let now = now_ms();
+                m.status_message = message.clone();
                 m.generation += 1;
-                m.updated_ms = now_ms();
+                m.updated_ms = now;
                 tables::put_machine(tx, &m, Some(&old))?;
+                tables::append_event(
+                    tx,
+                    Event {
+                        seq: 0,
+                        system_id: m.system_id.clone(),
+                        at_ms: now,
+                        actor: "rackbox".into(),
+                        action: "note".into(),
+                        from: m.status,
+                        to: m.status,
+                        message,
+                    },
+                )?;
                 Ok(Some(m))
             })
             .await?;
