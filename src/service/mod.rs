@@ -4,6 +4,7 @@
 //! read it without touching the disk) and hands the transition's effects to the conductor.
 
 mod catalog;
+mod files;
 mod machines;
 mod reconcile;
 mod users;
@@ -14,6 +15,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
 pub use catalog::CatalogKind;
+pub use files::StoredFile;
 pub use machines::{
     ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, SECRET_POWER_KEYS, mask_power,
 };
