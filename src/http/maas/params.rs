@@ -257,7 +257,11 @@ fn multipart(body: &[u8], boundary: &str) -> Result<Vec<Param>, ParamError> {
         let end = find(rest, delimiter.as_bytes())
             .ok_or_else(|| bad("a part is not closed by a boundary"))?;
         let part = &rest[..end];
-        params.push(part_param(part)?);
+        // An empty multipart message (python-libmaas sends one for a POST without
+        // parameters) has one empty part.
+        if !part.iter().all(u8::is_ascii_whitespace) {
+            params.push(part_param(part)?);
+        }
         rest = &rest[end + delimiter.len()..];
     }
 }
@@ -450,6 +454,19 @@ mod tests {
         let f = p.bytes("file").unwrap();
         assert_eq!(f.value, b"\x00\x01\r\n--x");
         assert_eq!(f.filename.as_deref(), Some("file"));
+    }
+
+    /// python-libmaas's body for a POST without parameters.
+    #[test]
+    fn empty_multipart_message() {
+        let p = Params::parse(
+            Some("op=power_on"),
+            Some("multipart/form-data; boundary=\"==x==\""),
+            b"--==x==\r\n\r\n--==x==--",
+        )
+        .unwrap();
+        assert_eq!(p.op().as_deref(), Some("power_on"));
+        assert_eq!(p.iter().count(), 1);
     }
 
     #[test]
