@@ -120,7 +120,9 @@ macro_rules! act {
     };
 }
 
-/// The face's route table.
+/// The face's route table. Access levels say only who may *call* an action, as the native API's
+/// table does (adding, editing and deleting machines need an admin); whether a user may act on a
+/// particular machine is the service's decision, so life-cycle actions are open to users here.
 pub static RESOURCES: &[Resource] = &[
     Resource {
         name: "DescribeHandler",
@@ -824,6 +826,30 @@ mod tests {
         assert_eq!(
             match_path("files/{filename}/", "files/a%20b/"),
             Some(vec![("filename".to_string(), "a b".to_string())])
+        );
+    }
+
+    #[test]
+    fn origin_comes_from_the_host_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            request_origin(&h, "http://10.0.0.1:5240/"),
+            "http://10.0.0.1:5240"
+        );
+        h.insert(header::HOST, "maas.example:5240".parse().unwrap());
+        assert_eq!(
+            request_origin(&h, "http://10.0.0.1:5240"),
+            "http://maas.example:5240"
+        );
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert_eq!(
+            request_origin(&h, "http://10.0.0.1:5240"),
+            "https://maas.example:5240"
+        );
+        h.insert(header::HOST, "evil/path".parse().unwrap());
+        assert_eq!(
+            request_origin(&h, "http://10.0.0.1:5240"),
+            "http://10.0.0.1:5240"
         );
     }
 
