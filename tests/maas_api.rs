@@ -531,6 +531,36 @@ async fn gomaasapi_style_requests() {
     assert_eq!(me["username"], "bob");
     assert_eq!(me["is_superuser"], false);
 
+    // Admins create users; the new user is who the API says.
+    let (st, u) = s
+        .admin
+        .post(
+            "users/",
+            "",
+            &[
+                ("username", "carol"),
+                ("email", "c@example.com"),
+                ("password", "carol-password"),
+                ("is_superuser", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(st, 200, "{u}");
+    assert_eq!(u["is_superuser"], false);
+    assert_eq!(
+        s.user
+            .post(
+                "users/",
+                "",
+                &[("username", "eve"), ("password", "eve-password")]
+            )
+            .await
+            .0,
+        403
+    );
+    let (_, users) = s.admin.get("users/", &[]).await;
+    assert_eq!(users.as_array().unwrap().len(), 3);
+
     // Unknown op and unknown endpoint.
     let (st, v) = s.user.post("machines/", "frobnicate", &[]).await;
     assert_eq!(st, 400, "{v}");
@@ -616,6 +646,21 @@ async fn gomaasapi_style_requests() {
     assert_eq!(st, 409, "{v}");
     assert!(ct.starts_with("text/plain"));
     assert!(headers.get("retry-after").is_none());
+
+    // dry_run names the machine without taking it.
+    let (st, m) = s
+        .user
+        .post(
+            "machines/",
+            "allocate",
+            &[("tags", "db"), ("dry_run", "true")],
+        )
+        .await;
+    assert_eq!(st, 200, "{m}");
+    assert_eq!(
+        (m["system_id"].as_str(), m["status_name"].as_str()),
+        (Some("rdy001"), Some("Ready"))
+    );
 
     // Allocate with storage and agent_name: constraints_by_type names the disk ids.
     let (st, m) = s
