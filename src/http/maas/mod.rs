@@ -722,6 +722,10 @@ fn principal(state: &AppState, headers: &HeaderMap) -> MaasResult<Option<Princip
     )?))
 }
 
+fn no_key() -> MaasError {
+    MaasError::unauthorized("Authorization Error: this call needs a MAAS API key (OAuth PLAINTEXT)")
+}
+
 /// Finds the resource and action for a request, checks credentials, reads the parameters and
 /// runs the action.
 async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
@@ -746,6 +750,17 @@ async fn dispatch_inner(state: AppState, req: Request) -> Reply {
         return Err(MaasError::not_found(format!(
             "Unknown API endpoint: {full}"
         )));
+    };
+    // Credentials are checked before the body is read, so a caller without them cannot make the
+    // appliance buffer a large body for a resource that has no anonymous action.
+    let open = resource
+        .actions
+        .iter()
+        .any(|a| a.access == Access::Anonymous);
+    let credentials = if open {
+        principal(&state, &parts.headers)
+    } else {
+        Ok(Some(principal(&state, &parts.headers)?.ok_or_else(no_key)?))
     };
     let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY)
         .await
@@ -774,13 +789,9 @@ async fn dispatch_inner(state: AppState, req: Request) -> Reply {
     };
     let principal = match action.access {
         // Credentials on an anonymous action are ignored, as MAAS does for version/.
-        Access::Anonymous => principal(&state, &parts.headers).ok().flatten(),
+        Access::Anonymous => credentials.ok().flatten(),
         Access::User | Access::Admin => {
-            let p = principal(&state, &parts.headers)?.ok_or_else(|| {
-                MaasError::unauthorized(
-                    "Authorization Error: this call needs a MAAS API key (OAuth 1.0a PLAINTEXT)",
-                )
-            })?;
+            let p = credentials?.ok_or_else(no_key)?;
             if action.access == Access::Admin && !p.is_admin() {
                 return Err(MaasError::forbidden(format!(
                     "{} {}{} needs an admin; {} is a user",
