@@ -1,11 +1,12 @@
 //! The HTTP room: the native API under /api/v1 (and, as they arrive, boot files, agent endpoints,
-//! the MAAS 2.0 face and the control page). Handlers are thin: they parse, call the service, and
+//! the control page) and the MAAS 2.0 face under /MAAS/api/2.0 (`maas`). Handlers are thin: they parse, call the service, and
 //! render. Which role a route needs is declared once, in the route table (`api::ROUTES`), and
 //! enforced by one middleware; the same table generates the OpenAPI document.
 
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod maas;
 pub mod metrics;
 pub mod openapi;
 
@@ -50,7 +51,9 @@ pub fn router(state: AppState) -> Router {
             api = api.route(route.path, (route.handler)());
         }
     }
+    // The MAAS face authenticates on its own (OAuth), so it joins after the native middleware.
     api.route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .merge(maas::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,

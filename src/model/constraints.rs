@@ -134,31 +134,46 @@ pub fn parse_storage(text: &str) -> Result<Vec<DiskWish>, ConstraintError> {
     Ok(wishes)
 }
 
-/// Whether every wish can be given its own disk. Small backtracking search: machines have few disks.
+/// Whether every wish can be given its own disk.
 pub fn disks_satisfy(disks: &[Disk], wishes: &[DiskWish]) -> bool {
+    disk_assignment(disks, wishes).is_some()
+}
+
+/// Which disk (index into `disks`) each wish gets, in the order of `wishes`, or None when they
+/// cannot all be given their own disk. Small backtracking search: machines have few disks. The
+/// MAAS face reports the assignment to Juju (constraints_by_type.storage).
+pub fn disk_assignment(disks: &[Disk], wishes: &[DiskWish]) -> Option<Vec<usize>> {
     fn fits(disk: &Disk, wish: &DiskWish) -> bool {
         disk.size_bytes >= wish.min_bytes
             && wish.tags.iter().all(|t| disk.tags.iter().any(|d| d == t))
     }
-    fn search(disks: &[Disk], wishes: &[DiskWish], used: &mut Vec<bool>) -> bool {
+    fn search(
+        disks: &[Disk],
+        wishes: &[DiskWish],
+        used: &mut Vec<bool>,
+        chosen: &mut Vec<usize>,
+    ) -> bool {
         let Some((wish, rest)) = wishes.split_first() else {
             return true;
         };
         for (i, disk) in disks.iter().enumerate() {
             if !used[i] && fits(disk, wish) {
                 used[i] = true;
-                if search(disks, rest, used) {
+                chosen.push(i);
+                if search(disks, rest, used, chosen) {
                     return true;
                 }
+                chosen.pop();
                 used[i] = false;
             }
         }
         false
     }
     if wishes.len() > disks.len() {
-        return false;
+        return None;
     }
-    search(disks, wishes, &mut vec![false; disks.len()])
+    let mut chosen = Vec::with_capacity(wishes.len());
+    search(disks, wishes, &mut vec![false; disks.len()], &mut chosen).then_some(chosen)
 }
 
 fn arch_matches(machine_arch: &str, wanted: &str) -> bool {

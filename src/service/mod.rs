@@ -5,6 +5,7 @@
 
 mod catalog;
 mod conductor;
+mod files;
 mod machines;
 mod reconcile;
 mod users;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 
 pub use catalog::CatalogKind;
 pub use conductor::run_conductor;
+pub use files::StoredFile;
 pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, mask_power};
 pub use reconcile::{PowerSync, run_power_sync, run_reconciler};
 pub use users::{NewUser, TokenCreated, TokenKind, UserEdit};

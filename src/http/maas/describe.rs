@@ -1,0 +1,142 @@
+//! `describe/`: the API's description, generated from the face's own route table, in MAAS's
+//! shape. python-libmaas builds its whole client from it (one class per handler name, one method
+//! per action), so it must list exactly what [`RESOURCES`] serves.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{Ctx, PREFIX, RESOURCES, Reply, Resource, json};
+use crate::http::Access;
+
+/// The placeholders of a path, in order: `machines/{system_id}/` -> ["system_id"].
+fn placeholders(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+/// One handler description with the actions `keep` selects; None when it selects none.
+fn handler(r: &Resource, origin: &str, anon: bool, keep: impl Fn(Access) -> bool) -> Option<Value> {
+    let actions: Vec<Value> = r
+        .actions
+        .iter()
+        .filter(|a| keep(a.access))
+        .map(|a| {
+            json!({
+                "name": a.name(),
+                "method": a.method.as_str(),
+                "op": a.op,
+                "restful": a.op.is_none(),
+                "doc": a.doc,
+            })
+        })
+        .collect();
+    if actions.is_empty() {
+        return None;
+    }
+    let path = format!("{PREFIX}{}", r.path);
+    let name = if anon {
+        format!("Anon{}", r.name)
+    } else {
+        r.name.to_string()
+    };
+    Some(json!({
+        "name": name,
+        "doc": r.doc,
+        "params": placeholders(r.path),
+        "path": path,
+        "uri": format!("{origin}{path}"),
+        "actions": actions,
+    }))
+}
+
+/// The whole description for a client that reached us at `origin` (`http://host:port`).
+/// Anonymous actions form a resource's `anon` handler, the others its `auth` handler; an
+/// authenticated client uses `auth` and falls back to `anon`, as MAAS clients do.
+pub fn document(origin: &str) -> Value {
+    let mut resources = Vec::new();
+    let mut handlers = Vec::new();
+    for r in RESOURCES {
+        let has_auth = r.actions.iter().any(|a| a.access != Access::Anonymous);
+        let anon = handler(r, origin, has_auth, |a| a == Access::Anonymous);
+        let auth = handler(r, origin, false, |a| a != Access::Anonymous);
+        for h in [&anon, &auth].into_iter().flatten() {
+            handlers.push(h.clone());
+        }
+        resources.push(json!({"name": r.name, "anon": anon, "auth": auth}));
+    }
+    // The hash covers what the table serves, not where the client reached it.
+    let mut digest = Sha256::new();
+    for r in RESOURCES {
+        digest.update(r.path.as_bytes());
+        for a in r.actions {
+            digest.update(a.method.as_str().as_bytes());
+            digest.update(a.op.unwrap_or("").as_bytes());
+        }
+    }
+    let hash: String = digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    json!({
+        "doc": "MAAS API (rackbox)",
+        "hash": hash,
+        "resources": resources,
+        "handlers": handlers,
+    })
+}
+
+pub async fn describe(c: Ctx) -> Reply {
+    json(document(&c.origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_every_action_with_absolute_uris() {
+        let d = document("http://10.0.0.1:5240");
+        let resources = d["resources"].as_array().unwrap();
+        assert_eq!(resources.len(), RESOURCES.len());
+        let machines = resources
+            .iter()
+            .find(|r| r["name"] == "MachineHandler")
+            .unwrap();
+        assert_eq!(
+            machines["auth"]["uri"],
+            "http://10.0.0.1:5240/MAAS/api/2.0/machines/{system_id}/"
+        );
+        assert_eq!(machines["auth"]["params"], json!(["system_id"]));
+        assert!(machines["anon"].is_null());
+        let names: Vec<&str> = machines["auth"]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        for n in [
+            "read",
+            "update",
+            "delete",
+            "deploy",
+            "release",
+            "query_power_state",
+        ] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        let version = resources
+            .iter()
+            .find(|r| r["name"] == "VersionHandler")
+            .unwrap();
+        assert!(version["auth"].is_null());
+        assert_eq!(version["anon"]["name"], "VersionHandler");
+        let files = resources
+            .iter()
+            .find(|r| r["name"] == "FilesHandler")
+            .unwrap();
+        assert_eq!(files["anon"]["name"], "AnonFilesHandler");
+        assert_eq!(files["anon"]["actions"][0]["op"], "get_by_key");
+    }
+}

@@ -1,0 +1,395 @@
+//! The rest of what Juju, Terraform and python-libmaas read: version, login, users, zones,
+//! resource pools, tags, domains, the network model (fabrics, VLANs, spaces, subnets), boot
+//! resources and a few settings.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::params::Params;
+use super::render::{self, Catalog, named_id};
+use super::{Ctx, MaasError, MaasResult, Reply, json};
+use crate::http::AppState;
+use crate::model::Role;
+use crate::service::{CatalogKind, MachineFilter, NewUser, TokenCreated, TokenKind};
+
+/// The MAAS API level rackbox speaks; clients compare it, not rackbox's own version.
+const MAAS_API_VERSION: &str = "2.9.2";
+
+/// What this server can do, in MAAS's capability names. Only what is true: password login for
+/// API clients (`authenticate-api`, which python-libmaas's login() requires).
+const CAPABILITIES: &[&str] = &["authenticate-api"];
+
+pub async fn version(_c: Ctx) -> Reply {
+    json(json!({
+        "version": MAAS_API_VERSION,
+        "subversion": format!("rackbox {}", env!("CARGO_PKG_VERSION")),
+        "capabilities": CAPABILITIES,
+    }))
+}
+
+/// A MAAS API key as MAAS's account endpoints answer it.
+fn api_key_json(t: &TokenCreated) -> MaasResult<Value> {
+    let mut parts = t.token.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(ck), Some(tk), Some(ts)) => Ok(json!({
+            "consumer_key": ck,
+            "token_key": tk,
+            "token_secret": ts,
+            "name": t.name,
+        })),
+        _ => Err(MaasError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the service made an API key that is not consumer:token:secret",
+        )),
+    }
+}
+
+/// POST /MAAS/accounts/authenticate/ (anonymous): username and password in, a new API key out.
+pub async fn authenticate(State(state): State<AppState>, req: Request) -> Response {
+    match authenticate_inner(state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn authenticate_inner(state: AppState, req: Request) -> Reply {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(Body::new(body), 64 * 1024)
+        .await
+        .map_err(|e| MaasError::bad_request(format!("cannot read the request body: {e}")))?;
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let params = Params::parse(parts.uri.query(), content_type, &bytes)?;
+    let username = params.required("username")?;
+    let password = params
+        .text("password")?
+        .ok_or_else(|| MaasError::bad_request("password: this field is required"))?;
+    let consumer = params
+        .nonempty("consumer")?
+        .unwrap_or_else(|| "MAAS API client".into());
+    let token = state
+        .service
+        .login(&username, &password, &consumer, TokenKind::Maas)
+        .await
+        .map_err(|e| match e {
+            crate::service::ServiceError::Unauthorized(_) => {
+                MaasError::unauthorized("Username or password incorrect.")
+            }
+            other => other.into(),
+        })?;
+    json(api_key_json(&token)?)
+}
+
+pub async fn create_authorisation_token(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let name = c
+        .params
+        .nonempty("name")?
+        .unwrap_or_else(|| "MAAS API client".into());
+    let token = c
+        .state
+        .service
+        .create_token(p, &p.username, &name, TokenKind::Maas)
+        .await?;
+    json(api_key_json(&token)?)
+}
+
+pub async fn list_authorisation_tokens(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let tokens = c.state.service.list_tokens(p)?;
+    json(Value::Array(
+        tokens
+            .into_iter()
+            .filter(|t| t.kind == "maas" && t.username == p.username)
+            .map(|t| json!({"name": t.name, "token": t.id}))
+            .collect(),
+    ))
+}
+
+pub async fn users(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let users = c.state.service.list_users(p)?;
+    json(Value::Array(
+        users
+            .iter()
+            .map(|u| render::user(&u.username, &u.email, u.role == Role::Admin))
+            .collect(),
+    ))
+}
+
+pub async fn whoami(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let u = c.state.service.user(p, &p.username)?;
+    json(render::user(&u.username, &u.email, u.role == Role::Admin))
+}
+
+pub async fn user(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let u = c.state.service.user(p, c.arg("username"))?;
+    json(render::user(&u.username, &u.email, u.role == Role::Admin))
+}
+
+pub async fn create_user(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let admin = c.params.boolean("is_superuser")?.unwrap_or(false);
+    let new = NewUser {
+        username: c.params.required("username")?,
+        password: c.params.text("password")?.unwrap_or_default(),
+        email: c.params.nonempty("email")?.unwrap_or_default(),
+        role: Some(if admin { "admin" } else { "user" }.into()),
+    };
+    let u = c.state.service.create_user(p, new).await?;
+    json(render::user(&u.username, &u.email, u.role == Role::Admin))
+}
+
+pub async fn delete_user(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    c.state.service.delete_user(p, c.arg("username")).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn zones(c: Ctx) -> Reply {
+    let zones = c.state.service.list_catalog(CatalogKind::Zone)?;
+    json(Value::Array(
+        zones
+            .iter()
+            .map(|z| render::zone(&z.name, &z.description))
+            .collect(),
+    ))
+}
+
+pub async fn create_zone(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let name = c.params.required("name")?;
+    let description = c.params.text("description")?.unwrap_or_default();
+    let z = c
+        .state
+        .service
+        .create_catalog(p, CatalogKind::Zone, &name, &description)
+        .await?;
+    json(render::zone(&z.name, &z.description))
+}
+
+pub async fn zone(c: Ctx) -> Reply {
+    let z = c
+        .state
+        .service
+        .catalog_entry(CatalogKind::Zone, c.arg("name"))?;
+    json(render::zone(&z.name, &z.description))
+}
+
+pub async fn delete_zone(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    c.state
+        .service
+        .delete_catalog(p, CatalogKind::Zone, c.arg("name"))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn pools(c: Ctx) -> Reply {
+    let pools = c.state.service.list_catalog(CatalogKind::Pool)?;
+    json(Value::Array(
+        pools
+            .iter()
+            .map(|x| render::pool(&x.name, &x.description))
+            .collect(),
+    ))
+}
+
+pub async fn create_pool(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let name = c.params.required("name")?;
+    let description = c.params.text("description")?.unwrap_or_default();
+    let x = c
+        .state
+        .service
+        .create_catalog(p, CatalogKind::Pool, &name, &description)
+        .await?;
+    json(render::pool(&x.name, &x.description))
+}
+
+/// A pool's name from its MAAS id (or its name: MAAS's CLI accepts both).
+fn pool_name(c: &Ctx) -> MaasResult<String> {
+    let id = c.arg("id");
+    let pools = c.state.service.list_catalog(CatalogKind::Pool)?;
+    pools
+        .iter()
+        .find(|x| named_id("pool", &x.name).to_string() == id || x.name == id)
+        .map(|x| x.name.clone())
+        .ok_or_else(|| MaasError::not_found(format!("resource pool {id} does not exist")))
+}
+
+pub async fn pool(c: Ctx) -> Reply {
+    let name = pool_name(&c)?;
+    let x = c.state.service.catalog_entry(CatalogKind::Pool, &name)?;
+    json(render::pool(&x.name, &x.description))
+}
+
+pub async fn delete_pool(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let name = pool_name(&c)?;
+    c.state
+        .service
+        .delete_catalog(p, CatalogKind::Pool, &name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn tags(c: Ctx) -> Reply {
+    let tags = c.state.service.list_catalog(CatalogKind::Tag)?;
+    json(Value::Array(tags.iter().map(render::tag).collect()))
+}
+
+pub async fn create_tag(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let name = c.params.required("name")?;
+    if c.params.nonempty("definition")?.is_some() {
+        return Err(MaasError::bad_request(
+            "definition: rackbox tags are given to machines by hand; XPath definitions are not supported",
+        ));
+    }
+    let comment = c.params.text("comment")?.unwrap_or_default();
+    let t = c
+        .state
+        .service
+        .create_catalog(p, CatalogKind::Tag, &name, &comment)
+        .await?;
+    json(render::tag(&t))
+}
+
+pub async fn tag(c: Ctx) -> Reply {
+    let t = c
+        .state
+        .service
+        .catalog_entry(CatalogKind::Tag, c.arg("name"))?;
+    json(render::tag(&t))
+}
+
+pub async fn delete_tag(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    c.state
+        .service
+        .delete_catalog(p, CatalogKind::Tag, c.arg("name"))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn tag_machines(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let name = c.arg("name").to_string();
+    c.state.service.catalog_entry(CatalogKind::Tag, &name)?;
+    let page = c.state.service.list_machines(
+        p,
+        &MachineFilter {
+            tag: Some(name),
+            limit: Some(0),
+            ..Default::default()
+        },
+    )?;
+    let zones = c.state.service.list_catalog(CatalogKind::Zone)?;
+    let pools = c.state.service.list_catalog(CatalogKind::Pool)?;
+    let catalog = Catalog::new(&zones, &pools);
+    json(Value::Array(
+        page.items
+            .iter()
+            .map(|m| render::machine(m, &catalog))
+            .collect(),
+    ))
+}
+
+/// Domains: "maas" and every domain a machine the caller sees is in, with machine counts.
+fn domain_counts(c: &Ctx) -> MaasResult<BTreeMap<String, usize>> {
+    let p = c.principal()?;
+    let page = c.state.service.list_machines(
+        p,
+        &MachineFilter {
+            limit: Some(0),
+            ..Default::default()
+        },
+    )?;
+    let mut counts = BTreeMap::from([("maas".to_string(), 0usize)]);
+    for m in &page.items {
+        *counts.entry(m.domain.clone()).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+pub async fn domains(c: Ctx) -> Reply {
+    let counts = domain_counts(&c)?;
+    json(Value::Array(
+        counts
+            .iter()
+            .map(|(name, n)| render::domain(name, *n))
+            .collect(),
+    ))
+}
+
+pub async fn domain(c: Ctx) -> Reply {
+    let counts = domain_counts(&c)?;
+    let id = c.arg("id");
+    counts
+        .iter()
+        .find(|(name, _)| named_id("domain", name).to_string() == id || name.as_str() == id)
+        .map(|(name, n)| render::domain(name, *n))
+        .map_or_else(
+            || Err(MaasError::not_found(format!("domain {id} does not exist"))),
+            json,
+        )
+}
+
+/// The boot network is not configured yet: one default fabric with its untagged VLAN, as a
+/// fresh MAAS has, and no spaces or subnets.
+pub async fn fabrics(_c: Ctx) -> Reply {
+    json(json!([render::default_fabric()]))
+}
+
+pub async fn fabric(c: Ctx) -> Reply {
+    match c.arg("id") {
+        "0" | "fabric-0" => json(render::default_fabric()),
+        other => Err(MaasError::not_found(format!(
+            "fabric {other} does not exist"
+        ))),
+    }
+}
+
+pub async fn vlans(c: Ctx) -> Reply {
+    match c.arg("fabric_id") {
+        "0" | "fabric-0" => json(json!([render::default_vlan()])),
+        other => Err(MaasError::not_found(format!(
+            "fabric {other} does not exist"
+        ))),
+    }
+}
+
+pub async fn spaces(_c: Ctx) -> Reply {
+    json(json!([]))
+}
+
+pub async fn subnets(_c: Ctx) -> Reply {
+    json(json!([]))
+}
+
+/// Boot resources come from the image cache, which is not part of rackbox yet: none to list.
+pub async fn boot_resources(_c: Ctx) -> Reply {
+    json(json!([]))
+}
+
+/// GET maas/?op=get_config&name=...: the settings rackbox has; null for the others.
+pub async fn get_config(c: Ctx) -> Reply {
+    let name = c.params.required("name")?;
+    let value = match name.as_str() {
+        "maas_name" => json!("rackbox"),
+        "default_osystem" => json!("ubuntu"),
+        "enable_disk_erasing_on_release" => json!(false),
+        _ => Value::Null,
+    };
+    json(value)
+}
