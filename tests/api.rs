@@ -59,6 +59,9 @@ impl Fixture {
             let id = self.alices_machine().await;
             concrete = concrete.replace("{system_id}", &id);
         }
+        if path.contains("{op}") {
+            concrete = concrete.replace("{op}", "on");
+        }
         if path.contains("{action}") {
             concrete = concrete.replace("{action}", "release");
             body = Some(json!({}));
@@ -135,7 +138,7 @@ impl Fixture {
             };
             concrete = concrete.replace("{name}", &name);
         }
-        if *method == Method::POST || *method == Method::PATCH {
+        if (*method == Method::POST || *method == Method::PATCH) && !path.ends_with("/power/{op}") {
             body = body.or_else(|| Some(match path {
                 "/api/v1/auth/login" => json!({"username": "admin", "password": ADMIN_PASSWORD}),
                 "/api/v1/machines" => json!({"mac_addresses": [format!("52:54:00:aa:00:{:02x}", n % 250)], "hostname": format!("added{n}")}),
@@ -159,6 +162,12 @@ async fn fixture() -> (Daemon, Fixture) {
     let machines = (0..80)
         .map(|i| {
             let mut m = common::machine(&format!("rdy{i:03}"), Status::Ready, 4, 4096);
+            // The command power driver, with commands that succeed: power routes can be walked.
+            m.power.power_type = "command".into();
+            m.power.parameters = serde_json::from_value(json!({
+                "power_on_command": "true", "power_off_command": "true", "power_query_command": "echo on"
+            }))
+            .unwrap();
             if i >= 70 {
                 m.tags.insert("spare".into());
             }

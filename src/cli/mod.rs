@@ -238,6 +238,24 @@ pub enum MachineCmd {
     Unlock {
         system_id: String,
     },
+    /// Switch the machine on through its BMC.
+    PowerOn {
+        system_id: String,
+    },
+    /// Switch the machine off through its BMC.
+    PowerOff {
+        system_id: String,
+        /// Ask the OS to shut down instead of cutting power.
+        #[arg(long)]
+        soft: bool,
+    },
+    PowerCycle {
+        system_id: String,
+    },
+    /// Ask the BMC for the power state now.
+    PowerState {
+        system_id: String,
+    },
     /// A machine's history.
     Events {
         system_id: String,
@@ -626,6 +644,23 @@ async fn machine(client: &Client, out: &Output, cmd: MachineCmd) -> Result<(), C
         }
         MachineCmd::Lock { system_id } => act(system_id, "lock", json!({})).await?,
         MachineCmd::Unlock { system_id } => act(system_id, "unlock", json!({})).await?,
+        MachineCmd::PowerOn { system_id } => power(client, &system_id, "on").await?,
+        MachineCmd::PowerOff { system_id, soft } => {
+            power(client, &system_id, if soft { "soft_off" } else { "off" }).await?
+        }
+        MachineCmd::PowerCycle { system_id } => power(client, &system_id, "cycle").await?,
+        MachineCmd::PowerState { system_id } => {
+            let v = client
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/machines/{system_id}/power"),
+                    &[],
+                    None,
+                )
+                .await?;
+            out.record(&v, &[("power", "state")]);
+            return Ok(());
+        }
         MachineCmd::Events { system_id, limit } => {
             let v = client
                 .call(
@@ -641,6 +676,17 @@ async fn machine(client: &Client, out: &Output, cmd: MachineCmd) -> Result<(), C
     };
     out.machine(&shown);
     Ok(())
+}
+
+async fn power(client: &Client, id: &str, op: &str) -> Result<Value, CliError> {
+    client
+        .call(
+            Method::POST,
+            &format!("/api/v1/machines/{id}/power/{op}"),
+            &[],
+            None,
+        )
+        .await
 }
 
 async fn user(client: &Client, out: &Output, cmd: UserCmd) -> Result<(), CliError> {

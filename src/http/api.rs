@@ -16,8 +16,8 @@ use super::openapi::schema;
 use super::{Access, AppState, Route};
 use crate::model::{Constraints, Event, Machine};
 use crate::service::{
-    ActionRequest, CatalogKind, MachineEdit, MachineFilter, NewMachine, NewUser, Principal,
-    TokenCreated, TokenKind, TokenView, UserEdit, UserView, mask_power,
+    ActionRequest, CatalogKind, MachineEdit, MachineFilter, NewMachine, NewUser, PowerRequest,
+    Principal, TokenCreated, TokenKind, TokenView, UserEdit, UserView, mask_power,
 };
 use crate::store::tables::NamedThing;
 
@@ -105,6 +105,12 @@ pub struct EventQuery {
 pub struct WhoAmI {
     pub username: String,
     pub role: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct PowerAnswer {
+    /// on, off, unknown (manual or no driver).
+    pub state: &'static str,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -248,6 +254,28 @@ pub const ROUTES: &[Route] = &[
         handler: || post(act),
         query: None,
         request: Some(schema::<ActionRequest>),
+        response: Some(schema::<MachineView>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/machines/{system_id}/power",
+        access: Access::User,
+        summary: "Ask the machine's BMC for its power state now (recorded on the machine)",
+        handler: || get(power_query),
+        query: None,
+        request: None,
+        response: Some(schema::<PowerAnswer>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/machines/{system_id}/power/{op}",
+        access: Access::User,
+        summary: "Switch the machine's power through its BMC: on, off, soft_off, cycle (owners and admins)",
+        handler: || post(power_switch),
+        query: None,
+        request: None,
         response: Some(schema::<MachineView>),
         success: 200,
     },
@@ -714,6 +742,37 @@ async fn act(
     JsonBody(req): JsonBody<ActionRequest>,
 ) -> ApiResult<Json<MachineView>> {
     let m = s.service.act(&p, &id, &action, req).await?;
+    Ok(Json(MachineView::new(&p, Arc::new(m))))
+}
+
+async fn power_query(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PowerAnswer>> {
+    let state = s.service.power_query(&p, &id).await?;
+    Ok(Json(PowerAnswer {
+        state: state.as_str(),
+    }))
+}
+
+async fn power_switch(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path((id, op)): Path<(String, String)>,
+) -> ApiResult<Json<MachineView>> {
+    let request = match op.as_str() {
+        "on" => PowerRequest::On,
+        "off" => PowerRequest::Off { soft: false },
+        "soft_off" => PowerRequest::Off { soft: true },
+        "cycle" => PowerRequest::Cycle,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "power operation {other:?} must be on, off, soft_off or cycle"
+            )));
+        }
+    };
+    let m = s.service.power_switch(&p, &id, request).await?;
     Ok(Json(MachineView::new(&p, Arc::new(m))))
 }
 

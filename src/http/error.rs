@@ -81,6 +81,7 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ServiceError::NoMatch(_) => (StatusCode::CONFLICT, "no_match", None),
+            ServiceError::PowerFailed(_) => (StatusCode::BAD_GATEWAY, "power_failed", None),
             ServiceError::Store(crate::store::StoreError::WriterGone) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", None)
             }

@@ -7,6 +7,7 @@ mod catalog;
 mod conductor;
 mod files;
 mod machines;
+mod power_ops;
 mod reconcile;
 mod users;
 
@@ -19,6 +20,7 @@ pub use catalog::CatalogKind;
 pub use conductor::run_conductor;
 pub use files::StoredFile;
 pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, mask_power};
+pub use power_ops::PowerRequest;
 pub use reconcile::{PowerSync, run_power_sync, run_reconciler};
 pub use users::{NewUser, TokenCreated, TokenKind, UserEdit};
 pub use users::{TokenView, UserView};
@@ -83,6 +85,9 @@ pub enum ServiceError {
     /// 409: no machine matches the allocation constraints.
     #[error("no machine matches the constraints: {0}")]
     NoMatch(#[from] NoMatch),
+    /// 502: the machine's BMC failed or could not be reached.
+    #[error("power control failed: {0}")]
+    PowerFailed(String),
     /// 500/503.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -62,6 +62,7 @@ impl From<ServiceError> for MaasError {
             | ServiceError::Stale { .. }
             | ServiceError::Conflict(_)
             | ServiceError::NoMatch(_) => StatusCode::CONFLICT,
+            ServiceError::PowerFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Store(crate::store::StoreError::WriterGone) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -10,13 +10,14 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use super::params::{ParamError, Params};
-use super::power::{self, Switch};
+
 use super::render::{self, AGENT_NAME_KEY, Catalog};
 use super::{Ctx, MaasError, MaasResult, Reply, json};
 use crate::model::constraints::parse_storage;
 use crate::model::{Constraints, Machine, ids};
 use crate::service::{
-    ActionRequest, CatalogKind, MachineEdit, MachineFilter, NewMachine, Principal,
+    ActionRequest, CatalogKind, MachineEdit, MachineFilter, NewMachine, PowerRequest, Principal,
+    ServiceError,
 };
 
 fn catalog(c: &Ctx) -> MaasResult<Catalog> {
@@ -447,30 +448,15 @@ pub async fn exit_rescue_mode(c: Ctx) -> Reply {
     simple(c, "exit_rescue_mode").await
 }
 
-/// Power control is for the machine's owner and admins (MAAS's "edit" permission).
-fn may_power(p: &Principal, m: &Machine) -> MaasResult<()> {
-    if p.is_admin() || m.owner.as_deref() == Some(p.username.as_str()) {
-        Ok(())
-    } else {
-        Err(MaasError::forbidden(format!(
-            "user {} may not control the power of machine {} (it is not theirs)",
-            p.username, m.system_id
-        )))
-    }
-}
-
-async fn switch(c: Ctx, how: Switch) -> Reply {
+/// Power changes go through the service (owner or admin; the BMC's answer is recorded).
+async fn switch(c: Ctx, how: PowerRequest) -> Reply {
     let (p, m) = visible(&c)?;
-    may_power(&p, &m)?;
-    power::switch(&m, how)
-        .await
-        .map_err(|e| MaasError::unavailable(e.to_string()))?;
-    let m = c.state.service.machine(&p, &m.system_id)?;
+    let m = c.state.service.power_switch(&p, &m.system_id, how).await?;
     machine_reply(&c, &m)
 }
 
 pub async fn power_on(c: Ctx) -> Reply {
-    switch(c, Switch::On).await
+    switch(c, PowerRequest::On).await
 }
 
 pub async fn power_off(c: Ctx) -> Reply {
@@ -483,19 +469,30 @@ pub async fn power_off(c: Ctx) -> Reply {
             )));
         }
     };
-    switch(c, Switch::Off { soft }).await
+    switch(c, PowerRequest::Off { soft }).await
 }
 
 /// GET machines/{system_id}/?op=query_power_state
 pub async fn query_power_state(c: Ctx) -> Reply {
-    let (_, m) = visible(&c)?;
-    json(json!({"state": power::query(&m).await}))
+    let (p, m) = visible(&c)?;
+    // A BMC that fails answers "error", as MAAS does; the reason is recorded on the machine.
+    let state = match c.state.service.power_query(&p, &m.system_id).await {
+        Ok(state) => state.as_str(),
+        Err(ServiceError::PowerFailed(_)) => "error",
+        Err(e) => return Err(e.into()),
+    };
+    json(json!({"state": state}))
 }
 
-/// GET machines/{system_id}/?op=power_parameters (admins: secrets included, as in MAAS).
+/// GET machines/{system_id}/?op=power_parameters (secrets shown to admins only).
 pub async fn power_parameters(c: Ctx) -> Reply {
-    let (_, m) = visible(&c)?;
-    json(Value::Object(m.power.parameters.clone()))
+    let (p, m) = visible(&c)?;
+    let power = if p.is_admin() {
+        m.power.clone()
+    } else {
+        crate::service::mask_power(&m.power)
+    };
+    json(Value::Object(power.parameters))
 }
 
 /// GET machines/?op=power_parameters&id=... : {system_id: parameters}; every machine when no id

@@ -14,7 +14,6 @@ mod files;
 mod machines;
 pub mod oauth;
 pub mod params;
-mod power;
 pub mod render;
 mod resources;
 
