@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod images;
 pub mod model;
 pub mod service;
 pub mod store;
