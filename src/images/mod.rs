@@ -329,6 +329,8 @@ struct Registry {
     tasks: VecDeque<Arc<ImportTask>>,
     /// Targets ("image/<name>", "boot/<arch>/<name>") with an import running: one at a time.
     busy: HashSet<String>,
+    /// Background downloads, so shutdown can stop them (their temp files are then discarded).
+    background: Vec<tokio::task::AbortHandle>,
 }
 
 /// Finished imports kept for the progress list.
@@ -541,6 +543,17 @@ impl ImageCache {
             );
         }
         Ok(())
+    }
+
+    /// Stops background downloads (daemon shutdown): each one's temp file is discarded and its
+    /// import shows as failed. They hold store handles, so the store's writer can only finish
+    /// once they are gone.
+    pub fn shutdown(&self) {
+        if let Ok(mut r) = self.imports.lock() {
+            for h in r.background.drain(..) {
+                h.abort();
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -897,7 +910,7 @@ impl ImageCache {
         let guard = self.begin(&target)?;
         let view = guard.task.view();
         let cache = self.clone();
-        tokio::spawn(async move {
+        let handle = tokio::spawn(async move {
             let result = cache.run(&guard.task, target, Source::Url(url)).await;
             if let Err(e) = &result {
                 tracing::warn!(import = %guard.task.id, name = %guard.task.name, error = %e, "import failed");
@@ -906,6 +919,10 @@ impl ImageCache {
             }
             guard.finish(&result);
         });
+        if let Ok(mut r) = self.imports.lock() {
+            r.background.retain(|h| !h.is_finished());
+            r.background.push(handle.abort_handle());
+        }
         Ok(view)
     }
 
