@@ -1,7 +1,7 @@
 //! `rackbox image ...` and `rackbox boot-resource ...`: the image cache from the command line.
 //!
 //! Uploads (a file, or standard input with `-`) stream the bytes to the API as they are read,
-//! with a progress bar showing rate and ETA; `--url` asks the appliance to download and follows
+//! with a progress bar showing rate and ETA; an http(s) URL asks the appliance to download and follows
 //! that import's progress instead.
 
 use std::path::PathBuf;
@@ -21,14 +21,12 @@ pub enum ImageCmd {
     List,
     /// Show one image.
     Show { name: String },
-    /// Import an image from a file, standard input (`-`) or a URL (--url; the appliance downloads it).
+    /// Import an image from a file, standard input (`-`), or an http(s) URL the appliance
+    /// downloads itself (resuming after interruptions).
     Import {
         name: String,
-        /// File to upload, or `-` for standard input.
-        file: Option<PathBuf>,
-        /// http(s) URL the appliance downloads from (resuming after interruptions).
-        #[arg(long, conflicts_with = "file")]
-        url: Option<String>,
+        /// A file to upload, `-` for standard input, or an http(s) URL.
+        source: String,
         /// Refuse the image (keeping nothing) unless it has this sha256.
         #[arg(long)]
         sha256: Option<String>,
@@ -49,7 +47,7 @@ pub enum ImageCmd {
         /// Replace an image of the same name.
         #[arg(long)]
         replace: bool,
-        /// With --url: print the import and return without waiting for it.
+        /// For a URL: print the import and return without waiting for it.
         #[arg(long)]
         no_wait: bool,
     },
@@ -74,16 +72,15 @@ pub enum ImageCmd {
 pub enum BootCmd {
     /// List boot resources.
     List,
-    /// Import a kernel, initrd or boot loader from a file, `-` or --url.
+    /// Import a kernel, initrd or boot loader from a file, `-` or an http(s) URL.
     Import {
         arch: String,
         name: String,
         /// kernel, initrd or bootloader.
         #[arg(long)]
         kind: String,
-        file: Option<PathBuf>,
-        #[arg(long, conflicts_with = "file")]
-        url: Option<String>,
+        /// A file to upload, `-` for standard input, or an http(s) URL.
+        source: String,
         #[arg(long)]
         sha256: Option<String>,
         #[arg(long)]
@@ -93,6 +90,11 @@ pub enum BootCmd {
         arch: String,
         name: String,
     },
+}
+
+/// The source of an import when it is a URL (the appliance downloads it); else it is a path.
+fn as_url(source: &str) -> Option<&str> {
+    (source.starts_with("http://") || source.starts_with("https://")).then_some(source)
 }
 
 /// 1536 -> "1.5 KiB".
@@ -284,8 +286,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
         }
         ImageCmd::Import {
             name,
-            file,
-            url,
+            source,
             sha256,
             os,
             release,
@@ -309,7 +310,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
                     query.push((key, value));
                 }
             }
-            if let Some(url) = url {
+            if let Some(url) = as_url(&source) {
                 let mut body: serde_json::Map<String, Value> = query
                     .iter()
                     .map(|(k, v)| (k.to_string(), json!(v)))
@@ -342,9 +343,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
                     .await?;
                 image_record(out, &v);
             } else {
-                let file = file.ok_or_else(|| {
-                    CliError::Usage("give a file to upload, - for standard input, or --url".into())
-                })?;
+                let file = PathBuf::from(source);
                 if default {
                     query.push(("default", "true".into()));
                 }
@@ -493,12 +492,11 @@ pub(super) async fn boot(client: &Client, out: &Output, cmd: BootCmd) -> Result<
             arch,
             name,
             kind,
-            file,
-            url,
+            source,
             sha256,
             replace,
         } => {
-            if let Some(url) = url {
+            if let Some(url) = as_url(&source) {
                 let body = compact(json!({
                     "arch": arch, "name": name, "kind": kind, "url": url, "sha256": sha256,
                     "replace": replace,
@@ -518,9 +516,7 @@ pub(super) async fn boot(client: &Client, out: &Output, cmd: BootCmd) -> Result<
                 }
                 out.done(&format!("imported boot resource {arch}/{name}"));
             } else {
-                let file = file.ok_or_else(|| {
-                    CliError::Usage("give a file to upload, - for standard input, or --url".into())
-                })?;
+                let file = PathBuf::from(source);
                 let mut query = vec![
                     ("arch", arch.clone()),
                     ("name", name.clone()),
