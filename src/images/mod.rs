@@ -849,16 +849,24 @@ impl ImageCache {
     pub async fn import_image(
         self: &Arc<Self>,
         req: ImageRequest,
-        source: Source,
+        mut source: Source,
     ) -> Result<ImageView, ImageError> {
-        let desc = source_desc(&source);
-        let spec = self.image_spec(req, desc)?;
-        let name = spec.name.clone();
-        let guard = self.begin(&Target::Image(spec.clone()))?;
-        let result = self.run(&guard.task, Target::Image(spec), source).await;
-        guard.finish(&result);
-        result?;
-        self.image(&name)
+        let result = async {
+            let spec = self.image_spec(req, source_desc(&source))?;
+            let name = spec.name.clone();
+            let guard = self.begin(&Target::Image(spec.clone()))?;
+            let result = self
+                .run(&guard.task, Target::Image(spec), &mut source)
+                .await;
+            guard.finish(&result);
+            result?;
+            self.image(&name)
+        }
+        .await;
+        if result.is_err() {
+            drain(&mut source).await;
+        }
+        result
     }
 
     /// Starts downloading an image from `req.url` in the background; answers its import.
@@ -879,19 +887,26 @@ impl ImageCache {
     pub async fn import_boot(
         self: &Arc<Self>,
         req: BootRequest,
-        source: Source,
+        mut source: Source,
     ) -> Result<BootView, ImageError> {
-        let spec = self.boot_spec(req, source_desc(&source))?;
-        let (arch, name) = (spec.arch.clone(), spec.name.clone());
-        let guard = self.begin(&Target::Boot(spec.clone()))?;
-        let result = self.run(&guard.task, Target::Boot(spec), source).await;
-        guard.finish(&result);
-        result?;
-        let (boot, _) = self.boot_file(&arch, &name)?;
-        Ok(BootView {
-            download_path: format!("/boot-resources/{arch}/{name}"),
-            boot,
-        })
+        let result = async {
+            let spec = self.boot_spec(req, source_desc(&source))?;
+            let (arch, name) = (spec.arch.clone(), spec.name.clone());
+            let guard = self.begin(&Target::Boot(spec.clone()))?;
+            let result = self.run(&guard.task, Target::Boot(spec), &mut source).await;
+            guard.finish(&result);
+            result?;
+            let (boot, _) = self.boot_file(&arch, &name)?;
+            Ok(BootView {
+                download_path: format!("/boot-resources/{arch}/{name}"),
+                boot,
+            })
+        }
+        .await;
+        if result.is_err() {
+            drain(&mut source).await;
+        }
+        result
     }
 
     pub fn start_fetch_boot(self: &Arc<Self>, req: BootRequest) -> Result<ImportView, ImageError> {
@@ -911,7 +926,7 @@ impl ImageCache {
         let view = guard.task.view();
         let cache = self.clone();
         let handle = tokio::spawn(async move {
-            let result = cache.run(&guard.task, target, Source::Url(url)).await;
+            let result = cache.run(&guard.task, target, &mut Source::Url(url)).await;
             if let Err(e) = &result {
                 tracing::warn!(import = %guard.task.id, name = %guard.task.name, error = %e, "import failed");
             } else {
@@ -932,7 +947,7 @@ impl ImageCache {
         self: &Arc<Self>,
         task: &ImportTask,
         target: Target,
-        source: Source,
+        source: &mut Source,
     ) -> Result<String, ImageError> {
         // Content we already hold (by the digest the caller promised) is not transferred again.
         let known = target
@@ -1034,12 +1049,12 @@ impl ImageCache {
         &self,
         task: &ImportTask,
         target: &Target,
-        source: Source,
+        source: &mut Source,
     ) -> Result<Staged, ImageError> {
         let temp = self.blobs.create_temp(target.size(), task.bytes.clone())?;
         let ingest = Ingest::start(temp, target.sha256().map(str::to_string));
         match source {
-            Source::Stream(mut stream) => {
+            Source::Stream(stream) => {
                 task.attempts.store(1, Ordering::Relaxed);
                 while let Some(chunk) = stream.next().await {
                     match chunk {
@@ -1056,7 +1071,7 @@ impl ImageCache {
                 }
                 ingest.finish().await
             }
-            Source::Url(url) => match fetch::download(self, &url, &ingest, task).await {
+            Source::Url(url) => match fetch::download(self, url, &ingest, task).await {
                 Ok(()) => ingest.finish().await,
                 Err(fetch::Stop::Writer) => ingest.outcome().await,
                 Err(fetch::Stop::Failed(e)) => Err(e),
@@ -1278,6 +1293,24 @@ fn detect_format(hint: Option<ImageFormat>, head: &[u8]) -> ImageFormat {
     .into_iter()
     .find(|f| f.matches_head(head))
     .unwrap_or(ImageFormat::Raw)
+}
+
+/// Reads and discards what is left of a refused upload (at most 256 MiB, for at most a minute),
+/// so the client, still sending, gets to read the answer that says why instead of a broken pipe.
+async fn drain(source: &mut Source) {
+    const LIMIT: usize = 256 << 20;
+    if let Source::Stream(stream) = source {
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            let mut seen = 0;
+            while let Some(Ok(chunk)) = stream.next().await {
+                seen += chunk.len();
+                if seen > LIMIT {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 async fn read_head(path: &Path) -> Vec<u8> {

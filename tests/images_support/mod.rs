@@ -48,6 +48,9 @@ pub struct Entry {
     pub pause_at: Option<(usize, Arc<Notify>)>,
     /// Answer Range requests with 206 (else always the whole file with 200).
     pub honour_range: bool,
+    /// Send no Content-Length: the body ends when the connection closes, so the client cannot
+    /// know the size in advance.
+    pub no_length: bool,
 }
 
 #[derive(Default)]
@@ -173,6 +176,7 @@ async fn handle(
             len - s,
             len - 1
         ),
+        None if entry.no_length => "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string(),
         None => format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nETag: \"v1\"\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n"
         ),
