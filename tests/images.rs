@@ -843,3 +843,83 @@ async fn sync_from_a_mirror_imports_what_is_missing_and_reports_changes() {
     assert_eq!(v["removed"], json!([]));
     assert_eq!(blobs(&d).len(), 4);
 }
+
+/// The library face other rooms use: the TFTP allow-list and the deploy's image choice.
+#[tokio::test]
+async fn tftp_sees_only_boot_loaders_and_deploys_find_the_default_image() {
+    use rackbox::images::{BootRequest, CacheOptions, ImageCache, ImageRequest, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        rackbox::store::Store::open(&dir.path().join("rackbox.redb"), Default::default()).unwrap();
+    let cache = ImageCache::open(store, CacheOptions::new(dir.path().join("images")))
+        .await
+        .unwrap();
+    let body = |text: String| {
+        let chunk = Ok::<_, String>(bytes::Bytes::from(text));
+        Source::Stream(Box::pin(futures_util::stream::iter(vec![chunk])))
+    };
+    for (arch, name, kind) in [
+        ("amd64", "ipxe.efi", "bootloader"),
+        ("arm64", "ipxe.efi", "bootloader"),
+        ("amd64", "undionly.kpxe", "bootloader"),
+        ("amd64", "linux", "kernel"),
+        ("amd64", "initrd", "initrd"),
+    ] {
+        let req = BootRequest {
+            arch: arch.into(),
+            name: name.into(),
+            kind: kind.into(),
+            ..BootRequest::default()
+        };
+        cache
+            .import_boot(req, body(format!("{arch}/{name}")))
+            .await
+            .unwrap();
+    }
+    let files = cache.tftp_files().unwrap();
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        vec![
+            "amd64/ipxe.efi",
+            "amd64/undionly.kpxe",
+            "arm64/ipxe.efi",
+            "undionly.kpxe"
+        ]
+    );
+    let path = cache.tftp_file("/undionly.kpxe").unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), b"amd64/undionly.kpxe");
+    for refused in [
+        "amd64/linux",
+        "initrd",
+        "ipxe.efi",
+        "../rackbox.redb",
+        "/etc/passwd",
+    ] {
+        assert!(cache.tftp_file(refused).is_none(), "{refused}");
+    }
+
+    for (name, os, arch, default) in [
+        ("noble", "ubuntu", "amd64", false),
+        ("jammy", "ubuntu", "amd64", false),
+        ("noble-arm", "ubuntu", "arm64", false),
+        ("bookworm", "debian", "amd64", true),
+    ] {
+        let req = ImageRequest {
+            name: name.into(),
+            os: Some(os.into()),
+            arch: Some(arch.into()),
+            default,
+            ..ImageRequest::default()
+        };
+        cache.import_image(req, body(name.into())).await.unwrap();
+    }
+    let pick =
+        |name: &str, os: &str, arch: &str| cache.deploy_image(name, os, arch).map(|i| i.name);
+    assert_eq!(pick("", "ubuntu", "amd64/generic").unwrap(), "noble");
+    assert_eq!(pick("", "ubuntu", "arm64/generic").unwrap(), "noble-arm");
+    assert_eq!(pick("", "debian", "amd64").unwrap(), "bookworm");
+    assert_eq!(pick("jammy", "", "amd64").unwrap(), "jammy");
+    assert!(pick("", "centos", "amd64").is_err());
+    assert!(pick("nosuch", "", "amd64").is_err());
+}
