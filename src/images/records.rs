@@ -325,18 +325,35 @@ pub fn put_image_in(tx: &WriteTransaction, image: &Image) -> Result<(), StoreErr
     tables::put_in(tx, IMAGES, &image.name, image)
 }
 
-/// Removes an image and any default that names it.
+/// Removes an image. When it was the default of its os/arch, another image of that os/arch
+/// (the first by name) becomes the default, so deploys naming none keep working while any fits.
 pub fn remove_image_in(tx: &WriteTransaction, image: &Image) -> Result<(), StoreError> {
     let key = default_key(&image.os, &image.arch);
-    let mut defaults = tx.open_table(IMAGE_DEFAULTS)?;
-    let names_it = defaults
+    let names_it = tx
+        .open_table(IMAGE_DEFAULTS)?
         .get(key.as_str())?
         .is_some_and(|v| v.value() == image.name);
-    if names_it {
-        defaults.remove(key.as_str())?;
-    }
-    drop(defaults);
     tables::remove_in(tx, IMAGES, &image.name)?;
+    if names_it {
+        let successor = {
+            let t = tx.open_table(IMAGES)?;
+            let mut found = None;
+            for item in t.iter()? {
+                let (k, v) = item?;
+                let other: Image = tables::decode(&format!("images/{}", k.value()), v.value())?;
+                if other.os == image.os && other.arch == image.arch {
+                    found = Some(other.name);
+                    break;
+                }
+            }
+            found
+        };
+        let mut defaults = tx.open_table(IMAGE_DEFAULTS)?;
+        match successor {
+            Some(name) => defaults.insert(key.as_str(), name.as_str())?,
+            None => defaults.remove(key.as_str())?,
+        };
+    }
     Ok(())
 }
 
