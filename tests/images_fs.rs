@@ -261,3 +261,82 @@ async fn a_daemon_killed_mid_import_restarts_with_a_consistent_cache() {
         d.log()
     );
 }
+
+// Multi-threaded: terminate() blocks while the file server must keep its connection open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_off_by_its_client_and_a_stop_during_a_download_leave_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = state.path().join("images");
+    let mut d = Daemon::start_in(state.path(), "[images]\nreserve_mib = 0\n");
+    let api = Api::new(&d.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+
+    // A client promises 1 MiB, sends 100 KiB and hangs up.
+    {
+        use tokio::io::AsyncWriteExt;
+        let addr = d.url.trim_start_matches("http://").to_string();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /api/v1/images?name=cut HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            1 << 20
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&data(100 << 10, 50)).await.unwrap();
+        s.flush().await.unwrap();
+    }
+    // The import ends as failed, with nothing left (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, v) = api
+            .call(Method::GET, "/api/v1/images/imports", Some(&admin), None)
+            .await;
+        let done = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "cut" && i["state"] == "failed");
+        if done && temps_in(&cache).is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(blobs_in(&cache).is_empty());
+    let (s, _) = api
+        .call(Method::GET, "/api/v1/images/cut", Some(&admin), None)
+        .await;
+    assert_eq!(s, 404);
+
+    // SIGTERM while a download stalls: the daemon stops cleanly and promptly (bounded by
+    // terminate()), discarding the partial file.
+    let server = FileServer::start().await;
+    let never = Arc::new(Notify::new());
+    server.put(
+        "/stalls.raw",
+        Entry {
+            data: Arc::new(data(2 << 20, 51)),
+            pause_at: Some((1 << 20, never.clone())),
+            ..Entry::default()
+        },
+    );
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/images/fetch",
+            Some(&admin),
+            Some(json!({"name": "stalls", "url": format!("{}/stalls.raw", server.url)})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    wait_progress(
+        &api.http,
+        &api.url,
+        &admin,
+        v["id"].as_str().unwrap(),
+        512 << 10,
+    )
+    .await;
+    let status = tokio::task::block_in_place(|| d.terminate());
+    assert!(status.success(), "{status:?}\n{}", d.log());
+    assert!(temps_in(&cache).is_empty(), "{:?}", temps_in(&cache));
+}
