@@ -152,6 +152,26 @@ async fn a_cache_that_fills_during_an_import_keeps_nothing_and_recovers() {
     let (s, v) = upload(&api.http, &api.url, &admin, "name=second", second.clone()).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(blobs_in(&fs.path).len(), 2);
+
+    // The CLI asks before sending a file that cannot fit, and says so.
+    let big = state.path().join("big.raw");
+    std::fs::write(&big, data(3 << 20, 34)).unwrap();
+    let out = tokio::process::Command::new(common::rackbox_bin())
+        .args(["image", "import", "big"])
+        .arg(&big)
+        .env("RACKBOX_URL", &d.url)
+        .env("RACKBOX_TOKEN", &admin)
+        .env("XDG_CONFIG_HOME", state.path().join("cli-config"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("free") && stderr.contains("big.raw"),
+        "{stderr}"
+    );
+    assert!(temps_in(&fs.path).is_empty());
     drop(d);
 }
 

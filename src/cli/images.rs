@@ -149,6 +149,23 @@ async fn upload(
             let len = f.metadata().await.ok().map(|m| m.len());
             (Box::new(f), len)
         };
+    // The appliance refuses what cannot fit, but only after the client has sent what it is
+    // sending; asking first saves pushing gigabytes at a full disk.
+    if let Some(len) = length {
+        let space = client
+            .call(Method::GET, "/api/v1/images", &[], None)
+            .await?;
+        if let Some(free) = space["space"]["free_bytes"].as_u64()
+            && len > free
+        {
+            return Err(CliError::Local(format!(
+                "{} is {} but the image cache has {} free; delete images (rackbox image delete, rackbox image gc) or grow its file system",
+                file.display(),
+                human_bytes(len),
+                human_bytes(free)
+            )));
+        }
+    }
     let bar = bar_for(length, what);
     let counter = bar.clone();
     let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)
