@@ -20,6 +20,7 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub store: StoreConfig,
     pub power: PowerConfig,
+    pub images: ImagesConfig,
 }
 
 /// Power drivers and the power-state sync.
@@ -94,6 +95,32 @@ pub struct StoreConfig {
     pub max_batch: usize,
 }
 
+/// The image cache (deployable images and boot resources).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// The cache directory; on the appliance its own partition, /var/lib/rackbox/images.
+    /// Default: `<state_dir>/images`.
+    pub dir: Option<PathBuf>,
+    /// MiB always left free on the cache's file system: imports stop before eating into it.
+    pub reserve_mib: u64,
+    /// A download giving up after this many attempts in a row that gain no byte.
+    pub fetch_attempts: u32,
+    /// A download that receives nothing for this long is cut and resumed with Range.
+    pub fetch_read_timeout_secs: u64,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            dir: None,
+            reserve_mib: 64,
+            fetch_attempts: 5,
+            fetch_read_timeout_secs: 60,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -104,6 +131,7 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             store: StoreConfig::default(),
             power: PowerConfig::default(),
+            images: ImagesConfig::default(),
         }
     }
 }
@@ -275,7 +303,42 @@ impl Config {
                 "must be between 1 and 65536".into(),
             ));
         }
+        if let Some(dir) = &self.images.dir
+            && dir.as_os_str().is_empty()
+        {
+            return Err(invalid("images.dir", "must not be empty".into()));
+        }
+        if self.images.fetch_attempts == 0 {
+            return Err(invalid(
+                "images.fetch_attempts",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.images.fetch_read_timeout_secs == 0 {
+            return Err(invalid(
+                "images.fetch_read_timeout_secs",
+                "must be at least 1 second".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The image cache's directory.
+    pub fn images_dir(&self) -> PathBuf {
+        self.images
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("images"))
+    }
+
+    /// The image cache's options, from `[images]`.
+    pub fn cache_options(&self) -> crate::images::CacheOptions {
+        crate::images::CacheOptions {
+            dir: self.images_dir(),
+            reserve_bytes: self.images.reserve_mib.saturating_mul(1 << 20),
+            fetch_attempts: self.images.fetch_attempts,
+            read_timeout: std::time::Duration::from_secs(self.images.fetch_read_timeout_secs),
+        }
     }
 
     /// The deadlines of the life cycle, from the timeouts.

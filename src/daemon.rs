@@ -40,6 +40,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("image cache: {0}")]
+    Images(#[from] crate::images::ImageError),
     #[error("HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
 }
@@ -53,6 +55,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         },
     )?;
     let writer = store.take_writer();
+    // Opening the cache also cleans what a killed run left: partial imports, orphan blobs.
+    let images = crate::images::ImageCache::open(store.clone(), config.cache_options()).await?;
     let (service, effects) = Service::new(store, config.deadlines())?;
     let service = Arc::new(service);
     bootstrap_admin(&service, &config).await?;
@@ -67,6 +71,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let state = AppState {
         service: service.clone(),
         metrics: Arc::default(),
+        images: images.clone(),
         public_url: config.public_url().into(),
     };
 
@@ -98,6 +103,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     tracing::info!(
         listen = %local,
         state_dir = %config.state_dir.display(),
+        images_dir = %config.images_dir().display(),
         version = env!("CARGO_PKG_VERSION"),
         "rackbox is serving"
     );
@@ -115,6 +121,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     // Dropping the last service handle drops the last store handle: the writer commits what is
     // queued and exits.
     drop(service);
+    images.shutdown();
+    drop(images);
     if let Some(writer) = writer {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }

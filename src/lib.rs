@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod images;
 pub mod model;
 pub mod power;
 pub mod service;

@@ -41,6 +41,89 @@ impl Fixture {
         v["system_id"].as_str().unwrap().to_string()
     }
 
+    /// An image (or a boot resource) to show, edit, download or delete.
+    async fn upload(&self, collection_and_query: &str) {
+        let r = self
+            .api
+            .http
+            .post(format!("{}{collection_and_query}", self.api.url))
+            .bearer_auth(&self.admin)
+            .body(format!("bytes for {collection_and_query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    }
+
+    /// The image cache's routes: real images, boot resources and imports to act on.
+    async fn prepare_images(
+        &self,
+        method: &Method,
+        path: &str,
+        token: String,
+        n: usize,
+    ) -> (String, Option<Value>, String) {
+        let (concrete, body) = match (method.as_str(), path) {
+            ("POST", "/api/v1/images") => (
+                format!("/api/v1/images?name=upload{n}"),
+                Some(json!({"bytes": n})),
+            ),
+            ("POST", "/api/v1/images/fetch") => (
+                path.to_string(),
+                // Nothing listens there: the import is accepted, then fails in the background.
+                Some(json!({"name": format!("fetch{n}"), "url": "http://127.0.0.1:9/x.raw"})),
+            ),
+            ("POST", "/api/v1/images/sync") => {
+                (path.to_string(), Some(json!({"manifest": {"images": []}})))
+            }
+            ("POST", "/api/v1/images/gc") => (path.to_string(), Some(json!({}))),
+            ("POST", "/api/v1/boot-resources") => (
+                format!("/api/v1/boot-resources?arch=amd64&name=upload{n}&kind=kernel"),
+                Some(json!({"bytes": n})),
+            ),
+            ("POST", "/api/v1/boot-resources/fetch") => (
+                path.to_string(),
+                Some(
+                    json!({"arch": "amd64", "name": format!("fetch{n}"), "kind": "kernel", "url": "http://127.0.0.1:9/k"}),
+                ),
+            ),
+            (_, "/api/v1/images/imports/{id}") => {
+                let (s, v) = self
+                    .api
+                    .call(
+                        Method::POST,
+                        "/api/v1/images/fetch",
+                        Some(&self.admin),
+                        Some(
+                            json!({"name": format!("fetch{n}"), "url": "http://127.0.0.1:9/x.raw"}),
+                        ),
+                    )
+                    .await;
+                assert_eq!(s, 202, "{v}");
+                (path.replace("{id}", v["id"].as_str().unwrap()), None)
+            }
+            (m, "/api/v1/images/{name}" | "/images/{name}") => {
+                let name = format!("image{n}");
+                self.upload(&format!("/api/v1/images?name={name}")).await;
+                let body = (m == "PATCH").then(|| json!({"title": "A title"}));
+                (path.replace("{name}", &name), body)
+            }
+            (_, "/api/v1/boot-resources/{arch}/{name}" | "/boot-resources/{arch}/{name}") => {
+                let name = format!("boot{n}");
+                self.upload(&format!(
+                    "/api/v1/boot-resources?arch=amd64&name={name}&kind=bootloader"
+                ))
+                .await;
+                (
+                    path.replace("{arch}", "amd64").replace("{name}", &name),
+                    None,
+                )
+            }
+            _ => (path.to_string(), None),
+        };
+        (concrete, body, token)
+    }
+
     /// The concrete path, body and the token of the role the route needs, for one call.
     async fn prepare(
         &self,
@@ -55,6 +138,12 @@ impl Fixture {
         let n = self.unique();
         let mut concrete = path.to_string();
         let mut body = None;
+        if path.starts_with("/api/v1/images")
+            || path.starts_with("/images/")
+            || path.contains("/boot-resources")
+        {
+            return self.prepare_images(method, path, token, n).await;
+        }
         if path.contains("{system_id}") {
             let id = self.alices_machine().await;
             concrete = concrete.replace("{system_id}", &id);

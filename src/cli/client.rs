@@ -151,6 +151,54 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends a streamed body (an image upload) with `Content-Length` when it is known. No
+    /// overall time limit, unlike [`Client::call`]: an upload takes as long as it takes; only
+    /// connecting is bounded.
+    pub async fn upload(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: reqwest::Body,
+        length: Option<u64>,
+    ) -> Result<Value, CliError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| CliError::Local(format!("cannot build the HTTP client: {e}")))?;
+        let mut req = http
+            .post(format!("{}{path}", self.url))
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        if let Some(len) = length {
+            req = req.header(reqwest::header::CONTENT_LENGTH, len);
+        }
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| CliError::Connect {
+            url: self.url.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| CliError::Connect {
+            url: self.url.clone(),
+            reason: error_chain(&e),
+        })?;
+        let value = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+        if !(200..300).contains(&status) {
+            let message = value
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
+            return Err(CliError::Api { status, message });
+        }
+        Ok(value)
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();

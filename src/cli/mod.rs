@@ -2,6 +2,7 @@
 //! `--json` for scripts; errors as one line and a non-zero exit code.
 
 pub mod client;
+pub mod images;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
@@ -61,6 +62,12 @@ pub enum Command {
     /// Tags.
     #[command(subcommand)]
     Tag(NamedCmd),
+    /// Deployable OS images: list, show, import (file, stdin, URL), delete, sync, gc.
+    #[command(subcommand)]
+    Image(images::ImageCmd),
+    /// Boot resources: kernels, initrds and boot loaders per architecture.
+    #[command(subcommand)]
+    BootResource(images::BootCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -406,6 +413,8 @@ pub async fn run(conn: Connection, cmd: Command) -> Result<(), CliError> {
         Command::Zone(n) => named(&client, &out, "zones", n).await,
         Command::Pool(n) => named(&client, &out, "pools", n).await,
         Command::Tag(n) => named(&client, &out, "tags", n).await,
+        Command::Image(i) => images::image(&client, &out, i).await,
+        Command::BootResource(b) => images::boot(&client, &out, b).await,
     }
 }
 

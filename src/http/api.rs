@@ -13,7 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, QueryArgs};
 use super::openapi::schema;
-use super::{Access, AppState, Route};
+use super::{Access, AppState, Route, images};
+use crate::images::{
+    BootRequest, BootView, GcReport, ImageEdit, ImageList, ImageRequest, ImageView, ImportView,
+    SyncReport, SyncRequest,
+};
 use crate::model::{Constraints, Event, Machine};
 use crate::service::{
     ActionRequest, CatalogKind, MachineEdit, MachineFilter, NewMachine, NewUser, PowerRequest,
@@ -625,6 +629,196 @@ pub const ROUTES: &[Route] = &[
         request: None,
         response: None,
         success: 204,
+    },
+    // --- the image cache (handlers in images.rs) ---
+    Route {
+        method: Method::GET,
+        path: "/api/v1/images",
+        access: Access::User,
+        summary: "List deployable images, with the cache's space used and free",
+        handler: || get(images::list_images).post(images::upload_image),
+        query: None,
+        request: None,
+        response: Some(schema::<ImageList>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/images",
+        access: Access::Admin,
+        summary: "Upload an image: the body is its bytes (application/octet-stream), the query string its metadata; answers once it is verified and stored",
+        handler: || get(images::list_images).post(images::upload_image),
+        query: Some(schema::<ImageRequest>),
+        request: None,
+        response: Some(schema::<ImageView>),
+        success: 201,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/images/fetch",
+        access: Access::Admin,
+        summary: "Download an image from an http(s) URL in the background (resumes after interruptions); follow it at /api/v1/images/imports/{id}",
+        handler: || post(images::fetch_image),
+        query: None,
+        request: Some(schema::<ImageRequest>),
+        response: Some(schema::<ImportView>),
+        success: 202,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/images/imports",
+        access: Access::User,
+        summary: "Running and recently finished imports, with their progress",
+        handler: || get(images::list_imports),
+        query: None,
+        request: None,
+        response: Some(schema::<Vec<ImportView>>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/images/imports/{id}",
+        access: Access::User,
+        summary: "One import and its progress",
+        handler: || get(images::show_import),
+        query: None,
+        request: None,
+        response: Some(schema::<ImportView>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/images/sync",
+        access: Access::Admin,
+        summary: "Sync from a mirror's manifest (by URL, or inline): imports what is missing or changed, reports the rest",
+        handler: || post(images::sync),
+        query: None,
+        request: Some(schema::<SyncRequest>),
+        response: Some(schema::<SyncReport>),
+        success: 202,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/images/gc",
+        access: Access::Admin,
+        summary: "Remove blobs no image or boot resource references",
+        handler: || post(images::gc),
+        query: None,
+        request: None,
+        response: Some(schema::<GcReport>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/images/{name}",
+        access: Access::User,
+        summary: "Show an image",
+        handler: || {
+            get(images::show_image)
+                .patch(images::edit_image)
+                .delete(images::delete_image)
+        },
+        query: None,
+        request: None,
+        response: Some(schema::<ImageView>),
+        success: 200,
+    },
+    Route {
+        method: Method::PATCH,
+        path: "/api/v1/images/{name}",
+        access: Access::Admin,
+        summary: "Change an image's title, or make it (or stop it being) the default of its os/arch",
+        handler: || {
+            get(images::show_image)
+                .patch(images::edit_image)
+                .delete(images::delete_image)
+        },
+        query: None,
+        request: Some(schema::<ImageEdit>),
+        response: Some(schema::<ImageView>),
+        success: 200,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/images/{name}",
+        access: Access::Admin,
+        summary: "Delete an image (refused while a machine deploys it); its blob goes when nothing else uses it",
+        handler: || {
+            get(images::show_image)
+                .patch(images::edit_image)
+                .delete(images::delete_image)
+        },
+        query: None,
+        request: None,
+        response: None,
+        success: 204,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/boot-resources",
+        access: Access::User,
+        summary: "List boot resources (kernels, initrds, boot loaders) per architecture",
+        handler: || get(images::list_boot).post(images::upload_boot),
+        query: None,
+        request: None,
+        response: Some(schema::<Vec<BootView>>),
+        success: 200,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/boot-resources",
+        access: Access::Admin,
+        summary: "Upload a boot resource: the body is its bytes, the query string arch, name and kind",
+        handler: || get(images::list_boot).post(images::upload_boot),
+        query: Some(schema::<BootRequest>),
+        request: None,
+        response: Some(schema::<BootView>),
+        success: 201,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/boot-resources/fetch",
+        access: Access::Admin,
+        summary: "Download a boot resource from an http(s) URL in the background",
+        handler: || post(images::fetch_boot),
+        query: None,
+        request: Some(schema::<BootRequest>),
+        response: Some(schema::<ImportView>),
+        success: 202,
+    },
+    Route {
+        method: Method::DELETE,
+        path: "/api/v1/boot-resources/{arch}/{name}",
+        access: Access::Admin,
+        summary: "Delete a boot resource",
+        handler: || delete(images::delete_boot),
+        query: None,
+        request: None,
+        response: None,
+        success: 204,
+    },
+    // Machines download these without a user token (see images.rs); a per-boot token comes later.
+    Route {
+        method: Method::GET,
+        path: "/images/{name}",
+        access: Access::Anonymous,
+        summary: "Download a deployable image (Range supported; ETag is its sha256)",
+        handler: || get(images::download_image),
+        query: None,
+        request: None,
+        response: None,
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/boot-resources/{arch}/{name}",
+        access: Access::Anonymous,
+        summary: "Download a kernel, initrd or boot loader (Range supported)",
+        handler: || get(images::download_boot),
+        query: None,
+        request: None,
+        response: None,
+        success: 200,
     },
 ];
 

@@ -63,6 +63,24 @@ pub fn render(state: &AppState) -> String {
         "rackbox_store_writes_total {}",
         stats.writes.load(Ordering::Relaxed)
     );
+    // The image cache: its file system's space and the imports under way.
+    if let Ok(space) = state.images.space() {
+        let _ = writeln!(
+            out,
+            "# HELP rackbox_images_bytes_used Bytes of blobs and partial imports in the image cache.\n# TYPE rackbox_images_bytes_used gauge\nrackbox_images_bytes_used {}",
+            space.used_bytes
+        );
+        let _ = writeln!(
+            out,
+            "# HELP rackbox_images_bytes_free Bytes imports may still use (available less the reserve).\n# TYPE rackbox_images_bytes_free gauge\nrackbox_images_bytes_free {}",
+            space.free_bytes
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rackbox_images_imports_in_progress Image and boot resource imports running.\n# TYPE rackbox_images_imports_in_progress gauge\nrackbox_images_imports_in_progress {}",
+        state.images.imports_running()
+    );
     let _ = writeln!(
         out,
         "# HELP rackbox_http_responses_total HTTP responses by status class.\n# TYPE rackbox_http_responses_total counter"

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod images;
 pub mod maas;
 pub mod metrics;
 pub mod openapi;
@@ -26,6 +27,8 @@ use error::ApiError;
 pub struct AppState {
     pub service: Arc<Service>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The image cache: image and boot-file API, downloads, space in /metrics.
+    pub images: Arc<crate::images::ImageCache>,
     /// Base URL of this appliance as clients reach it.
     pub public_url: Arc<str>,
 }
@@ -69,9 +72,15 @@ async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    // HEAD has the access of GET (axum answers HEAD with the GET handler).
+    let method = if req.method() == Method::HEAD {
+        Method::GET
+    } else {
+        req.method().clone()
+    };
     let access = api::ROUTES
         .iter()
-        .find(|r| r.path == path && r.method == req.method())
+        .find(|r| r.path == path && r.method == method)
         .map(|r| r.access)
         .unwrap_or(Access::Admin);
     if access == Access::Anonymous {

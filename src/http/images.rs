@@ -1,0 +1,366 @@
+//! Image cache handlers: the /api/v1/images and /api/v1/boot-resources API, and the downloads
+//! machines make (`/images/<name>`, `/boot-resources/<arch>/<name>`).
+//!
+//! Downloads are streamed from the blob file (never read whole into memory) and honour a single
+//! `Range` (with `If-Range`), so the agent can resume a large image and several machines can
+//! read at once while imports run. They are anonymous for now: a machine in the ephemeral
+//! environment has no user token, and images hold no secrets (user data and keys travel
+//! separately). A per-boot token will guard them later.
+
+use std::io::SeekFrom;
+use std::path::Path as FsPath;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, QueryArgs};
+use crate::images::{
+    BootRequest, BootView, DeployUse, GcReport, ImageEdit, ImageError, ImageList, ImageRequest,
+    ImageView, ImportView, Source, SyncReport, SyncRequest,
+};
+use crate::service::{MachineFilter, Principal};
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        let (status, code) = match &e {
+            ImageError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ImageError::ChecksumMismatch { .. } => (StatusCode::BAD_REQUEST, "checksum_mismatch"),
+            ImageError::SizeMismatch { .. } => (StatusCode::BAD_REQUEST, "size_mismatch"),
+            ImageError::WrongFormat { .. } => (StatusCode::BAD_REQUEST, "wrong_format"),
+            ImageError::Aborted => (StatusCode::BAD_REQUEST, "interrupted"),
+            ImageError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            ImageError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ImageError::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
+            ImageError::Fetch(_) => (StatusCode::BAD_GATEWAY, "download_failed"),
+            ImageError::Store(crate::store::StoreError::WriterGone) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
+            }
+            ImageError::Io { .. } | ImageError::Internal(_) | ImageError::Store(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "image request failed");
+        }
+        ApiError {
+            status,
+            code,
+            message: e.to_string(),
+            machine_status: None,
+        }
+    }
+}
+
+type P = Extension<Principal>;
+
+/// A request body as an import source. Its Content-Length, when sent, is the size the upload
+/// must have (checked against free space first, and against the bytes that arrive).
+fn body_source(headers: &HeaderMap, body: Body) -> (Option<u64>, Source) {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let stream = body.into_data_stream().map_err(|e| e.to_string());
+    (length, Source::Stream(Box::pin(stream)))
+}
+
+pub async fn list_images(State(s): State<AppState>) -> ApiResult<Json<ImageList>> {
+    Ok(Json(s.images.list_images()?))
+}
+
+pub async fn upload_image(
+    State(s): State<AppState>,
+    QueryArgs(mut req): QueryArgs<ImageRequest>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<ImageView>)> {
+    if req.url.is_some() {
+        return Err(ApiError::bad_request(
+            "an upload carries its bytes in the body; to download from a URL use POST /api/v1/images/fetch",
+        ));
+    }
+    let (length, source) = body_source(&headers, body);
+    req.size = req.size.or(length);
+    let view = s.images.import_image(req, source).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub async fn fetch_image(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<ImageRequest>,
+) -> ApiResult<(StatusCode, Json<ImportView>)> {
+    Ok((StatusCode::ACCEPTED, Json(s.images.start_fetch_image(req)?)))
+}
+
+pub async fn show_image(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ImageView>> {
+    Ok(Json(s.images.image(&name)?))
+}
+
+pub async fn edit_image(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(edit): JsonBody<ImageEdit>,
+) -> ApiResult<Json<ImageView>> {
+    Ok(Json(s.images.edit_image(&name, edit).await?))
+}
+
+/// Refused while a machine deploys the image; the deploying machines are read through the
+/// service.
+pub async fn delete_image(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let filter = MachineFilter {
+        status: Some("deploying".into()),
+        limit: Some(0),
+        ..MachineFilter::default()
+    };
+    let deploying: Vec<DeployUse> = s
+        .service
+        .list_machines(&Principal::system(), &filter)?
+        .items
+        .into_iter()
+        .map(|m| DeployUse {
+            system_id: m.system_id.clone(),
+            arch: m.architecture.clone(),
+            image: m
+                .deploy
+                .as_ref()
+                .map(|d| d.image.clone())
+                .unwrap_or_default(),
+            osystem: m
+                .deploy
+                .as_ref()
+                .map(|d| d.osystem.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    s.images.delete_image(&name, &deploying).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_imports(State(s): State<AppState>) -> Json<Vec<ImportView>> {
+    Json(s.images.imports())
+}
+
+pub async fn show_import(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ImportView>> {
+    Ok(Json(s.images.import_status(&id)?))
+}
+
+pub async fn sync(
+    State(s): State<AppState>,
+    Extension(p): P,
+    JsonBody(req): JsonBody<SyncRequest>,
+) -> ApiResult<(StatusCode, Json<SyncReport>)> {
+    let report = s.images.sync(req).await?;
+    tracing::info!(
+        by = %p.username,
+        source = %report.source,
+        added = report.added.len(),
+        updated = report.updated.len(),
+        unchanged = report.unchanged.len(),
+        failed = report.failed.len(),
+        "image sync started"
+    );
+    Ok((StatusCode::ACCEPTED, Json(report)))
+}
+
+pub async fn gc(State(s): State<AppState>) -> ApiResult<Json<GcReport>> {
+    Ok(Json(s.images.gc().await?))
+}
+
+pub async fn list_boot(State(s): State<AppState>) -> ApiResult<Json<Vec<BootView>>> {
+    Ok(Json(s.images.list_boot()?))
+}
+
+pub async fn upload_boot(
+    State(s): State<AppState>,
+    QueryArgs(mut req): QueryArgs<BootRequest>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<BootView>)> {
+    if req.url.is_some() {
+        return Err(ApiError::bad_request(
+            "an upload carries its bytes in the body; to download from a URL use POST /api/v1/boot-resources/fetch",
+        ));
+    }
+    let (length, source) = body_source(&headers, body);
+    req.size = req.size.or(length);
+    Ok((
+        StatusCode::CREATED,
+        Json(s.images.import_boot(req, source).await?),
+    ))
+}
+
+pub async fn fetch_boot(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<BootRequest>,
+) -> ApiResult<(StatusCode, Json<ImportView>)> {
+    Ok((StatusCode::ACCEPTED, Json(s.images.start_fetch_boot(req)?)))
+}
+
+pub async fn delete_boot(
+    State(s): State<AppState>,
+    Path((arch, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.images.delete_boot(&arch, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GET /images/{name}: a deployable image's bytes.
+pub async fn download_image(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match s.images.image_file(&name) {
+        Ok((image, path)) => serve_blob(&path, image.size, &image.sha256, &headers).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// GET /boot-resources/{arch}/{name}: a kernel, initrd or boot loader.
+pub async fn download_boot(
+    State(s): State<AppState>,
+    Path((arch, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    match s.images.boot_file(&arch, &name) {
+        Ok((boot, path)) => serve_blob(&path, boot.size, &boot.sha256, &headers).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The byte range a `Range` header asks for, inclusive; Err when it cannot be satisfied;
+/// Ok(None) to send the whole file (no header, a form we do not serve such as several ranges,
+/// or a unit other than bytes: all allowed by RFC 9110 §14.2).
+fn requested_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let range = if first.is_empty() {
+        // The last N bytes.
+        let n: u64 = last.parse().map_err(|_| ())?;
+        if n == 0 || size == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size - 1)
+    } else {
+        let start: u64 = first.parse().map_err(|_| ())?;
+        let end = if last.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            last.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
+        };
+        if start >= size || end < start {
+            return Err(());
+        }
+        (start, end)
+    };
+    Ok(Some(range))
+}
+
+/// Streams a blob with ETag (its digest), single-range support and no whole-file buffering.
+async fn serve_blob(path: &FsPath, size: u64, sha256: &str, headers: &HeaderMap) -> Response {
+    let etag = format!("\"{sha256}\"");
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if header_str(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    // If-Range with another validator: the client's partial copy is stale; send it all.
+    let range_applies = header_str(header::IF_RANGE).is_none_or(|v| v.trim() == etag);
+    let range = match header_str(header::RANGE).filter(|_| range_applies) {
+        Some(value) => match requested_range(value, size) {
+            Ok(r) => r,
+            Err(()) => {
+                return (
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    [
+                        (header::CONTENT_RANGE, format!("bytes */{size}")),
+                        (header::ACCEPT_RANGES, "bytes".into()),
+                    ],
+                )
+                    .into_response();
+            }
+        },
+        None => None,
+    };
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) => {
+            return ApiError::from(ImageError::io(path, e)).into_response();
+        }
+    };
+    let (status, start, len) = match range {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        None => (StatusCode::OK, 0, size),
+    };
+    if start > 0
+        && let Err(e) = file.seek(SeekFrom::Start(start)).await
+    {
+        return ApiError::from(ImageError::io(path, e)).into_response();
+    }
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024);
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requested_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(requested_range("bytes=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(requested_range("bytes=90-", 100), Ok(Some((90, 99))));
+        assert_eq!(requested_range("bytes=-10", 100), Ok(Some((90, 99))));
+        assert_eq!(requested_range("bytes=50-500", 100), Ok(Some((50, 99))));
+        assert_eq!(requested_range("bytes=100-", 100), Err(()));
+        assert_eq!(requested_range("bytes=5-1", 100), Err(()));
+        assert_eq!(requested_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(requested_range("items=0-1", 100), Ok(None));
+        assert_eq!(requested_range("bytes=x-", 100), Err(()));
+    }
+}
