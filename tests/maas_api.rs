@@ -741,7 +741,7 @@ async fn gomaasapi_style_requests() {
     assert_eq!(st, 409, "{v}");
     assert!(v.as_str().unwrap().contains("Deploying"), "{v}");
 
-    // Power: honest 503 until a power driver exists; the query answers the recorded state.
+    // Power: a machine with no power driver configured cannot be switched, and says so.
     let (st, ct, v, _) = s
         .user
         .send(
@@ -751,10 +751,10 @@ async fn gomaasapi_style_requests() {
             &[],
         )
         .await;
-    assert_eq!(st, 503, "{v}");
+    assert_eq!(st, 409, "{v}");
     assert!(ct.starts_with("text/plain"));
     assert!(
-        v.as_str().unwrap().contains("power driver not available"),
+        v.as_str().unwrap().contains("no power driver configured"),
         "{v}"
     );
     let (st, v) = s

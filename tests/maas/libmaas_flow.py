@@ -107,8 +107,8 @@ def main():
     ok("query power state (%s)" % state.value)
 
     status = call_status(got.power_on)
-    expect(status == 503, "power_on must answer 503 until a power driver exists, not %r" % status)
-    ok("power_on answers 503: no power driver")
+    expect(status == 409, "power_on of a machine with no power driver must answer 409, not %r" % status)
+    ok("power_on answers 409: no power driver configured")
 
     got.abort()
     expect(got.status == NodeStatus.ALLOCATED, "abort of a deploy returns to Allocated: %r" % got.status)
@@ -122,7 +122,7 @@ def main():
     expect("default" in pools, "pools %r" % pools)
     tags = {t.name for t in user.tags.list()}
     expect("gpu" in tags, "tags %r" % tags)
-    expect(list(user.boot_resources.list()) == [], "boot resources are empty until the image cache exists")
+    expect(list(user.boot_resources.list()) == [], "no boot resources imported in this test")
     ok("zones, resource pools, tags, boot resources")
 
     bad_key = "AAAAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBB:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"
