@@ -2,13 +2,16 @@
 //!
 //! The rooms of the house (see ARCHITECTURE.md): `model` (data and rules, no I/O), `store` (redb),
 //! `service` (the only code that changes state), `http` (native API, later boot and MAAS faces),
-//! `cli` (the command-line client), `daemon` (wiring and life of `rackbox serve`).
+//! `cli` (the command-line client), `daemon` (wiring and life of `rackbox serve`), `net`
+//! (interfaces, raw packet socket, frames) and `dhcp` (the boot network's DHCP/proxyDHCP server).
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dhcp;
 pub mod http;
 pub mod model;
+pub mod net;
 pub mod service;
 pub mod store;
 pub mod telemetry;

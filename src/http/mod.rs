@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Base URL of this appliance as clients reach it.
     pub public_url: Arc<str>,
+    /// Counters of the boot network's DHCP servers, shown on /metrics.
+    pub dhcp: Arc<crate::dhcp::DhcpStats>,
 }
 
 /// Who may call a route.
