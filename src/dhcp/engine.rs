@@ -322,11 +322,11 @@ impl Engine {
         if !client.is_boot_client() {
             return Decision::Ignore(Ignored::NotBootClient);
         }
+        // Only DISCOVERs are answered on port 67. A REQUEST there is for the site's server (a
+        // client that took our address-less offer by mistake would otherwise bind 0.0.0.0); the
+        // PXE client asks us on port 4011, see `boot_server`.
         let kind = match req.kind {
             MessageType::Discover => MessageType::Offer,
-            MessageType::Request if req.server_id.is_some_and(|s| self.is_ours(s)) => {
-                MessageType::Ack
-            }
             MessageType::Request => return Decision::Ignore(Ignored::OtherServer),
             _ => return Decision::Ignore(Ignored::UnexpectedType),
         };
