@@ -104,6 +104,16 @@ impl Lab {
             "0",
         ]));
         ok(ip().args(["-n", &ns, "link", "set", "br0", "up"]));
+        // A plain layer-2 switch: when br_netfilter is loaded on the host, the bridge would
+        // otherwise validate IPv4 headers and drop the broken frames the tests send on purpose.
+        // The setting is per namespace; the host's own is untouched.
+        for knob in ["bridge-nf-call-iptables", "bridge-nf-call-arptables"] {
+            let _ = self
+                .cmd(&ns, "sysctl")
+                .args(["-q", "-w", &format!("net.bridge.{knob}=0")])
+                .stderr(Stdio::null())
+                .status();
+        }
         ns
     }
 
