@@ -53,11 +53,10 @@ measure() {
     out=$(timeout $((run_secs + 30)) ip netns exec "$ns-cli" perfdhcp -4 -l eth0 -r "$rate" -R "$clients" \
         -p "$run_secs" 192.0.2.1 2>&1 || true)
     echo "$out" >"$dir/perfdhcp-$1.log"
-    local rate_line
-    rate_line=$(grep -m1 -E '^Rate:' <<<"$out" || true)
-    local drops
+    local measured drops
+    measured=$(awk '/^Rate:/ {print $2; exit}' <<<"$out")
     drops=$(awk '/^drops:/ {print $2; exit}' <<<"$out")
-    echo "${rate_line#Rate: }|${drops:-?}"
+    echo "${measured:-?}|${drops:-?}"
 }
 
 stop_server() {
@@ -121,9 +120,9 @@ rows+=("dnsmasq (--no-ping)|$(measure dnsmasq)|no: the lease file is rewritten a
 stop_server
 
 printf '\nperfdhcp: %s s per server, rate limit %s/s, %s clients, DORA exchanges\n\n' "$run_secs" "$rate" "$clients"
-printf '%-22s | %-30s | %-6s | %s\n' server "4-way exchanges/s" drops "lease fsynced before ACK?"
-printf '%s\n' "-----------------------+--------------------------------+--------+---------------------------"
+printf '%-22s | %-18s | %-6s | %s\n' server "4-way exchanges/s" drops "lease fsynced before ACK?"
+printf '%s\n' "-----------------------+--------------------+--------+---------------------------"
 for row in "${rows[@]}"; do
     IFS='|' read -r name r d note <<<"$row"
-    printf '%-22s | %-30s | %-6s | %s\n' "$name" "$r" "$d" "$note"
+    printf '%-22s | %-18s | %-6s | %s\n' "$name" "$r" "$d" "$note"
 done
