@@ -273,7 +273,7 @@ impl Engine {
             broadcast
         } else if !req.ciaddr().is_unspecified() {
             Destination::Unicast(SocketAddrV4::new(req.ciaddr(), DHCP_CLIENT_PORT))
-        } else if req.broadcast() || yiaddr.is_unspecified() && req.mac == Mac::BROADCAST {
+        } else if req.broadcast() {
             broadcast
         } else if yiaddr.is_unspecified() {
             // A proxy offer: the client has no address; reach it at layer 2.
