@@ -21,6 +21,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub power: PowerConfig,
     pub images: ImagesConfig,
+    /// Network boot: DHCP/proxyDHCP per boot interface. Off (no interfaces) by default.
+    pub boot: BootConfig,
 }
 
 /// Power drivers and the power-state sync.
@@ -132,6 +134,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             power: PowerConfig::default(),
             images: ImagesConfig::default(),
+            boot: BootConfig::default(),
         }
     }
 }
@@ -181,6 +184,290 @@ impl Default for LifecycleConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig { max_batch: 512 }
+    }
+}
+
+/// Network boot: which interfaces rackbox answers DHCP on, and what it hands out.
+/// See docs/config-boot.md.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootConfig {
+    /// Interfaces facing the machines' boot network. Empty: network boot is off.
+    pub interfaces: Vec<BootInterface>,
+    /// Boot file for legacy BIOS PXE (option 93 = 0), fetched over TFTP.
+    pub bios_loader: String,
+    /// Boot file for UEFI PXE on x86 (option 93 = 6, 7 or 9), fetched over TFTP.
+    pub uefi_loader: String,
+    /// Boot file for UEFI PXE on ARM64 (option 93 = 11). Unset: ARM64 PXE clients get no boot file.
+    pub arm64_loader: Option<String>,
+    /// Folder under `http.public_url` from which UEFI HTTP boot clients (15/16, and 19 when
+    /// `arm64_loader` is set) download their loader: they get
+    /// `{public_url}/{http_loader_dir}/{uefi_loader or arm64_loader}` as a full URL.
+    pub http_loader_dir: String,
+    /// How long an address stays out of the pool after a client declined it (it is in use by
+    /// something rackbox does not know).
+    pub decline_quarantine_secs: u64,
+    /// How long an offered address is held for the client that was offered it.
+    pub offer_hold_secs: u64,
+}
+
+/// One boot interface.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BootInterface {
+    /// The interface name, e.g. "eth1". It must exist when rackbox starts.
+    pub name: String,
+    /// `managed`: rackbox is the DHCP server; `proxy`: another server gives addresses and rackbox
+    /// adds only the boot information (proxyDHCP); `off`: nothing is answered.
+    #[serde(default = "default_mode")]
+    pub mode: BootMode,
+    /// The subnets served on this interface (directly attached, or behind DHCP relays).
+    /// Needed in `managed` mode; ignored in `proxy` mode.
+    #[serde(default)]
+    pub subnets: Vec<BootSubnet>,
+}
+
+fn default_mode() -> BootMode {
+    BootMode::Managed
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BootMode {
+    Managed,
+    Proxy,
+    Off,
+}
+
+/// A subnet rackbox hands out addresses in.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BootSubnet {
+    /// The network, e.g. "192.0.2.0/24".
+    pub cidr: crate::net::Cidr,
+    /// Default router (option 3).
+    #[serde(default)]
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// Option 6.
+    #[serde(default)]
+    pub dns_servers: Vec<std::net::Ipv4Addr>,
+    /// Option 42.
+    #[serde(default)]
+    pub ntp_servers: Vec<std::net::Ipv4Addr>,
+    /// Option 15.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Addresses handed out to clients, `[{ start = "...", end = "..." }]`.
+    pub dynamic_ranges: Vec<crate::net::Ipv4Range>,
+    /// Addresses inside the dynamic ranges that are never handed out (static hosts, BMCs).
+    #[serde(default)]
+    pub reserved_ranges: Vec<crate::net::Ipv4Range>,
+    /// Lease time (option 51). Short, as MAAS does: firmware and ramdisks only need the address
+    /// for minutes, and a short lease gives the pool back quickly.
+    #[serde(default = "default_lease_time")]
+    pub lease_time_secs: u32,
+}
+
+fn default_lease_time() -> u32 {
+    600
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            interfaces: Vec::new(),
+            bios_loader: "undionly.kpxe".into(),
+            uefi_loader: "snponly.efi".into(),
+            arm64_loader: None,
+            http_loader_dir: "boot".into(),
+            decline_quarantine_secs: 600,
+            offer_hold_secs: 60,
+        }
+    }
+}
+
+/// Largest dynamic pool per subnet: the allocator scans the pool in memory.
+const MAX_POOL: u64 = 1 << 16;
+
+impl BootConfig {
+    /// Checks the boot section; an error names the key and, in the message, the interface and
+    /// subnet it is about.
+    fn validate(&self, public_url: &str) -> Result<(), (&'static str, String)> {
+        for (key, name) in [
+            ("boot.bios_loader", Some(&self.bios_loader)),
+            ("boot.uefi_loader", Some(&self.uefi_loader)),
+            ("boot.arm64_loader", self.arm64_loader.as_ref()),
+        ] {
+            if let Some(name) = name
+                && (name.is_empty() || name.len() > 127)
+            {
+                return Err((
+                    key,
+                    format!(
+                        "{name:?} must be 1 to 127 bytes long (it goes in the BOOTP file field)"
+                    ),
+                ));
+            }
+        }
+        let url = format!(
+            "{public_url}/{}/{}",
+            self.http_loader_dir.trim_matches('/'),
+            self.uefi_loader
+        );
+        if url.len() > 255 || self.http_loader_dir.contains(char::is_whitespace) {
+            return Err((
+                "boot.http_loader_dir",
+                format!("{url:?} must be a URL of at most 255 bytes"),
+            ));
+        }
+        if self.decline_quarantine_secs == 0 {
+            return Err((
+                "boot.decline_quarantine_secs",
+                "must be at least 1 second".into(),
+            ));
+        }
+        if self.offer_hold_secs == 0 || self.offer_hold_secs > 3600 {
+            return Err((
+                "boot.offer_hold_secs",
+                "must be between 1 and 3600 seconds".into(),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut all_subnets: Vec<(&str, &BootSubnet)> = Vec::new();
+        for iface in &self.interfaces {
+            let name = iface.name.as_str();
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                return Err((
+                    "boot.interfaces.name",
+                    format!("{name:?} is not an interface name"),
+                ));
+            }
+            if !names.insert(name) {
+                return Err((
+                    "boot.interfaces.name",
+                    format!("interface {name:?} is listed twice"),
+                ));
+            }
+            if iface.mode == BootMode::Off {
+                continue;
+            }
+            if crate::net::interface_index(name).is_err() {
+                return Err((
+                    "boot.interfaces.name",
+                    format!("interface {name:?} does not exist on this machine (see `ip link`)"),
+                ));
+            }
+            if iface.mode == BootMode::Managed && iface.subnets.is_empty() {
+                return Err((
+                    "boot.interfaces.subnets",
+                    format!("interface {name:?} is in managed mode and needs at least one subnet"),
+                ));
+            }
+            for subnet in &iface.subnets {
+                subnet.validate(name)?;
+                if let Some((other, o)) = all_subnets
+                    .iter()
+                    .find(|(_, o)| o.cidr.overlaps(&subnet.cidr))
+                {
+                    return Err((
+                        "boot.interfaces.subnets.cidr",
+                        format!(
+                            "subnet {} of interface {name:?} overlaps subnet {} of interface {other:?}",
+                            subnet.cidr, o.cidr
+                        ),
+                    ));
+                }
+                all_subnets.push((name, subnet));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BootSubnet {
+    fn validate(&self, iface: &str) -> Result<(), (&'static str, String)> {
+        let cidr = self.cidr;
+        let at = format!("interface {iface:?}, subnet {cidr}");
+        if let Some(gw) = self.gateway
+            && !cidr.contains(gw)
+        {
+            return Err((
+                "boot.interfaces.subnets.gateway",
+                format!("{at}: gateway {gw} is outside the subnet"),
+            ));
+        }
+        if let Some(domain) = &self.domain
+            && (domain.is_empty()
+                || domain.len() > 253
+                || !domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        {
+            return Err((
+                "boot.interfaces.subnets.domain",
+                format!("{at}: {domain:?} is not a domain name"),
+            ));
+        }
+        if self.lease_time_secs < 10 {
+            return Err((
+                "boot.interfaces.subnets.lease_time_secs",
+                format!("{at}: must be at least 10 seconds"),
+            ));
+        }
+        if self.dynamic_ranges.is_empty() {
+            return Err((
+                "boot.interfaces.subnets.dynamic_ranges",
+                format!("{at}: needs at least one range to hand out"),
+            ));
+        }
+        let mut pool = 0u64;
+        for (key, ranges) in [
+            (
+                "boot.interfaces.subnets.dynamic_ranges",
+                &self.dynamic_ranges,
+            ),
+            (
+                "boot.interfaces.subnets.reserved_ranges",
+                &self.reserved_ranges,
+            ),
+        ] {
+            for (i, r) in ranges.iter().enumerate() {
+                if r.start > r.end {
+                    return Err((key, format!("{at}: range {r} starts after it ends")));
+                }
+                if !cidr.contains(r.start) || !cidr.contains(r.end) {
+                    return Err((key, format!("{at}: range {r} is outside the subnet")));
+                }
+                if cidr.prefix() < 31
+                    && (r.contains(cidr.network()) || r.contains(cidr.broadcast()))
+                {
+                    return Err((
+                        key,
+                        format!("{at}: range {r} includes the network or broadcast address"),
+                    ));
+                }
+                if let Some(other) = ranges[..i].iter().find(|o| o.overlaps(r)) {
+                    return Err((key, format!("{at}: range {r} overlaps range {other}")));
+                }
+                if key.ends_with("dynamic_ranges") {
+                    pool += r.len();
+                    if let Some(gw) = self.gateway
+                        && r.contains(gw)
+                    {
+                        return Err((key, format!("{at}: range {r} includes the gateway {gw}")));
+                    }
+                }
+            }
+        }
+        if pool > MAX_POOL {
+            return Err((
+                "boot.interfaces.subnets.dynamic_ranges",
+                format!(
+                    "{at}: {pool} addresses is more than the {MAX_POOL} one subnet can hand out"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -320,7 +607,9 @@ impl Config {
                 "must be at least 1 second".into(),
             ));
         }
-        Ok(())
+        self.boot
+            .validate(&self.public_url())
+            .map_err(|(key, message)| invalid(key, message))
     }
 
     /// The image cache's directory.
@@ -400,5 +689,82 @@ mod tests {
         );
         let e = Config::parse("state_dir = 5\n", Path::new("x.toml")).unwrap_err();
         assert!(e.to_string().contains("state_dir"), "{e}");
+    }
+
+    const BOOT: &str = r#"
+[[boot.interfaces]]
+name = "lo"
+mode = "managed"
+[[boot.interfaces.subnets]]
+cidr = "192.0.2.0/24"
+gateway = "192.0.2.254"
+dns_servers = ["192.0.2.53"]
+ntp_servers = ["192.0.2.123"]
+domain = "maas"
+dynamic_ranges = [{ start = "192.0.2.100", end = "192.0.2.199" }]
+reserved_ranges = [{ start = "192.0.2.150", end = "192.0.2.155" }]
+lease_time_secs = 600
+"#;
+
+    #[test]
+    fn boot_section_parses_and_defaults_to_off() {
+        assert!(Config::default().boot.interfaces.is_empty());
+        let c = Config::parse(BOOT, Path::new("x.toml")).unwrap();
+        let i = &c.boot.interfaces[0];
+        assert_eq!(i.mode, BootMode::Managed);
+        assert_eq!(i.subnets[0].cidr.to_string(), "192.0.2.0/24");
+        assert_eq!(i.subnets[0].dynamic_ranges[0].len(), 100);
+    }
+
+    #[test]
+    fn boot_errors_name_the_key() {
+        let bad = |from: &str, to: &str, key: &str| {
+            let text = BOOT.replace(from, to);
+            let e = Config::parse(&text, Path::new("x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{from} -> {to}: {e}");
+        };
+        bad(
+            "192.0.2.199\" }]\nreserved",
+            "192.0.3.9\" }]\nreserved",
+            "boot.interfaces.subnets.dynamic_ranges",
+        );
+        bad(
+            r#"end = "192.0.2.199" }]"#,
+            r#"end = "192.0.2.199" }, { start = "192.0.2.190", end = "192.0.2.200" }]"#,
+            "overlaps",
+        );
+        bad(
+            "name = \"lo\"",
+            "name = \"rbx-no-such0\"",
+            "boot.interfaces.name",
+        );
+        bad("mode = \"managed\"", "mode = \"sometimes\"", "mode");
+        bad(
+            "cidr = \"192.0.2.0/24\"",
+            "cidr = \"192.0.2.1/24\"",
+            "host bits",
+        );
+        bad(
+            "gateway = \"192.0.2.254\"",
+            "gateway = \"198.51.100.1\"",
+            "boot.interfaces.subnets.gateway",
+        );
+        bad(
+            "lease_time_secs = 600",
+            "lease_time_secs = 1",
+            "boot.interfaces.subnets.lease_time_secs",
+        );
+        bad(
+            "lease_time_secs = 600",
+            "lease_time_secs = 600\nbogus = 1",
+            "bogus",
+        );
+        bad(
+            r#"start = "192.0.2.150""#,
+            r#"start = "10.0.0.1""#,
+            "boot.interfaces.subnets.reserved_ranges",
+        );
     }
 }

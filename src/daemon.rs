@@ -44,6 +44,8 @@ pub enum DaemonError {
     Images(#[from] crate::images::ImageError),
     #[error("HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
+    #[error(transparent)]
+    Dhcp(#[from] crate::dhcp::DhcpError),
 }
 
 /// Runs the daemon until a shutdown signal.
@@ -68,11 +70,14 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
             source,
         })?;
     let local = listener.local_addr().map_err(DaemonError::Http)?;
+    let dhcp_stats = Arc::new(crate::dhcp::DhcpStats::default());
+    let dhcp_servers = crate::dhcp::bind_all(&config, &service, &dhcp_stats)?;
     let state = AppState {
         service: service.clone(),
         metrics: Arc::default(),
         images: images.clone(),
         public_url: config.public_url().into(),
+        dhcp: dhcp_stats,
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -99,6 +104,10 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         stopped(stop_rx.clone()),
     ));
     let watchdog = tokio::spawn(watchdog(service.clone(), stopped(stop_rx.clone())));
+    let dhcp: Vec<_> = dhcp_servers
+        .into_iter()
+        .map(|server| tokio::spawn(server.run(stopped(stop_rx.clone()))))
+        .collect();
 
     tracing::info!(
         listen = %local,
@@ -118,6 +127,9 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = tokio::join!(reconciler, conductor, power_sync, watchdog);
+    for server in dhcp {
+        let _ = server.await;
+    }
     // Dropping the last service handle drops the last store handle: the writer commits what is
     // queued and exits.
     drop(service);

@@ -2,15 +2,18 @@
 //!
 //! The rooms of the house (see ARCHITECTURE.md): `model` (data and rules, no I/O), `store` (redb),
 //! `service` (the only code that changes state), `http` (native API, later boot and MAAS faces),
-//! `power` (BMC drivers), `tftp` (boot loaders for firmware), `cli` (the command-line client),
-//! `daemon` (wiring and life of `rackbox serve`).
+//! `power` (BMC drivers), `tftp` (boot loaders for firmware), `images` (the image cache), `cli`
+//! (the command-line client), `daemon` (wiring and life of `rackbox serve`), `net` (interfaces, raw
+//! packet socket, frames) and `dhcp` (the boot network's DHCP/proxyDHCP server).
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dhcp;
 pub mod http;
 pub mod images;
 pub mod model;
+pub mod net;
 pub mod power;
 pub mod service;
 pub mod store;

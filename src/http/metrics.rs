@@ -92,5 +92,6 @@ pub fn render(state: &AppState) -> String {
             state.metrics.responses[class].load(Ordering::Relaxed)
         );
     }
+    state.dhcp.render_prometheus(&mut out);
     out
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub images: Arc<crate::images::ImageCache>,
     /// Base URL of this appliance as clients reach it.
     pub public_url: Arc<str>,
+    /// Counters of the boot network's DHCP servers, shown on /metrics.
+    pub dhcp: Arc<crate::dhcp::DhcpStats>,
 }
 
 /// Who may call a route.

@@ -1,0 +1,856 @@
+//! The DHCP server against real clients (busybox udhcpc, ISC dhclient), a real relay (dhcrelay)
+//! and a real site DHCP server (dnsmasq), each in network namespaces these tests create and
+//! delete. Needs root and the tools of scripts/deps.d/dhcp.sh; a missing tool fails the test.
+
+mod netns;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use netns::{Lab, Rackbox, bound_ips, events, ok, require_tools};
+use nix::sys::signal::Signal;
+
+/// One lab at a time: they are heavy for a 2-core machine and their timings are kinder alone.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const TOOLS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("udhcpc", "udhcpc"),
+    ("dhclient", "isc-dhcp-client"),
+    ("dhcrelay", "isc-dhcp-relay"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("curl", "curl"),
+];
+
+fn managed_toml(iface: &str, subnets: &[(&str, &str, &str, u32)]) -> String {
+    let mut t = format!("[[boot.interfaces]]\nname = \"{iface}\"\nmode = \"managed\"\n");
+    for (cidr, start, end, lease) in subnets {
+        t += &format!(
+            "[[boot.interfaces.subnets]]\ncidr = \"{cidr}\"\ndns_servers = [\"192.0.2.53\"]\ndomain = \"maas\"\ndynamic_ranges = [{{ start = \"{start}\", end = \"{end}\" }}]\nlease_time_secs = {lease}\n"
+        );
+    }
+    t
+}
+
+/// A lab with a switch, a server namespace at 192.0.2.1/24 and `clients` client namespaces.
+fn lan(lab: &mut Lab, clients: usize) -> (String, String, Vec<String>) {
+    let sw = lab.switch("sw");
+    let srv = lab.netns("srv");
+    lab.plug(&sw, &srv, "eth0", Some("02:00:00:00:00:01"));
+    lab.addr(&srv, "eth0", "192.0.2.1/24");
+    let mut cs = Vec::new();
+    for i in 0..clients {
+        let c = lab.netns(&format!("c{i}"));
+        lab.plug(
+            &sw,
+            &c,
+            "eth0",
+            Some(&format!("52:54:00:00:01:{:02x}", i + 1)),
+        );
+        cs.push(c);
+    }
+    (sw, srv, cs)
+}
+
+/// udhcpc in `ns` on eth0, in the foreground, logging events to `out`.
+fn udhcpc(lab: &Lab, ns: &str, out: &str, script: &str, extra: &[&str]) -> std::process::Command {
+    let mut c = lab.cmd(ns, "udhcpc");
+    c.args(["-f", "-i", "eth0", "-s", script])
+        .args(extra)
+        .env("UDHCPC_OUT", lab.path(out));
+    c
+}
+
+fn in_range(ip: &str, lo: u8, hi: u8) -> bool {
+    ip.parse::<Ipv4Addr>()
+        .is_ok_and(|a| a.octets()[..3] == [192, 0, 2] && (lo..=hi).contains(&a.octets()[3]))
+}
+
+#[test]
+fn udhcpc_and_dhclient_get_renew_release_and_keep_their_address() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(TOOLS);
+    let mut lab = Lab::new();
+    let (_sw, srv, cs) = lan(&mut lab, 2);
+    let rb = Rackbox::start(
+        &mut lab,
+        &srv,
+        "rb",
+        &managed_toml(
+            "eth0",
+            &[("192.0.2.0/24", "192.0.2.100", "192.0.2.119", 600)],
+        ),
+    );
+    let script = netns::write_udhcpc_script(&lab);
+
+    // udhcpc: bound, then renew (SIGUSR1), then release (SIGUSR2).
+    let cmd = udhcpc(&lab, &cs[0], "u1.out", &script, &["-t", "5", "-T", "2"]);
+    let u = lab.spawn_cmd(cmd, "u1.log");
+    lab.wait_for(Duration::from_secs(30), "udhcpc to bind", || {
+        !bound_ips(&lab.read("u1.out")).is_empty()
+    });
+    let first = bound_ips(&lab.read("u1.out"))[0].clone();
+    assert!(
+        in_range(&first, 100, 119),
+        "address {first} outside the dynamic range"
+    );
+    let ev = events(&lab.read("u1.out"));
+    let bound = &ev.iter().find(|(e, _)| e == "bound").expect("bound").1;
+    assert_eq!(bound["serverid"], "192.0.2.1");
+    assert_eq!(bound["dns"], "192.0.2.53");
+    assert_eq!(bound["domain"], "maas");
+    assert_eq!(bound["lease"], "600");
+    assert_eq!(bound["mask"], "24");
+
+    lab.signal(u, Signal::SIGUSR1);
+    lab.wait_for(Duration::from_secs(20), "udhcpc to renew", || {
+        events(&lab.read("u1.out"))
+            .iter()
+            .any(|(e, f)| e == "renew" && f.get("ip") == Some(&first))
+    });
+    let releases_before = rb.metric(&lab, "rackbox_dhcp_releases_total");
+    lab.signal(u, Signal::SIGUSR2);
+    lab.wait_for(
+        Duration::from_secs(20),
+        "the server to record the release",
+        || rb.metric(&lab, "rackbox_dhcp_releases_total") > releases_before,
+    );
+    lab.signal(u, Signal::SIGTERM);
+    assert!(
+        lab.wait(u, Duration::from_secs(10)).is_some(),
+        "udhcpc did not stop"
+    );
+
+    // The same MAC gets the same address back.
+    let out = netns::run(&mut udhcpc(
+        &lab,
+        &cs[0],
+        "u2.out",
+        &script,
+        &["-q", "-n", "-t", "5", "-T", "2"],
+    ));
+    assert!(
+        out.status.success(),
+        "udhcpc again: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(bound_ips(&lab.read("u2.out")), vec![first.clone()]);
+
+    // dhclient: lease, release, and the same address again.
+    let dscript = netns::write_dhclient_script(&lab);
+    std::fs::write(
+        lab.path("dhclient.conf"),
+        "timeout 30; retry 5; initial-interval 1;\n",
+    )
+    .unwrap();
+    let dhclient = |lab: &Lab, extra: &[&str]| {
+        let mut c = lab.cmd(&cs[1], "dhclient");
+        c.args(extra)
+            .args(["-v", "-cf"])
+            .arg(lab.path("dhclient.conf"))
+            .arg("-lf")
+            .arg(lab.path("dhclient.leases"))
+            .arg("-pf")
+            .arg(lab.path("dhclient.pid"))
+            .arg("-sf")
+            .arg(&dscript)
+            .arg("eth0");
+        c
+    };
+    ok(&mut dhclient(&lab, &["-1"]));
+    let dh_ip = |lab: &Lab| {
+        events(&lab.read("dhclient.out"))
+            .into_iter()
+            .filter(|(e, _)| e == "BOUND")
+            .filter_map(|(_, f)| f.get("ip").cloned())
+            .collect::<Vec<_>>()
+    };
+    let d1 = dh_ip(&lab);
+    assert_eq!(d1.len(), 1, "{}", lab.read("dhclient.out"));
+    assert!(in_range(&d1[0], 100, 119));
+    assert_ne!(d1[0], first, "two clients got the same address");
+    ok(&mut dhclient(&lab, &["-r"]));
+    assert!(lab.read("dhclient.out").contains("RELEASE"));
+    std::fs::remove_file(lab.path("dhclient.leases")).ok();
+    ok(&mut dhclient(&lab, &["-1"]));
+    let d2 = dh_ip(&lab);
+    assert_eq!(d2.len(), 2, "{}", lab.read("dhclient.out"));
+    assert_eq!(d2[1], d1[0], "dhclient got a different address back");
+    ok(&mut dhclient(&lab, &["-x"]));
+
+    assert!(rb.metric(&lab, "rackbox_dhcp_acks_total") >= 4);
+    assert!(rb.metric(&lab, "rackbox_dhcp_offers_total") >= 3);
+    assert_eq!(rb.metric(&lab, "rackbox_dhcp_malformed_total"), 0);
+}
+
+#[test]
+fn pool_exhausts_cleanly_and_recovers_when_leases_expire() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(TOOLS);
+    let mut lab = Lab::new();
+    let (_sw, srv, cs) = lan(&mut lab, 3);
+    // Two addresses, ten-second leases.
+    let rb = Rackbox::start(
+        &mut lab,
+        &srv,
+        "rb",
+        &managed_toml(
+            "eth0",
+            &[("192.0.2.0/24", "192.0.2.100", "192.0.2.101", 10)],
+        ),
+    );
+    let script = netns::write_udhcpc_script(&lab);
+    for (i, c) in cs.iter().take(2).enumerate() {
+        let out = format!("full{i}.out");
+        let r = netns::run(&mut udhcpc(
+            &lab,
+            c,
+            &out,
+            &script,
+            &["-q", "-n", "-t", "5", "-T", "1"],
+        ));
+        assert!(
+            r.status.success(),
+            "client {i}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+    // The third client gets no offer...
+    let r = netns::run(&mut udhcpc(
+        &lab,
+        &cs[2],
+        "late.out",
+        &script,
+        &["-q", "-n", "-t", "3", "-T", "1"],
+    ));
+    assert!(
+        !r.status.success(),
+        "a third client got an address from a pool of two"
+    );
+    assert!(bound_ips(&lab.read("late.out")).is_empty());
+    assert!(rb.metric(&lab, "rackbox_dhcp_pool_exhausted_total") >= 1);
+    assert_eq!(rb.metric(&lab, "rackbox_dhcp_active_leases"), 2);
+
+    // ...and a REQUEST for a taken address (dhclient rebooting with a stale lease) is NAKed.
+    let dscript = netns::write_dhclient_script(&lab);
+    std::fs::write(
+        lab.path("dhclient.conf"),
+        "timeout 4; retry 1; initial-interval 1;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        lab.path("dhclient.leases"),
+        "lease {\n  interface \"eth0\";\n  fixed-address 192.0.2.100;\n  option subnet-mask 255.255.255.0;\n  option dhcp-server-identifier 192.0.2.1;\n  renew 4 2037/01/01 00:00:00;\n  rebind 4 2037/01/01 00:00:00;\n  expire 4 2037/01/01 00:00:00;\n}\n",
+    )
+    .unwrap();
+    let _ = netns::run(
+        lab.cmd(&cs[2], "dhclient")
+            .args(["-1", "-d", "-v", "-cf"])
+            .arg(lab.path("dhclient.conf"))
+            .arg("-lf")
+            .arg(lab.path("dhclient.leases"))
+            .arg("-pf")
+            .arg(lab.path("dhclient.pid"))
+            .arg("-sf")
+            .arg(&dscript)
+            .arg("eth0"),
+    );
+    assert!(
+        rb.metric(&lab, "rackbox_dhcp_naks_total") >= 1,
+        "{}",
+        lab.read(&rb.log)
+    );
+
+    // Once the first two leases run out, the pool serves again (bounded wait, no timing asserted).
+    let mut got = None;
+    for attempt in 0..30 {
+        let out = format!("retry{attempt}.out");
+        let _ = netns::run(&mut udhcpc(
+            &lab,
+            &cs[2],
+            &out,
+            &script,
+            &["-q", "-n", "-t", "2", "-T", "1"],
+        ));
+        if let Some(ip) = bound_ips(&lab.read(&out)).into_iter().next() {
+            got = Some(ip);
+            break;
+        }
+    }
+    let ip = got.expect("the pool never recovered after the leases expired");
+    assert!(in_range(&ip, 100, 101), "{ip}");
+}
+
+#[test]
+fn relayed_requests_are_served_through_dhcrelay() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(TOOLS);
+    let mut lab = Lab::new();
+    // Segment A: the server and the relay's upstream side. Segment B: the relay and a client.
+    let sw_a = lab.switch("swa");
+    let sw_b = lab.switch("swb");
+    let srv = lab.netns("srv");
+    let relay = lab.netns("relay");
+    let client = lab.netns("cli");
+    lab.plug(&sw_a, &srv, "eth0", Some("02:00:00:00:00:01"));
+    lab.plug(&sw_a, &relay, "eth0", Some("02:00:00:00:00:02"));
+    lab.plug(&sw_b, &relay, "eth1", Some("02:00:00:00:00:03"));
+    lab.plug(&sw_b, &client, "eth0", Some("52:54:00:00:03:01"));
+    lab.addr(&srv, "eth0", "192.0.2.1/25");
+    lab.addr(&relay, "eth0", "192.0.2.2/25");
+    lab.addr(&relay, "eth1", "192.0.2.129/25");
+    ok(netns::ip().args([
+        "-n",
+        &srv,
+        "route",
+        "add",
+        "192.0.2.128/25",
+        "via",
+        "192.0.2.2",
+    ]));
+    let rb = Rackbox::start(
+        &mut lab,
+        &srv,
+        "rb",
+        &managed_toml(
+            "eth0",
+            &[
+                ("192.0.2.0/25", "192.0.2.10", "192.0.2.20", 600),
+                ("192.0.2.128/25", "192.0.2.150", "192.0.2.160", 600),
+            ],
+        ),
+    );
+    let pid = lab.path("dhcrelay.pid").to_string_lossy().into_owned();
+    lab.spawn(
+        &relay,
+        "dhcrelay",
+        &[
+            "-d",
+            "-4",
+            "-pf",
+            &pid,
+            "-id",
+            "eth1",
+            "-iu",
+            "eth0",
+            "192.0.2.1",
+        ],
+        "dhcrelay.log",
+    );
+    let script = netns::write_udhcpc_script(&lab);
+    let mut bound = Vec::new();
+    // dhcrelay needs a moment to open its sockets; udhcpc retries inside a bounded budget.
+    for attempt in 0..5 {
+        let out = format!("relayed{attempt}.out");
+        let _ = netns::run(&mut udhcpc(
+            &lab,
+            &client,
+            &out,
+            &script,
+            &["-q", "-n", "-t", "4", "-T", "1"],
+        ));
+        bound = events(&lab.read(&out))
+            .into_iter()
+            .filter(|(e, _)| e == "bound")
+            .collect();
+        if !bound.is_empty() {
+            break;
+        }
+    }
+    let (_, f) = bound.first().unwrap_or_else(|| {
+        panic!(
+            "the relayed client got no lease\nrelay:\n{}\nrackbox:\n{}",
+            lab.read("dhcrelay.log"),
+            lab.read(&rb.log)
+        )
+    });
+    assert!(
+        in_range(&f["ip"], 150, 160),
+        "relayed client got {} (not the relay's subnet)",
+        f["ip"]
+    );
+    assert_eq!(f["mask"], "25");
+    assert_eq!(f["serverid"], "192.0.2.1");
+    assert!(rb.metric(&lab, "rackbox_dhcp_acks_total") >= 1);
+}
+
+/// Listens in `ns` for DHCP replies (UDP to port 68) until `stop` is set or 60 s pass.
+fn capture_replies(
+    ns: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let socket = packet_socket("eth0");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+            && std::time::Instant::now() < deadline
+        {
+            if let Ok(n) = socket.recv(&mut buf) {
+                // SAFETY: recv initialised the first n bytes.
+                let bytes: Vec<u8> = buf[..n]
+                    .iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect();
+                if let Ok(d) = rackbox::net::frame::parse(&bytes)
+                    && d.dst_port == 68
+                    && d.src_port == 67
+                {
+                    out.push(d.payload.to_vec());
+                }
+            }
+        }
+        out
+    })
+}
+
+/// An AF_PACKET socket on `ifname` of the current thread's namespace, all protocols.
+fn packet_socket(ifname: &str) -> socket2::Socket {
+    let index = nix::net::if_::if_nametoindex(ifname).expect("interface");
+    let socket = socket2::Socket::new(
+        socket2::Domain::PACKET,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(i32::from(
+            (libc::ETH_P_ALL as u16).to_be(),
+        ))),
+    )
+    .expect("packet socket");
+    let mut storage = socket2::SockAddrStorage::zeroed();
+    // SAFETY: sockaddr_ll fits in the zeroed storage; we fill it field by field.
+    let ll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
+    ll.sll_family = libc::AF_PACKET as u16;
+    ll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    ll.sll_ifindex = index as i32;
+    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: the storage holds an initialised sockaddr_ll of `len` bytes.
+    let addr = unsafe { socket2::SockAddr::new(storage, len) };
+    socket.bind(&addr).expect("bind packet socket");
+    socket
+}
+
+#[test]
+fn proxy_mode_beside_dnsmasq_gives_the_boot_file_but_no_address() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(TOOLS);
+    let mut lab = Lab::new();
+    let (sw, srv, cs) = lan(&mut lab, 1);
+    let site = lab.netns("site");
+    lab.plug(&sw, &site, "eth0", Some("02:00:00:00:00:02"));
+    lab.addr(&site, "eth0", "192.0.2.2/24");
+    let leases = lab.path("dnsmasq.leases").to_string_lossy().into_owned();
+    let pid = lab.path("dnsmasq.pid").to_string_lossy().into_owned();
+    lab.spawn(
+        &site,
+        "dnsmasq",
+        &[
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=eth0",
+            "--bind-interfaces",
+            "--dhcp-range=192.0.2.50,192.0.2.60,255.255.255.0,10m",
+            &format!("--dhcp-leasefile={leases}"),
+            &format!("--pid-file={pid}"),
+            "--log-dhcp",
+        ],
+        "dnsmasq.log",
+    );
+    let rb = Rackbox::start(
+        &mut lab,
+        &srv,
+        "rb",
+        "[[boot.interfaces]]\nname = \"eth0\"\nmode = \"proxy\"\n",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let capture = capture_replies(cs[0].clone(), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let script = netns::write_udhcpc_script(&lab);
+    // udhcpc is not PXE-aware: it takes the first offer, and when that is rackbox's address-less
+    // proxy offer its REQUEST goes unanswered and it gives up. A few bounded attempts let it
+    // take dnsmasq's, as a PXE ROM (which waits for all offers) always would.
+    let mut bound = None;
+    for attempt in 0..8 {
+        let out = format!("pxe{attempt}.out");
+        let _ = netns::run(&mut udhcpc(
+            &lab,
+            &cs[0],
+            &out,
+            &script,
+            &[
+                "-q",
+                "-n",
+                "-t",
+                "2",
+                "-T",
+                "1",
+                "-V",
+                "PXEClient:Arch:00000:UNDI:002001",
+                "-x",
+                "0x5d:0000",
+            ],
+        ));
+        if let Some((_, f)) = events(&lab.read(&out))
+            .into_iter()
+            .find(|(e, _)| e == "bound")
+        {
+            bound = Some(f);
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let replies = capture.join().expect("capture");
+    let f = bound.unwrap_or_else(|| panic!("no lease from dnsmasq\n{}", lab.read("dnsmasq.log")));
+    assert!(
+        in_range(&f["ip"], 50, 60),
+        "the address {} is not dnsmasq's",
+        f["ip"]
+    );
+    assert_eq!(f["serverid"], "192.0.2.2");
+
+    // rackbox's proxy offer: no address, the boot file, PXEClient, discovery control 8.
+    let offers: Vec<Message> = replies
+        .iter()
+        .filter_map(|p| Message::decode(&mut Decoder::new(p)).ok())
+        .filter(|m| {
+            m.opts().get(OptionCode::ServerIdentifier)
+                == Some(&DhcpOption::ServerIdentifier(Ipv4Addr::new(192, 0, 2, 1)))
+        })
+        .collect();
+    let offer = offers.first().unwrap_or_else(|| {
+        panic!(
+            "no proxy offer captured; rackbox log:\n{}",
+            lab.read(&rb.log)
+        )
+    });
+    assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(offer.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(offer.siaddr(), Ipv4Addr::new(192, 0, 2, 1));
+    assert_eq!(
+        offer.opts().get(OptionCode::BootfileName),
+        Some(&DhcpOption::BootfileName(b"undionly.kpxe".to_vec()))
+    );
+    assert_eq!(
+        offer.opts().get(OptionCode::ClassIdentifier),
+        Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec()))
+    );
+    assert_eq!(
+        offer.opts().get(OptionCode::VendorExtensions),
+        Some(&DhcpOption::VendorExtensions(vec![6, 1, 8, 255]))
+    );
+    assert!(offer.opts().get(OptionCode::AddressLeaseTime).is_none());
+    assert!(
+        offers.iter().all(|m| m.yiaddr().is_unspecified()),
+        "rackbox handed out an address in proxy mode"
+    );
+
+    // The PXE boot-server step: the client, now holding dnsmasq's address, asks on port 4011.
+    let client_ip: Ipv4Addr = f["ip"].parse().expect("ip");
+    let ack = lab.in_netns(&cs[0], move || boot_server_request(client_ip));
+    let ack = ack.expect("no answer on port 4011");
+    assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(ack.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(
+        ack.opts().get(OptionCode::BootfileName),
+        Some(&DhcpOption::BootfileName(b"snponly.efi".to_vec()))
+    );
+}
+
+/// Sends a UEFI PXE boot-server REQUEST to 192.0.2.1:4011 and waits (bounded) for the ACK.
+fn boot_server_request(client_ip: Ipv4Addr) -> Option<Message> {
+    let socket = UdpSocket::bind(SocketAddrV4::new(client_ip, 4011)).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let mut msg = Message::default();
+    msg.set_opcode(Opcode::BootRequest)
+        .set_xid(0x4011)
+        .set_ciaddr(client_ip)
+        .set_chaddr(&[0x52, 0x54, 0, 0, 1, 1]);
+    msg.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Request));
+    msg.opts_mut().insert(DhcpOption::ClassIdentifier(
+        b"PXEClient:Arch:00007:UNDI:003016".to_vec(),
+    ));
+    msg.opts_mut().insert(DhcpOption::ClientSystemArchitecture(
+        dhcproto::v4::Architecture(7),
+    ));
+    let mut buf = Vec::new();
+    msg.encode(&mut Encoder::new(&mut buf)).ok()?;
+    for _ in 0..5 {
+        socket.send_to(&buf, "192.0.2.1:4011").ok()?;
+        let mut answer = [0u8; 1500];
+        if let Ok((n, _)) = socket.recv_from(&mut answer)
+            && let Ok(m) = Message::decode(&mut Decoder::new(&answer[..n]))
+            && m.xid() == 0x4011
+        {
+            return Some(m);
+        }
+    }
+    None
+}
+
+/// Frames that reach the server's filter (IPv4/UDP to port 67) but are broken in some way.
+fn malformed_frames() -> Vec<Vec<u8>> {
+    use rackbox::net::Mac;
+    use rackbox::net::frame::{Outbound, build};
+    let mut dhcp = Message::default();
+    dhcp.set_opcode(Opcode::BootRequest)
+        .set_xid(7)
+        .set_chaddr(&[2, 0, 0, 0, 0, 0x66]);
+    dhcp.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    let mut good = Vec::new();
+    dhcp.encode(&mut Encoder::new(&mut good)).unwrap();
+    let frame = |payload: &[u8]| {
+        build(&Outbound {
+            src_mac: Mac([2, 0, 0, 0, 0, 0x66]),
+            dst_mac: Mac::BROADCAST,
+            src_ip: Ipv4Addr::UNSPECIFIED,
+            dst_ip: Ipv4Addr::BROADCAST,
+            src_port: 68,
+            dst_port: 67,
+            payload,
+        })
+        .unwrap()
+    };
+    let fix_ip_checksum = |f: &mut Vec<u8>| {
+        f[24] = 0;
+        f[25] = 0;
+        let mut sum = 0u32;
+        for pair in f[14..34].chunks(2) {
+            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let c = !(sum as u16);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    };
+    let mut out = Vec::new();
+    out.push(frame(&good[..120])); // truncated DHCP message
+    let mut b = good.clone();
+    b[2] = 200; // hlen past the chaddr field
+    out.push(frame(&b));
+    let mut b = good[..240].to_vec();
+    b.extend_from_slice(&[53, 1, 1, 94, 1, 0, 255]); // option 94 must be 3 bytes
+    out.push(frame(&b));
+    let mut b = good[..240].to_vec();
+    b.extend_from_slice(&[53, 1, 1, 12, 200, b'x', b'y']); // option runs past the end
+    out.push(frame(&b));
+    let mut b = good.clone();
+    b[236..240].copy_from_slice(b"XXXX"); // no magic cookie
+    out.push(frame(&b));
+    let mut b = good[..240].to_vec();
+    b.extend(std::iter::repeat_n(0xfe_u8, 1472 - 240)); // oversized run of bogus options
+    out.push(frame(&b));
+    let mut f = frame(&good);
+    let total = u16::from_be_bytes([f[16], f[17]]) + 400; // IPv4 length past the frame
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    fix_ip_checksum(&mut f);
+    out.push(f);
+    let mut f = frame(&good);
+    f[38..40].copy_from_slice(&0xffff_u16.to_be_bytes()); // UDP length past the packet
+    out.push(f);
+    let mut f = frame(&good);
+    f[24] ^= 0x55; // IPv4 header checksum wrong
+    out.push(f);
+    out
+}
+
+#[test]
+fn malformed_frames_are_dropped_and_counted_while_a_real_client_is_served() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(TOOLS);
+    let mut lab = Lab::new();
+    let (_sw, srv, cs) = lan(&mut lab, 2);
+    let rb = Rackbox::start(
+        &mut lab,
+        &srv,
+        "rb",
+        &managed_toml(
+            "eth0",
+            &[("192.0.2.0/24", "192.0.2.100", "192.0.2.119", 600)],
+        ),
+    );
+    let frames = malformed_frames();
+    let per_round = frames.len() as u64;
+    const ROUNDS: u64 = 20;
+    let attacker = cs[1].clone();
+    let flood = std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/run/netns/{attacker}")).expect("netns");
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let socket = packet_socket("eth0");
+        for _ in 0..ROUNDS {
+            for f in &frames {
+                socket.send(f).expect("send a malformed frame");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    // A real client during the flood...
+    let script = netns::write_udhcpc_script(&lab);
+    let r = netns::run(&mut udhcpc(
+        &lab,
+        &cs[0],
+        "during.out",
+        &script,
+        &["-q", "-n", "-t", "5", "-T", "1"],
+    ));
+    assert!(
+        r.status.success(),
+        "no lease during the flood: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    flood.join().expect("flood thread");
+    // ...and after it.
+    ok(netns::ip().args(["-n", &cs[0], "addr", "flush", "dev", "eth0"]));
+    let r = netns::run(&mut udhcpc(
+        &lab,
+        &cs[0],
+        "after.out",
+        &script,
+        &["-q", "-n", "-t", "5", "-T", "1"],
+    ));
+    assert!(r.status.success(), "no lease after the flood");
+    assert_eq!(
+        bound_ips(&lab.read("during.out")),
+        bound_ips(&lab.read("after.out"))
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut malformed = 0;
+    while std::time::Instant::now() < deadline {
+        malformed = rb.metric(&lab, "rackbox_dhcp_malformed_total");
+        if malformed >= per_round * ROUNDS {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        malformed >= per_round * ROUNDS,
+        "{malformed} of {} malformed frames counted\n{}",
+        per_round * ROUNDS,
+        lab.read(&rb.log)
+            .lines()
+            .filter(|l| l.contains("malformed"))
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(rb.metric(&lab, "rackbox_dhcp_acks_total") >= 2);
+    // The daemon is still alive.
+    assert!(
+        lab.wait(rb.index, Duration::from_millis(10)).is_none(),
+        "rackbox died:\n{}",
+        lab.read(&rb.log)
+    );
+}
+
+#[test]
+fn sigkill_during_a_lease_storm_loses_no_acked_lease() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(TOOLS);
+    const CLIENTS: usize = 40;
+    let mut lab = Lab::new();
+    let (sw, srv, _) = lan(&mut lab, 0);
+    let storm = lab.netns("storm");
+    let mut macs = Vec::new();
+    for i in 0..CLIENTS {
+        let mac = format!("52:54:00:02:00:{:02x}", i + 1);
+        lab.plug(&sw, &storm, &format!("e{i}"), Some(&mac));
+        macs.push(mac);
+    }
+    let mut rb = Rackbox::start(
+        &mut lab,
+        &srv,
+        "rb",
+        &managed_toml(
+            "eth0",
+            &[("192.0.2.0/24", "192.0.2.10", "192.0.2.250", 600)],
+        ),
+    );
+    let script = netns::write_udhcpc_script(&lab);
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let mut c = lab.cmd(&storm, "udhcpc");
+        let ifname = format!("e{i}");
+        c.args([
+            "-f", "-q", "-n", "-t", "20", "-T", "1", "-i", &ifname, "-s", &script,
+        ])
+        .env("UDHCPC_OUT", lab.path(&format!("storm{i}.out")));
+        clients.push(lab.spawn_cmd(c, &format!("storm{i}.log")));
+    }
+    let bound_count = |lab: &Lab| {
+        (0..CLIENTS)
+            .filter(|i| !bound_ips(&lab.read(&format!("storm{i}.out"))).is_empty())
+            .count()
+    };
+    lab.wait_for(
+        Duration::from_secs(60),
+        "the first ACKs of the storm",
+        || bound_count(&lab) >= 5,
+    );
+    lab.signal(rb.index, Signal::SIGKILL);
+    assert!(
+        lab.wait(rb.index, Duration::from_secs(10)).is_some(),
+        "rackbox survived SIGKILL"
+    );
+    let acked_before_kill = bound_count(&lab);
+    rb.restart(&mut lab);
+    for c in &clients {
+        assert!(
+            lab.wait(*c, Duration::from_secs(90)).is_some(),
+            "a storm client never finished"
+        );
+    }
+    // Every client ends up bound (those cut off by the kill retried against the new daemon).
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (i, mac) in macs.iter().enumerate() {
+        let ips = bound_ips(&lab.read(&format!("storm{i}.out")));
+        assert_eq!(
+            ips.len(),
+            1,
+            "client {mac}: {ips:?}\n{}",
+            lab.read(&format!("storm{i}.log"))
+        );
+        if let Some(other) = seen.insert(ips[0].clone(), mac.clone()) {
+            panic!("{} was ACKed to both {other} and {mac}", ips[0]);
+        }
+    }
+    assert_eq!(
+        rb.metric(&lab, "rackbox_dhcp_active_leases"),
+        CLIENTS as u64
+    );
+    lab.signal(rb.index, Signal::SIGTERM);
+    assert!(
+        lab.wait(rb.index, Duration::from_secs(30)).is_some(),
+        "rackbox did not stop"
+    );
+
+    // The store has each ACKed address leased to the MAC that saw the ACK.
+    let store = rackbox::store::Store::open(
+        &rb.state_dir.join("rackbox.redb"),
+        rackbox::store::StoreOptions::default(),
+    )
+    .expect("open the store");
+    let rx = store.read().expect("read");
+    for (ip, mac) in &seen {
+        let lease = rackbox::dhcp::lease::get(&rx, ip.parse().expect("ip"))
+            .expect("read lease")
+            .unwrap_or_else(|| panic!("the lease of {ip} ({mac}) is gone"));
+        assert_eq!(lease.mac.as_deref(), Some(mac.as_str()), "{ip}");
+        assert_eq!(
+            lease.state,
+            rackbox::dhcp::lease::LeaseState::Active,
+            "{ip}"
+        );
+    }
+    eprintln!("storm: {acked_before_kill} of {CLIENTS} clients were ACKed before the SIGKILL");
+}
