@@ -88,6 +88,10 @@ pub struct LifecycleConfig {
     pub rescue_timeout_secs: u64,
     /// How often the reconciler looks for machines past their deadline.
     pub reconcile_interval_secs: u64,
+    /// Unknown machines that network-boot are enlisted as New (else told to boot locally).
+    pub enlistment: bool,
+    /// Enlisted machines start commissioning at once.
+    pub commission_enlisted: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -177,6 +181,8 @@ impl Default for LifecycleConfig {
             disk_erasing_timeout_secs: d.disk_erasing_ms / 1000,
             rescue_timeout_secs: d.rescue_ms / 1000,
             reconcile_interval_secs: 5,
+            enlistment: true,
+            commission_enlisted: false,
         }
     }
 }

@@ -60,7 +60,11 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     // Opening the cache also cleans what a killed run left: partial imports, orphan blobs.
     let images = crate::images::ImageCache::open(store.clone(), config.cache_options()).await?;
     let (service, effects) = Service::new(store, config.deadlines())?;
-    let service = Arc::new(service);
+    let service = Arc::new(service.with_enlist(crate::service::EnlistOptions {
+        enabled: config.lifecycle.enlistment,
+        commission: config.lifecycle.commission_enlisted,
+    }));
+    service.set_images(images.clone());
     bootstrap_admin(&service, &config).await?;
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)

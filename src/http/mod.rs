@@ -4,6 +4,7 @@
 //! enforced by one middleware; the same table generates the OpenAPI document.
 
 pub mod api;
+pub mod boot;
 pub mod error;
 pub mod extract;
 pub mod images;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
     // The MAAS face authenticates on its own (OAuth), so it joins after the native middleware.
     api.route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .merge(maas::router())
+        .merge(boot::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,

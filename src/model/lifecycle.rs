@@ -633,6 +633,14 @@ pub fn apply(
         m.test_after_commission = false;
     }
 
+    if to != from {
+        // A new phase starts: the image of the last deploy is no longer "written", and a machine
+        // that leaves the statuses with work in the ephemeral environment loses its boot token.
+        m.deploy_written = false;
+        if !to.is_in_progress() && to != S::RescueMode {
+            m.boot_token_sha256 = None;
+        }
+    }
     m.status = to;
     m.status_message = message.clone();
     m.status_deadline_ms = deadlines.for_status(to).map(|d| now_ms.saturating_add(d));

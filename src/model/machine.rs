@@ -75,6 +75,13 @@ pub struct Machine {
     /// When the current in-progress status times out (unix milliseconds).
     #[serde(default)]
     pub status_deadline_ms: Option<u64>,
+    /// Hex sha256 of the per-boot agent token: valid for this machine and its current boot only.
+    #[serde(default)]
+    pub boot_token_sha256: Option<String>,
+    /// Deploying: the agent wrote the image; the next network boot goes to the local disk and the
+    /// deployed OS must report in.
+    #[serde(default)]
+    pub deploy_written: bool,
     pub created_ms: u64,
     pub updated_ms: u64,
 }

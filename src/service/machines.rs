@@ -368,6 +368,8 @@ impl Service {
                     erase: None,
                     test_after_commission: false,
                     status_deadline_ms: None,
+                    boot_token_sha256: None,
+                    deploy_written: false,
                     created_ms: now,
                     updated_ms: now,
                 };

@@ -3,6 +3,7 @@
 //! store's writer. After a commit it updates the in-memory machine index (lists and allocation
 //! read it without touching the disk) and hands the transition's effects to the conductor.
 
+mod boot;
 mod catalog;
 mod conductor;
 mod files;
@@ -16,6 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
+pub use boot::{AgentTask, BootPlan, EnlistOptions};
 pub use catalog::CatalogKind;
 pub use conductor::run_conductor;
 pub use files::StoredFile;
@@ -122,6 +124,10 @@ pub struct Service {
     /// Where effects go (power drivers, the agent hand-off). Unbounded: effects are few and small,
     /// and a commit must never wait on a slow BMC.
     effects: mpsc::UnboundedSender<EffectRequest>,
+    /// The image cache, once the daemon has opened it (deploy tasks name its images).
+    images: std::sync::OnceLock<Arc<crate::images::ImageCache>>,
+    /// Whether unknown machines that network-boot are enlisted.
+    enlist: boot::EnlistOptions,
 }
 
 impl Service {
@@ -144,9 +150,22 @@ impl Service {
                 index: RwLock::new(index),
                 deadlines,
                 effects: tx,
+                images: std::sync::OnceLock::new(),
+                enlist: boot::EnlistOptions::default(),
             },
             effects,
         ))
+    }
+
+    /// Sets how enlistment behaves (before the service is shared).
+    pub fn with_enlist(mut self, enlist: boot::EnlistOptions) -> Service {
+        self.enlist = enlist;
+        self
+    }
+
+    /// Gives the service the image cache (once).
+    pub fn set_images(&self, images: Arc<crate::images::ImageCache>) {
+        let _ = self.images.set(images);
     }
 
     pub fn store(&self) -> &Store {

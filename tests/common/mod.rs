@@ -54,6 +54,8 @@ pub fn machine(id: &str, status: Status, cpu: u32, mem: u64) -> Machine {
         erase: None,
         test_after_commission: false,
         status_deadline_ms: None,
+        boot_token_sha256: None,
+        deploy_written: false,
         created_ms: 1,
         updated_ms: 1,
     }

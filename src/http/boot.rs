@@ -1,0 +1,244 @@
+//! Network boot over HTTP, and the agent's endpoints: the per-machine iPXE script (what the
+//! machine's status says it boots), and `/api/agent/v1/...`, which the agent in the ephemeral
+//! environment calls with its per-boot token. These routes authenticate on their own (the boot
+//! script is anonymous: firmware has no credentials; the agent has its boot token).
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::JsonBody;
+use crate::model::Machine;
+use crate::service::{AgentTask, BootPlan};
+
+/// Boot resource names the ephemeral environment is stored under (per architecture).
+pub const KERNEL: &str = "vmlinuz";
+pub const INITRD: &str = "initrd.img";
+
+/// Kernel parameters every ephemeral boot gets: consoles for people and for the lab's serial log.
+const KERNEL_PARAMS: &str = "console=tty0 console=ttyS0,115200n8 panic=30";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/boot/{file}", get(boot_script))
+        .route("/api/agent/v1/task", get(task))
+        .route("/api/agent/v1/inventory", post(inventory))
+        .route("/api/agent/v1/progress", post(progress))
+        .route("/api/agent/v1/complete", post(complete))
+        .route("/api/agent/v1/fail", post(fail))
+        .route("/api/agent/v1/deployed", post(deployed))
+        .route("/api/agent/v1/enlist", post(enlist))
+}
+
+/// The iPXE script that boots the ephemeral environment.
+pub fn ephemeral_script(base: &str, arch: &str, params: &str, note: &str) -> String {
+    format!(
+        "#!ipxe\n\
+         # rackbox: {note}\n\
+         :retry\n\
+         kernel {base}/boot-resources/{arch}/{KERNEL} initrd={INITRD} {KERNEL_PARAMS} {params} BOOTIF=01-${{net0/mac:hexhyp}} || goto fail\n\
+         initrd --name {INITRD} {base}/boot-resources/{arch}/{INITRD} || goto fail\n\
+         boot || goto fail\n\
+         :fail\n\
+         echo rackbox: network boot failed; trying again in 5 seconds\n\
+         sleep 5\n\
+         goto retry\n"
+    )
+}
+
+/// The iPXE script that boots the local disk: BIOS hands over to the first disk; UEFI leaves
+/// iPXE so the firmware tries its next boot entry.
+pub fn local_disk_script(note: &str) -> String {
+    format!(
+        "#!ipxe\n\
+         # rackbox: {note}\n\
+         iseq ${{platform}} efi && goto efi ||\n\
+         echo rackbox: booting from the local disk\n\
+         sanboot --no-describe --drive 0x80 || goto efi\n\
+         :efi\n\
+         echo rackbox: leaving iPXE so the firmware boots the next entry\n\
+         exit\n"
+    )
+}
+
+fn ipxe(script: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        script,
+    )
+        .into_response()
+}
+
+/// `GET /boot/<mac>.ipxe`: the script for the machine with that MAC (lower-case, colons; dashes
+/// are accepted too).
+async fn boot_script(State(s): State<AppState>, Path(file): Path<String>) -> ApiResult<Response> {
+    let mac = file.strip_suffix(".ipxe").ok_or_else(|| {
+        ApiError::not_found(format!("no boot file {file}: ask for /boot/<mac>.ipxe"))
+    })?;
+    let base = s.public_url.to_string();
+    let plan = s.service.boot_plan(mac).await?;
+    let script = match plan {
+        BootPlan::Ephemeral { system_id, token } => {
+            let arch = s
+                .service
+                .machine(&crate::service::Principal::system(), &system_id)
+                .map(|m| base_arch(&m))
+                .unwrap_or_else(|_| "amd64".into());
+            let params =
+                format!("rackbox.url={base} rackbox.token={token} rackbox.system_id={system_id}");
+            ephemeral_script(
+                &base,
+                &arch,
+                &params,
+                &format!("machine {system_id}: ephemeral environment"),
+            )
+        }
+        BootPlan::Enlist => ephemeral_script(
+            &base,
+            "amd64",
+            &format!("rackbox.url={base} rackbox.enlist=1"),
+            "unknown machine: enlistment",
+        ),
+        BootPlan::LocalDisk { system_id } => {
+            local_disk_script(&format!("machine {system_id}: local disk"))
+        }
+        BootPlan::Ignore => local_disk_script("unknown machine and enlistment is off: local disk"),
+    };
+    Ok(ipxe(script))
+}
+
+fn base_arch(m: &Machine) -> String {
+    m.architecture
+        .split('/')
+        .next()
+        .unwrap_or("amd64")
+        .to_string()
+}
+
+/// The machine whose boot token the request carries.
+fn agent(s: &AppState, headers: &HeaderMap) -> ApiResult<Machine> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "the agent must send its boot token (Authorization: Bearer <token>)",
+            )
+        })?;
+    Ok(s.service.agent_machine(token.trim())?)
+}
+
+fn bearer(headers: &HeaderMap) -> String {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+async fn task(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<AgentTask>> {
+    let m = agent(&s, &headers)?;
+    let task = match s.service.agent_task(&m, &bearer(&headers), &s.public_url) {
+        Ok(t) => t,
+        Err(e) => {
+            // Nothing to deploy (no image): the deploy fails with the reason, never hangs.
+            let reason = e.to_string();
+            if m.status.is_in_progress() {
+                let _ = s.service.agent_fail(&m, reason.clone()).await;
+            }
+            return Err(e.into());
+        }
+    };
+    Ok(Json(task))
+}
+
+async fn inventory(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(inv): JsonBody<serde_json::Value>,
+) -> ApiResult<StatusCode> {
+    let m = agent(&s, &headers)?;
+    s.service.agent_inventory(&m.system_id, inv).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Progress {
+    message: String,
+    #[serde(default)]
+    percent: Option<f64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    bytes: Option<u64>,
+}
+
+async fn progress(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(p): JsonBody<Progress>,
+) -> ApiResult<StatusCode> {
+    let m = agent(&s, &headers)?;
+    s.service.agent_progress(&m, &p.message, p.percent).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Complete {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    results: Option<serde_json::Value>,
+}
+
+async fn complete(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(c): JsonBody<Complete>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let m = agent(&s, &headers)?;
+    let m = s.service.agent_complete(&m, c.message).await?;
+    Ok(Json(json!({"status": m.status.key()})))
+}
+
+#[derive(Deserialize)]
+struct Fail {
+    reason: String,
+}
+
+async fn fail(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(f): JsonBody<Fail>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let m = agent(&s, &headers)?;
+    let m = s.service.agent_fail(&m, f.reason).await?;
+    Ok(Json(json!({"status": m.status.key()})))
+}
+
+async fn deployed(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(c): JsonBody<Complete>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let m = agent(&s, &headers)?;
+    let m = s.service.deployed_report(&m, c.message).await?;
+    Ok(Json(json!({"status": m.status.key()})))
+}
+
+async fn enlist(
+    State(s): State<AppState>,
+    JsonBody(inv): JsonBody<serde_json::Value>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let (m, token) = s.service.enlist(inv).await?;
+    Ok(Json(json!({"system_id": m.system_id, "token": token})))
+}

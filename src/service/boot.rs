@@ -1,0 +1,564 @@
+//! What a machine boots, and the appliance side of the agent that runs in the ephemeral
+//! environment. A machine's status decides both: the boot plan (ephemeral environment, local disk,
+//! or enlistment for an unknown MAC) and the agent's task. Each ephemeral boot gets a fresh token,
+//! valid for that machine and that boot only; only its hash is stored.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Principal, Service, ServiceError};
+use crate::model::ids::{self, now_ms};
+use crate::model::{Action, Disk, EraseMode, Event, Interface, Machine, Status};
+use crate::store::tables;
+
+/// What a network-booting machine is told to boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BootPlan {
+    /// The ephemeral environment with the agent, for the machine's current work.
+    Ephemeral { system_id: String, token: String },
+    /// Boot from the local disk (Deployed, and machines with nothing to do).
+    LocalDisk { system_id: String },
+    /// An unknown machine: the ephemeral environment in enlistment mode.
+    Enlist,
+    /// Unknown machine and enlistment is off: boot from the local disk.
+    Ignore,
+}
+
+/// The agent's next job, decided by the machine's status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum AgentTask {
+    Commission,
+    Test { tests: Vec<String> },
+    Deploy(Box<DeployTask>),
+    Erase { mode: EraseMode },
+    Rescue { ssh_keys: Vec<String> },
+    Poweroff,
+    Reboot,
+    Wait { seconds: u64 },
+}
+
+/// Everything the agent needs to write an image and seed cloud-init.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeployTask {
+    pub image_url: String,
+    pub image_sha256: String,
+    pub image_format: String,
+    pub image_size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_disk: Option<String>,
+    pub hostname: String,
+    pub ssh_keys: Vec<String>,
+    pub user_data: String,
+    pub instance_id: String,
+    /// Where the deployed OS reports that it booted, with `report_token`.
+    pub report_url: String,
+    pub report_token: String,
+}
+
+/// The parts of the agent's inventory that rackbox's model uses (the whole document is kept too).
+#[derive(Clone, Debug, Default, Deserialize)]
+struct InventorySummary {
+    #[serde(default)]
+    cpu_count: u32,
+    #[serde(default)]
+    memory_mib: u64,
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default)]
+    disks: Vec<Disk>,
+    #[serde(default)]
+    interfaces: Vec<InventoryNic>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct InventoryNic {
+    name: String,
+    mac: String,
+    #[serde(default)]
+    boot: bool,
+}
+
+/// Settings of enlistment.
+#[derive(Clone, Copy, Debug)]
+pub struct EnlistOptions {
+    /// Unknown machines that network-boot are enlisted (else they are told to boot locally).
+    pub enabled: bool,
+    /// Enlisted machines start commissioning at once.
+    pub commission: bool,
+}
+
+impl Default for EnlistOptions {
+    fn default() -> Self {
+        EnlistOptions {
+            enabled: true,
+            commission: false,
+        }
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The statuses whose work happens in the ephemeral environment.
+fn needs_ephemeral(m: &Machine) -> bool {
+    match m.status {
+        Status::Commissioning
+        | Status::Testing
+        | Status::DiskErasing
+        | Status::EnteringRescueMode
+        | Status::RescueMode => true,
+        Status::Deploying => !m.deploy_written,
+        _ => false,
+    }
+}
+
+impl Service {
+    /// Decides what the machine with `mac` boots. An ephemeral boot gets a new per-boot token
+    /// (the previous one stops working).
+    pub async fn boot_plan(&self, mac: &str) -> Result<BootPlan, ServiceError> {
+        let mac = ids::normalize_mac(mac).map_err(ServiceError::Invalid)?;
+        let Some(m) = self.machine_by_mac(&mac)? else {
+            return Ok(if self.enlist.enabled {
+                BootPlan::Enlist
+            } else {
+                BootPlan::Ignore
+            });
+        };
+        if !needs_ephemeral(&m) {
+            return Ok(BootPlan::LocalDisk {
+                system_id: m.system_id.clone(),
+            });
+        }
+        let token = format!("rbt_{}_{}", m.system_id, ids::random_token(32));
+        let hash = sha256_hex(&token);
+        let id = m.system_id.clone();
+        let status = m.status;
+        let updated = self
+            .store
+            .write(move |tx| -> Result<Machine, ServiceError> {
+                let old: Machine = tables::get_in(tx, tables::MACHINES, &id)?
+                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                if old.status != status {
+                    return Err(ServiceError::Conflict(format!(
+                        "machine {id} changed status while booting; boot again"
+                    )));
+                }
+                let mut m = old.clone();
+                m.boot_token_sha256 = Some(hash);
+                m.generation += 1;
+                m.updated_ms = now_ms();
+                tables::put_machine(tx, &m, Some(&old))?;
+                tables::append_event(
+                    tx,
+                    Event {
+                        seq: 0,
+                        system_id: id.clone(),
+                        at_ms: m.updated_ms,
+                        actor: "rackbox".into(),
+                        action: "netboot".into(),
+                        from: status,
+                        to: status,
+                        message: "network-booted the ephemeral environment".into(),
+                    },
+                )?;
+                Ok(m)
+            })
+            .await?;
+        self.index_put(updated);
+        Ok(BootPlan::Ephemeral {
+            system_id: m.system_id.clone(),
+            token,
+        })
+    }
+
+    /// Which machine a per-boot token belongs to.
+    pub fn agent_machine(&self, token: &str) -> Result<Machine, ServiceError> {
+        let bad = || ServiceError::Unauthorized("invalid or expired boot token".into());
+        let rest = token.strip_prefix("rbt_").ok_or_else(bad)?;
+        let (id, _) = rest.split_once('_').ok_or_else(bad)?;
+        let m = self.index_get(id).ok_or_else(bad)?;
+        let hash = sha256_hex(token);
+        match &m.boot_token_sha256 {
+            Some(stored) if super::users::constant_time_eq(stored.as_bytes(), hash.as_bytes()) => {
+                Ok((*m).clone())
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// The agent's next task. `image_base` is the URL prefix images are downloaded from.
+    pub fn agent_task(
+        &self,
+        m: &Machine,
+        token: &str,
+        public_url: &str,
+    ) -> Result<AgentTask, ServiceError> {
+        let owner_keys = |m: &Machine| -> Result<Vec<String>, ServiceError> {
+            Ok(match &m.owner {
+                Some(o) => self
+                    .user_record(o)?
+                    .map(|u| u.ssh_keys.into_iter().map(|k| k.key).collect())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            })
+        };
+        Ok(match m.status {
+            Status::Commissioning => AgentTask::Commission,
+            Status::Testing => AgentTask::Test {
+                tests: vec!["disk-read".into(), "memory".into()],
+            },
+            Status::Deploying if !m.deploy_written => {
+                let target = m.deploy.clone().unwrap_or_default_target();
+                let images = self
+                    .images
+                    .get()
+                    .ok_or_else(|| ServiceError::Conflict("the image cache is not open".into()))?;
+                let image = images
+                    .deploy_image(&target.image, &target.osystem, &m.architecture)
+                    .map_err(|e| ServiceError::Conflict(format!("no image to deploy: {e}")))?;
+                AgentTask::Deploy(Box::new(DeployTask {
+                    image_url: format!("{public_url}/images/{}", image.name),
+                    image_sha256: image.sha256.clone(),
+                    image_format: image.format.as_str().to_string(),
+                    image_size: image.size,
+                    target_disk: None,
+                    hostname: m.hostname.clone(),
+                    ssh_keys: target.ssh_keys.clone(),
+                    user_data: target.user_data.clone(),
+                    instance_id: format!("{}-{}", m.system_id, m.generation),
+                    report_url: format!("{public_url}/api/agent/v1/deployed"),
+                    report_token: token.to_string(),
+                }))
+            }
+            Status::Deploying => AgentTask::Reboot,
+            Status::DiskErasing => AgentTask::Erase {
+                mode: m.erase.unwrap_or(EraseMode::Quick),
+            },
+            Status::EnteringRescueMode | Status::RescueMode => AgentTask::Rescue {
+                ssh_keys: owner_keys(m)?,
+            },
+            _ => AgentTask::Poweroff,
+        })
+    }
+
+    /// Records the inventory the agent took: the whole document, and the parts allocation uses.
+    pub async fn agent_inventory(
+        &self,
+        system_id: &str,
+        inventory: serde_json::Value,
+    ) -> Result<Machine, ServiceError> {
+        let summary: InventorySummary = serde_json::from_value(inventory.clone()).map_err(|e| {
+            ServiceError::Invalid(format!("inventory does not have rackbox's shape: {e}"))
+        })?;
+        let mut interfaces = Vec::new();
+        for nic in &summary.interfaces {
+            let mac = ids::normalize_mac(&nic.mac)
+                .map_err(|e| ServiceError::Invalid(format!("inventory interfaces: {e}")))?;
+            interfaces.push(Interface {
+                name: nic.name.clone(),
+                mac,
+                boot: nic.boot,
+            });
+        }
+        let id = system_id.to_string();
+        let m = self
+            .store
+            .write(move |tx| -> Result<Machine, ServiceError> {
+                let old: Machine = tables::get_in(tx, tables::MACHINES, &id)?
+                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                if !matches!(
+                    old.status,
+                    Status::Commissioning | Status::New | Status::Testing
+                ) {
+                    return Err(ServiceError::Conflict(format!(
+                        "machine {id} is {}, not taking an inventory",
+                        old.status
+                    )));
+                }
+                // Keep the boot flag of the interface rackbox knows the machine boots from.
+                let known_boot: Vec<String> = old
+                    .interfaces
+                    .iter()
+                    .filter(|i| i.boot)
+                    .map(|i| i.mac.clone())
+                    .collect();
+                let mut new_ifaces = interfaces.clone();
+                if !known_boot.is_empty() {
+                    for i in &mut new_ifaces {
+                        i.boot = known_boot.contains(&i.mac);
+                    }
+                }
+                if new_ifaces.is_empty() {
+                    new_ifaces = old.interfaces.clone();
+                }
+                for i in &new_ifaces {
+                    if let Some(owner) = tables::machine_by_mac_in(tx, &i.mac)?
+                        && owner != id
+                    {
+                        return Err(ServiceError::Conflict(format!(
+                            "MAC {} already belongs to machine {owner}",
+                            i.mac
+                        )));
+                    }
+                }
+                let mut m = old.clone();
+                m.cpu_count = summary.cpu_count;
+                m.memory_mib = summary.memory_mib;
+                if let Some(a) = &summary.architecture {
+                    m.architecture = a.clone();
+                }
+                m.disks = summary.disks.clone();
+                m.interfaces = new_ifaces;
+                m.inventory = Some(inventory);
+                m.generation += 1;
+                m.updated_ms = now_ms();
+                tables::put_machine(tx, &m, Some(&old))?;
+                tables::append_event(
+                    tx,
+                    Event {
+                        seq: 0,
+                        system_id: id.clone(),
+                        at_ms: m.updated_ms,
+                        actor: "agent".into(),
+                        action: "inventory".into(),
+                        from: m.status,
+                        to: m.status,
+                        message: format!(
+                            "inventory: {} CPUs, {} MiB, {} disk(s), {} NIC(s)",
+                            m.cpu_count,
+                            m.memory_mib,
+                            m.disks.len(),
+                            m.interfaces.len()
+                        ),
+                    },
+                )?;
+                Ok(m)
+            })
+            .await?;
+        self.index_put(m.clone());
+        Ok(m)
+    }
+
+    /// Progress from the agent: the status message says it (percent when known).
+    pub async fn agent_progress(
+        &self,
+        m: &Machine,
+        message: &str,
+        percent: Option<f64>,
+    ) -> Result<(), ServiceError> {
+        let text = match percent {
+            Some(p) => format!("{message} ({p:.0}%)"),
+            None => message.to_string(),
+        };
+        self.note(&m.system_id, m.status, text).await
+    }
+
+    /// The agent finished its task.
+    pub async fn agent_complete(
+        &self,
+        m: &Machine,
+        message: String,
+    ) -> Result<Machine, ServiceError> {
+        if m.status == Status::Deploying {
+            // The image is on the disk; Deployed only once the deployed OS reports in.
+            return self.mark_deploy_written(m, message).await;
+        }
+        self.report_in(
+            &m.system_id,
+            Action::Complete { message },
+            m.status,
+            "agent",
+        )
+        .await
+    }
+
+    /// The agent's task failed: the machine goes to the matching failed status with the reason.
+    pub async fn agent_fail(&self, m: &Machine, reason: String) -> Result<Machine, ServiceError> {
+        if !m.status.is_in_progress() {
+            return Err(ServiceError::Conflict(format!(
+                "machine {} is {}: nothing to fail",
+                m.system_id, m.status
+            )));
+        }
+        self.report_in(&m.system_id, Action::Fail { reason }, m.status, "agent")
+            .await
+    }
+
+    /// The deployed OS reports that it booted from its disk: the deploy is done.
+    pub async fn deployed_report(
+        &self,
+        m: &Machine,
+        message: String,
+    ) -> Result<Machine, ServiceError> {
+        if !(m.status == Status::Deploying && m.deploy_written) {
+            return Err(ServiceError::Conflict(format!(
+                "machine {} is {}{}: not waiting for its deployed OS",
+                m.system_id,
+                m.status,
+                if m.status == Status::Deploying {
+                    " and its image is not written yet"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let message = if message.is_empty() {
+            "deployed OS booted and reported in".to_string()
+        } else {
+            message
+        };
+        self.report_in(
+            &m.system_id,
+            Action::Complete { message },
+            Status::Deploying,
+            "deployed-os",
+        )
+        .await
+    }
+
+    async fn mark_deploy_written(
+        &self,
+        m: &Machine,
+        message: String,
+    ) -> Result<Machine, ServiceError> {
+        let id = m.system_id.clone();
+        let updated = self
+            .store
+            .write(move |tx| -> Result<Machine, ServiceError> {
+                let old: Machine = tables::get_in(tx, tables::MACHINES, &id)?
+                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                if old.status != Status::Deploying {
+                    return Err(ServiceError::Conflict(format!(
+                        "machine {id} is {}, not deploying",
+                        old.status
+                    )));
+                }
+                let mut m = old.clone();
+                m.deploy_written = true;
+                m.status_message = if message.is_empty() {
+                    "image written; waiting for the deployed OS to boot and report in".into()
+                } else {
+                    format!("{message}; waiting for the deployed OS to boot and report in")
+                };
+                m.generation += 1;
+                m.updated_ms = now_ms();
+                tables::put_machine(tx, &m, Some(&old))?;
+                tables::append_event(
+                    tx,
+                    Event {
+                        seq: 0,
+                        system_id: id.clone(),
+                        at_ms: m.updated_ms,
+                        actor: "agent".into(),
+                        action: "image_written".into(),
+                        from: Status::Deploying,
+                        to: Status::Deploying,
+                        message: m.status_message.clone(),
+                    },
+                )?;
+                Ok(m)
+            })
+            .await?;
+        self.index_put(updated.clone());
+        Ok(updated)
+    }
+
+    /// An unknown machine's agent enlists it: a New machine with its inventory (or the machine a
+    /// MAC already belongs to), and a boot token for the rest of this boot.
+    pub async fn enlist(
+        &self,
+        inventory: serde_json::Value,
+    ) -> Result<(Machine, String), ServiceError> {
+        if !self.enlist.enabled {
+            return Err(ServiceError::Forbidden("enlistment is switched off".into()));
+        }
+        let summary: InventorySummary = serde_json::from_value(inventory.clone()).map_err(|e| {
+            ServiceError::Invalid(format!("inventory does not have rackbox's shape: {e}"))
+        })?;
+        let macs: Vec<String> = summary.interfaces.iter().map(|i| i.mac.clone()).collect();
+        if macs.is_empty() {
+            return Err(ServiceError::Invalid(
+                "inventory names no network interface".into(),
+            ));
+        }
+        // Already known? Then it is that machine.
+        let mut known = None;
+        for mac in &macs {
+            if let Ok(n) = ids::normalize_mac(mac)
+                && let Some(m) = self.machine_by_mac(&n)?
+            {
+                known = Some(m);
+                break;
+            }
+        }
+        let machine = match known {
+            Some(m) => (*m).clone(),
+            None => {
+                let new = super::NewMachine {
+                    mac_addresses: macs,
+                    architecture: summary.architecture.clone(),
+                    commission: Some(false),
+                    ..Default::default()
+                };
+                self.add_machine(&Principal::system(), new).await?
+            }
+        };
+        let machine = if machine.status == Status::New {
+            self.agent_inventory(&machine.system_id, inventory).await?
+        } else {
+            machine
+        };
+        let token = format!("rbt_{}_{}", machine.system_id, ids::random_token(32));
+        let hash = sha256_hex(&token);
+        let id = machine.system_id.clone();
+        let m = self
+            .store
+            .write(move |tx| -> Result<Machine, ServiceError> {
+                let old: Machine = tables::get_in(tx, tables::MACHINES, &id)?
+                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                let mut m = old.clone();
+                m.boot_token_sha256 = Some(hash);
+                m.generation += 1;
+                m.updated_ms = now_ms();
+                tables::put_machine(tx, &m, Some(&old))?;
+                Ok(m)
+            })
+            .await?;
+        self.index_put(m.clone());
+        tracing::info!(system_id = %m.system_id, "machine enlisted");
+        let m = if self.enlist.commission && m.status == Status::New {
+            self.act(
+                &Principal::system(),
+                &m.system_id,
+                "commission",
+                Default::default(),
+            )
+            .await?
+        } else {
+            m
+        };
+        Ok((m, token))
+    }
+}
+
+trait DefaultTarget {
+    fn unwrap_or_default_target(self) -> crate::model::DeployTarget;
+}
+
+impl DefaultTarget for Option<crate::model::DeployTarget> {
+    fn unwrap_or_default_target(self) -> crate::model::DeployTarget {
+        self.unwrap_or(crate::model::DeployTarget {
+            image: String::new(),
+            osystem: String::new(),
+            distro_series: String::new(),
+            user_data: String::new(),
+            ssh_keys: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,372 @@
+//! The appliance side of network boot and the agent, driven as firmware and the agent drive it:
+//! the per-machine iPXE script by status, per-boot tokens, commissioning with an inventory,
+//! a deploy that is Deployed only once the deployed OS reports in, failures, and enlistment.
+
+mod common;
+
+use common::{ADMIN_PASSWORD, Api, Daemon};
+use rackbox::model::Status;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+struct Agent<'a> {
+    api: &'a Api,
+    token: String,
+}
+
+impl Agent<'_> {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.api
+            .call(
+                method,
+                &format!("/api/agent/v1/{path}"),
+                Some(&self.token),
+                body,
+            )
+            .await
+    }
+}
+
+async fn script(api: &Api, mac: &str) -> String {
+    let r = api
+        .http
+        .get(format!("{}/boot/{mac}.ipxe", api.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with("#!ipxe\n"), "{text}");
+    text
+}
+
+fn token_of(script: &str) -> String {
+    script
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rackbox.token="))
+        .unwrap_or_else(|| panic!("no token in {script}"))
+        .to_string()
+}
+
+fn inventory(mac: &str) -> Value {
+    json!({
+        "cpu_count": 2, "memory_mib": 2048, "architecture": "amd64/generic", "firmware": "bios",
+        "disks": [{"name": "vda", "size_bytes": 8_589_934_592u64, "model": "QEMU HARDDISK", "serial": "d1",
+                   "block_size": 512, "rotational": false, "tags": ["ssd"]}],
+        "interfaces": [{"name": "ens3", "mac": mac}]
+    })
+}
+
+#[tokio::test]
+async fn commissioning_through_the_agent_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = common::machine("com222", Status::New, 0, 0);
+    m.interfaces[0].mac = "52:54:00:aa:bb:01".into();
+    common::seed(dir.path(), vec![m]);
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+
+    // Before any work, the machine boots its disk.
+    assert!(
+        script(&api, "52:54:00:aa:bb:01")
+            .await
+            .contains("sanboot --no-describe --drive 0x80")
+    );
+    let (s, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/com222/actions/commission",
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    let first = script(&api, "52-54-00-AA-BB-01").await;
+    assert!(
+        first.contains("/boot-resources/amd64/vmlinuz") && first.contains("initrd=initrd.img"),
+        "{first}"
+    );
+    assert!(first.contains("rackbox.system_id=com222"), "{first}");
+    let old = Agent {
+        api: &api,
+        token: token_of(&first),
+    };
+    // Each boot has its own token: the previous one stops working.
+    let agent = Agent {
+        api: &api,
+        token: token_of(&script(&api, "52:54:00:aa:bb:01").await),
+    };
+    assert_ne!(old.token, agent.token);
+    let (s, _) = old.call(Method::GET, "task", None).await;
+    assert_eq!(s, 401, "an old boot's token is refused");
+    let (s, _) = Agent {
+        api: &api,
+        token: "rbt_com222_forged".into(),
+    }
+    .call(Method::GET, "task", None)
+    .await;
+    assert_eq!(s, 401);
+
+    let (s, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(task["task"], "commission");
+    let (s, _) = agent
+        .call(
+            Method::POST,
+            "progress",
+            Some(json!({"message": "reading /sys", "percent": 50.0})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = agent
+        .call(
+            Method::POST,
+            "inventory",
+            Some(inventory("52:54:00:aa:bb:01")),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, v) = agent
+        .call(
+            Method::POST,
+            "complete",
+            Some(json!({"message": "commissioned"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "ready");
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/com222", Some(&admin), None)
+        .await;
+    assert_eq!(m["status"], "ready");
+    assert_eq!(m["cpu_count"], 2);
+    assert_eq!(m["memory_mib"], 2048);
+    assert_eq!(m["disks"][0]["size_bytes"], 8_589_934_592u64);
+    assert_eq!(m["inventory"]["firmware"], "bios");
+    // A Ready machine's agent is told to power off; its token no longer works once it left.
+    let (s, _) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(s, 401, "the boot token ends with the work it was for");
+}
+
+#[tokio::test]
+async fn deploy_is_done_only_when_the_deployed_os_reports_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = common::machine("dep222", Status::Ready, 2, 2048);
+    m.interfaces[0].mac = "52:54:00:aa:bb:02".into();
+    let mut nothing = common::machine("noi222", Status::Ready, 2, 2048);
+    nothing.interfaces[0].mac = "52:54:00:aa:bb:03".into();
+    nothing.architecture = "arm64/generic".into();
+    common::seed(dir.path(), vec![m, nothing]);
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let image = vec![7u8; 100_000];
+    let r = api
+        .http
+        .post(format!(
+            "{}/api/v1/images?name=testos&os=debian&release=bookworm&arch=amd64",
+            api.url
+        ))
+        .bearer_auth(&admin)
+        .body(image.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIdeployedkey000000 admin@x";
+    let (s, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/users/admin/sshkeys",
+            Some(&admin),
+            Some(json!({"key": key})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/dep222/actions/deploy",
+            Some(&admin),
+            Some(json!({"user_data": "#cloud-config\n"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let agent = Agent {
+        api: &api,
+        token: token_of(&script(&api, "52:54:00:aa:bb:02").await),
+    };
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(task["task"], "deploy", "{task}");
+    assert_eq!(task["image_format"], "raw");
+    assert_eq!(task["hostname"], "host-dep222");
+    assert_eq!(task["ssh_keys"][0], key);
+    assert_eq!(task["user_data"], "#cloud-config\n");
+    let got = api
+        .http
+        .get(task["image_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.as_ref(),
+        image.as_slice(),
+        "the image URL serves the image"
+    );
+    let (_, v) = agent
+        .call(
+            Method::POST,
+            "complete",
+            Some(json!({"message": "image written"})),
+        )
+        .await;
+    assert_eq!(
+        v["status"], "deploying",
+        "writing the image is not the end of a deploy"
+    );
+    // The deployed OS has not reported: the machine boots its disk now and stays Deploying.
+    assert!(script(&api, "52:54:00:aa:bb:02").await.contains("sanboot"));
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/dep222", Some(&admin), None)
+        .await;
+    assert_eq!(m["status"], "deploying");
+    let reporter = Agent {
+        api: &api,
+        token: task["report_token"].as_str().unwrap().to_string(),
+    };
+    let (s, v) = reporter
+        .call(
+            Method::POST,
+            "deployed",
+            Some(json!({"message": "booted testos"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "deployed");
+
+    // A deploy with no image for the machine's architecture fails with the reason.
+    let (s, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/noi222/actions/deploy",
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let agent = Agent {
+        api: &api,
+        token: token_of(&script(&api, "52:54:00:aa:bb:03").await),
+    };
+    let (s, _) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(s, 409);
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/noi222", Some(&admin), None)
+        .await;
+    assert_eq!(m["status"], "failed_deployment");
+    assert!(
+        m["status_message"].as_str().unwrap().contains("no image"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn an_agent_failure_fails_the_machine_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = common::machine("era222", Status::Allocated, 2, 2048);
+    m.owner = Some("admin".into());
+    m.interfaces[0].mac = "52:54:00:aa:bb:04".into();
+    common::seed(dir.path(), vec![m]);
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let (s, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/era222/actions/release",
+            Some(&admin),
+            Some(json!({"erase": "full"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let agent = Agent {
+        api: &api,
+        token: token_of(&script(&api, "52:54:00:aa:bb:04").await),
+    };
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(task, json!({"task": "erase", "mode": "full"}));
+    let (s, v) = agent
+        .call(
+            Method::POST,
+            "fail",
+            Some(json!({"reason": "write error on /dev/vda at 4096: EIO"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/era222", Some(&admin), None)
+        .await;
+    assert_eq!(m["status"], "failed_disk_erasing");
+    assert!(m["status_message"].as_str().unwrap().contains("EIO"));
+}
+
+#[tokio::test]
+async fn an_unknown_machine_is_enlisted() {
+    let daemon = Daemon::start();
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let s = script(&api, "52:54:00:aa:bb:05").await;
+    assert!(
+        s.contains("rackbox.enlist=1") && !s.contains("rackbox.token"),
+        "{s}"
+    );
+    let (st, v) = api
+        .call(
+            Method::POST,
+            "/api/agent/v1/enlist",
+            None,
+            Some(inventory("52:54:00:aa:bb:05")),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let id = v["system_id"].as_str().unwrap().to_string();
+    let (_, m) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/machines/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(m["status"], "new");
+    assert_eq!(m["interfaces"][0]["mac"], "52:54:00:aa:bb:05");
+    assert_eq!(m["cpu_count"], 2);
+    // The same machine enlisting again is the same machine.
+    let (_, again) = api
+        .call(
+            Method::POST,
+            "/api/agent/v1/enlist",
+            None,
+            Some(inventory("52:54:00:aa:bb:05")),
+        )
+        .await;
+    assert_eq!(again["system_id"], id.as_str());
+    // Enlisting again is a new boot: the first token is gone, the new one works.
+    let stale = Agent {
+        api: &api,
+        token: v["token"].as_str().unwrap().to_string(),
+    };
+    assert_eq!(stale.call(Method::GET, "task", None).await.0, 401);
+    // Its agent has nothing to do: power off.
+    let agent = Agent {
+        api: &api,
+        token: again["token"].as_str().unwrap().to_string(),
+    };
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(task["task"], "poweroff");
+}
