@@ -320,6 +320,37 @@ async fn an_unknown_machine_is_enlisted() {
     let daemon = Daemon::start();
     let api = Api::new(&daemon.url);
     let admin = api.login("admin", ADMIN_PASSWORD).await;
+    // UEFI HTTP boot clients fetch their loader from /boot/<loader>.
+    let loader = b"MZ-not-really-snponly".to_vec();
+    let r = api
+        .http
+        .post(format!(
+            "{}/api/v1/boot-resources?arch=amd64&name=snponly.efi&kind=bootloader",
+            api.url
+        ))
+        .bearer_auth(&admin)
+        .body(loader.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let got = api
+        .http
+        .get(format!("{}/boot/snponly.efi", api.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), loader.as_slice());
+    assert_eq!(
+        api.http
+            .get(format!("{}/boot/nosuch.efi", api.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let s = script(&api, "52:54:00:aa:bb:05").await;
     assert!(
         s.contains("rackbox.enlist=1") && !s.contains("rackbox.token"),

@@ -77,10 +77,16 @@ fn ipxe(script: String) -> Response {
 
 /// `GET /boot/<mac>.ipxe`: the script for the machine with that MAC (lower-case, colons; dashes
 /// are accepted too).
-async fn boot_script(State(s): State<AppState>, Path(file): Path<String>) -> ApiResult<Response> {
-    let mac = file.strip_suffix(".ipxe").ok_or_else(|| {
-        ApiError::not_found(format!("no boot file {file}: ask for /boot/<mac>.ipxe"))
-    })?;
+/// Any other name is a boot loader (UEFI HTTP boot clients are sent to `/boot/<loader>`).
+async fn boot_script(
+    State(s): State<AppState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let Some(mac) = file.strip_suffix(".ipxe") else {
+        let arch = "amd64".to_string();
+        return Ok(super::images::download_boot(State(s), Path((arch, file)), headers).await);
+    };
     let base = s.public_url.to_string();
     let plan = s.service.boot_plan(mac).await?;
     let script = match plan {
