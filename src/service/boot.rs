@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Principal, Service, ServiceError};
-use crate::model::ids::{self, now_ms};
-use crate::model::{Action, Disk, EraseMode, Event, Interface, Machine, Status};
+use crate::model::ids;
+use crate::model::{Action, Disk, EraseMode, Interface, Machine, Status};
 use crate::store::tables;
 
 /// What a network-booting machine is told to boot.
@@ -137,40 +137,19 @@ impl Service {
         }
         let token = format!("rbt_{}_{}", m.system_id, ids::random_token(32));
         let hash = sha256_hex(&token);
-        let id = m.system_id.clone();
         let status = m.status;
-        let updated = self
-            .store
-            .write(move |tx| -> Result<Machine, ServiceError> {
-                let old: Machine = tables::get_in(tx, tables::MACHINES, &id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
-                if old.status != status {
-                    return Err(ServiceError::Conflict(format!(
-                        "machine {id} changed status while booting; boot again"
-                    )));
-                }
-                let mut m = old.clone();
-                m.boot_token_sha256 = Some(hash);
-                m.generation += 1;
-                m.updated_ms = now_ms();
-                tables::put_machine(tx, &m, Some(&old))?;
-                tables::append_event(
-                    tx,
-                    Event {
-                        seq: 0,
-                        system_id: id.clone(),
-                        at_ms: m.updated_ms,
-                        actor: "rackbox".into(),
-                        action: "netboot".into(),
-                        from: status,
-                        to: status,
-                        message: "network-booted the ephemeral environment".into(),
-                    },
-                )?;
-                Ok(m)
-            })
-            .await?;
-        self.index_put(updated);
+        self.modify_machine(&m.system_id, "rackbox", move |_, m| {
+            if m.status != status {
+                return Err(ServiceError::Conflict(format!(
+                    "machine {} changed status while booting; boot again",
+                    m.system_id
+                )));
+            }
+            m.boot_token_sha256 = Some(hash);
+            let said = "network-booted the ephemeral environment".to_string();
+            Ok(Some(("netboot", said)))
+        })
+        .await?;
         Ok(BootPlan::Ephemeral {
             system_id: m.system_id.clone(),
             token,
@@ -266,40 +245,36 @@ impl Service {
                 boot: nic.boot,
             });
         }
-        let id = system_id.to_string();
         let m = self
-            .store
-            .write(move |tx| -> Result<Machine, ServiceError> {
-                let old: Machine = tables::get_in(tx, tables::MACHINES, &id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+            .modify_machine(system_id, "agent", move |tx, m| {
                 if !matches!(
-                    old.status,
+                    m.status,
                     Status::Commissioning | Status::New | Status::Testing
                 ) {
                     return Err(ServiceError::Conflict(format!(
-                        "machine {id} is {}, not taking an inventory",
-                        old.status
+                        "machine {} is {}, not taking an inventory",
+                        m.system_id, m.status
                     )));
                 }
                 // Keep the boot flag of the interface rackbox knows the machine boots from.
-                let known_boot: Vec<String> = old
+                let known_boot: Vec<String> = m
                     .interfaces
                     .iter()
                     .filter(|i| i.boot)
                     .map(|i| i.mac.clone())
                     .collect();
-                let mut new_ifaces = interfaces.clone();
+                let mut new_ifaces = interfaces;
                 if !known_boot.is_empty() {
                     for i in &mut new_ifaces {
                         i.boot = known_boot.contains(&i.mac);
                     }
                 }
                 if new_ifaces.is_empty() {
-                    new_ifaces = old.interfaces.clone();
+                    new_ifaces = m.interfaces.clone();
                 }
                 for i in &new_ifaces {
                     if let Some(owner) = tables::machine_by_mac_in(tx, &i.mac)?
-                        && owner != id
+                        && owner != m.system_id
                     {
                         return Err(ServiceError::Conflict(format!(
                             "MAC {} already belongs to machine {owner}",
@@ -307,7 +282,6 @@ impl Service {
                         )));
                     }
                 }
-                let mut m = old.clone();
                 m.cpu_count = summary.cpu_count;
                 m.memory_mib = summary.memory_mib;
                 if let Some(a) = &summary.architecture {
@@ -316,33 +290,17 @@ impl Service {
                 m.disks = summary.disks.clone();
                 m.interfaces = new_ifaces;
                 m.inventory = Some(inventory);
-                m.generation += 1;
-                m.updated_ms = now_ms();
-                tables::put_machine(tx, &m, Some(&old))?;
-                tables::append_event(
-                    tx,
-                    Event {
-                        seq: 0,
-                        system_id: id.clone(),
-                        at_ms: m.updated_ms,
-                        actor: "agent".into(),
-                        action: "inventory".into(),
-                        from: m.status,
-                        to: m.status,
-                        message: format!(
-                            "inventory: {} CPUs, {} MiB, {} disk(s), {} NIC(s)",
-                            m.cpu_count,
-                            m.memory_mib,
-                            m.disks.len(),
-                            m.interfaces.len()
-                        ),
-                    },
-                )?;
-                Ok(m)
+                let said = format!(
+                    "inventory: {} CPUs, {} MiB, {} disk(s), {} NIC(s)",
+                    m.cpu_count,
+                    m.memory_mib,
+                    m.disks.len(),
+                    m.interfaces.len()
+                );
+                Ok(Some(("inventory", said)))
             })
             .await?;
-        self.index_put(m.clone());
-        Ok(m)
+        m.ok_or_else(|| ServiceError::Conflict("inventory not recorded".into()))
     }
 
     /// Progress from the agent: the status message says it (percent when known).
@@ -427,46 +385,24 @@ impl Service {
         m: &Machine,
         message: String,
     ) -> Result<Machine, ServiceError> {
-        let id = m.system_id.clone();
-        let updated = self
-            .store
-            .write(move |tx| -> Result<Machine, ServiceError> {
-                let old: Machine = tables::get_in(tx, tables::MACHINES, &id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
-                if old.status != Status::Deploying {
+        let m = self
+            .modify_machine(&m.system_id, "agent", move |_, m| {
+                if m.status != Status::Deploying {
                     return Err(ServiceError::Conflict(format!(
-                        "machine {id} is {}, not deploying",
-                        old.status
+                        "machine {} is {}, not deploying",
+                        m.system_id, m.status
                     )));
                 }
-                let mut m = old.clone();
                 m.deploy_written = true;
                 m.status_message = if message.is_empty() {
                     "image written; waiting for the deployed OS to boot and report in".into()
                 } else {
                     format!("{message}; waiting for the deployed OS to boot and report in")
                 };
-                m.generation += 1;
-                m.updated_ms = now_ms();
-                tables::put_machine(tx, &m, Some(&old))?;
-                tables::append_event(
-                    tx,
-                    Event {
-                        seq: 0,
-                        system_id: id.clone(),
-                        at_ms: m.updated_ms,
-                        actor: "agent".into(),
-                        action: "image_written".into(),
-                        from: Status::Deploying,
-                        to: Status::Deploying,
-                        message: m.status_message.clone(),
-                    },
-                )?;
-                Ok(m)
+                Ok(Some(("image_written", m.status_message.clone())))
             })
             .await?;
-        self.index_put(updated.clone());
-        Ok(updated)
+        m.ok_or_else(|| ServiceError::Conflict("deploy state not recorded".into()))
     }
 
     /// An unknown machine's agent enlists it: a New machine with its inventory (or the machine a
@@ -516,21 +452,16 @@ impl Service {
         };
         let token = format!("rbt_{}_{}", machine.system_id, ids::random_token(32));
         let hash = sha256_hex(&token);
-        let id = machine.system_id.clone();
         let m = self
-            .store
-            .write(move |tx| -> Result<Machine, ServiceError> {
-                let old: Machine = tables::get_in(tx, tables::MACHINES, &id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
-                let mut m = old.clone();
+            .modify_machine(&machine.system_id, "agent", move |_, m| {
                 m.boot_token_sha256 = Some(hash);
-                m.generation += 1;
-                m.updated_ms = now_ms();
-                tables::put_machine(tx, &m, Some(&old))?;
-                Ok(m)
+                Ok(Some((
+                    "enlist",
+                    "booted to enlist; inventory reported".to_string(),
+                )))
             })
-            .await?;
-        self.index_put(m.clone());
+            .await?
+            .ok_or_else(|| ServiceError::Conflict("enlistment not recorded".into()))?;
         tracing::info!(system_id = %m.system_id, "machine enlisted");
         let m = if self.enlist.commission && m.status == Status::New {
             self.act(

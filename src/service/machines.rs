@@ -920,59 +920,30 @@ impl Service {
         state: PowerState,
         message: String,
     ) -> Result<(), ServiceError> {
-        let id = system_id.to_string();
-        let m = self
-            .store
-            .write(move |tx| -> Result<Option<Machine>, ServiceError> {
-                let Some(old) = tables::get_in::<Machine>(tx, tables::MACHINES, &id)? else {
-                    return Ok(None);
-                };
-                if old.power_state.state == state && old.power_state.message == message {
+        let result = self
+            .modify_machine(system_id, "rackbox", move |_, m| {
+                if m.power_state.state == state && m.power_state.message == message {
                     return Ok(None);
                 }
-                let mut m = old.clone();
-                let now = now_ms();
+                let was = m.power_state.state.as_str();
                 let said = if message.is_empty() {
-                    format!(
-                        "power {} -> {}",
-                        old.power_state.state.as_str(),
-                        state.as_str()
-                    )
+                    format!("power {was} -> {}", state.as_str())
                 } else {
-                    format!(
-                        "power {} -> {}: {message}",
-                        old.power_state.state.as_str(),
-                        state.as_str()
-                    )
+                    format!("power {was} -> {}: {message}", state.as_str())
                 };
                 m.power_state = PowerStatus {
                     state,
                     message,
-                    checked_ms: Some(now),
+                    checked_ms: Some(now_ms()),
                 };
-                m.generation += 1;
-                m.updated_ms = now;
-                tables::put_machine(tx, &m, Some(&old))?;
-                tables::append_event(
-                    tx,
-                    Event {
-                        seq: 0,
-                        system_id: m.system_id.clone(),
-                        at_ms: now,
-                        actor: "rackbox".into(),
-                        action: "power_state".into(),
-                        from: m.status,
-                        to: m.status,
-                        message: said,
-                    },
-                )?;
-                Ok(Some(m))
+                Ok(Some(("power_state", said)))
             })
-            .await?;
-        if let Some(m) = m {
-            self.index_put(m);
+            .await;
+        match result {
+            // A machine deleted meanwhile has no power state to record.
+            Ok(_) | Err(ServiceError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     /// A machine's history, newest first.
@@ -1055,42 +1026,15 @@ impl Service {
         expected: Status,
         message: String,
     ) -> Result<(), ServiceError> {
-        let id = system_id.to_string();
-        let m = self
-            .store
-            .write(move |tx| -> Result<Option<Machine>, ServiceError> {
-                let Some(old) = tables::get_in::<Machine>(tx, tables::MACHINES, &id)? else {
-                    return Ok(None);
-                };
-                if old.status != expected || old.status_message == message {
-                    return Ok(None);
-                }
-                let mut m = old.clone();
-                let now = now_ms();
-                m.status_message = message.clone();
-                m.generation += 1;
-                m.updated_ms = now;
-                tables::put_machine(tx, &m, Some(&old))?;
-                tables::append_event(
-                    tx,
-                    Event {
-                        seq: 0,
-                        system_id: m.system_id.clone(),
-                        at_ms: now,
-                        actor: "rackbox".into(),
-                        action: "note".into(),
-                        from: m.status,
-                        to: m.status,
-                        message,
-                    },
-                )?;
-                Ok(Some(m))
-            })
-            .await?;
-        if let Some(m) = m {
-            self.index_put(m);
-        }
-        Ok(())
+        self.modify_machine(system_id, "rackbox", move |_, m| {
+            if m.status != expected || m.status_message == message {
+                return Ok(None);
+            }
+            m.status_message = message.clone();
+            Ok(Some(("note", message)))
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Machines with a remote power driver, for the power-state sync.

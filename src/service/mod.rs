@@ -220,6 +220,61 @@ impl Service {
         }
     }
 
+    /// Changes one machine in place, without a status transition (power state, status message,
+    /// boot token, inventory). `change` edits a copy of the stored record and names the event to
+    /// record, or answers None to write nothing; it may read other tables through the transaction
+    /// but must not write them. The generation is bumped and the index updated here.
+    pub(crate) async fn modify_machine<F>(
+        &self,
+        system_id: &str,
+        actor: &str,
+        change: F,
+    ) -> Result<Option<Machine>, ServiceError>
+    where
+        F: FnOnce(
+                &redb::WriteTransaction,
+                &mut Machine,
+            ) -> Result<Option<(&'static str, String)>, ServiceError>
+            + Send
+            + 'static,
+    {
+        let id = system_id.to_string();
+        let actor = actor.to_string();
+        let changed = self
+            .store
+            .write(move |tx| -> Result<Option<Machine>, ServiceError> {
+                let old: Machine =
+                    crate::store::tables::get_in(tx, crate::store::tables::MACHINES, &id)?
+                        .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                let mut m = old.clone();
+                let Some((action, message)) = change(tx, &mut m)? else {
+                    return Ok(None);
+                };
+                m.generation = old.generation + 1;
+                m.updated_ms = crate::model::ids::now_ms();
+                crate::store::tables::put_machine(tx, &m, Some(&old))?;
+                crate::store::tables::append_event(
+                    tx,
+                    crate::model::Event {
+                        seq: 0,
+                        system_id: id.clone(),
+                        at_ms: m.updated_ms,
+                        actor,
+                        action: action.to_string(),
+                        from: old.status,
+                        to: m.status,
+                        message,
+                    },
+                )?;
+                Ok(Some(m))
+            })
+            .await?;
+        if let Some(m) = &changed {
+            self.index_put(m.clone());
+        }
+        Ok(changed)
+    }
+
     /// Counts of machines by status, for /metrics.
     pub fn status_counts(&self) -> BTreeMap<Status, usize> {
         let mut counts = BTreeMap::new();
