@@ -112,10 +112,8 @@ fn the_ramdisk_boots_and_reports_the_vm_it_runs_in() {
                 "console=ttyS0 panic=-1 rackbox.url=http://127.0.0.1:1 rackbox.inventory_only=1",
             ])
             .arg("-drive")
-            .arg(format!(
-                "file={},if=virtio,format=raw,serial=rbx-disk-1",
-                disk.display()
-            ))
+            .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
+            .args(["-device", "virtio-blk-pci,drive=d0,serial=rbx-disk-1"])
             .stdin(Stdio::null()),
         // TCG on a busy two-core machine: booting takes seconds to a minute or two.
         Duration::from_secs(6 * 60),
