@@ -124,7 +124,10 @@ fn the_ramdisk_boots_and_reports_the_vm_it_runs_in() {
     };
     let inv = inventory_from_console(&console)
         .unwrap_or_else(|| panic!("no inventory on the console; its end:\n{tail}"));
-    assert!(exited, "the agent powered the VM off after printing; console end:\n{tail}");
+    assert!(
+        exited,
+        "the agent powered the VM off after printing; console end:\n{tail}"
+    );
 
     assert_eq!(inv.cpu_count, cpus);
     assert_eq!(inv.cpu.threads, cpus);

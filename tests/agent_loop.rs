@@ -164,11 +164,16 @@ fn calls_of(s: &Shared, kind: &str) -> Vec<Value> {
 }
 
 fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 fn run_tool(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/deps.d/agent.sh installs it)"));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {cmd:?}: {e} (scripts/deps.d/agent.sh installs it)")
+    });
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}{}",
@@ -200,7 +205,10 @@ fn make_image(dir: &Path, label: &str, size: u64) -> Vec<u8> {
         .expect("sfdisk script");
     assert!(child.wait().expect("sfdisk").success());
     let mut image = std::fs::read(&path).expect("read image");
-    for (i, b) in image[MIB as usize..17 * MIB as usize].iter_mut().enumerate() {
+    for (i, b) in image[MIB as usize..17 * MIB as usize]
+        .iter_mut()
+        .enumerate()
+    {
         *b = (i % 251) as u8 ^ 0x5a;
     }
     image
@@ -261,7 +269,10 @@ fn mcopy(disk: &Path, offset: u64, name: &str) -> String {
 fn check_deployed(disk: &Path, image: &[u8], label: &str, seed_offset: u64) {
     let written = std::fs::read(disk).expect("read disk");
     let part = MIB as usize..17 * MIB as usize;
-    assert!(written[part.clone()] == image[part], "partition 1 holds the image's bytes");
+    assert!(
+        written[part.clone()] == image[part],
+        "partition 1 holds the image's bytes"
+    );
 
     let table: Value =
         serde_json::from_str(&run_tool(Command::new("sfdisk").arg("--json").arg(disk)))
@@ -271,7 +282,10 @@ fn check_deployed(disk: &Path, image: &[u8], label: &str, seed_offset: u64) {
     let parts = t["partitions"].as_array().expect("partitions");
     assert_eq!(parts.len(), 2, "{table}");
     assert_eq!(parts[0]["start"], 2048);
-    assert_eq!(parts[1]["start"].as_u64().map(|s| s * 512), Some(seed_offset));
+    assert_eq!(
+        parts[1]["start"].as_u64().map(|s| s * 512),
+        Some(seed_offset)
+    );
     assert_eq!(parts[1]["size"].as_u64(), Some(8 * MIB / 512));
     // The seed is the last whole MiB of the disk (before GPT's backup).
     let disk_len = written.len() as u64;
@@ -293,11 +307,18 @@ fn check_deployed(disk: &Path, image: &[u8], label: &str, seed_offset: u64) {
     let meta = mcopy(disk, seed_offset, "meta-data");
     assert!(meta.contains("instance-id: \"i-abc123-1\""), "{meta}");
     assert!(meta.contains("local-hostname: \"node1\""), "{meta}");
-    assert!(meta.contains("ssh-ed25519 AAAAC3Nza alice@laptop"), "{meta}");
+    assert!(
+        meta.contains("ssh-ed25519 AAAAC3Nza alice@laptop"),
+        "{meta}"
+    );
 }
 
 fn only_complete(s: &Shared) -> Value {
-    assert_eq!(calls_of(s, "fail"), Vec::<Value>::new(), "no failure reported");
+    assert_eq!(
+        calls_of(s, "fail"),
+        Vec::<Value>::new(),
+        "no failure reported"
+    );
     let done = calls_of(s, "complete");
     assert_eq!(done.len(), 1, "one completion");
     done[0].clone()
@@ -313,7 +334,9 @@ async fn deploy_gpt_raw_gz_writes_the_image_and_the_seed() {
     let url = serve(s.clone(), 0).await;
     let disk = disk_file(dir.path(), 64 * MIB);
 
-    let outcome = run_agent(config(&url, vec![disk.clone()])).await.expect("agent");
+    let outcome = run_agent(config(&url, vec![disk.clone()]))
+        .await
+        .expect("agent");
     assert_eq!(outcome, Outcome::PowerOff);
 
     let done = only_complete(&s);
@@ -328,7 +351,10 @@ async fn deploy_gpt_raw_gz_writes_the_image_and_the_seed() {
 
     // Progress came before the completion and reached 100%.
     let calls = lock(&s).calls.clone();
-    let complete_at = calls.iter().position(|(k, _)| k == "complete").expect("complete");
+    let complete_at = calls
+        .iter()
+        .position(|(k, _)| k == "complete")
+        .expect("complete");
     let progress: Vec<&Value> = calls
         .iter()
         .filter(|(k, _)| k == "progress")
@@ -336,7 +362,11 @@ async fn deploy_gpt_raw_gz_writes_the_image_and_the_seed() {
         .collect();
     assert!(!progress.is_empty());
     assert!(calls[complete_at..].iter().all(|(k, _)| k != "progress"));
-    assert!(progress.iter().any(|p| p["percent"].as_f64() == Some(100.0)));
+    assert!(
+        progress
+            .iter()
+            .any(|p| p["percent"].as_f64() == Some(100.0))
+    );
     assert_eq!(lock(&s).unauthorized, 0);
 }
 
@@ -352,9 +382,13 @@ async fn deploy_mbr_raw_zst_merges_keys_into_cloud_config() {
     // A disk that is not a whole number of MiB.
     let disk = disk_file(dir.path(), 48 * MIB + 4096);
 
-    run_agent(config(&url, vec![disk.clone()])).await.expect("agent");
+    run_agent(config(&url, vec![disk.clone()]))
+        .await
+        .expect("agent");
     let done = only_complete(&s);
-    let seed_offset = done["results"]["seed_offset"].as_u64().expect("seed_offset");
+    let seed_offset = done["results"]["seed_offset"]
+        .as_u64()
+        .expect("seed_offset");
     check_deployed(&disk, &image, "dos", seed_offset);
     assert_eq!(
         mcopy(&disk, seed_offset, "user-data"),
@@ -382,7 +416,9 @@ async fn deploy_raw_xz_and_raw_to_named_disks() {
             .and_then(|f| f.set_len(40 * MIB))
             .expect("disk");
     }
-    run_agent(config(&url, vec![a.clone(), b.clone()])).await.expect("agent");
+    run_agent(config(&url, vec![a.clone(), b.clone()]))
+        .await
+        .expect("agent");
     assert_eq!(calls_of(&s, "fail"), Vec::<Value>::new());
     let done = calls_of(&s, "complete");
     assert_eq!(done.len(), 2);
@@ -408,17 +444,34 @@ async fn corrupted_image_fails_with_the_checksum_and_wipes_the_table() {
     let disk = disk_file(dir.path(), 64 * MIB);
     std::fs::write(&disk, vec![0xeeu8; 64 * MIB as usize]).expect("fill disk");
 
-    let outcome = run_agent(config(&url, vec![disk.clone()])).await.expect("agent");
+    let outcome = run_agent(config(&url, vec![disk.clone()]))
+        .await
+        .expect("agent");
     assert_eq!(outcome, Outcome::PowerOff);
-    assert_eq!(calls_of(&s, "complete"), Vec::<Value>::new(), "nothing claims success");
+    assert_eq!(
+        calls_of(&s, "complete"),
+        Vec::<Value>::new(),
+        "nothing claims success"
+    );
     let fails = calls_of(&s, "fail");
     assert_eq!(fails.len(), 1);
     let reason = fails[0]["reason"].as_str().expect("reason");
     assert!(reason.contains("checksum mismatch"), "{reason}");
-    assert!(reason.contains(&sha256_hex(&gz)), "names the expected digest: {reason}");
+    assert!(
+        reason.contains(&sha256_hex(&gz)),
+        "names the expected digest: {reason}"
+    );
     let written = std::fs::read(&disk).expect("read disk");
-    assert!(written[..MIB as usize].iter().all(|b| *b == 0), "head wiped");
-    assert!(written[written.len() - MIB as usize..].iter().all(|b| *b == 0), "tail wiped");
+    assert!(
+        written[..MIB as usize].iter().all(|b| *b == 0),
+        "head wiped"
+    );
+    assert!(
+        written[written.len() - MIB as usize..]
+            .iter()
+            .all(|b| *b == 0),
+        "tail wiped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,7 +483,9 @@ async fn wrong_size_and_too_small_disk_fail() {
     lock(&s).images.insert("img.raw".into(), image.clone());
     let url = serve(s.clone(), 0).await;
     let disk = disk_file(dir.path(), 20 * MIB);
-    run_agent(config(&url, vec![disk.clone()])).await.expect("agent");
+    run_agent(config(&url, vec![disk.clone()]))
+        .await
+        .expect("agent");
     let fails = calls_of(&s, "fail");
     assert_eq!(fails.len(), 1);
     let reason = fails[0]["reason"].as_str().expect("reason");
@@ -441,7 +496,9 @@ async fn wrong_size_and_too_small_disk_fail() {
     lock(&s).images.insert("img.raw".into(), image);
     let url = serve(s.clone(), 0).await;
     let disk = disk_file(dir.path(), 10 * MIB);
-    run_agent(config(&url, vec![disk.clone()])).await.expect("agent");
+    run_agent(config(&url, vec![disk.clone()]))
+        .await
+        .expect("agent");
     let fails = calls_of(&s, "fail");
     assert_eq!(fails.len(), 1);
     let reason = fails[0]["reason"].as_str().expect("reason");
@@ -474,7 +531,12 @@ async fn the_agent_waits_out_a_refusing_then_failing_appliance() {
     assert!(inv[0]["memory_mib"].as_u64().unwrap_or(0) > 0);
     assert_eq!(inv[0]["architecture"], "amd64/generic");
     let done = only_complete(&s);
-    assert!(done["message"].as_str().unwrap_or("").starts_with("commissioned"));
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("commissioned")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,7 +581,11 @@ async fn enlist_then_tasks_with_the_new_token() {
     let enlist = calls_of(&s, "enlist");
     assert_eq!(enlist.len(), 1);
     assert!(enlist[0]["disks"].is_array());
-    assert_eq!(lock(&s).unauthorized, 0, "every later call carried the enlisted token");
+    assert_eq!(
+        lock(&s).unauthorized,
+        0,
+        "every later call carried the enlisted token"
+    );
     let done = calls_of(&s, "complete");
     assert_eq!(done.len(), 1);
     assert_eq!(done[0]["results"]["memory"]["ok"], true);
@@ -556,23 +622,39 @@ async fn erase_quick_full_and_secure_on_files() {
     ]);
     let url = serve(s.clone(), 0).await;
     for disk in [&quick, &full, &secure] {
-        let outcome = run_agent(config(&url, vec![disk.clone()])).await.expect("agent");
+        let outcome = run_agent(config(&url, vec![disk.clone()]))
+            .await
+            .expect("agent");
         assert_eq!(outcome, Outcome::PowerOff);
     }
     let q = std::fs::read(&quick).expect("read");
     let m = MIB as usize;
-    assert!(q[..m].iter().all(|b| *b == 0), "disk head and partition table zeroed");
+    assert!(
+        q[..m].iter().all(|b| *b == 0),
+        "disk head and partition table zeroed"
+    );
     assert!(q[q.len() - m..].iter().all(|b| *b == 0), "disk tail zeroed");
     // Partition 1 is 1..17 MiB: its head (1..2 MiB) and tail (16..17 MiB) are zeroed.
     assert!(q[m..2 * m].iter().all(|b| *b == 0));
     assert!(q[16 * m..17 * m].iter().all(|b| *b == 0));
-    assert!(q[2 * m..16 * m] == image[2 * m..16 * m], "the middle is left");
+    assert!(
+        q[2 * m..16 * m] == image[2 * m..16 * m],
+        "the middle is left"
+    );
     assert!(std::fs::read(&full).expect("read").iter().all(|b| *b == 0));
-    assert!(std::fs::read(&secure).expect("read").iter().all(|b| *b == 0));
+    assert!(
+        std::fs::read(&secure)
+            .expect("read")
+            .iter()
+            .all(|b| *b == 0)
+    );
     let done = calls_of(&s, "complete");
     assert_eq!(done.len(), 3);
     let secure_msg = done[2]["message"].as_str().unwrap_or("");
-    assert!(secure_msg.contains("secure erase not supported"), "{secure_msg}");
+    assert!(
+        secure_msg.contains("secure erase not supported"),
+        "{secure_msg}"
+    );
     assert!(calls_of(&s, "fail").is_empty());
 }
 
@@ -612,23 +694,42 @@ async fn loop_device_deploy_then_secure_erase() {
     lock(&s).images.insert("img.raw.zst".into(), zst);
     let url = serve(s.clone(), 0).await;
     let dev_path = PathBuf::from(&dev);
-    run_agent(config(&url, vec![dev_path.clone()])).await.expect("deploy");
+    run_agent(config(&url, vec![dev_path.clone()]))
+        .await
+        .expect("deploy");
     let done = only_complete(&s);
-    let seed_offset = done["results"]["seed_offset"].as_u64().expect("seed_offset");
+    let seed_offset = done["results"]["seed_offset"]
+        .as_u64()
+        .expect("seed_offset");
     check_deployed(&dev_path, &image, "gpt", seed_offset);
 
-    run_agent(config(&url, vec![dev_path.clone()])).await.expect("erase");
+    run_agent(config(&url, vec![dev_path.clone()]))
+        .await
+        .expect("erase");
     let done = calls_of(&s, "complete");
     assert_eq!(done.len(), 2);
     let msg = done[1]["message"].as_str().unwrap_or("");
-    let disks = done[1]["results"]["disks"].as_array().cloned().unwrap_or_default();
+    let disks = done[1]["results"]["disks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(disks.len(), 1);
     if disks[0]["method"] == "secure-discard" {
         // The loop device passed the discard on: its backing file reads back as zeros.
-        assert!(disks[0]["note"].as_str().unwrap_or("").contains("BLKSECDISCARD"));
+        assert!(
+            disks[0]["note"]
+                .as_str()
+                .unwrap_or("")
+                .contains("BLKSECDISCARD")
+        );
     } else {
         assert!(msg.contains("secure erase not supported"), "{msg}");
-        assert!(std::fs::read(&dev_path).expect("read").iter().all(|b| *b == 0));
+        assert!(
+            std::fs::read(&dev_path)
+                .expect("read")
+                .iter()
+                .all(|b| *b == 0)
+        );
     }
     assert!(calls_of(&s, "fail").is_empty());
 }

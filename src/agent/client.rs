@@ -64,7 +64,9 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay before attempt `n + 1` (n counted from 1).
     pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.initial.saturating_mul(factor).min(self.max_delay)
     }
 }
@@ -169,7 +171,11 @@ enum Attempt {
 
 impl Client {
     /// `base` is the appliance URL without the API prefix, e.g. `http://192.0.2.1:5240`.
-    pub fn new(base: &str, token: Option<String>, policy: RetryPolicy) -> Result<Client, ClientError> {
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        policy: RetryPolicy,
+    ) -> Result<Client, ClientError> {
         // reqwest is built with rustls without a default provider; install ring once (an
         // https appliance URL works, plain http needs none).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -376,12 +382,21 @@ mod tests {
         assert_eq!(d.target_disk, None);
         assert_eq!(d.image_size, Some(10));
         let t: Task = serde_json::from_str(r#"{"task":"erase","mode":"secure"}"#).expect("erase");
-        assert_eq!(t, Task::Erase { mode: EraseMode::Secure });
+        assert_eq!(
+            t,
+            Task::Erase {
+                mode: EraseMode::Secure
+            }
+        );
         let t: Task = serde_json::from_str(r#"{"task":"wait","seconds":3}"#).expect("wait");
         assert_eq!(t, Task::Wait { seconds: 3 });
-        let t: Task =
-            serde_json::from_str(r#"{"task":"test","tests":["memory"]}"#).expect("test");
-        assert_eq!(t, Task::Test { tests: vec!["memory".into()] });
+        let t: Task = serde_json::from_str(r#"{"task":"test","tests":["memory"]}"#).expect("test");
+        assert_eq!(
+            t,
+            Task::Test {
+                tests: vec!["memory".into()]
+            }
+        );
         assert!(serde_json::from_str::<Task>(r#"{"task":"dance"}"#).is_err());
     }
 
@@ -400,9 +415,16 @@ mod tests {
 
     #[test]
     fn image_urls_resolve_against_the_appliance() {
-        let c = Client::new("http://192.0.2.1:5240/", None, RetryPolicy::default()).expect("client");
-        assert_eq!(c.resolve("/images/a.raw"), "http://192.0.2.1:5240/images/a.raw");
-        assert_eq!(c.resolve("images/a.raw"), "http://192.0.2.1:5240/images/a.raw");
+        let c =
+            Client::new("http://192.0.2.1:5240/", None, RetryPolicy::default()).expect("client");
+        assert_eq!(
+            c.resolve("/images/a.raw"),
+            "http://192.0.2.1:5240/images/a.raw"
+        );
+        assert_eq!(
+            c.resolve("images/a.raw"),
+            "http://192.0.2.1:5240/images/a.raw"
+        );
         assert_eq!(c.resolve("http://mirror/a.raw"), "http://mirror/a.raw");
     }
 }

@@ -160,9 +160,9 @@ pub async fn deploy(
             last_step = step;
             progress.send_replace(Progress {
                 message: format!("writing image to {disk_name}"),
-                percent: total.filter(|t| *t > 0).map(|t| {
-                    (downloaded as f64 * 100.0 / t as f64).min(100.0)
-                }),
+                percent: total
+                    .filter(|t| *t > 0)
+                    .map(|t| (downloaded as f64 * 100.0 / t as f64).min(100.0)),
                 bytes: Some(downloaded),
             });
         }
@@ -457,7 +457,9 @@ mod tests {
     }
 
     fn sample() -> Vec<u8> {
-        (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect()
+        (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
     }
 
     #[test]

@@ -86,10 +86,18 @@ impl Target {
             .write(true)
             .open(path)
             .map_err(open_err)?;
-        let is_block = file.metadata().map_err(open_err)?.file_type().is_block_device();
+        let is_block = file
+            .metadata()
+            .map_err(open_err)?
+            .file_type()
+            .is_block_device();
         // Seeking to the end gives the size of block devices and files alike.
         let size = file.seek(SeekFrom::End(0)).map_err(open_err)?;
-        let sector = if is_block { logical_sector_size(&file) } else { 512 };
+        let sector = if is_block {
+            logical_sector_size(&file)
+        } else {
+            512
+        };
         Ok(Target {
             file,
             path: shown,
@@ -317,10 +325,10 @@ mod tests {
         assert_eq!(
             r,
             vec![
-                (0, 2 * MIB),                 // disk head + partition 1 head
-                (10 * MIB, 11 * MIB),         // partition 1 tail
-                (20 * MIB, 21 * MIB),         // partition 2 head
-                (98 * MIB, 100 * MIB),        // partition 2 tail + disk tail
+                (0, 2 * MIB),          // disk head + partition 1 head
+                (10 * MIB, 11 * MIB),  // partition 1 tail
+                (20 * MIB, 21 * MIB),  // partition 2 head
+                (98 * MIB, 100 * MIB), // partition 2 tail + disk tail
             ]
         );
     }
@@ -329,7 +337,10 @@ mod tests {
     fn quick_ranges_on_tiny_disks_and_odd_extents() {
         assert_eq!(quick_ranges(1000, &[]), vec![(0, 1000)]);
         // A partition past the disk's end (a table from a bigger disk) is clamped away.
-        assert_eq!(quick_ranges(4 * MIB, &[(8 * MIB, MIB)]), vec![(0, MIB), (3 * MIB, 4 * MIB)]);
+        assert_eq!(
+            quick_ranges(4 * MIB, &[(8 * MIB, MIB)]),
+            vec![(0, MIB), (3 * MIB, 4 * MIB)]
+        );
         assert_eq!(quick_ranges(0, &[]), Vec::<(u64, u64)>::new());
     }
 }

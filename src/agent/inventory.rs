@@ -628,7 +628,9 @@ core id\t\t: 1
 
     #[test]
     fn ignored_block_devices() {
-        for n in ["loop0", "ram1", "zram0", "sr0", "fd0", "nbd3", "dm-0", "md127"] {
+        for n in [
+            "loop0", "ram1", "zram0", "sr0", "fd0", "nbd3", "dm-0", "md127",
+        ] {
             assert!(is_ignored_block_device(n), "{n}");
         }
         for n in ["sda", "vda", "nvme0n1", "xvda", "mmcblk0"] {
@@ -651,10 +653,18 @@ core id\t\t: 1
         write(r, "proc/meminfo", "MemTotal: 1000000 kB\n");
         write(r, "sys/devices/system/memory/block_size_bytes", "8000000\n");
         for i in 0..8 {
-            write(r, &format!("sys/devices/system/memory/memory{i}/online"), "1\n");
+            write(
+                r,
+                &format!("sys/devices/system/memory/memory{i}/online"),
+                "1\n",
+            );
         }
         write(r, "sys/class/dmi/id/sys_vendor", "QEMU\n");
-        write(r, "sys/class/dmi/id/product_name", "Standard PC (i440FX + PIIX, 1996)\n");
+        write(
+            r,
+            "sys/class/dmi/id/product_name",
+            "Standard PC (i440FX + PIIX, 1996)\n",
+        );
         write(r, "sys/block/vda/size", "4194304\n");
         write(r, "sys/block/vda/queue/rotational", "0\n");
         write(r, "sys/block/vda/queue/logical_block_size", "512\n");
@@ -691,7 +701,10 @@ core id\t\t: 1
         assert_eq!(d.tags, vec!["ssd"]);
         assert_eq!(inv.interfaces.len(), 1);
         let n = &inv.interfaces[0];
-        assert_eq!((n.name.as_str(), n.mac.as_str()), ("eth0", "52:54:00:aa:bb:cc"));
+        assert_eq!(
+            (n.name.as_str(), n.mac.as_str()),
+            ("eth0", "52:54:00:aa:bb:cc")
+        );
         assert!(n.boot && n.link);
         assert_eq!(n.speed_mbps, None);
         assert_eq!(inv.pci.len(), 1);

@@ -25,7 +25,9 @@ const MBR_PROTECTIVE: u8 = 0xee;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
-    #[error("the image has no partition table (no MBR signature): nowhere to add the cloud-init seed partition")]
+    #[error(
+        "the image has no partition table (no MBR signature): nowhere to add the cloud-init seed partition"
+    )]
     NoTable,
     #[error("the GPT header is damaged: {0}")]
     BadGpt(String),
@@ -95,7 +97,11 @@ pub fn parse_mbr(sector0: &[u8]) -> Option<[(u8, u32, u32); 4]> {
     let mut out = [(0u8, 0u32, 0u32); 4];
     for (i, slot) in out.iter_mut().enumerate() {
         let e = 446 + 16 * i;
-        *slot = (sector0[e + 4], le_u32(sector0, e + 8), le_u32(sector0, e + 12));
+        *slot = (
+            sector0[e + 4],
+            le_u32(sector0, e + 8),
+            le_u32(sector0, e + 12),
+        );
     }
     Some(out)
 }
@@ -124,9 +130,7 @@ pub fn parse_gpt_header(sector: &[u8]) -> Result<GptHeader, PartitionError> {
     let header_size = le_u32(sector, 12);
     let size = usize::try_from(header_size).unwrap_or(usize::MAX);
     if !(92..=sector.len()).contains(&size) {
-        return Err(PartitionError::BadGpt(format!(
-            "header size {header_size}"
-        )));
+        return Err(PartitionError::BadGpt(format!("header size {header_size}")));
     }
     let mut raw = sector[..size].to_vec();
     let stored = le_u32(&raw, 16);
@@ -146,7 +150,11 @@ pub fn parse_gpt_header(sector: &[u8]) -> Result<GptHeader, PartitionError> {
         entries_crc: le_u32(&raw, 88),
         raw,
     };
-    if h.entry_size < 128 || h.entry_size % 8 != 0 || h.entry_count == 0 || h.entry_count > 16384 {
+    if h.entry_size < 128
+        || !h.entry_size.is_multiple_of(8)
+        || h.entry_count == 0
+        || h.entry_count > 16384
+    {
         return Err(PartitionError::BadGpt(format!(
             "{} entries of {} bytes",
             h.entry_count, h.entry_size
@@ -162,7 +170,15 @@ impl GptHeader {
     }
 
     /// Serializes the header with the given locations and a fresh CRC, padded to a sector.
-    fn emit(&self, my_lba: u64, alternate_lba: u64, entries_lba: u64, last_usable: u64, entries_crc: u32, sector: usize) -> Vec<u8> {
+    fn emit(
+        &self,
+        my_lba: u64,
+        alternate_lba: u64,
+        entries_lba: u64,
+        last_usable: u64,
+        entries_crc: u32,
+        sector: usize,
+    ) -> Vec<u8> {
         let mut b = self.raw.clone();
         b[24..32].copy_from_slice(&my_lba.to_le_bytes());
         b[32..40].copy_from_slice(&alternate_lba.to_le_bytes());
@@ -232,7 +248,9 @@ pub fn add_mbr_partition(
     let slot = entries
         .iter()
         .position(|e| e.0 == 0)
-        .ok_or(PartitionError::NoFreeSlot("all four MBR primary entries are used"))?;
+        .ok_or(PartitionError::NoFreeSlot(
+            "all four MBR primary entries are used",
+        ))?;
     let used: Vec<Extent> = entries
         .iter()
         .filter(|e| e.0 != 0 && e.2 != 0)
@@ -275,8 +293,7 @@ fn read_at(dev: &mut File, offset: u64, len: usize) -> Result<Vec<u8>, Partition
 fn write_at(dev: &mut File, offset: u64, data: &[u8]) -> Result<(), PartitionError> {
     dev.seek(SeekFrom::Start(offset))
         .map_err(io("seek on the disk"))?;
-    dev.write_all(data)
-        .map_err(io("write the partition table"))
+    dev.write_all(data).map_err(io("write the partition table"))
 }
 
 /// Detects the table on `dev`.
@@ -322,14 +339,8 @@ pub fn add_seed_partition(
             if crc32fast::hash(&entries) != hdr.entries_crc {
                 return Err(PartitionError::BadGpt("entries CRC mismatch".into()));
             }
-            let placement = add_gpt_entry(
-                &hdr,
-                &mut entries,
-                disk_bytes,
-                sector,
-                size,
-                partition_guid,
-            )?;
+            let placement =
+                add_gpt_entry(&hdr, &mut entries, disk_bytes, sector, size, partition_guid)?;
             let disk_sectors = disk_bytes / sector;
             let entries_sectors = (entries.len() as u64).div_ceil(sector);
             let backup_lba = disk_sectors - 1;
@@ -342,15 +353,22 @@ pub fn add_seed_partition(
                 write_at(dev, hdr.alternate_lba * sector, &vec![0u8; sector_len])?;
             }
             let primary = hdr.emit(1, backup_lba, hdr.entries_lba, last_usable, crc, sector_len);
-            let backup = hdr.emit(backup_lba, 1, backup_entries_lba, last_usable, crc, sector_len);
+            let backup = hdr.emit(
+                backup_lba,
+                1,
+                backup_entries_lba,
+                last_usable,
+                crc,
+                sector_len,
+            );
             write_at(dev, hdr.entries_lba * sector, &entries)?;
             write_at(dev, sector, &primary)?;
             write_at(dev, backup_entries_lba * sector, &entries)?;
             write_at(dev, backup_lba * sector, &backup)?;
             // The protective MBR covers the whole disk (up to its 32-bit limit).
             let mut s0 = read_at(dev, 0, 512)?;
-            if let Some(slot) = parse_mbr(&s0)
-                .and_then(|e| e.iter().position(|p| p.0 == MBR_PROTECTIVE))
+            if let Some(slot) =
+                parse_mbr(&s0).and_then(|e| e.iter().position(|p| p.0 == MBR_PROTECTIVE))
             {
                 let count = u32::try_from(disk_sectors - 1).unwrap_or(u32::MAX);
                 let e = 446 + 16 * slot;
@@ -424,7 +442,12 @@ pub fn extents_bytes(dev: &mut File, sector: u64) -> Vec<(u64, u64)> {
         gpt_extents(&entries, hdr.entry_size as usize)
             .into_iter()
             .filter(|e| e.last_lba >= e.first_lba)
-            .map(|e| (e.first_lba * sector, (e.last_lba - e.first_lba + 1) * sector))
+            .map(|e| {
+                (
+                    e.first_lba * sector,
+                    (e.last_lba - e.first_lba + 1) * sector,
+                )
+            })
             .collect()
     } else {
         mbr.iter()
@@ -466,7 +489,12 @@ mod tests {
 
     #[test]
     fn mbr_refuses_when_full_or_no_room() {
-        let mut s = mbr_with(&[(0x83, 2048, 100), (0x83, 4096, 100), (0x83, 8192, 100), (0x82, 9000, 10)]);
+        let mut s = mbr_with(&[
+            (0x83, 2048, 100),
+            (0x83, 4096, 100),
+            (0x83, 8192, 100),
+            (0x82, 9000, 10),
+        ]);
         assert!(matches!(
             add_mbr_partition(&mut s, 1024 * MIB, 4 * MIB, 0x0c),
             Err(PartitionError::NoFreeSlot(_))
@@ -491,7 +519,10 @@ mod tests {
         assert_eq!(parsed.entry_count, 128);
         let mut bad = hdr.clone();
         bad[40] ^= 1;
-        assert!(matches!(parse_gpt_header(&bad), Err(PartitionError::BadGpt(_))));
+        assert!(matches!(
+            parse_gpt_header(&bad),
+            Err(PartitionError::BadGpt(_))
+        ));
         assert!(parse_gpt_header(&[0u8; 512]).is_err());
     }
 

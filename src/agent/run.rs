@@ -204,7 +204,11 @@ async fn commission(client: &Client, cfg: &AgentConfig) -> TaskResult {
         inv.memory_mib,
         inv.disks.len(),
         inv.interfaces.len(),
-        if inv.firmware == inventory::Firmware::Uefi { "UEFI" } else { "BIOS" },
+        if inv.firmware == inventory::Firmware::Uefi {
+            "UEFI"
+        } else {
+            "BIOS"
+        },
     );
     Ok((message, None))
 }
@@ -312,7 +316,7 @@ async fn erase_disks(client: &Client, cfg: &AgentConfig, mode: EraseMode) -> Tas
             let mut last = u64::MAX;
             let shown = disk.display().to_string();
             erase::erase(&disk, mode, &mut |done, total| {
-                let pct = if total == 0 { 100 } else { done.saturating_mul(100) / total };
+                let pct = done.saturating_mul(100).checked_div(total).unwrap_or(100);
                 if pct != last {
                     last = pct;
                     tx.send_replace(Progress {
@@ -494,8 +498,16 @@ mod tests {
     fn inv() -> Inventory {
         Inventory {
             disks: vec![
-                DiskInfo { name: "sda".into(), size_bytes: 100, ..Default::default() },
-                DiskInfo { name: "nvme0n1".into(), size_bytes: 500, ..Default::default() },
+                DiskInfo {
+                    name: "sda".into(),
+                    size_bytes: 100,
+                    ..Default::default()
+                },
+                DiskInfo {
+                    name: "nvme0n1".into(),
+                    size_bytes: 500,
+                    ..Default::default()
+                },
             ],
             ..Default::default()
         }
@@ -504,9 +516,17 @@ mod tests {
     #[test]
     fn target_is_named_or_largest() {
         let cfg = AgentConfig::new("http://127.0.0.1:1", Some("t".into()));
-        assert_eq!(choose_target(&cfg, &inv(), None), Ok(PathBuf::from("/dev/nvme0n1")));
-        assert_eq!(choose_target(&cfg, &inv(), Some("sda")), Ok(PathBuf::from("/dev/sda")));
-        assert!(choose_target(&cfg, &inv(), Some("sdz")).is_err_and(|e| e.contains("sda, nvme0n1")));
+        assert_eq!(
+            choose_target(&cfg, &inv(), None),
+            Ok(PathBuf::from("/dev/nvme0n1"))
+        );
+        assert_eq!(
+            choose_target(&cfg, &inv(), Some("sda")),
+            Ok(PathBuf::from("/dev/sda"))
+        );
+        assert!(
+            choose_target(&cfg, &inv(), Some("sdz")).is_err_and(|e| e.contains("sda, nvme0n1"))
+        );
         assert!(choose_target(&cfg, &inv(), Some("../etc")).is_err());
         assert!(choose_target(&cfg, &Inventory::default(), None).is_err());
     }
@@ -515,8 +535,14 @@ mod tests {
     fn devices_override_the_inventory() {
         let mut cfg = AgentConfig::new("http://127.0.0.1:1", Some("t".into()));
         cfg.devices = vec!["/tmp/a.img".into(), "/tmp/b.img".into()];
-        assert_eq!(choose_target(&cfg, &inv(), None), Ok(PathBuf::from("/tmp/a.img")));
-        assert_eq!(choose_target(&cfg, &inv(), Some("b.img")), Ok(PathBuf::from("/tmp/b.img")));
+        assert_eq!(
+            choose_target(&cfg, &inv(), None),
+            Ok(PathBuf::from("/tmp/a.img"))
+        );
+        assert_eq!(
+            choose_target(&cfg, &inv(), Some("b.img")),
+            Ok(PathBuf::from("/tmp/b.img"))
+        );
         assert!(choose_target(&cfg, &inv(), Some("sda")).is_err());
     }
 

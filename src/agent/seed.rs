@@ -22,7 +22,9 @@ const LABEL: [u8; 11] = *b"CIDATA     ";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
-    #[error("the user data and seed files ({0} bytes) do not fit in the {SEED_BYTES} byte seed filesystem")]
+    #[error(
+        "the user data and seed files ({0} bytes) do not fit in the {SEED_BYTES} byte seed filesystem"
+    )]
     TooBig(usize),
     #[error("cannot build the CIDATA filesystem: {0}")]
     Fat(#[source] std::io::Error),
@@ -113,7 +115,10 @@ pub fn user_data(input: &SeedInput) -> String {
             out
         }
         Some(i) => {
-            let after_colon = lines[i].split_once(':').map(|(_, v)| v.trim()).unwrap_or("");
+            let after_colon = lines[i]
+                .split_once(':')
+                .map(|(_, v)| v.trim())
+                .unwrap_or("");
             if !after_colon.is_empty() && !after_colon.starts_with('#') {
                 // Flow style or a scalar: leave it; meta-data carries the keys.
                 return ud.to_string();
@@ -160,7 +165,8 @@ pub fn build_fat(input: &SeedInput, sector_size: u16) -> Result<Vec<u8>, SeedErr
     .map_err(SeedError::Fat)?;
     image.set_position(0);
     {
-        let fs = fatfs::FileSystem::new(&mut image, fatfs::FsOptions::new()).map_err(SeedError::Fat)?;
+        let fs =
+            fatfs::FileSystem::new(&mut image, fatfs::FsOptions::new()).map_err(SeedError::Fat)?;
         for (name, content) in &files {
             let mut f = fs.root_dir().create_file(name).map_err(SeedError::Fat)?;
             f.truncate().map_err(SeedError::Fat)?;
@@ -213,7 +219,9 @@ mod tests {
         let ud = "#cloud-config\npackages:\n  - nginx\nwrite_files:\n  - path: /x\n    content: |\n      hi";
         let out = user_data(&input(ud));
         assert!(out.starts_with(ud));
-        assert!(out.ends_with("hi\nssh_authorized_keys:\n  - \"ssh-ed25519 AAAAC3 alice@laptop\"\n"));
+        assert!(
+            out.ends_with("hi\nssh_authorized_keys:\n  - \"ssh-ed25519 AAAAC3 alice@laptop\"\n")
+        );
     }
 
     #[test]
@@ -244,7 +252,9 @@ mod tests {
         let mut cur = Cursor::new(image);
         let fs = fatfs::FileSystem::new(&mut cur, fatfs::FsOptions::new()).expect("mounts");
         assert_eq!(
-            fs.read_volume_label_from_root_dir().expect("label").as_deref(),
+            fs.read_volume_label_from_root_dir()
+                .expect("label")
+                .as_deref(),
             Some("CIDATA")
         );
         let mut text = String::new();
@@ -266,6 +276,9 @@ mod tests {
     #[test]
     fn oversized_user_data_is_refused() {
         let big = "x".repeat(SEED_BYTES as usize);
-        assert!(matches!(build_fat(&input(&big), 512), Err(SeedError::TooBig(_))));
+        assert!(matches!(
+            build_fat(&input(&big), 512),
+            Err(SeedError::TooBig(_))
+        ));
     }
 }
