@@ -4,8 +4,15 @@
 //! inventory between markers on the serial console and powers the VM off. The inventory must
 //! match the VM QEMU was told to be.
 //!
+//! A second test boots the same ramdisk with a network: QEMU's user-mode NIC with `restrict=on`
+//! (the guest reaches nothing but one forwarded address, which leads to the fake appliance on the
+//! host's 127.0.0.1), so /init's driver loading and DHCP, and the agent's HTTP, deploy and
+//! power-off are exercised end to end on a virtio disk.
+//!
 //! The first run builds the static binary and downloads two Debian packages (several minutes on
 //! two cores); later runs reuse them. Needs qemu-system-x86_64 (scripts/deps.d/agent.sh).
+
+mod agent_support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,7 +23,11 @@ use std::time::{Duration, Instant};
 use rackbox::agent::inventory::{Firmware, Inventory};
 use rackbox::agent::run::{INVENTORY_BEGIN, INVENTORY_END};
 
-const MIB: u64 = 1024 * 1024;
+use agent_support::{
+    MIB, appliance, calls_of, check_deployed, compress, deploy_task, lock, make_image, mcopy,
+    only_complete, serve,
+};
+use serde_json::json;
 
 /// Where the ramdisk is built: shared by test runs so that the cache works.
 fn ephemeral_dir() -> PathBuf {
@@ -68,7 +79,14 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
     (status.is_some_and(|s| s.success()), text)
 }
 
+/// Builds the ramdisk once per test run: the tests of this file run in parallel and must not
+/// build into the same directory at once.
 fn build_ramdisk() -> (PathBuf, PathBuf) {
+    static BUILT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_ramdisk_now).clone()
+}
+
+fn build_ramdisk_now() -> (PathBuf, PathBuf) {
     let dir = ephemeral_dir();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-ephemeral.sh");
     // The static release build takes minutes on two cores the first time.
@@ -153,4 +171,69 @@ fn the_ramdisk_boots_and_reports_the_vm_it_runs_in() {
         "{:?}",
         inv.pci
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ramdisk_deploys_an_image_over_the_network() {
+    let (kernel, initrd) = tokio::task::spawn_blocking(build_ramdisk)
+        .await
+        .expect("build");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = make_image(dir.path(), "gpt", 20 * MIB);
+    let gz = compress("gzip", &image);
+    let s = appliance(vec![
+        json!({"task": "wait", "seconds": 1}),
+        deploy_task("img.raw.gz", &gz, "raw.gz", ""),
+        json!({"task": "poweroff"}),
+    ]);
+    lock(&s).images.insert("img.raw.gz".into(), gz);
+    let url = serve(s.clone(), 0).await;
+    let port = url.rsplit(':').next().unwrap_or_default().to_string();
+    let disk = dir.path().join("disk.raw");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(64 * MIB))
+        .expect("disk");
+
+    let disk_arg = format!("file={},if=none,id=d0,format=raw", disk.display());
+    // restrict=on: no route anywhere; the one guestfwd leads to the fake appliance.
+    let nic = format!(
+        "user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:56,\
+         guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:{port}"
+    );
+    let (exited, console) = tokio::task::spawn_blocking(move || {
+        run_bounded(
+            Command::new("qemu-system-x86_64")
+                .args(["-accel", "tcg", "-nographic", "-no-reboot", "-smp", "2", "-m", "768"])
+                .arg("-kernel")
+                .arg(&kernel)
+                .arg("-initrd")
+                .arg(&initrd)
+                .args([
+                    "-append",
+                    "console=ttyS0 panic=-1 rackbox.url=http://10.0.2.100 rackbox.token=tok-1 \
+                     rackbox.system_id=abc123 BOOTIF=01-52-54-00-12-34-56",
+                ])
+                .args(["-nic", &nic])
+                .args(["-drive", &disk_arg])
+                .args(["-device", "virtio-blk-pci,drive=d0"])
+                .stdin(Stdio::null()),
+            Duration::from_secs(8 * 60),
+        )
+    })
+    .await
+    .expect("qemu");
+    let tail: String = {
+        let lines: Vec<&str> = console.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    };
+    assert!(exited, "the agent powered the VM off; console end:\n{tail}");
+    let done = only_complete(&s);
+    assert_eq!(lock(&s).unauthorized, 0);
+    let seed_offset = done["results"]["seed_offset"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no seed offset in {done}; console end:\n{tail}"));
+    assert_eq!(done["results"]["disk"], "/dev/vda");
+    check_deployed(&disk, &image, "gpt", seed_offset);
+    assert!(mcopy(&disk, seed_offset, "user-data").contains("ssh_authorized_keys"));
+    assert!(!calls_of(&s, "progress").is_empty());
 }

@@ -179,15 +179,34 @@ impl Client {
         // reqwest is built with rustls without a default provider; install ring once (an
         // https appliance URL works, plain http needs none).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(policy.request_timeout.min(Duration::from_secs(30)))
-            // Bounds each read of a body, so a stalled image download fails instead of hanging.
-            .read_timeout(policy.request_timeout)
-            .user_agent(concat!("rackbox-agent/", env!("CARGO_PKG_VERSION")))
-            // The ramdisk has no DNS configuration and no proxy: talk straight to the appliance.
-            .no_proxy()
-            .build()
-            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(policy.request_timeout.min(Duration::from_secs(30)))
+                // Bounds each read of a body, so a stalled image download fails instead of
+                // hanging.
+                .read_timeout(policy.request_timeout)
+                .user_agent(concat!("rackbox-agent/", env!("CARGO_PKG_VERSION")))
+                // The ramdisk has no DNS configuration and no proxy: talk straight to the
+                // appliance.
+                .no_proxy()
+        };
+        // The platform verifier needs the system's CA certificates, which the ramdisk does not
+        // have; the appliance is reached over plain HTTP on the boot network. Without them,
+        // build a client with no trusted roots: http works, an https URL fails verification
+        // (and says so) rather than being trusted blindly.
+        let http = match builder().build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(
+                    reason = %describe(&e),
+                    "no system CA certificates: https URLs cannot be verified"
+                );
+                builder()
+                    .tls_certs_only(Vec::new())
+                    .build()
+                    .map_err(|e| ClientError::Setup(describe(&e)))?
+            }
+        };
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_string(),
