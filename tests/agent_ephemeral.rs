@@ -195,15 +195,26 @@ async fn the_ramdisk_deploys_an_image_over_the_network() {
         .expect("disk");
 
     let disk_arg = format!("file={},if=none,id=d0,format=raw", disk.display());
-    // restrict=on: no route anywhere; the one guestfwd leads to the fake appliance.
+    // restrict=on: no route anywhere; the one guestfwd leads to the fake appliance. A `cmd:`
+    // forward runs one socat per guest connection (a chardev forward would carry only one,
+    // and the agent downloads while it reports progress).
     let nic = format!(
         "user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:56,\
-         guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:{port}"
+         guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{port}"
     );
     let (exited, console) = tokio::task::spawn_blocking(move || {
         run_bounded(
             Command::new("qemu-system-x86_64")
-                .args(["-accel", "tcg", "-nographic", "-no-reboot", "-smp", "2", "-m", "768"])
+                .args([
+                    "-accel",
+                    "tcg",
+                    "-nographic",
+                    "-no-reboot",
+                    "-smp",
+                    "2",
+                    "-m",
+                    "768",
+                ])
                 .arg("-kernel")
                 .arg(&kernel)
                 .arg("-initrd")
@@ -217,7 +228,7 @@ async fn the_ramdisk_deploys_an_image_over_the_network() {
                 .args(["-drive", &disk_arg])
                 .args(["-device", "virtio-blk-pci,drive=d0"])
                 .stdin(Stdio::null()),
-            Duration::from_secs(8 * 60),
+            Duration::from_secs(5 * 60),
         )
     })
     .await

@@ -208,7 +208,13 @@ pub async fn deploy(
         percent: Some(100.0),
         bytes: Some(downloaded),
     });
-    let placement = write_seed(disk, disk_bytes, sector, task)?;
+    // Blocking disk I/O: off the async workers.
+    let placement = {
+        let (disk, task) = (disk.to_path_buf(), task.clone());
+        tokio::task::spawn_blocking(move || write_seed(&disk, disk_bytes, sector, &task))
+            .await
+            .map_err(|e| DeployError::Internal(e.to_string()))??
+    };
     Ok(Deployed {
         disk: disk_name,
         image_bytes: downloaded,
@@ -253,10 +259,7 @@ fn write_seed(
     let sector_u16 = u16::try_from(sector).unwrap_or(512);
     let fat = seed::build_fat(&input, sector_u16)?;
     let mut t = Target::open(disk)?;
-    // A random partition GUID (version 4, RFC 4122 variant) for the GPT entry.
-    let mut guid: [u8; 16] = rand::random();
-    guid[7] = (guid[7] & 0x0f) | 0x40;
-    guid[8] = (guid[8] & 0x3f) | 0x80;
+    let guid = partition_guid(task);
     let placement = partition::add_seed_partition(
         t.file(),
         disk_bytes,
@@ -276,6 +279,32 @@ fn write_seed(
         "cloud-init seed written"
     );
     Ok(placement)
+}
+
+/// A unique partition GUID for the seed's GPT entry, in the version 4 / RFC 4122 variant layout.
+///
+/// Derived by hashing what identifies this deploy (instance id, hostname, image digest) and the
+/// current time, not read from the kernel's random pool: early in the ramdisk's life, on a
+/// machine (or VM) with few entropy sources, getrandom(2) can block for minutes until the pool
+/// is initialized, and a partition GUID needs uniqueness, not secrecy.
+fn partition_guid(task: &DeployTask) -> [u8; 16] {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let digest = Sha256::new()
+        .chain_update(task.instance_id.as_bytes())
+        .chain_update([0])
+        .chain_update(task.hostname.as_bytes())
+        .chain_update([0])
+        .chain_update(task.image_sha256.as_bytes())
+        .chain_update(now.to_le_bytes())
+        .finalize();
+    let mut guid = [0u8; 16];
+    guid.copy_from_slice(&digest[..16]);
+    guid[7] = (guid[7] & 0x0f) | 0x40;
+    guid[8] = (guid[8] & 0x3f) | 0x80;
+    guid
 }
 
 /// Reads the downloaded chunks the async side sends, as a blocking `Read`.

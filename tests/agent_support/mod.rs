@@ -324,4 +324,3 @@ pub fn only_complete(s: &Shared) -> Value {
     assert_eq!(done.len(), 1, "one completion");
     done[0].clone()
 }
-
