@@ -116,6 +116,7 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
     if cfg.url.is_empty() {
         return Err(AgentError::NoUrl);
     }
+    tracing::info!(url = %cfg.url, system_id = ?cfg.system_id, enlist = cfg.enlist, "agent starting");
     let mut client = Client::new(&cfg.url, cfg.token.clone(), cfg.policy)?;
     if cfg.token.is_none() {
         if !cfg.enlist {
