@@ -4,8 +4,10 @@
 //! `service` (the only code that changes state), `http` (native API, later boot and MAAS faces),
 //! `power` (BMC drivers), `tftp` (boot loaders for firmware), `images` (the image cache), `cli`
 //! (the command-line client), `daemon` (wiring and life of `rackbox serve`), `net` (interfaces, raw
-//! packet socket, frames) and `dhcp` (the boot network's DHCP/proxyDHCP server).
+//! packet socket, frames), `dhcp` (the boot network's DHCP/proxyDHCP server) and `agent` (the
+//! machine side, in the ephemeral ramdisk).
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod daemon;

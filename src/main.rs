@@ -1,4 +1,5 @@
-//! The rackbox binary: the daemon (`serve`) and the command-line client of its API.
+//! The rackbox binary: the daemon (`serve`), the agent in the ephemeral ramdisk (`agent`) and the
+//! command-line client of its API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,10 @@ enum Top {
         #[arg(long)]
         check: bool,
     },
+    /// Run on a machine being commissioned, tested, deployed or erased (in the ephemeral
+    /// ramdisk): settings from the kernel command line (rackbox.url=, rackbox.token=, ...) or
+    /// --url/--token.
+    Agent(rackbox::agent::entry::AgentArgs),
     #[command(flatten)]
     Client(Box<cli::Command>),
 }
@@ -71,6 +76,9 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Top::Agent(agent) => {
+            rackbox::agent::entry::main(&runtime, args.conn.url, args.conn.token, agent)
         }
         Top::Client(command) => match runtime.block_on(cli::run(args.conn, *command)) {
             Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
-pub use boot::{AgentTask, BootPlan, EnlistOptions};
+pub use boot::{AgentTask, BootPlan, DeployTask, EnlistOptions};
 pub use catalog::CatalogKind;
 pub use conductor::run_conductor;
 pub use files::StoredFile;

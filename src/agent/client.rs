@@ -1,0 +1,449 @@
+//! The agent's side of the agent protocol: JSON over HTTP to `<url>/api/agent/v1/...` with the
+//! per-boot bearer token, every call retried with bounded exponential backoff.
+//!
+//! A machine in a ramdisk has nobody to ask for help, so transient trouble (the appliance
+//! restarting, a switch port coming up, a 5xx) is waited out; but never forever: after the
+//! retry budget the call fails and the task loop reports or gives up. A 4xx is the appliance's
+//! considered answer (bad token, wrong state) and is final at once.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::EraseMode;
+
+use super::inventory::Inventory;
+
+/// The path prefix of every agent call.
+pub const PREFIX: &str = "/api/agent/v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the appliance refused {call}: HTTP {status}: {body}")]
+    Refused {
+        call: String,
+        status: u16,
+        body: String,
+    },
+    #[error("gave up on {call} after {attempts} attempts: {last}")]
+    GaveUp {
+        call: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("the appliance's answer to {call} is not what the protocol says: {reason}")]
+    BadAnswer { call: String, reason: String },
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+}
+
+/// How long and how often to retry. The delays double from `initial` up to `max_delay`; no new
+/// attempt starts after `budget` has passed since the first.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max_delay: Duration,
+    pub budget: Duration,
+    /// Deadline of one request (connect + answer; for an image download, connect + headers).
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// About five minutes of retrying: long enough for the appliance to restart.
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            budget: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `n + 1` (n counted from 1).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+/// A task the appliance hands out (`GET /task`), tagged by `"task"`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "task", rename_all = "lowercase")]
+pub enum Task {
+    Commission,
+    Test {
+        #[serde(default)]
+        tests: Vec<String>,
+    },
+    Deploy(DeployTask),
+    Erase {
+        #[serde(default = "default_erase")]
+        mode: EraseMode,
+    },
+    Rescue,
+    Poweroff,
+    Reboot,
+    Wait {
+        #[serde(default = "default_wait")]
+        seconds: u64,
+    },
+}
+
+fn default_erase() -> EraseMode {
+    EraseMode::Quick
+}
+
+fn default_wait() -> u64 {
+    10
+}
+
+/// How the image at `image_url` is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ImageFormat {
+    #[serde(rename = "raw")]
+    Raw,
+    #[serde(rename = "raw.gz")]
+    RawGz,
+    #[serde(rename = "raw.xz")]
+    RawXz,
+    #[serde(rename = "raw.zst")]
+    RawZst,
+}
+
+/// What to write and what to tell cloud-init.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct DeployTask {
+    /// Absolute, or relative to the appliance's base URL.
+    pub image_url: String,
+    /// SHA-256 of the bytes at `image_url` (the compressed file), hex.
+    pub image_sha256: String,
+    pub image_format: ImageFormat,
+    /// Size of the bytes at `image_url`, when known: used for progress and checked.
+    #[serde(default)]
+    pub image_size: Option<u64>,
+    /// Kernel name of the disk to write ("sda"); the largest disk when absent.
+    #[serde(default)]
+    pub target_disk: Option<String>,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    #[serde(default)]
+    pub user_data: String,
+    #[serde(default)]
+    pub instance_id: String,
+}
+
+/// `POST /progress` body.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub message: String,
+    pub percent: Option<f64>,
+    pub bytes: Option<u64>,
+}
+
+/// The appliance's answer to `/enlist`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Enlisted {
+    pub system_id: String,
+    pub token: String,
+}
+
+/// Talks to one appliance.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    policy: RetryPolicy,
+}
+
+/// Whether an attempt's failure is worth another try.
+enum Attempt {
+    Retry(String),
+    Final(ClientError),
+}
+
+impl Client {
+    /// `base` is the appliance URL without the API prefix, e.g. `http://192.0.2.1:5240`.
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        policy: RetryPolicy,
+    ) -> Result<Client, ClientError> {
+        // reqwest is built with rustls without a default provider; install ring once (an
+        // https appliance URL works, plain http needs none).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(policy.request_timeout.min(Duration::from_secs(30)))
+                // Bounds each read of a body, so a stalled image download fails instead of
+                // hanging.
+                .read_timeout(policy.request_timeout)
+                .user_agent(concat!("rackbox-agent/", env!("CARGO_PKG_VERSION")))
+                // The ramdisk has no DNS configuration and no proxy: talk straight to the
+                // appliance.
+                .no_proxy()
+        };
+        // The platform verifier needs the system's CA certificates, which the ramdisk does not
+        // have; the appliance is reached over plain HTTP on the boot network. Without them,
+        // build a client with no trusted roots: http works, an https URL fails verification
+        // (and says so) rather than being trusted blindly.
+        let http = match builder().build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(
+                    reason = %describe(&e),
+                    "no system CA certificates: https URLs cannot be verified"
+                );
+                builder()
+                    .tls_certs_only(Vec::new())
+                    .build()
+                    .map_err(|e| ClientError::Setup(describe(&e)))?
+            }
+        };
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            policy,
+        })
+    }
+
+    pub fn set_token(&mut self, token: String) {
+        self.token = Some(token);
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// Resolves an image URL the appliance gave: absolute, or a path on the appliance.
+    pub fn resolve(&self, url: &str) -> String {
+        if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("{}/{}", self.base, url.trim_start_matches('/'))
+        }
+    }
+
+    /// The token goes only to the appliance itself, never to another host an image URL names.
+    fn authorize(&self, req: reqwest::RequestBuilder, url: &str) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) if url.starts_with(&self.base) => req.bearer_auth(t),
+            _ => req,
+        }
+    }
+
+    /// Runs `make` until it gives a 2xx answer, a 4xx, or the retry budget is spent.
+    async fn send_with_retry(
+        &self,
+        call: &str,
+        url: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let start = tokio::time::Instant::now();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let result = self.authorize(make(), url).send().await;
+            let outcome = match result {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) if resp.status().is_client_error() => {
+                    let status = resp.status().as_u16();
+                    let body = resp.text().await.unwrap_or_default();
+                    Attempt::Final(ClientError::Refused {
+                        call: call.to_string(),
+                        status,
+                        body: body.chars().take(500).collect(),
+                    })
+                }
+                Ok(resp) => Attempt::Retry(format!("HTTP {}", resp.status().as_u16())),
+                Err(e) => Attempt::Retry(describe(&e)),
+            };
+            let last = match outcome {
+                Attempt::Final(e) => return Err(e),
+                Attempt::Retry(last) => last,
+            };
+            let delay = self.policy.delay(attempts);
+            if start.elapsed() + delay > self.policy.budget {
+                return Err(ClientError::GaveUp {
+                    call: call.to_string(),
+                    attempts,
+                    last,
+                });
+            }
+            tracing::warn!(call, attempt = attempts, error = %last, ?delay, "retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+        let url = format!("{}{PREFIX}{path}", self.base);
+        let call = format!("GET {path}");
+        let resp = self
+            .send_with_retry(&call, &url, || {
+                self.http.get(&url).timeout(self.policy.request_timeout)
+            })
+            .await?;
+        resp.json().await.map_err(|e| ClientError::BadAnswer {
+            call,
+            reason: e.to_string(),
+        })
+    }
+
+    async fn post_json(&self, path: &str, body: &impl Serialize) -> Result<Value, ClientError> {
+        let url = format!("{}{PREFIX}{path}", self.base);
+        let call = format!("POST {path}");
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::BadAnswer {
+            call: call.clone(),
+            reason: format!("cannot encode the request: {e}"),
+        })?;
+        let resp = self
+            .send_with_retry(&call, &url, || {
+                self.http
+                    .post(&url)
+                    .timeout(self.policy.request_timeout)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        // Bodies of acknowledgements are optional; an empty one is fine.
+        let bytes = resp.bytes().await.unwrap_or_default();
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// `GET /task`: the raw JSON, so that an unknown task can be reported rather than crash.
+    pub async fn task(&self) -> Result<Value, ClientError> {
+        self.get_json("/task").await
+    }
+
+    pub async fn inventory(&self, inv: &Inventory) -> Result<(), ClientError> {
+        self.post_json("/inventory", inv).await.map(drop)
+    }
+
+    pub async fn progress(&self, p: &Progress) -> Result<(), ClientError> {
+        self.post_json("/progress", p).await.map(drop)
+    }
+
+    pub async fn complete(&self, message: &str, results: Option<Value>) -> Result<(), ClientError> {
+        let mut body = serde_json::json!({ "message": message });
+        if let Some(r) = results {
+            body["results"] = r;
+        }
+        self.post_json("/complete", &body).await.map(drop)
+    }
+
+    pub async fn fail(&self, reason: &str) -> Result<(), ClientError> {
+        self.post_json("/fail", &serde_json::json!({ "reason": reason }))
+            .await
+            .map(drop)
+    }
+
+    /// `POST /enlist` with no token: the appliance answers with the new machine's id and token.
+    pub async fn enlist(&self, inv: &Inventory) -> Result<Enlisted, ClientError> {
+        let v = self.post_json("/enlist", inv).await?;
+        serde_json::from_value(v).map_err(|e| ClientError::BadAnswer {
+            call: "POST /enlist".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Starts downloading `url` (absolute or on the appliance), retrying until the headers of a
+    /// 2xx answer arrive. The body is read by the caller, with no overall timeout: an image may
+    /// take an hour on a slow link, and a stalled body is caught by the stream's read timeout.
+    pub async fn download(&self, url: &str) -> Result<reqwest::Response, ClientError> {
+        let url = self.resolve(url);
+        let call = format!("GET {url}");
+        self.send_with_retry(&call, &url, || self.http.get(&url))
+            .await
+    }
+}
+
+/// The error and its causes in one line (reqwest's Display alone says only "error sending
+/// request").
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_parse_from_the_protocol() {
+        let t: Task = serde_json::from_str(
+            r#"{"task":"deploy","image_url":"/images/x.raw.zst","image_sha256":"ab",
+                "image_format":"raw.zst","image_size":10,"hostname":"n1",
+                "ssh_keys":["k"],"user_data":"","instance_id":"i-1"}"#,
+        )
+        .expect("deploy");
+        let Task::Deploy(d) = t else {
+            panic!("not a deploy: {t:?}")
+        };
+        assert_eq!(d.image_format, ImageFormat::RawZst);
+        assert_eq!(d.target_disk, None);
+        assert_eq!(d.image_size, Some(10));
+        let t: Task = serde_json::from_str(r#"{"task":"erase","mode":"secure"}"#).expect("erase");
+        assert_eq!(
+            t,
+            Task::Erase {
+                mode: EraseMode::Secure
+            }
+        );
+        let t: Task = serde_json::from_str(r#"{"task":"wait","seconds":3}"#).expect("wait");
+        assert_eq!(t, Task::Wait { seconds: 3 });
+        let t: Task = serde_json::from_str(r#"{"task":"test","tests":["memory"]}"#).expect("test");
+        assert_eq!(
+            t,
+            Task::Test {
+                tests: vec!["memory".into()]
+            }
+        );
+        assert!(serde_json::from_str::<Task>(r#"{"task":"dance"}"#).is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let p = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            budget: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(1),
+        };
+        let d: Vec<u128> = (1..=6).map(|n| p.delay(n).as_millis()).collect();
+        assert_eq!(d, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(p.delay(100), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn image_urls_resolve_against_the_appliance() {
+        let c =
+            Client::new("http://192.0.2.1:5240/", None, RetryPolicy::default()).expect("client");
+        assert_eq!(
+            c.resolve("/images/a.raw"),
+            "http://192.0.2.1:5240/images/a.raw"
+        );
+        assert_eq!(
+            c.resolve("images/a.raw"),
+            "http://192.0.2.1:5240/images/a.raw"
+        );
+        assert_eq!(c.resolve("http://mirror/a.raw"), "http://mirror/a.raw");
+    }
+}

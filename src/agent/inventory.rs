@@ -1,0 +1,760 @@
+//! Hardware inventory from /proc, /sys and SMBIOS (DMI), as commissioning reports it.
+//!
+//! Every parser here is a pure function over a file's contents, so each is tested with fixtures;
+//! [`collect`] is the thin part that reads files under a root directory (`/` on a real machine, a
+//! fixture tree in tests) and never fails on a missing or unreadable file: hardware varies, and an
+//! inventory with a gap is more useful than none.
+//!
+//! # The JSON shape (stable; the appliance stores it as `Machine::inventory`)
+//!
+//! ```text
+//! {
+//!   "schema": 1,
+//!   "architecture": "amd64/generic",          // MAAS architecture string
+//!   "cpu_count": 8,                           // logical CPUs (threads)
+//!   "memory_mib": 16384,                      // installed memory in MiB
+//!   "firmware": "bios" | "uefi",
+//!   "cpu": { "model", "sockets", "cores", "threads", "flags": [..] },
+//!   "system": { "vendor", "product", "serial", "uuid", "board_vendor", "board_name",
+//!               "bios_vendor", "bios_version", "bios_date", "chassis_type" },
+//!   "bmc": { "present", "ipmi_device", "smbios_ipmi": null | { "interface_type",
+//!            "spec_version", "i2c_address", "base_address", "io_space" } },
+//!   "disks": [ { "name", "size_bytes", "model", "serial", "block_size", "rotational",
+//!                "tags": ["ssd"|"rotary"], "physical_block_size" } ],
+//!   "interfaces": [ { "name", "mac", "boot", "driver", "speed_mbps", "link" } ],
+//!   "pci": [ { "address", "vendor", "device", "class", "driver" } ],
+//!   "usb": [ { "bus_path", "vendor", "product", "manufacturer", "product_name" } ]
+//! }
+//! ```
+//!
+//! `disks` and `interfaces` deserialize as rackbox's `model::Disk` and `model::Interface` (the
+//! extra fields are ignored there); numbers are plain JSON numbers, ids lower-case hex strings.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model;
+
+/// Version of the JSON shape; bumped only when a field changes meaning or is removed.
+pub const SCHEMA: u32 = 1;
+
+/// The machine as the agent sees it. See the module documentation for the JSON shape.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub schema: u32,
+    pub architecture: String,
+    pub cpu_count: u32,
+    pub memory_mib: u64,
+    pub firmware: Firmware,
+    pub cpu: Cpu,
+    pub system: SystemInfo,
+    pub bmc: Bmc,
+    pub disks: Vec<DiskInfo>,
+    pub interfaces: Vec<NicInfo>,
+    pub pci: Vec<PciDevice>,
+    pub usb: Vec<UsbDevice>,
+}
+
+impl Inventory {
+    /// The disks as rackbox's model stores them.
+    pub fn model_disks(&self) -> Vec<model::Disk> {
+        self.disks
+            .iter()
+            .map(|d| model::Disk {
+                name: d.name.clone(),
+                size_bytes: d.size_bytes,
+                model: d.model.clone(),
+                serial: d.serial.clone(),
+                block_size: d.block_size,
+                rotational: d.rotational,
+                tags: d.tags.clone(),
+            })
+            .collect()
+    }
+}
+
+/// How the machine's firmware booted the ramdisk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    #[default]
+    Bios,
+    Uefi,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cpu {
+    pub model: String,
+    pub sockets: u32,
+    /// Physical cores over all sockets.
+    pub cores: u32,
+    /// Logical CPUs (hardware threads) over all sockets.
+    pub threads: u32,
+    pub flags: Vec<String>,
+}
+
+/// SMBIOS system, board and BIOS strings (`/sys/class/dmi/id`); empty when absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    pub vendor: String,
+    pub product: String,
+    pub serial: String,
+    pub uuid: String,
+    pub board_vendor: String,
+    pub board_name: String,
+    pub bios_vendor: String,
+    pub bios_version: String,
+    pub bios_date: String,
+    pub chassis_type: String,
+}
+
+/// Whether the machine has a BMC the appliance could drive with IPMI.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bmc {
+    /// Either an IPMI device node or an SMBIOS type 38 record was found.
+    pub present: bool,
+    /// `/dev/ipmi0` or an entry of `/sys/class/ipmi` exists (the ipmi_si driver bound).
+    pub ipmi_device: bool,
+    /// The SMBIOS "IPMI Device Information" (type 38) record, when the firmware has one.
+    pub smbios_ipmi: Option<SmbiosIpmi>,
+}
+
+/// SMBIOS type 38: how the host reaches its BMC.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmbiosIpmi {
+    /// "KCS", "SMIC", "BT", "SSIF" or "unknown".
+    pub interface_type: String,
+    /// IPMI specification revision, e.g. "2.0".
+    pub spec_version: String,
+    pub i2c_address: u8,
+    pub base_address: u64,
+    /// The base address is in I/O space (else memory-mapped).
+    pub io_space: bool,
+}
+
+/// A block device; the first seven fields are rackbox's `model::Disk`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskInfo {
+    /// Kernel name, e.g. "sda", "nvme0n1", "vda".
+    pub name: String,
+    pub size_bytes: u64,
+    pub model: String,
+    pub serial: String,
+    /// Logical sector size in bytes.
+    pub block_size: u32,
+    pub rotational: bool,
+    /// "ssd" or "rotary", for storage constraints.
+    pub tags: Vec<String>,
+    pub physical_block_size: u32,
+}
+
+/// A physical network interface; the first three fields are rackbox's `model::Interface`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicInfo {
+    pub name: String,
+    /// Lower-case colon-separated MAC address.
+    pub mac: String,
+    /// The firmware booted from this interface (BOOTIF), or it carries the default route.
+    pub boot: bool,
+    pub driver: String,
+    /// Link speed in Mbit/s, when the link is up and the driver says.
+    pub speed_mbps: Option<u32>,
+    /// Carrier detected.
+    pub link: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PciDevice {
+    /// Domain:bus:device.function, e.g. "0000:00:1f.2".
+    pub address: String,
+    /// Vendor id, 4 hex digits.
+    pub vendor: String,
+    pub device: String,
+    /// Class code, 6 hex digits (class, subclass, programming interface).
+    pub class: String,
+    /// Bound kernel driver, empty when none.
+    pub driver: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsbDevice {
+    /// Kernel path name, e.g. "1-1.2".
+    pub bus_path: String,
+    pub vendor: String,
+    pub product: String,
+    pub manufacturer: String,
+    pub product_name: String,
+}
+
+/// MAAS architecture string for the CPU this binary runs on.
+pub fn architecture() -> String {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64/generic".into(),
+        "aarch64" => "arm64/generic".into(),
+        "powerpc64" => "ppc64el/generic".into(),
+        "s390x" => "s390x/generic".into(),
+        other => format!("{other}/generic"),
+    }
+}
+
+/// Parses `/proc/cpuinfo` (x86 layout; other architectures give at least the thread count).
+pub fn parse_cpuinfo(text: &str) -> Cpu {
+    let mut threads = 0u32;
+    let mut model = String::new();
+    let mut flags: Vec<String> = Vec::new();
+    // (physical id, core id) pairs name physical cores; "physical id" alone names sockets.
+    let mut sockets = BTreeSet::new();
+    let mut cores = BTreeSet::new();
+    let mut physical_id: Option<String> = None;
+    let mut core_id: Option<String> = None;
+    let mut finish = |pid: &mut Option<String>, cid: &mut Option<String>| {
+        if let Some(p) = pid.take() {
+            sockets.insert(p.clone());
+            if let Some(c) = cid.take() {
+                cores.insert((p, c));
+            }
+        }
+        *cid = None;
+    };
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        match key {
+            "processor" => {
+                finish(&mut physical_id, &mut core_id);
+                threads += 1;
+            }
+            "model name" if model.is_empty() => model = value.to_string(),
+            "flags" if flags.is_empty() => {
+                flags = value.split_whitespace().map(str::to_string).collect();
+            }
+            "physical id" => physical_id = Some(value.to_string()),
+            "core id" => core_id = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    finish(&mut physical_id, &mut core_id);
+    let sockets_n = u32::try_from(sockets.len()).unwrap_or(u32::MAX).max(1);
+    let cores_n = if cores.is_empty() {
+        threads
+    } else {
+        u32::try_from(cores.len()).unwrap_or(u32::MAX)
+    };
+    Cpu {
+        model,
+        sockets: if threads == 0 { 0 } else { sockets_n },
+        cores: cores_n,
+        threads,
+        flags,
+    }
+}
+
+/// MemTotal of `/proc/meminfo` in MiB: what the kernel manages, a little under what is installed.
+pub fn parse_meminfo_mib(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix("MemTotal:")?;
+        let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib / 1024)
+    })
+}
+
+/// Installed memory in MiB from the memory-hotplug view: `block_size_bytes` (hex) times the
+/// number of memory blocks. Unlike MemTotal this counts what the kernel reserved for itself,
+/// so it matches the DIMMs (or QEMU's `-m`).
+pub fn memory_blocks_mib(block_size_hex: &str, blocks: usize) -> Option<u64> {
+    let size = u64::from_str_radix(block_size_hex.trim().trim_start_matches("0x"), 16).ok()?;
+    let total = size.checked_mul(u64::try_from(blocks).ok()?)?;
+    (total > 0).then_some(total / (1024 * 1024))
+}
+
+/// Block devices that are not disks a machine could be deployed on.
+pub fn is_ignored_block_device(name: &str) -> bool {
+    ["loop", "ram", "zram", "sr", "fd", "nbd", "dm-", "md"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// Parses a sysfs number (decimal), tolerating whitespace.
+pub fn parse_u64(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// Parses a sysfs hex id such as `0x8086` into 4 (or more) lower-case hex digits.
+pub fn parse_hex_id(text: &str) -> String {
+    text.trim().trim_start_matches("0x").to_ascii_lowercase()
+}
+
+/// Parses an SMBIOS type 38 (IPMI Device Information) raw record.
+///
+/// Layout (SMBIOS 3.x, 7.39): 0 type, 1 length, 2-3 handle, 4 interface type, 5 spec revision
+/// (BCD nibbles), 6 I2C target address, 7 NV storage address, 8-15 base address (bit 0 set:
+/// I/O space).
+pub fn parse_smbios_type38(raw: &[u8]) -> Option<SmbiosIpmi> {
+    if raw.len() < 16 || raw[0] != 38 || usize::from(raw[1]) < 16 {
+        return None;
+    }
+    let interface_type = match raw[4] {
+        1 => "KCS",
+        2 => "SMIC",
+        3 => "BT",
+        4 => "SSIF",
+        _ => "unknown",
+    }
+    .to_string();
+    let mut base = [0u8; 8];
+    base.copy_from_slice(&raw[8..16]);
+    let base = u64::from_le_bytes(base);
+    Some(SmbiosIpmi {
+        interface_type,
+        spec_version: format!("{}.{}", raw[5] >> 4, raw[5] & 0x0f),
+        i2c_address: raw[6],
+        base_address: base & !1,
+        io_space: base & 1 == 1,
+    })
+}
+
+/// The interface that carries the default route in `/proc/net/route`, if any.
+pub fn default_route_interface(route: &str) -> Option<String> {
+    route.lines().skip(1).find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.len() > 2 && cols[1] == "00000000").then(|| cols[0].to_string())
+    })
+}
+
+/// Reads the system under `root` (`/` on a machine). `boot_mac` is BOOTIF from the kernel
+/// command line, when the boot loader gave it.
+pub fn collect(root: &Path, boot_mac: Option<&str>) -> Inventory {
+    let cpu = read(root, "proc/cpuinfo")
+        .map(|t| parse_cpuinfo(&t))
+        .unwrap_or_default();
+    let memory_mib = read_memory_blocks(root)
+        .or_else(|| read(root, "proc/meminfo").and_then(|t| parse_meminfo_mib(&t)))
+        .unwrap_or(0);
+    let firmware = if root.join("sys/firmware/efi").exists() {
+        Firmware::Uefi
+    } else {
+        Firmware::Bios
+    };
+    Inventory {
+        schema: SCHEMA,
+        architecture: architecture(),
+        cpu_count: cpu.threads,
+        memory_mib,
+        firmware,
+        system: read_system(root),
+        bmc: read_bmc(root),
+        disks: read_disks(root),
+        interfaces: read_nics(root, boot_mac),
+        pci: read_pci(root),
+        usb: read_usb(root),
+        cpu,
+    }
+}
+
+/// Reads a file under `root` as text; None when missing or unreadable.
+fn read(root: &Path, rel: impl AsRef<Path>) -> Option<String> {
+    fs::read_to_string(root.join(rel)).ok()
+}
+
+/// Reads a one-line sysfs attribute, trimmed; "" when missing.
+fn attr(dir: &Path, name: &str) -> String {
+    fs::read_to_string(dir.join(name))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The entries of a directory, sorted by name (sysfs order is not stable).
+fn entries(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The last component of a symlink's target (a driver's name from `.../driver`).
+fn link_name(path: &Path) -> String {
+    fs::read_link(path)
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
+fn read_memory_blocks(root: &Path) -> Option<u64> {
+    let dir = root.join("sys/devices/system/memory");
+    let block = fs::read_to_string(dir.join("block_size_bytes")).ok()?;
+    let blocks = entries(&dir)
+        .iter()
+        .filter(|(n, _)| {
+            n.strip_prefix("memory")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .count();
+    memory_blocks_mib(&block, blocks)
+}
+
+fn read_system(root: &Path) -> SystemInfo {
+    let d = root.join("sys/class/dmi/id");
+    SystemInfo {
+        vendor: attr(&d, "sys_vendor"),
+        product: attr(&d, "product_name"),
+        serial: attr(&d, "product_serial"),
+        uuid: attr(&d, "product_uuid"),
+        board_vendor: attr(&d, "board_vendor"),
+        board_name: attr(&d, "board_name"),
+        bios_vendor: attr(&d, "bios_vendor"),
+        bios_version: attr(&d, "bios_version"),
+        bios_date: attr(&d, "bios_date"),
+        chassis_type: attr(&d, "chassis_type"),
+    }
+}
+
+fn read_bmc(root: &Path) -> Bmc {
+    let ipmi_device =
+        root.join("dev/ipmi0").exists() || !entries(&root.join("sys/class/ipmi")).is_empty();
+    let smbios_ipmi = entries(&root.join("sys/firmware/dmi/entries"))
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("38-"))
+        .find_map(|(_, p)| fs::read(p.join("raw")).ok())
+        .and_then(|raw| parse_smbios_type38(&raw));
+    Bmc {
+        present: ipmi_device || smbios_ipmi.is_some(),
+        ipmi_device,
+        smbios_ipmi,
+    }
+}
+
+fn read_disks(root: &Path) -> Vec<DiskInfo> {
+    entries(&root.join("sys/block"))
+        .into_iter()
+        .filter(|(name, _)| !is_ignored_block_device(name))
+        .filter_map(|(name, dir)| {
+            // `size` is always in 512-byte units, whatever the sector size.
+            let size_bytes = parse_u64(&attr(&dir, "size"))?.checked_mul(512)?;
+            if size_bytes == 0 {
+                return None;
+            }
+            let rotational = attr(&dir, "queue/rotational") == "1";
+            let serial = [attr(&dir, "device/serial"), attr(&dir, "serial")]
+                .into_iter()
+                .find(|s| !s.is_empty())
+                .unwrap_or_default();
+            Some(DiskInfo {
+                model: attr(&dir, "device/model"),
+                serial,
+                size_bytes,
+                block_size: parse_u64(&attr(&dir, "queue/logical_block_size"))
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(512),
+                physical_block_size: parse_u64(&attr(&dir, "queue/physical_block_size"))
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(512),
+                rotational,
+                tags: vec![if rotational { "rotary" } else { "ssd" }.to_string()],
+                name,
+            })
+        })
+        .collect()
+}
+
+fn read_nics(root: &Path, boot_mac: Option<&str>) -> Vec<NicInfo> {
+    let default_if = read(root, "proc/net/route").and_then(|t| default_route_interface(&t));
+    let mut nics: Vec<NicInfo> = entries(&root.join("sys/class/net"))
+        .into_iter()
+        // Only interfaces backed by a device: no lo, bridges, bonds, veths or tunnels.
+        .filter(|(_, dir)| dir.join("device").exists())
+        .map(|(name, dir)| NicInfo {
+            mac: attr(&dir, "address").to_ascii_lowercase(),
+            driver: link_name(&dir.join("device/driver")),
+            // Reading speed or carrier of a down interface fails with EINVAL: no link.
+            speed_mbps: attr(&dir, "speed")
+                .parse::<i64>()
+                .ok()
+                .filter(|s| *s > 0)
+                .and_then(|s| u32::try_from(s).ok()),
+            link: attr(&dir, "carrier") == "1",
+            boot: false,
+            name,
+        })
+        .collect();
+    let boot = nics
+        .iter()
+        .position(|n| boot_mac.is_some_and(|m| m.eq_ignore_ascii_case(&n.mac)))
+        .or_else(|| {
+            nics.iter()
+                .position(|n| default_if.as_deref() == Some(&n.name))
+        });
+    if let Some(i) = boot {
+        nics[i].boot = true;
+    }
+    nics
+}
+
+fn read_pci(root: &Path) -> Vec<PciDevice> {
+    entries(&root.join("sys/bus/pci/devices"))
+        .into_iter()
+        .map(|(address, dir)| PciDevice {
+            vendor: parse_hex_id(&attr(&dir, "vendor")),
+            device: parse_hex_id(&attr(&dir, "device")),
+            class: parse_hex_id(&attr(&dir, "class")),
+            driver: link_name(&dir.join("driver")),
+            address,
+        })
+        .collect()
+}
+
+fn read_usb(root: &Path) -> Vec<UsbDevice> {
+    entries(&root.join("sys/bus/usb/devices"))
+        .into_iter()
+        // Devices have idVendor; their interfaces ("1-1:1.0") do not.
+        .filter(|(_, dir)| dir.join("idVendor").exists())
+        .map(|(bus_path, dir)| UsbDevice {
+            vendor: parse_hex_id(&attr(&dir, "idVendor")),
+            product: parse_hex_id(&attr(&dir, "idProduct")),
+            manufacturer: attr(&dir, "manufacturer"),
+            product_name: attr(&dir, "product"),
+            bus_path,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CPUINFO_2S_4C_8T: &str = "\
+processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) CPU E5-2620 v4 @ 2.10GHz
+physical id\t: 0
+core id\t\t: 0
+flags\t\t: fpu vme sse sse2 ht vmx
+
+processor\t: 1
+model name\t: Intel(R) Xeon(R) CPU E5-2620 v4 @ 2.10GHz
+physical id\t: 0
+core id\t\t: 1
+flags\t\t: fpu vme sse sse2 ht vmx
+
+processor\t: 2
+physical id\t: 1
+core id\t\t: 0
+
+processor\t: 3
+physical id\t: 1
+core id\t\t: 1
+
+processor\t: 4
+physical id\t: 0
+core id\t\t: 0
+
+processor\t: 5
+physical id\t: 0
+core id\t\t: 1
+
+processor\t: 6
+physical id\t: 1
+core id\t\t: 0
+
+processor\t: 7
+physical id\t: 1
+core id\t\t: 1
+";
+
+    #[test]
+    fn cpuinfo_counts_sockets_cores_threads() {
+        let cpu = parse_cpuinfo(CPUINFO_2S_4C_8T);
+        assert_eq!(cpu.threads, 8);
+        assert_eq!(cpu.sockets, 2);
+        assert_eq!(cpu.cores, 4);
+        assert_eq!(cpu.model, "Intel(R) Xeon(R) CPU E5-2620 v4 @ 2.10GHz");
+        assert_eq!(cpu.flags, vec!["fpu", "vme", "sse", "sse2", "ht", "vmx"]);
+    }
+
+    #[test]
+    fn cpuinfo_without_topology_counts_threads() {
+        let cpu = parse_cpuinfo("processor : 0\nprocessor : 1\nprocessor : 2\n");
+        assert_eq!((cpu.threads, cpu.cores, cpu.sockets), (3, 3, 1));
+        assert_eq!(parse_cpuinfo("").threads, 0);
+    }
+
+    #[test]
+    fn memory_from_meminfo_and_blocks() {
+        assert_eq!(
+            parse_meminfo_mib("MemTotal:        8056004 kB\nMemFree: 1 kB\n"),
+            Some(7867)
+        );
+        assert_eq!(parse_meminfo_mib("MemFree: 1 kB\n"), None);
+        assert_eq!(memory_blocks_mib("8000000\n", 4), Some(512));
+        assert_eq!(memory_blocks_mib("zz", 4), None);
+        assert_eq!(memory_blocks_mib("8000000", 0), None);
+    }
+
+    #[test]
+    fn smbios_type38_kcs() {
+        // Type 38, length 18, handle 0x0026, KCS, IPMI 2.0, I2C 0x20, NV 0xff, base 0xca2|1.
+        let raw = [
+            38, 18, 0x26, 0, 1, 0x20, 0x20, 0xff, 0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let ipmi = parse_smbios_type38(&raw).expect("a valid record");
+        assert_eq!(ipmi.interface_type, "KCS");
+        assert_eq!(ipmi.spec_version, "2.0");
+        assert_eq!(ipmi.i2c_address, 0x20);
+        assert_eq!(ipmi.base_address, 0xca2);
+        assert!(ipmi.io_space);
+        assert_eq!(parse_smbios_type38(&raw[..10]), None);
+        let mut other = raw;
+        other[0] = 17;
+        assert_eq!(parse_smbios_type38(&other), None);
+    }
+
+    #[test]
+    fn default_route() {
+        let route = "Iface\tDestination\tGateway\tFlags\n\
+                     eno1\t0002000C0\t00000000\t0001\n\
+                     eno2\t00000000\t010200C0\t0003\n";
+        assert_eq!(default_route_interface(route).as_deref(), Some("eno2"));
+        assert_eq!(default_route_interface("Iface\tDestination\n"), None);
+    }
+
+    #[test]
+    fn ignored_block_devices() {
+        for n in [
+            "loop0", "ram1", "zram0", "sr0", "fd0", "nbd3", "dm-0", "md127",
+        ] {
+            assert!(is_ignored_block_device(n), "{n}");
+        }
+        for n in ["sda", "vda", "nvme0n1", "xvda", "mmcblk0"] {
+            assert!(!is_ignored_block_device(n), "{n}");
+        }
+    }
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().expect("fixture paths have a parent")).expect("mkdir");
+        fs::write(p, text).expect("write fixture");
+    }
+
+    /// A small fake /proc + /sys tree exercises the reading side end to end.
+    #[test]
+    fn collect_from_a_fixture_tree() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        write(r, "proc/cpuinfo", CPUINFO_2S_4C_8T);
+        write(r, "proc/meminfo", "MemTotal: 1000000 kB\n");
+        write(r, "sys/devices/system/memory/block_size_bytes", "8000000\n");
+        for i in 0..8 {
+            write(
+                r,
+                &format!("sys/devices/system/memory/memory{i}/online"),
+                "1\n",
+            );
+        }
+        write(r, "sys/class/dmi/id/sys_vendor", "QEMU\n");
+        write(
+            r,
+            "sys/class/dmi/id/product_name",
+            "Standard PC (i440FX + PIIX, 1996)\n",
+        );
+        write(r, "sys/block/vda/size", "4194304\n");
+        write(r, "sys/block/vda/queue/rotational", "0\n");
+        write(r, "sys/block/vda/queue/logical_block_size", "512\n");
+        write(r, "sys/block/vda/queue/physical_block_size", "4096\n");
+        write(r, "sys/block/vda/serial", "disk-1\n");
+        write(r, "sys/block/loop0/size", "100\n");
+        write(r, "sys/block/sr0/size", "100\n");
+        write(r, "sys/class/net/eth0/address", "52:54:00:AA:BB:CC\n");
+        write(r, "sys/class/net/eth0/device/vendor", "0x1af4\n");
+        write(r, "sys/class/net/eth0/carrier", "1\n");
+        write(r, "sys/class/net/eth0/speed", "-1\n");
+        write(r, "sys/class/net/lo/address", "00:00:00:00:00:00\n");
+        write(r, "sys/bus/pci/devices/0000:00:03.0/vendor", "0x1AF4\n");
+        write(r, "sys/bus/pci/devices/0000:00:03.0/device", "0x1000\n");
+        write(r, "sys/bus/pci/devices/0000:00:03.0/class", "0x020000\n");
+        write(r, "sys/bus/usb/devices/1-1/idVendor", "0627\n");
+        write(r, "sys/bus/usb/devices/1-1/idProduct", "0001\n");
+        write(r, "sys/bus/usb/devices/1-1:1.0/bInterfaceClass", "03\n");
+        write(r, "dev/ipmi0", "");
+
+        let inv = collect(r, Some("52:54:00:aa:bb:cc"));
+        assert_eq!(inv.schema, SCHEMA);
+        assert_eq!(inv.cpu_count, 8);
+        assert_eq!(inv.memory_mib, 1024);
+        assert_eq!(inv.firmware, Firmware::Bios);
+        assert_eq!(inv.system.vendor, "QEMU");
+        assert_eq!(inv.disks.len(), 1);
+        let d = &inv.disks[0];
+        assert_eq!(
+            (d.name.as_str(), d.size_bytes, d.serial.as_str()),
+            ("vda", 2 << 30, "disk-1")
+        );
+        assert_eq!((d.block_size, d.physical_block_size), (512, 4096));
+        assert_eq!(d.tags, vec!["ssd"]);
+        assert_eq!(inv.interfaces.len(), 1);
+        let n = &inv.interfaces[0];
+        assert_eq!(
+            (n.name.as_str(), n.mac.as_str()),
+            ("eth0", "52:54:00:aa:bb:cc")
+        );
+        assert!(n.boot && n.link);
+        assert_eq!(n.speed_mbps, None);
+        assert_eq!(inv.pci.len(), 1);
+        assert_eq!(
+            (inv.pci[0].vendor.as_str(), inv.pci[0].class.as_str()),
+            ("1af4", "020000")
+        );
+        assert_eq!(inv.usb.len(), 1);
+        assert_eq!(inv.usb[0].vendor, "0627");
+        assert!(inv.bmc.present && inv.bmc.ipmi_device);
+
+        write(r, "sys/firmware/efi/systab", "");
+        assert_eq!(collect(r, None).firmware, Firmware::Uefi);
+    }
+
+    /// The appliance reads `disks` and `interfaces` as its model types: the shapes must agree.
+    #[test]
+    fn json_matches_the_model() {
+        let inv = Inventory {
+            schema: SCHEMA,
+            architecture: architecture(),
+            cpu_count: 2,
+            memory_mib: 512,
+            disks: vec![DiskInfo {
+                name: "sda".into(),
+                size_bytes: 1 << 30,
+                block_size: 4096,
+                physical_block_size: 4096,
+                rotational: true,
+                tags: vec!["rotary".into()],
+                ..Default::default()
+            }],
+            interfaces: vec![NicInfo {
+                name: "eno1".into(),
+                mac: "52:54:00:00:00:01".into(),
+                boot: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&inv).expect("serialize");
+        assert_eq!(json["firmware"], "bios");
+        let disks: Vec<model::Disk> =
+            serde_json::from_value(json["disks"].clone()).expect("model::Disk");
+        assert_eq!(disks, inv.model_disks());
+        let nics: Vec<model::Interface> =
+            serde_json::from_value(json["interfaces"].clone()).expect("model::Interface");
+        assert!(nics[0].boot);
+        assert_eq!(nics[0].mac, "52:54:00:00:00:01");
+        let back: Inventory = serde_json::from_value(json).expect("round trip");
+        assert_eq!(back, inv);
+    }
+}
