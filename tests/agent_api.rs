@@ -145,9 +145,21 @@ async fn commissioning_through_the_agent_endpoints() {
     assert_eq!(m["memory_mib"], 2048);
     assert_eq!(m["disks"][0]["size_bytes"], 8_589_934_592u64);
     assert_eq!(m["inventory"]["firmware"], "bios");
-    // A Ready machine's agent is told to power off; its token no longer works once it left.
-    let (s, _) = agent.call(Method::GET, "task", None).await;
-    assert_eq!(s, 401, "the boot token ends with the work it was for");
+    // Its agent asks what next: a Ready machine powers off. A report about work that is over
+    // is refused with the machine's status.
+    let (s, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(task["task"], "poweroff");
+    let (s, _) = agent.call(Method::POST, "complete", Some(json!({}))).await;
+    assert_eq!(s, 409);
+    let (s, _) = agent
+        .call(
+            Method::POST,
+            "inventory",
+            Some(inventory("52:54:00:aa:bb:01")),
+        )
+        .await;
+    assert_eq!(s, 409, "no inventory outside commissioning");
 }
 
 #[tokio::test]

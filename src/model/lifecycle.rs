@@ -634,12 +634,10 @@ pub fn apply(
     }
 
     if to != from {
-        // A new phase starts: the image of the last deploy is no longer "written", and a machine
-        // that leaves the statuses with work in the ephemeral environment loses its boot token.
+        // A new phase starts: the image of the last deploy is no longer "written". The boot token
+        // stays until the machine's next network boot replaces it, so an agent that has finished
+        // can still ask what to do next (power off) and a deployed OS can report in.
         m.deploy_written = false;
-        if !to.is_in_progress() && to != S::RescueMode {
-            m.boot_token_sha256 = None;
-        }
     }
     m.status = to;
     m.status_message = message.clone();
