@@ -82,6 +82,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         images: images.clone(),
         public_url: config.public_url().into(),
         dhcp: dhcp_stats,
+        boot: Arc::new(config.boot.clone()),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -486,6 +486,31 @@ async fn every_object_has_the_keys_and_types_gomaasapi_requires() {
     assert_eq!(s.user.get("spaces/", &[]).await, (200, json!([])));
     assert_eq!(s.user.get("subnets/", &[]).await, (200, json!([])));
     assert_eq!(s.user.get("boot-resources/", &[]).await, (200, json!([])));
+    // An image in the cache is a boot resource to MAAS clients (Juju picks series from these).
+    let api = Api::new(&s.daemon.url);
+    let bearer = api.login("admin", ADMIN_PASSWORD).await;
+    let r = api
+        .http
+        .post(format!(
+            "{}/api/v1/images?name=jammy-img&os=ubuntu&release=jammy&arch=amd64",
+            api.url
+        ))
+        .bearer_auth(&bearer)
+        .body(vec![1u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (st, v) = s.user.get("boot-resources/", &[]).await;
+    assert_eq!(st, 200);
+    assert_eq!(v[0]["name"], "ubuntu/jammy");
+    assert_eq!(v[0]["architecture"], "amd64/generic");
+    assert!(
+        v[0]["resource_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("/MAAS/api/2.0/boot-resources/")
+    );
     drop(s.daemon);
 }
 

@@ -34,6 +34,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Counters of the boot network's DHCP servers, shown on /metrics.
     pub dhcp: Arc<crate::dhcp::DhcpStats>,
+    /// The boot network's configuration (the MAAS face lists its subnets).
+    pub boot: Arc<crate::config::BootConfig>,
 }
 
 /// Who may call a route.

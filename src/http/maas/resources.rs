@@ -373,13 +373,68 @@ pub async fn spaces(_c: Ctx) -> Reply {
     json(json!([]))
 }
 
-pub async fn subnets(_c: Ctx) -> Reply {
-    json(json!([]))
+/// The subnets of the boot network's interfaces (managed and proxy), numbered in config order,
+/// all on the default fabric's untagged VLAN.
+pub async fn subnets(c: Ctx) -> Reply {
+    let mut out = Vec::new();
+    for iface in &c.state.boot.interfaces {
+        if iface.mode == crate::config::BootMode::Off {
+            continue;
+        }
+        for subnet in &iface.subnets {
+            let id = out.len() + 1;
+            out.push(json!({
+                "id": id,
+                "name": subnet.cidr.to_string(),
+                "cidr": subnet.cidr.to_string(),
+                "vlan": render::default_vlan(),
+                "space": "undefined",
+                "gateway_ip": subnet.gateway.map(|g| g.to_string()),
+                "dns_servers": subnet.dns_servers.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                "managed": iface.mode == crate::config::BootMode::Managed,
+                "allow_dns": true,
+                "allow_proxy": false,
+                "active_discovery": false,
+                "rdns_mode": 2,
+                "description": format!("boot network on {}", iface.name),
+                "resource_uri": format!("{}subnets/{id}/", super::PREFIX),
+            }));
+        }
+    }
+    json(Value::Array(out))
 }
 
-/// Boot resources come from the image cache, which is not part of rackbox yet: none to list.
-pub async fn boot_resources(_c: Ctx) -> Reply {
-    json(json!([]))
+/// Deployable images from the image cache, as MAAS lists its boot resources.
+pub async fn boot_resources(c: Ctx) -> Reply {
+    let list = c
+        .state
+        .images
+        .list_images()
+        .map_err(|e| MaasError::unavailable(format!("image cache: {e}")))?;
+    let out: Vec<Value> = list
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let image = &v.image;
+            let name = if image.release.is_empty() {
+                format!("{}/{}", image.os, image.name)
+            } else {
+                format!("{}/{}", image.os, image.release)
+            };
+            json!({
+                "id": i + 1,
+                "type": "Uploaded",
+                "name": name,
+                "architecture": format!("{}/generic", image.arch),
+                "subarches": "generic",
+                "title": image.title,
+                "rackbox_image": image.name,
+                "resource_uri": format!("{}boot-resources/{}/", super::PREFIX, i + 1),
+            })
+        })
+        .collect();
+    json(Value::Array(out))
 }
 
 /// GET maas/?op=get_config&name=...: the settings rackbox has; null for the others.
