@@ -345,8 +345,8 @@ pub async fn domain(c: Ctx) -> Reply {
         )
 }
 
-/// The boot network is not configured yet: one default fabric with its untagged VLAN, as a
-/// fresh MAAS has, and no spaces or subnets.
+/// One default fabric with its untagged VLAN, as a fresh MAAS has; the boot network's subnets
+/// sit on it. rackbox models no spaces.
 pub async fn fabrics(_c: Ctx) -> Reply {
     json(json!([render::default_fabric()]))
 }
