@@ -137,6 +137,14 @@ pub struct DeployTask {
     pub user_data: String,
     #[serde(default)]
     pub instance_id: String,
+    /// Where the deployed OS reports that it booted (`POST`, `{"message": ...}`): the deploy
+    /// becomes Deployed only then. Written into the seed's meta-data so that the OS can find
+    /// it; absent in tasks from appliances older than the report.
+    #[serde(default)]
+    pub report_url: Option<String>,
+    /// The bearer token for `report_url`.
+    #[serde(default)]
+    pub report_token: Option<String>,
 }
 
 /// `POST /progress` body.
@@ -400,6 +408,8 @@ mod tests {
         assert_eq!(d.image_format, ImageFormat::RawZst);
         assert_eq!(d.target_disk, None);
         assert_eq!(d.image_size, Some(10));
+        // Tasks from appliances older than the deployed OS's report have no report fields.
+        assert_eq!((d.report_url, d.report_token), (None, None));
         let t: Task = serde_json::from_str(r#"{"task":"erase","mode":"secure"}"#).expect("erase");
         assert_eq!(
             t,
