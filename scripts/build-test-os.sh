@@ -13,7 +13,8 @@
 # busybox-static, grub-pc-bin, grub-efi-amd64-bin and grub-common (for grub-mkimage). No root,
 # no loop devices: the image is assembled in a file with sgdisk, mtools and dd. Cached like
 # build-ephemeral.sh: packages are fetched once into OUTPUT_DIR/cache, and when the inputs (this
-# script, the package versions) are unchanged the outputs are left as they are.
+# script, the package versions) are unchanged the outputs are left as they are. The build is
+# reproducible: the same inputs give the same bytes (fixed GUIDs, serials and times).
 #
 # The disk (GPT, 512-byte sectors):
 #   1  1 MiB .. 2 MiB   BIOS boot partition: GRUB's i386-pc core.img (boot.img in the MBR's
