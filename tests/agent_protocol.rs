@@ -73,6 +73,12 @@ fn every_task_the_appliance_sends_is_understood_by_the_agent() {
                 assert_eq!(d.ssh_keys, vec!["ssh-ed25519 AAAA me"]);
                 assert_eq!(d.user_data, "#cloud-config\n");
                 assert_eq!(d.instance_id, "abc123-7");
+                // The deployed OS's report address reaches the agent (which seeds it).
+                assert_eq!(
+                    d.report_url.as_deref(),
+                    Some("http://192.0.2.1:5240/api/agent/v1/deployed")
+                );
+                assert_eq!(d.report_token.as_deref(), Some("rbt_abc123_x"));
             }
             other => panic!("{other:?}"),
         }

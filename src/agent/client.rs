@@ -80,7 +80,8 @@ pub enum Task {
         #[serde(default)]
         tests: Vec<String>,
     },
-    Deploy(DeployTask),
+    /// Boxed: a deploy task is several times larger than every other task.
+    Deploy(Box<DeployTask>),
     Erase {
         #[serde(default = "default_erase")]
         mode: EraseMode,
@@ -115,8 +116,9 @@ pub enum ImageFormat {
     RawZst,
 }
 
-/// What to write and what to tell cloud-init.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+/// What to write and what to tell cloud-init. Its `Debug` hides the report token: the agent
+/// logs every task it gets.
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 pub struct DeployTask {
     /// Absolute, or relative to the appliance's base URL.
     pub image_url: String,
@@ -137,6 +139,35 @@ pub struct DeployTask {
     pub user_data: String,
     #[serde(default)]
     pub instance_id: String,
+    /// Where the deployed OS reports that it booted (`POST`, `{"message": ...}`): the deploy
+    /// becomes Deployed only then. Written into the seed's meta-data so that the OS can find
+    /// it; absent in tasks from appliances older than the report.
+    #[serde(default)]
+    pub report_url: Option<String>,
+    /// The bearer token for `report_url`.
+    #[serde(default)]
+    pub report_token: Option<String>,
+}
+
+impl std::fmt::Debug for DeployTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployTask")
+            .field("image_url", &self.image_url)
+            .field("image_sha256", &self.image_sha256)
+            .field("image_format", &self.image_format)
+            .field("image_size", &self.image_size)
+            .field("target_disk", &self.target_disk)
+            .field("hostname", &self.hostname)
+            .field("ssh_keys", &self.ssh_keys)
+            .field("user_data", &self.user_data)
+            .field("instance_id", &self.instance_id)
+            .field("report_url", &self.report_url)
+            .field(
+                "report_token",
+                &self.report_token.as_ref().map(|_| "<hidden>"),
+            )
+            .finish()
+    }
 }
 
 /// `POST /progress` body.
@@ -400,6 +431,11 @@ mod tests {
         assert_eq!(d.image_format, ImageFormat::RawZst);
         assert_eq!(d.target_disk, None);
         assert_eq!(d.image_size, Some(10));
+        // Tasks from appliances older than the deployed OS's report have no report fields.
+        assert_eq!((&d.report_url, &d.report_token), (&None, &None));
+        let mut with_token = d.clone();
+        with_token.report_token = Some("rbt_secret".into());
+        assert!(!format!("{with_token:?}").contains("rbt_secret"));
         let t: Task = serde_json::from_str(r#"{"task":"erase","mode":"secure"}"#).expect("erase");
         assert_eq!(
             t,

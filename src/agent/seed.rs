@@ -10,6 +10,18 @@
 //! user data is (a shell script, a MIME archive), and, when the user data is absent or a
 //! `#cloud-config`, merged into it as `ssh_authorized_keys` so that a reader of the user data
 //! sees them too.
+//!
+//! The deployed OS reports that it booted (the deploy becomes Deployed only then), and the seed
+//! is how it learns where to: meta-data carries two rackbox keys, present only when the
+//! appliance gave them (cloud-init ignores meta-data keys it does not know):
+//!
+//! - `rackbox-report-url`: the URL to `POST` to (`/api/agent/v1/deployed` on the appliance);
+//! - `rackbox-report-token`: the bearer token for it (`Authorization: Bearer <token>`), the
+//!   machine's token for this deploy; it lets its holder report only this machine's deploy.
+//!
+//! The body of the report is JSON `{"message": "..."}`. Every value in meta-data is a
+//! double-quoted YAML string (JSON string syntax), so a small reader (the test OS's busybox
+//! shell) can take it apart without a YAML parser.
 
 use std::io::{Cursor, Write};
 
@@ -38,20 +50,38 @@ pub struct SeedInput {
     pub ssh_keys: Vec<String>,
     /// The user's data as given; empty when none.
     pub user_data: String,
+    /// Where the deployed OS reports in (`rackbox-report-url`); empty when none.
+    pub report_url: String,
+    /// Bearer token for `report_url` (`rackbox-report-token`); empty when none.
+    pub report_token: String,
 }
+
+/// The meta-data key holding the URL the deployed OS reports to.
+pub const REPORT_URL_KEY: &str = "rackbox-report-url";
+/// The meta-data key holding the bearer token of that report.
+pub const REPORT_TOKEN_KEY: &str = "rackbox-report-token";
 
 /// Quotes a string as YAML: a JSON string is valid YAML and escapes everything that matters.
 fn yaml_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// `meta-data`: instance-id, local-hostname and public-keys.
+/// `meta-data`: instance-id, local-hostname, the report address when there is one, and
+/// public-keys.
 pub fn meta_data(input: &SeedInput) -> String {
     let mut out = format!(
         "instance-id: {}\nlocal-hostname: {}\n",
         yaml_str(&input.instance_id),
         yaml_str(&input.hostname)
     );
+    for (key, value) in [
+        (REPORT_URL_KEY, &input.report_url),
+        (REPORT_TOKEN_KEY, &input.report_token),
+    ] {
+        if !value.trim().is_empty() {
+            out.push_str(&format!("{key}: {}\n", yaml_str(value.trim())));
+        }
+    }
     let keys: Vec<&str> = clean_keys(&input.ssh_keys);
     if !keys.is_empty() {
         out.push_str("public-keys:\n");
@@ -192,6 +222,7 @@ mod tests {
             hostname: "node1".into(),
             ssh_keys: vec!["ssh-ed25519 AAAAC3 alice@laptop".into(), "  ".into()],
             user_data: user_data.into(),
+            ..Default::default()
         }
     }
 
@@ -204,6 +235,22 @@ mod tests {
             "instance-id: \"i-x7k2pq-3\"\nlocal-hostname: \"node: 1\"\n\
              public-keys:\n  - \"ssh-ed25519 AAAAC3 alice@laptop\"\n"
         );
+    }
+
+    #[test]
+    fn meta_data_carries_the_report_address() {
+        let mut i = input("");
+        i.report_url = "http://192.0.2.1:5240/api/agent/v1/deployed".into();
+        i.report_token = "rbt_abc123_x\"y".into();
+        assert_eq!(
+            meta_data(&i),
+            "instance-id: \"i-x7k2pq-3\"\nlocal-hostname: \"node1\"\n\
+             rackbox-report-url: \"http://192.0.2.1:5240/api/agent/v1/deployed\"\n\
+             rackbox-report-token: \"rbt_abc123_x\\\"y\"\n\
+             public-keys:\n  - \"ssh-ed25519 AAAAC3 alice@laptop\"\n"
+        );
+        // Without them (an older appliance), no keys at all.
+        assert!(!meta_data(&input("")).contains("rackbox-report"));
     }
 
     #[test]
