@@ -5,8 +5,10 @@ raises, so the traceback names it. Inputs come from the environment (see the Rus
 RACKBOX_MAAS_URL, RACKBOX_ADMIN_KEY, RACKBOX_USER_KEY, RACKBOX_USER, RACKBOX_USER_PASSWORD.
 """
 
+import json
 import os
 import sys
+import urllib.request
 
 from maas.client import connect, login
 from maas.client.bones import CallError
@@ -27,6 +29,28 @@ def ok(what):
 def expect(condition, message):
     if not condition:
         raise AssertionError(message)
+
+
+def play_agent(machine, path, body):
+    """Does what the machine's agent does, through rackbox's real endpoints: network-boot (fetch
+    the machine's iPXE script, which carries its per-boot token) and report to /api/agent/v1."""
+    base = URL.split("/MAAS")[0]
+    mac = machine.boot_interface.mac_address
+    script = urllib.request.urlopen("%s/boot/%s.ipxe" % (base, mac)).read().decode()
+    tokens = [w.split("=", 1)[1] for w in script.split() if w.startswith("rackbox.token=")]
+    return report(base, tokens[0] if tokens else None, path, body)
+
+
+def report(base, token, path, body):
+    expect(token, "the boot script carries a token")
+    request = urllib.request.Request(
+        "%s/api/agent/v1/%s" % (base, path),
+        data=json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(request).read()
+    return token
 
 
 def call_status(fn, *args, **kwargs):
@@ -110,11 +134,22 @@ def main():
     expect(status == 409, "power_on of a machine with no power driver must answer 409, not %r" % status)
     ok("power_on answers 409: no power driver configured")
 
-    got.abort()
-    expect(got.status == NodeStatus.ALLOCATED, "abort of a deploy returns to Allocated: %r" % got.status)
+    # The machine boots its ephemeral environment, writes the image, reboots into the deployed OS,
+    # which reports in: only then is it Deployed.
+    token = play_agent(got, "complete", {"message": "image written"})
+    got.refresh()
+    expect(got.status == NodeStatus.DEPLOYING, "image written is not Deployed yet: %r" % got.status)
+    report(URL.split("/MAAS")[0], token, "deployed", {"message": "deployed OS booted"})
+    got.refresh()
+    expect(got.status == NodeStatus.DEPLOYED, "deployed status %r" % got.status)
+    ok("deploy reaches Deployed once the deployed OS reports in")
+
     got.release(quick_erase=True)
     expect(got.status == NodeStatus.DISK_ERASING, "release status %r" % got.status)
-    ok("release with quick_erase moves to Disk erasing")
+    play_agent(got, "complete", {"message": "disks erased (quick)"})
+    got.refresh()
+    expect(got.status == NodeStatus.READY, "after the erase the machine is Ready: %r" % got.status)
+    ok("release with quick_erase erases and returns the machine to Ready")
 
     zones = {z.name for z in user.zones.list()}
     expect({"default", "rack2"} <= zones, "zones %r" % zones)
