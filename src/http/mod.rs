@@ -34,6 +34,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Counters of the boot network's DHCP servers, shown on /metrics.
     pub dhcp: Arc<crate::dhcp::DhcpStats>,
+    /// Counters of the TFTP server (zero while it is off), shown on /metrics.
+    pub tftp: Arc<crate::tftp::TftpStats>,
 }
 
 /// Who may call a route.
