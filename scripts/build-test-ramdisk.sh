@@ -36,8 +36,6 @@ fi
 mkdir -p "$out"
 work="$(mktemp -d "${TMPDIR:-/tmp}/rackbox-ramdisk.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-# apt-get download drops privileges to _apt, which must be able to write here.
-chmod 755 "$work"
 
 # The metapackage names the current kernel package; download that one.
 kpkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
@@ -47,7 +45,10 @@ if [ -z "$kpkg" ]; then
     exit 1
 fi
 echo "build-test-ramdisk: downloading $kpkg"
-(cd "$work" && apt-get download -q "$kpkg" >/dev/null)
+# As root, apt-get would drop to _apt for the download and warn that it cannot write here.
+apt_opts=()
+[ "$(id -u)" -eq 0 ] && apt_opts=(-o APT::Sandbox::User=root)
+(cd "$work" && apt-get download -q "${apt_opts[@]}" "$kpkg" >/dev/null)
 dpkg -x "$work"/linux-image-*.deb "$work/kernel"
 vmlinuz="$(find "$work/kernel/boot" -name 'vmlinuz-*' | head -n1)"
 [ -n "$vmlinuz" ] || {
