@@ -23,6 +23,84 @@ pub struct Config {
     pub images: ImagesConfig,
     /// Network boot: DHCP/proxyDHCP per boot interface. Off (no interfaces) by default.
     pub boot: BootConfig,
+    /// The TFTP server for firmware's first stage (the boot loaders).
+    pub tftp: TftpSection,
+}
+
+/// The `[tftp]` section. The served directory is not configurable: rackbox owns it (it is
+/// `<images.dir>/tftp`, on the cache's file system so that its entries can be hard links to the
+/// cache's blobs) and keeps in it exactly the boot loaders of the image cache.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TftpSection {
+    /// Serve TFTP. Unset: on when any boot interface is `managed` or `proxy` (the firmware
+    /// rackbox answers asks rackbox for its loader), off otherwise.
+    pub enabled: Option<bool>,
+    /// Address of the request socket. On a multi-homed appliance, the boot interface's address.
+    pub listen: SocketAddr,
+    /// Transfers at once; more get "server busy" and firmware retries.
+    pub max_transfers: usize,
+    /// Largest block size granted (RFC 2348); 1468 fills a 1500-byte frame.
+    pub max_blksize: u16,
+    /// Largest window granted (RFC 7440).
+    pub max_windowsize: u16,
+    /// Retransmission timeout in seconds when the client does not ask for one (RFC 2349).
+    pub timeout: f64,
+    /// Retransmissions in a row without progress before a transfer is abandoned.
+    pub retries: u32,
+}
+
+impl Default for TftpSection {
+    fn default() -> Self {
+        let d = crate::tftp::TftpConfig::default();
+        TftpSection {
+            enabled: None,
+            listen: d.listen,
+            max_transfers: d.max_transfers,
+            max_blksize: d.max_blksize,
+            max_windowsize: d.max_windowsize,
+            timeout: d.timeout.as_secs_f64(),
+            retries: d.retries,
+        }
+    }
+}
+
+impl TftpSection {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        use crate::tftp::options::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+        if self.max_transfers == 0 || self.max_transfers > 65_536 {
+            return Err(("tftp.max_transfers", "must be between 1 and 65536".into()));
+        }
+        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.max_blksize) {
+            return Err((
+                "tftp.max_blksize",
+                format!(
+                    "{} is outside {MIN_BLOCK_SIZE}..={MAX_BLOCK_SIZE} (RFC 2348)",
+                    self.max_blksize
+                ),
+            ));
+        }
+        if self.max_windowsize == 0 {
+            return Err((
+                "tftp.max_windowsize",
+                "must be between 1 and 65535 (RFC 7440)".into(),
+            ));
+        }
+        // RFC 2349 timeouts are 1-255 s; a sub-second default is allowed for fast links.
+        if !(self.timeout > 0.0 && self.timeout <= 255.0) {
+            return Err((
+                "tftp.timeout",
+                format!(
+                    "{} must be more than 0 and at most 255 seconds",
+                    self.timeout
+                ),
+            ));
+        }
+        if self.retries == 0 || self.retries > 100 {
+            return Err(("tftp.retries", "must be between 1 and 100".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Power drivers and the power-state sync.
@@ -139,6 +217,7 @@ impl Default for Config {
             power: PowerConfig::default(),
             images: ImagesConfig::default(),
             boot: BootConfig::default(),
+            tftp: TftpSection::default(),
         }
     }
 }
@@ -613,9 +692,44 @@ impl Config {
                 "must be at least 1 second".into(),
             ));
         }
+        self.tftp
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
         self.boot
             .validate(&self.public_url())
             .map_err(|(key, message)| invalid(key, message))
+    }
+
+    /// Whether `rackbox serve` runs the TFTP server: as configured, else when rackbox answers
+    /// network-boot DHCP on any interface.
+    pub fn tftp_enabled(&self) -> bool {
+        self.tftp.enabled.unwrap_or_else(|| {
+            self.boot
+                .interfaces
+                .iter()
+                .any(|i| matches!(i.mode, BootMode::Managed | BootMode::Proxy))
+        })
+    }
+
+    /// The directory TFTP serves, kept by the daemon: `<images.dir>/tftp`.
+    pub fn tftp_root(&self) -> PathBuf {
+        self.images_dir().join("tftp")
+    }
+
+    /// The TFTP server's settings, from `[tftp]`.
+    pub fn tftp_config(&self) -> crate::tftp::TftpConfig {
+        let t = &self.tftp;
+        crate::tftp::TftpConfig {
+            listen: t.listen,
+            root: self.tftp_root(),
+            max_transfers: t.max_transfers,
+            max_blksize: t.max_blksize,
+            max_windowsize: t.max_windowsize,
+            // validate() keeps it in (0, 255]; the fallback is never taken.
+            timeout: std::time::Duration::try_from_secs_f64(t.timeout)
+                .unwrap_or(std::time::Duration::from_secs(2)),
+            retries: t.retries,
+        }
     }
 
     /// The image cache's directory.
@@ -711,6 +825,53 @@ dynamic_ranges = [{ start = "192.0.2.100", end = "192.0.2.199" }]
 reserved_ranges = [{ start = "192.0.2.150", end = "192.0.2.155" }]
 lease_time_secs = 600
 "#;
+
+    #[test]
+    fn tftp_follows_the_boot_interfaces_unless_set() {
+        let off = Config::default();
+        assert!(!off.tftp_enabled(), "no boot interface: no TFTP");
+        let c = Config::parse(BOOT, Path::new("x.toml")).unwrap();
+        assert!(c.tftp_enabled(), "a managed interface turns TFTP on");
+        let c = Config::parse(
+            &format!("{BOOT}\n[tftp]\nenabled = false\n"),
+            Path::new("x"),
+        )
+        .unwrap();
+        assert!(!c.tftp_enabled());
+        let c = Config::parse(
+            "[tftp]\nenabled = true\nlisten = \"192.0.2.1:69\"\ntimeout = 1.5\nmax_windowsize = 8\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert!(c.tftp_enabled());
+        let t = c.tftp_config();
+        assert_eq!(t.listen.to_string(), "192.0.2.1:69");
+        assert_eq!(t.timeout, std::time::Duration::from_millis(1500));
+        assert_eq!(t.max_windowsize, 8);
+        assert_eq!(t.max_blksize, 1468);
+        assert_eq!(t.root, c.images_dir().join("tftp"));
+    }
+
+    #[test]
+    fn tftp_errors_name_the_key() {
+        for (text, key) in [
+            ("listen = \"nowhere\"", "listen"),
+            ("max_transfers = 0", "tftp.max_transfers"),
+            ("max_blksize = 4", "tftp.max_blksize"),
+            ("max_blksize = 65465", "tftp.max_blksize"),
+            ("max_windowsize = 0", "tftp.max_windowsize"),
+            ("timeout = 0", "tftp.timeout"),
+            ("timeout = 300", "tftp.timeout"),
+            ("retries = 0", "tftp.retries"),
+            ("root = \"/srv/tftp\"", "root"),
+            ("enabled = \"yes\"", "enabled"),
+        ] {
+            let e = Config::parse(&format!("[tftp]\n{text}\n"), Path::new("x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
 
     #[test]
     fn boot_section_parses_and_defaults_to_off() {

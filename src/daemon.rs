@@ -46,6 +46,10 @@ pub enum DaemonError {
     Http(#[source] std::io::Error),
     #[error(transparent)]
     Dhcp(#[from] crate::dhcp::DhcpError),
+    #[error("TFTP: {0} (set [tftp] listen, or enabled = false, in the config)")]
+    Tftp(#[from] crate::tftp::TftpError),
+    #[error("cannot prepare the TFTP root: {0}")]
+    TftpRoot(#[from] crate::tftp::root::RootError),
 }
 
 /// Runs the daemon until a shutdown signal.
@@ -76,6 +80,15 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let local = listener.local_addr().map_err(DaemonError::Http)?;
     let dhcp_stats = Arc::new(crate::dhcp::DhcpStats::default());
     let dhcp_servers = crate::dhcp::bind_all(&config, &service, &dhcp_stats)?;
+    let tftp_stats = Arc::new(crate::tftp::TftpStats::default());
+    let tftp_server = if config.tftp_enabled() {
+        // The root is filled before the socket is bound: the first request finds the loaders.
+        let root = config.tftp_root();
+        refresh_tftp_root(&images, &root).await?;
+        Some(crate::tftp::TftpServer::bind(config.tftp_config(), tftp_stats.clone()).await?)
+    } else {
+        None
+    };
     let state = AppState {
         service: service.clone(),
         metrics: Arc::default(),
@@ -83,6 +96,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         public_url: config.public_url().into(),
         dhcp: dhcp_stats,
         boot: Arc::new(config.boot.clone()),
+        tftp: tftp_stats,
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -113,6 +127,21 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         .into_iter()
         .map(|server| tokio::spawn(server.run(stopped(stop_rx.clone()))))
         .collect();
+    let mut tftp = Vec::new();
+    if let Some(server) = tftp_server {
+        tracing::info!(listen = %server.local_addr(), root = %config.tftp_root().display(), "TFTP serves the boot loaders");
+        let shutdown = stopped(stop_rx.clone());
+        tftp.push(tokio::spawn(async move {
+            if let Err(error) = server.run(shutdown).await {
+                tracing::error!(%error, "TFTP server stopped");
+            }
+        }));
+        tftp.push(tokio::spawn(keep_tftp_root(
+            images.clone(),
+            config.tftp_root(),
+            stopped(stop_rx.clone()),
+        )));
+    }
 
     tracing::info!(
         listen = %local,
@@ -132,8 +161,11 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = tokio::join!(reconciler, conductor, power_sync, watchdog);
-    for server in dhcp {
-        let _ = server.await;
+    for task in dhcp {
+        let _ = task.await;
+    }
+    for task in tftp {
+        let _ = task.await;
     }
     // Dropping the last service handle drops the last store handle: the writer commits what is
     // queued and exits.
@@ -145,6 +177,50 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     }
     tracing::info!("stopped; every acknowledged write is on disk");
     result.map_err(DaemonError::Http)
+}
+
+/// Makes the TFTP root hold exactly the image cache's boot loaders (see `tftp::root`).
+async fn refresh_tftp_root(
+    images: &crate::images::ImageCache,
+    root: &Path,
+) -> Result<(), DaemonError> {
+    let files = images.tftp_files()?;
+    let root = root.to_path_buf();
+    let report = tokio::task::spawn_blocking(move || crate::tftp::root::materialize(&root, &files))
+        .await
+        .map_err(|e| crate::images::ImageError::Internal(e.to_string()))??;
+    for name in &report.refused {
+        tracing::warn!(name, "boot loader name cannot be a TFTP path; not served");
+    }
+    tracing::info!(
+        linked = report.linked,
+        copied = report.copied,
+        unchanged = report.unchanged,
+        removed = report.removed,
+        "TFTP root refreshed from the boot resources"
+    );
+    Ok(())
+}
+
+/// Refreshes the TFTP root after every change to the boot resources, however it was made
+/// (upload, fetch, sync, delete), until shutdown. A failed refresh is logged and retried at the
+/// next change; what the root held before stays served.
+async fn keep_tftp_root(
+    images: Arc<crate::images::ImageCache>,
+    root: std::path::PathBuf,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut changes = images.watch_boot();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+        if let Err(error) = refresh_tftp_root(&images, &root).await {
+            tracing::error!(%error, "cannot refresh the TFTP root; it keeps its previous files");
+        }
+    }
 }
 
 async fn shutdown_signal() {

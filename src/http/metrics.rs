@@ -93,5 +93,6 @@ pub fn render(state: &AppState) -> String {
         );
     }
     state.dhcp.render_prometheus(&mut out);
+    state.tftp.render_prometheus(&mut out);
     out
 }

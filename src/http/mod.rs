@@ -36,6 +36,8 @@ pub struct AppState {
     pub dhcp: Arc<crate::dhcp::DhcpStats>,
     /// The boot network's configuration (the MAAS face lists its subnets).
     pub boot: Arc<crate::config::BootConfig>,
+    /// Counters of the TFTP server (zero while it is off), shown on /metrics.
+    pub tftp: Arc<crate::tftp::TftpStats>,
 }
 
 /// Who may call a route.

@@ -466,6 +466,10 @@ pub struct ImageCache {
     imports: Mutex<Registry>,
     http: reqwest::Client,
     options: CacheOptions,
+    /// Bumped after every committed change to the boot resources (import, replace, delete,
+    /// records dropped at open), so what mirrors them (the TFTP root) follows whichever path
+    /// the change took: an upload, a background fetch, a sync or a deletion.
+    boot_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl ImageCache {
@@ -487,6 +491,7 @@ impl ImageCache {
             imports: Mutex::new(Registry::default()),
             http,
             options,
+            boot_changes: tokio::sync::watch::Sender::new(0),
         });
         cache.recover().await?;
         Ok(cache)
@@ -533,6 +538,7 @@ impl ImageCache {
                     Ok::<(), ImageError>(())
                 })
                 .await?;
+            self.boot_changed();
         }
         let report = self.gc().await?;
         if !report.removed.is_empty() {
@@ -554,6 +560,16 @@ impl ImageCache {
                 h.abort();
             }
         }
+    }
+
+    /// A receiver that sees a new value after every committed change to the boot resources.
+    /// Its first value is marked seen: wait with `changed()`.
+    pub fn watch_boot(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.boot_changes.subscribe()
+    }
+
+    fn boot_changed(&self) {
+        self.boot_changes.send_modify(|generation| *generation += 1);
     }
 
     pub fn dir(&self) -> &Path {
@@ -1031,11 +1047,15 @@ impl ImageCache {
             Target::Image(s) => (s.make_default, s.replace),
             Target::Boot(s) => (false, s.replace),
         };
+        let is_boot = matches!(record, Record::Boot(_));
         let replaced = self
             .store
             .write(move |tx| commit_record(tx, record, make_default, replace))
             .await?;
         drop(gate);
+        if is_boot {
+            self.boot_changed();
+        }
         if let Some(old) = replaced
             && old != sha256
         {
@@ -1165,6 +1185,7 @@ impl ImageCache {
                 Ok::<String, ImageError>(boot.sha256)
             })
             .await?;
+        self.boot_changed();
         self.release_blob(&sha).await
     }
 

@@ -13,6 +13,7 @@
 //! - [`transfer`]: one transfer's state machine (windows, wraparound, retransmission).
 //! - [`path`]: mapping a requested name to a file under the root, refusing escapes.
 //! - [`stats`]: counters for the metrics endpoint.
+//! - [`root`]: keeping the served directory equal to an allow-list (the daemon's boot loaders).
 //! - `server`: the thin tokio socket loops around all of the above.
 //! - [`client`]: a small read client with windowsize, for tests, benchmarks and checks.
 
@@ -20,6 +21,7 @@ pub mod client;
 pub mod options;
 pub mod packet;
 pub mod path;
+pub mod root;
 mod server;
 pub mod stats;
 pub mod transfer;

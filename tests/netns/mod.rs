@@ -62,9 +62,14 @@ pub struct Lab {
 
 impl Lab {
     pub fn new() -> Lab {
+        Lab::named("dhcp")
+    }
+
+    /// A lab whose namespaces are named `rbx-<kind>-<random>-*` (what `ip netns` shows).
+    pub fn named(kind: &str) -> Lab {
         let tag: u32 = rand::random();
         Lab {
-            prefix: format!("rbx-dhcp-{:06x}", tag & 0xff_ffff),
+            prefix: format!("rbx-{kind}-{:06x}", tag & 0xff_ffff),
             namespaces: Vec::new(),
             children: Vec::new(),
             ports: 0,
@@ -265,7 +270,15 @@ impl Rackbox {
     /// Writes a config (HTTP on the namespace's loopback, the given `[boot]` TOML) and starts
     /// `rackbox serve`, waiting until its DHCP server is bound.
     pub fn start(lab: &mut Lab, ns: &str, name: &str, boot_toml: &str) -> Rackbox {
-        let state_dir = lab.path(&format!("{name}-state"));
+        Rackbox::start_on(lab, ns, name, "127.0.0.1:5240", boot_toml)
+    }
+
+    /// Like [`Rackbox::start`], with HTTP on `listen` (e.g. `0.0.0.0:5240`, so that machines on
+    /// the boot network reach `http://192.0.2.1:5240` too; /metrics stays on 127.0.0.1:5240).
+    /// State that must exist before the first start (seeded records) goes in
+    /// [`Rackbox::state_dir_of`].
+    pub fn start_on(lab: &mut Lab, ns: &str, name: &str, listen: &str, boot_toml: &str) -> Rackbox {
+        let state_dir = Rackbox::state_dir_of(lab, name);
         std::fs::create_dir_all(&state_dir).expect("state dir");
         let pw = lab.path(&format!("{name}-password"));
         std::fs::write(&pw, PASSWORD).expect("password file");
@@ -273,7 +286,7 @@ impl Rackbox {
         std::fs::write(
             &config,
             format!(
-                "state_dir = {state_dir:?}\n[http]\nlisten = \"127.0.0.1:5240\"\npublic_url = \"http://192.0.2.1:5240\"\n[auth]\nadmin_password_file = {pw:?}\n[log]\ntarget = \"stderr\"\nlevel = \"info,rackbox=debug\"\n{boot_toml}"
+                "state_dir = {state_dir:?}\n[http]\nlisten = \"{listen}\"\npublic_url = \"http://192.0.2.1:5240\"\n[auth]\nadmin_password_file = {pw:?}\n[log]\ntarget = \"stderr\"\nlevel = \"info,rackbox=debug\"\n{boot_toml}"
             ),
         )
         .expect("config");
@@ -315,8 +328,24 @@ impl Rackbox {
         }
     }
 
+    /// The state directory [`Rackbox::start`] uses for `name`.
+    pub fn state_dir_of(lab: &Lab, name: &str) -> PathBuf {
+        lab.path(&format!("{name}-state"))
+    }
+
     /// /metrics, fetched with curl inside the namespace after logging in.
     pub fn metrics(&self, lab: &Lab) -> String {
+        let token = self.login(lab);
+        ok(lab.cmd(&self.ns, "curl").args([
+            "-sf",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "http://127.0.0.1:5240/metrics",
+        ]))
+    }
+
+    /// Logs in as the admin (curl inside the namespace); returns a bearer token.
+    pub fn login(&self, lab: &Lab) -> String {
         let login = ok(lab.cmd(&self.ns, "curl").args([
             "-sf",
             "-H",
@@ -326,13 +355,7 @@ impl Rackbox {
             "http://127.0.0.1:5240/api/v1/auth/login",
         ]));
         let v: serde_json::Value = serde_json::from_str(&login).expect("login answer is JSON");
-        let token = v["token"].as_str().expect("a token").to_string();
-        ok(lab.cmd(&self.ns, "curl").args([
-            "-sf",
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-            "http://127.0.0.1:5240/metrics",
-        ]))
+        v["token"].as_str().expect("a token").to_string()
     }
 
     /// One sample's value from /metrics.
