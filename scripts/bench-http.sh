@@ -11,6 +11,8 @@ command -v nginx >/dev/null || { echo "bench-http.sh: needs nginx (apt-get insta
 cargo build --release --quiet
 bin=target/release/rackbox
 work=$(mktemp -d /tmp/rbx-bench-http.XXXXXX)
+# nginx workers run as an unprivileged user: they must be able to read the file.
+chmod 755 "$work"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -50,6 +52,7 @@ rurl="http://127.0.0.1:$rport/images/bench"
 nport=$(free_port)
 mkdir -p "$work/www" "$work/nginx"
 ln "$work/image.raw" "$work/www/image.raw" 2>/dev/null || cp "$work/image.raw" "$work/www/image.raw"
+chmod 755 "$work/www"; chmod 644 "$work/www/image.raw"
 cat > "$work/nginx/nginx.conf" <<CONF
 worker_processes 2;
 daemon off;
