@@ -5,6 +5,7 @@
 #                           odd ones SeaBIOS, even ones OVMF UEFI); they start commissioning
 #   scripts/lab.sh status   what runs, the machines as rackbox sees them
 #   scripts/lab.sh down     stop everything `up` started and remove the namespace
+#   scripts/lab.sh clean    (when down) remove lab-state/ but its built ramdisks: a fresh rack
 #
 # Everything of the boot network lives in the network namespace rbx-lab: the bridge br0 at
 # 192.0.2.1/24 (TEST-NET-1), rackbox with managed DHCP and TFTP on it, one tap device per
@@ -368,6 +369,12 @@ EOF
     done
     [ "$up" = 1 ] || die "the BMC of $name does not answer on 127.0.0.1:$bmc_port; see $d/ipmi_sim.log"
 
+    # Kept from an earlier `up` (the state survives `down`): left as it is.
+    if curl -sf -H "Authorization: Bearer $TOKEN" "$API/api/v1/machines?mac=$mac" |
+        grep -q '"system_id"'; then
+        say "$name: already known to rackbox (state kept from an earlier run); power it with 'rackbox machine commission' or the BMC"
+        return 0
+    fi
     # Adding a machine with a power driver starts commissioning: one-time PXE, power on.
     "$BIN" machine add --hostname "$name" --mac "$mac" --power-type ipmi \
         --power-param power_address=127.0.0.1 --power-param "power_port=$bmc_port" \
@@ -455,15 +462,25 @@ cmd_status() {
     fi
 }
 
+cmd_clean() {
+    if netns_exists || [ -d "$RUN" ]; then
+        die "the lab is up: 'scripts/lab.sh down' first"
+    fi
+    [ -d "$STATE" ] || return 0
+    find "$STATE" -mindepth 1 -maxdepth 1 ! -name test-ramdisk ! -name ephemeral -exec rm -rf {} +
+    say "removed the rack's state, disks and logs from $STATE (built ramdisks kept)"
+}
+
 case "${1:-}" in
 up)
     shift
     cmd_up "$@"
     ;;
 down) cmd_down ;;
+clean) cmd_clean ;;
 status) cmd_status ;;
 *)
-    echo "usage: $0 up [N] | status | down" >&2
+    echo "usage: $0 up [N] | status | down | clean" >&2
     exit 2
     ;;
 esac
