@@ -299,14 +299,23 @@ EOF
     chmod 755 "$d/chassis.sh"
 }
 
-add_machine() {
-    local i="$1" firmware name mac d bmc_port vm_port qemu boot_type
+# Machine i's name, firmware, MAC, directory and ports.
+machine_vars() {
+    local i="$1"
     name="node$i"
     if [ $((i % 2)) -eq 1 ]; then firmware=bios; else firmware=uefi; fi
     mac="$(printf '52:54:00:1a:00:%02x' "$i")"
     d="$STATE/machines/$name"
     bmc_port=$((6230 + i))
     vm_port=$((9000 + i))
+    if [ "$firmware" = uefi ]; then boot_type=efi; else boot_type=legacy; fi
+}
+
+# Machine i's disk, tap device and BMC (powered off). Made before rackbox starts, so that its
+# first power-state poll finds the BMCs answering.
+make_machine() {
+    local i="$1" firmware name mac d bmc_port vm_port qemu boot_type
+    machine_vars "$i"
     mkdir -p "$d/bmc-state"
     [ -e "$d/disk.raw" ] || truncate -s 4G "$d/disk.raw"
     ip -n "$NS" tuntap add "tap$i" mode tap
@@ -329,11 +338,9 @@ add_machine() {
         qemu+=" -drive if=pflash,format=raw,file=\$D/OVMF_VARS.fd"
         # No option ROM: the firmware's own UEFI PXE fetches snponly.efi over TFTP.
         qemu+=" -device virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1"
-        boot_type=efi
     else
         # SeaBIOS with the iPXE option ROM QEMU ships for virtio-net.
         qemu+=" -device virtio-net-pci,netdev=n0,mac=$mac,bootindex=1"
-        boot_type=legacy
     fi
     write_chassis "$d" "$qemu"
     cat >"$d/lan.conf" <<EOF
@@ -368,7 +375,12 @@ EOF
         sleep 0.2
     done
     [ "$up" = 1 ] || die "the BMC of $name does not answer on 127.0.0.1:$bmc_port; see $d/ipmi_sim.log"
+}
 
+# Adds machine i to rackbox by its BMC and MAC, which starts its commissioning.
+register_machine() {
+    local i="$1" firmware name mac d bmc_port vm_port boot_type
+    machine_vars "$i"
     # Kept from an earlier `up` (the state survives `down`): left as it is.
     if curl -sf -H "Authorization: Bearer $TOKEN" "$API/api/v1/machines?mac=$mac" |
         grep -q '"system_id"'; then
@@ -409,14 +421,17 @@ cmd_up() {
     trap 'up_exit' EXIT
     trap 'exit 1' INT TERM
     make_network
+    local i
+    for i in $(seq 1 "$n"); do
+        make_machine "$i"
+    done
     write_config
     start_rackbox
     start_forward
     login
     import_boot_resources
-    local i
     for i in $(seq 1 "$n"); do
-        add_machine "$i"
+        register_machine "$i"
     done
     UP_DONE=1
     cat <<EOF
