@@ -82,10 +82,13 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let dhcp_servers = crate::dhcp::bind_all(&config, &service, &dhcp_stats)?;
     let tftp_stats = Arc::new(crate::tftp::TftpStats::default());
     let tftp_server = if config.tftp_enabled() {
-        // The root is filled before the socket is bound: the first request finds the loaders.
-        let root = config.tftp_root();
-        refresh_tftp_root(&images, &root).await?;
-        Some(crate::tftp::TftpServer::bind(config.tftp_config(), tftp_stats.clone()).await?)
+        // Watching starts before the first fill, so no change can fall between the two; and the
+        // root is filled before the socket is bound, so the first request finds the loaders.
+        let changes = images.watch_boot();
+        refresh_tftp_root(&images, &config.tftp_root()).await?;
+        let server =
+            crate::tftp::TftpServer::bind(config.tftp_config(), tftp_stats.clone()).await?;
+        Some((server, changes))
     } else {
         None
     };
@@ -128,7 +131,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         .map(|server| tokio::spawn(server.run(stopped(stop_rx.clone()))))
         .collect();
     let mut tftp = Vec::new();
-    if let Some(server) = tftp_server {
+    if let Some((server, changes)) = tftp_server {
         tracing::info!(listen = %server.local_addr(), root = %config.tftp_root().display(), "TFTP serves the boot loaders");
         let shutdown = stopped(stop_rx.clone());
         tftp.push(tokio::spawn(async move {
@@ -139,6 +142,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         tftp.push(tokio::spawn(keep_tftp_root(
             images.clone(),
             config.tftp_root(),
+            changes,
             stopped(stop_rx.clone()),
         )));
     }
@@ -208,9 +212,9 @@ async fn refresh_tftp_root(
 async fn keep_tftp_root(
     images: Arc<crate::images::ImageCache>,
     root: std::path::PathBuf,
+    mut changes: tokio::sync::watch::Receiver<u64>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let mut changes = images.watch_boot();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -6,7 +6,8 @@
 //!   HTTP -> the kernel and initramfs rackbox serves.
 //! - OVMF with the NIC's option ROM removed: the firmware's own UEFI PXE -> snponly.efi over
 //!   rackbox's TFTP -> iPXE -> the script -> kernel and initramfs.
-//! - A Deployed machine gets the local-disk script instead (SeaBIOS: sanboot the first disk).
+//! - A Deployed machine gets the local-disk script instead (SeaBIOS: sanboot the first disk;
+//!   OVMF: iPXE exits and the firmware takes its next boot entry).
 //!
 //! The kernel and initramfs are the test ramdisk (scripts/build-test-ramdisk.sh), which prints
 //! RACKBOX-TEST-RAMDISK-BOOTED and its kernel command line on the serial port and powers off.
@@ -254,11 +255,17 @@ impl Rack {
     /// Waits (bounded by [`BOOT_LIMIT`]) until the machine's serial log holds `text`; fails
     /// early when QEMU has exited without it.
     fn wait_serial(&mut self, vm: &Vm, text: &str) -> String {
+        self.wait_serial_until(vm, &format!("{text:?}"), |log| log.contains(text))
+    }
+
+    /// Waits (bounded by [`BOOT_LIMIT`]) until `done` holds for the serial log; fails early when
+    /// QEMU has exited first.
+    fn wait_serial_until(&mut self, vm: &Vm, text: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + BOOT_LIMIT;
         loop {
             let exited = self.lab.wait(vm.index, Duration::ZERO).is_some();
             let log = std::fs::read_to_string(&vm.serial).unwrap_or_default();
-            if log.contains(text) {
+            if done(&log) {
                 return log;
             }
             let why = if exited {
@@ -270,7 +277,7 @@ impl Rack {
                 continue;
             };
             panic!(
-                "{why} {text:?} ({BOOT_LIMIT:?} allowed).\n--- serial log ---\n{}\n\
+                "{why} {text} ({BOOT_LIMIT:?} allowed).\n--- serial log ---\n{}\n\
                  --- QEMU output ---\n{}\n--- rackbox log (tail) ---\n{}",
                 printable(&log),
                 self.lab.read(&vm.qemu_log),
@@ -417,4 +424,40 @@ fn a_deployed_bios_machine_is_sent_to_its_local_disk() {
         "deployed",
         "booting its disk leaves a Deployed machine as it is"
     );
+}
+
+/// UEFI: iPXE leaves (`exit`) and the firmware goes on to its next boot entry, without a loop
+/// back into the network boot. With a blank disk there is no next OS entry, and OVMF shows its
+/// setup screen (UiApp): what the test can see is that the firmware, not iPXE, is in charge.
+#[test]
+fn a_deployed_uefi_machine_leaves_ipxe_for_the_next_boot_entry() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require();
+    let mac = "52:54:00:0d:00:02";
+    let mut deployed = common::machine("dep002", Status::Deployed, 1, 512);
+    deployed.interfaces[0].mac = mac.into();
+    deployed.owner = Some("admin".into());
+    let mut rack = Rack::start(vec![deployed]);
+
+    let vm = rack.boot(Firmware::Uefi, mac, true);
+    let leaving = "leaving iPXE so the firmware boots the next entry";
+    rack.wait_serial(&vm, leaving);
+    // The firmware's boot manager takes the next entry after iPXE returned.
+    let log = rack.wait_serial_until(&vm, "the firmware to load its next boot entry", |log| {
+        log.split_once(leaving)
+            .is_some_and(|(_, after)| after.contains("BdsDxe: loading"))
+    });
+    assert_eq!(
+        log.matches(leaving).count(),
+        1,
+        "the network boot looped:\n{}",
+        printable(&log)
+    );
+    assert!(
+        !log.contains("booting from the local disk"),
+        "UEFI must not try the BIOS sanboot:\n{}",
+        printable(&log)
+    );
+    assert!(!log.contains(MARKER));
+    assert_eq!(rack.machine("dep002")["status"], "deployed");
 }

@@ -1,0 +1,501 @@
+#!/usr/bin/env bash
+# A virtual rack on this machine: rackbox and N QEMU machines, each behind its own IPMI BMC.
+#
+#   scripts/lab.sh up [N]   build what is missing, start the rack, add N machines (default 2:
+#                           odd ones SeaBIOS, even ones OVMF UEFI); they start commissioning
+#   scripts/lab.sh status   what runs, the machines as rackbox sees them
+#   scripts/lab.sh down     stop everything `up` started and remove the namespace
+#   scripts/lab.sh clean    (when down) remove lab-state/ but its built ramdisks: a fresh rack
+#
+# Everything of the boot network lives in the network namespace rbx-lab: the bridge br0 at
+# 192.0.2.1/24 (TEST-NET-1), rackbox with managed DHCP and TFTP on it, one tap device per
+# machine, and the BMCs (ipmi_sim) on the namespace's 127.0.0.1. Nothing is attached to the
+# host's interfaces; the only thing on the host's side is a socat that forwards
+# 127.0.0.1:5240 (LAB_API_PORT) into the namespace, so the API and the CLI work from the host.
+# State, logs, disks and serial consoles are under ./lab-state/ (LAB_STATE); `down` leaves no
+# process, namespace, mount or file outside it.
+#
+# Power: each BMC is ipmi_sim with a chassis-control program that starts the machine's QEMU on
+# "power on" and stops it on "power off", and keeps the boot device rackbox sets (one-time PXE).
+# QEMU is also attached to its BMC as an external BMC (ipmi-bmc-extern + isa-ipmi-kcs), so the
+# guest sees a KCS IPMI interface as a real server does. The NIC is always the first boot entry
+# and the disk the second: machines network-boot first, as MAAS expects, and rackbox tells a
+# Deployed machine to boot its disk.
+#
+# The ephemeral environment: scripts/build-ephemeral.sh OUTDIR (making OUTDIR/vmlinuz and
+# OUTDIR/initrd.img) when it exists, else the test ramdisk of scripts/build-test-ramdisk.sh,
+# which prints RACKBOX-TEST-RAMDISK-BOOTED and its command line and powers off: machines then
+# stay Commissioning until the timeout, since no agent reports.
+#
+# Needs root and the packages of scripts/deps.d/netboot.sh. QEMU runs under TCG when there is
+# no KVM: a boot takes a minute or more.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+
+NS=rbx-lab
+STATE="$(realpath -m "${LAB_STATE:-lab-state}")"
+RUN="$STATE/run"
+API_PORT="${LAB_API_PORT:-5240}"
+API="http://127.0.0.1:$API_PORT"
+INNER_API="http://192.0.2.1:5240"
+BMC_USER=admin
+BMC_PASS=lab-bmc-secret
+OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
+OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
+BIN="${CARGO_TARGET_DIR:-$repo/target}/release/rackbox"
+# QEMU's accelerator: TCG by default, since /dev/kvm can be there and still not work (nested
+# virtualization); LAB_ACCEL=kvm where it does. Under TCG a boot takes a minute or more.
+ACCEL="${LAB_ACCEL:-tcg}"
+# How long `up` waits for rackbox to serve (seconds).
+START_LIMIT=60
+
+say() { echo "lab: $*"; }
+die() {
+    echo "lab: $*" >&2
+    exit 1
+}
+netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$NS"; }
+in_ns() { ip netns exec "$NS" "$@"; }
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+pid_of() { cat "$RUN/$1.pid" 2>/dev/null || true; }
+
+need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (it creates a network namespace and tap devices)"; }
+
+check_tools() {
+    local missing=() t
+    for t in ip:iproute2 qemu-system-x86_64:qemu-system-x86 ipmi_sim:openipmi ipmitool:ipmitool \
+        socat:socat curl:curl cpio:cpio cargo:cargo; do
+        command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
+    done
+    for t in "$OVMF_CODE:ovmf" "/usr/lib/ipxe/undionly.kpxe:ipxe" "/usr/lib/ipxe/snponly.efi:ipxe"; do
+        [ -e "${t%%:*}" ] || missing+=("${t#*:}")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        die "missing packages: ${missing[*]} (as root: apt-get update && source scripts/deps.d/netboot.sh)"
+    fi
+}
+
+# --- down ------------------------------------------------------------------------------------
+
+# Stops one recorded process (and its process group, which `up` made its own with setsid):
+# SIGTERM, then SIGKILL after LIMIT tenths of a second (default 50).
+stop_pid() {
+    local name="$1" limit="${2:-50}" pid
+    pid="$(pid_of "$name")"
+    if alive "$pid"; then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 "$limit"); do
+            alive "$pid" || break
+            sleep 0.1
+        done
+        alive "$pid" && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; }
+    fi
+    rm -f "$RUN/$name.pid"
+}
+
+do_down() {
+    local d pid
+    # The API forward on the host first: nothing new reaches the namespace.
+    stop_pid socat
+    # Machines: their QEMU (daemonized by the BMC's chassis program), then the BMCs.
+    for d in "$STATE"/machines/*/; do
+        [ -d "$d" ] || continue
+        pid="$(cat "$d/qemu.pid" 2>/dev/null || true)"
+        if alive "$pid"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 1 30); do
+                alive "$pid" || break
+                sleep 0.1
+            done
+        fi
+        rm -f "$d/qemu.pid"
+    done
+    for f in "$RUN"/bmc-*.pid; do
+        [ -e "$f" ] || continue
+        stop_pid "$(basename "$f" .pid)"
+    done
+    # rackbox: SIGTERM lets it finish requests and commit what it acknowledged (30 s at most).
+    stop_pid rackbox 300
+    # Anything still inside the namespace was started by the lab (it is the lab's namespace).
+    if netns_exists; then
+        for pid in $(ip netns pids "$NS" 2>/dev/null); do
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+        for _ in $(seq 1 50); do
+            [ -z "$(ip netns pids "$NS" 2>/dev/null)" ] && break
+            sleep 0.1
+        done
+        ip netns del "$NS"
+    fi
+    rm -rf "$RUN"
+}
+
+cmd_down() {
+    need_root
+    if ! netns_exists && [ ! -d "$RUN" ]; then
+        say "the lab is not up"
+        return 0
+    fi
+    do_down
+    say "down: processes stopped, namespace $NS removed; state and logs kept in $STATE"
+}
+
+# --- up --------------------------------------------------------------------------------------
+
+build() {
+    say "building the release binary (cargo build --release)"
+    cargo build --release --quiet
+    [ -x "$BIN" ] || die "no $BIN after cargo build --release (CARGO_TARGET_DIR?)"
+    if [ -x scripts/build-ephemeral.sh ]; then
+        say "building the ephemeral environment (scripts/build-ephemeral.sh $STATE/ephemeral)"
+        scripts/build-ephemeral.sh "$STATE/ephemeral" ||
+            say "scripts/build-ephemeral.sh failed: using the test ramdisk instead"
+    fi
+    if [ -s "$STATE/ephemeral/vmlinuz" ] && [ -s "$STATE/ephemeral/initrd.img" ]; then
+        KERNEL="$STATE/ephemeral/vmlinuz"
+        INITRD="$STATE/ephemeral/initrd.img"
+    else
+        scripts/build-test-ramdisk.sh "$STATE/test-ramdisk"
+        KERNEL="$STATE/test-ramdisk/vmlinuz"
+        INITRD="$STATE/test-ramdisk/initrd.img"
+    fi
+}
+
+make_network() {
+    ip netns add "$NS"
+    ip -n "$NS" link set lo up
+    ip -n "$NS" link add br0 type bridge
+    ip -n "$NS" link set br0 type bridge forward_delay 0 stp_state 0
+    ip -n "$NS" addr add 192.0.2.1/24 dev br0
+    ip -n "$NS" link set br0 up
+    # A plain switch even where br_netfilter is loaded (the setting is per namespace).
+    in_ns sysctl -q -w net.bridge.bridge-nf-call-iptables=0 2>/dev/null || true
+}
+
+write_config() {
+    mkdir -p "$STATE/rackbox"
+    cat >"$STATE/rackbox.toml" <<EOF
+# Written by scripts/lab.sh: rackbox in the namespace $NS.
+state_dir = "$STATE/rackbox"
+
+[http]
+listen = "0.0.0.0:5240"
+public_url = "$INNER_API"
+
+[log]
+target = "stderr"
+level = "info"
+
+[power]
+poll_interval_secs = 30
+
+[[boot.interfaces]]
+name = "br0"
+mode = "managed"
+
+[[boot.interfaces.subnets]]
+cidr = "192.0.2.0/24"
+dynamic_ranges = [{ start = "192.0.2.100", end = "192.0.2.199" }]
+
+[tftp]
+listen = "192.0.2.1:69"
+EOF
+}
+
+start_rackbox() {
+    # `ip netns exec` and setsid exec (no fork): $! is rackbox itself, leader of its own process
+    # group, so `down` can stop it by its id.
+    ip netns exec "$NS" setsid "$BIN" serve --config "$STATE/rackbox.toml" \
+        >>"$STATE/rackbox.log" 2>&1 </dev/null &
+    echo $! >"$RUN/rackbox.pid"
+    local i
+    for i in $(seq 1 $((START_LIMIT * 10))); do
+        if in_ns curl -sf -o /dev/null "$INNER_API/healthz"; then
+            return 0
+        fi
+        alive "$(pid_of rackbox)" || die "rackbox exited at start; see $STATE/rackbox.log"
+        sleep 0.1
+    done
+    die "rackbox did not serve within ${START_LIMIT}s; see $STATE/rackbox.log"
+}
+
+start_forward() {
+    # One socat on the host's loopback; each connection is carried into the namespace by a
+    # socat started there. Nothing else is on the host's side.
+    setsid socat "TCP-LISTEN:$API_PORT,bind=127.0.0.1,fork,reuseaddr" \
+        "EXEC:ip netns exec $NS socat STDIO TCP\\:192.0.2.1\\:5240" \
+        >>"$STATE/socat.log" 2>&1 </dev/null &
+    echo $! >"$RUN/socat.pid"
+    local i
+    for i in $(seq 1 100); do
+        curl -sf -o /dev/null "$API/healthz" && return 0
+        sleep 0.1
+    done
+    die "the API forward on 127.0.0.1:$API_PORT does not answer; see $STATE/socat.log"
+}
+
+login() {
+    local pw="$STATE/rackbox/initial-admin-password" answer
+    [ -s "$pw" ] || die "no $pw: was $STATE/rackbox made by another run? (remove $STATE to start afresh)"
+    answer="$(curl -sf -H 'content-type: application/json' \
+        --data-binary "{\"username\":\"admin\",\"password\":\"$(head -n1 "$pw")\"}" \
+        "$API/api/v1/auth/login")" || die "cannot log in as admin"
+    TOKEN="$(printf '%s' "$answer" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
+    [ -n "$TOKEN" ] || die "no token in the login answer: $answer"
+    (umask 077 && printf '%s\n' "$TOKEN" >"$STATE/admin-token")
+    export RACKBOX_URL="$API" RACKBOX_TOKEN="$TOKEN"
+}
+
+import_boot_resources() {
+    RACKBOX_BIN="$BIN" scripts/import-bootloaders.sh >/dev/null
+    "$BIN" boot-resource import --kind kernel --replace amd64 vmlinuz "$KERNEL" >/dev/null
+    "$BIN" boot-resource import --kind initrd --replace amd64 initrd.img "$INITRD" >/dev/null
+    say "boot resources imported: undionly.kpxe snponly.efi ipxe.efi vmlinuz initrd.img (amd64)"
+}
+
+# The BMC's chassis-control program: ipmi_sim runs it as `get power|boot` and
+# `set power 0|1`, `set boot DEV`, `set reset 1`, `set shutdown 1`.
+write_chassis() {
+    local d="$1" qemu="$2"
+    cat >"$d/chassis.sh" <<EOF
+#!/bin/sh
+# Written by scripts/lab.sh: the power of machine $(basename "$d"), for its BMC (ipmi_sim).
+D='$d'
+running() { [ -f "\$D/qemu.pid" ] && kill -0 "\$(cat "\$D/qemu.pid")" 2>/dev/null; }
+start() { running || $qemu >>"\$D/qemu.log" 2>&1; }
+stop() {
+    if running; then
+        pid="\$(cat "\$D/qemu.pid")"; kill "\$pid"
+        i=0; while kill -0 "\$pid" 2>/dev/null && [ \$i -lt 50 ]; do sleep 0.1; i=\$((i+1)); done
+    fi
+    rm -f "\$D/qemu.pid"
+}
+echo "\$(date -u +%FT%TZ) \$*" >>"\$D/chassis.log"
+op="\$1"; shift
+case "\$op" in
+get)
+    for p in "\$@"; do
+        case "\$p" in
+        power) if running; then echo power:1; else echo power:0; fi ;;
+        boot) echo "boot:\$(cat "\$D/boot" 2>/dev/null || echo none)" ;;
+        *) echo "unknown parameter \$p"; exit 1 ;;
+        esac
+    done ;;
+set)
+    while [ \$# -ge 2 ]; do
+        case "\$1" in
+        power) if [ "\$2" = 1 ]; then start; else stop; fi ;;
+        boot) echo "\$2" >"\$D/boot" ;;
+        reset) if [ "\$2" = 1 ]; then stop; start; fi ;;
+        shutdown) stop ;;
+        *) echo "unknown parameter \$1"; exit 1 ;;
+        esac
+        shift 2
+    done ;;
+*) echo "unknown operation \$op"; exit 1 ;;
+esac
+EOF
+    chmod 755 "$d/chassis.sh"
+}
+
+# Machine i's name, firmware, MAC, directory and ports.
+machine_vars() {
+    local i="$1"
+    name="node$i"
+    if [ $((i % 2)) -eq 1 ]; then firmware=bios; else firmware=uefi; fi
+    mac="$(printf '52:54:00:1a:00:%02x' "$i")"
+    d="$STATE/machines/$name"
+    bmc_port=$((6230 + i))
+    vm_port=$((9000 + i))
+    if [ "$firmware" = uefi ]; then boot_type=efi; else boot_type=legacy; fi
+}
+
+# Machine i's disk, tap device and BMC (powered off). Made before rackbox starts, so that its
+# first power-state poll finds the BMCs answering.
+make_machine() {
+    local i="$1" firmware name mac d bmc_port vm_port qemu boot_type
+    machine_vars "$i"
+    mkdir -p "$d/bmc-state"
+    [ -e "$d/disk.raw" ] || truncate -s 4G "$d/disk.raw"
+    ip -n "$NS" tuntap add "tap$i" mode tap
+    ip -n "$NS" link set "tap$i" master br0
+    ip -n "$NS" link set "tap$i" up
+
+    # graphics=off: SeaBIOS and iPXE print on the serial port too (what -nographic does).
+    qemu="qemu-system-x86_64 -name $name -accel $ACCEL -m 1024 -display none -machine graphics=off"
+    qemu+=" -nodefaults -monitor none"
+    qemu+=" -daemonize -pidfile \$D/qemu.pid"
+    qemu+=" -chardev file,id=ser0,path=\$D/serial.log,append=on -serial chardev:ser0"
+    qemu+=" -netdev tap,id=n0,ifname=tap$i,script=no,downscript=no"
+    qemu+=" -drive file=\$D/disk.raw,if=none,id=disk0,format=raw"
+    qemu+=" -device virtio-blk-pci,drive=disk0,bootindex=2"
+    qemu+=" -chardev socket,id=ipmi0,host=127.0.0.1,port=$vm_port,reconnect=10"
+    qemu+=" -device ipmi-bmc-extern,id=bmc0,chardev=ipmi0 -device isa-ipmi-kcs,bmc=bmc0"
+    if [ "$firmware" = uefi ]; then
+        [ -e "$d/OVMF_VARS.fd" ] || cp "$OVMF_VARS" "$d/OVMF_VARS.fd"
+        qemu+=" -drive if=pflash,format=raw,readonly=on,file=$OVMF_CODE"
+        qemu+=" -drive if=pflash,format=raw,file=\$D/OVMF_VARS.fd"
+        # No option ROM: the firmware's own UEFI PXE fetches snponly.efi over TFTP.
+        qemu+=" -device virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1"
+    else
+        # SeaBIOS with the iPXE option ROM QEMU ships for virtio-net.
+        qemu+=" -device virtio-net-pci,netdev=n0,mac=$mac,bootindex=1"
+    fi
+    write_chassis "$d" "$qemu"
+    cat >"$d/lan.conf" <<EOF
+name "$name"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 $bmc_port
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin md5 straight
+    guid $(printf 'a1b2c3d4e5f60718293a4b5c6d7e%04x' "$i")
+  endlan
+  serial 15 127.0.0.1 $vm_port codec VM
+  chassis_control "$d/chassis.sh"
+  user 2 true "$BMC_USER" "$BMC_PASS" admin 10 md5 straight
+EOF
+    printf '%s\n' 'mc_setbmc 0x20' \
+        'mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr' \
+        'sel_enable 0x20 1000 0x0a' 'mc_enable 0x20' >"$d/emu.cmds"
+    ip netns exec "$NS" setsid ipmi_sim -c "$d/lan.conf" -f "$d/emu.cmds" -s "$d/bmc-state" -n \
+        >>"$d/ipmi_sim.log" 2>&1 </dev/null &
+    echo $! >"$RUN/bmc-$name.pid"
+    local up=0
+    for _ in $(seq 1 50); do
+        if in_ns ipmitool -I lanplus -H 127.0.0.1 -p "$bmc_port" -U "$BMC_USER" -P "$BMC_PASS" \
+            -C 3 -N 1 -R 1 chassis power status >/dev/null 2>&1; then
+            up=1
+            break
+        fi
+        sleep 0.2
+    done
+    [ "$up" = 1 ] || die "the BMC of $name does not answer on 127.0.0.1:$bmc_port; see $d/ipmi_sim.log"
+}
+
+# Adds machine i to rackbox by its BMC and MAC, which starts its commissioning.
+register_machine() {
+    local i="$1" firmware name mac d bmc_port vm_port boot_type
+    machine_vars "$i"
+    # Kept from an earlier `up` (the state survives `down`): left as it is.
+    if curl -sf -H "Authorization: Bearer $TOKEN" "$API/api/v1/machines?mac=$mac" |
+        grep -q '"system_id"'; then
+        say "$name: already known to rackbox (state kept from an earlier run); power it with 'rackbox machine commission' or the BMC"
+        return 0
+    fi
+    # Adding a machine with a power driver starts commissioning: one-time PXE, power on.
+    "$BIN" machine add --hostname "$name" --mac "$mac" --power-type ipmi \
+        --power-param power_address=127.0.0.1 --power-param "power_port=$bmc_port" \
+        --power-param "power_user=$BMC_USER" --power-param "power_pass=$BMC_PASS" \
+        --power-param "power_boot_type=$boot_type" >/dev/null
+    say "$name: $firmware, MAC $mac, BMC 127.0.0.1:$bmc_port (in $NS), serial log $d/serial.log"
+}
+
+up_exit() {
+    if [ "${UP_DONE:-0}" != 1 ]; then
+        echo "lab: up failed; taking down what it started (logs stay in $STATE)" >&2
+        do_down
+    fi
+}
+
+cmd_up() {
+    local n="${1:-${LAB_MACHINES:-2}}"
+    [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 0 ] && [ "$n" -le 50 ] || die "N must be 0 to 50 machines"
+    need_root
+    if netns_exists || [ -d "$RUN" ]; then
+        die "the lab is up already (or was not taken down): see 'scripts/lab.sh status', or 'scripts/lab.sh down' first"
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT") 2>/dev/null; then
+        die "127.0.0.1:$API_PORT is taken on this host (another rackbox?); stop it or set LAB_API_PORT"
+    fi
+    check_tools
+    mkdir -p "$STATE"
+    build
+    mkdir -p "$RUN"
+    # From here on, a failure or an interrupt takes down what was started.
+    UP_DONE=0
+    trap 'up_exit' EXIT
+    trap 'exit 1' INT TERM
+    make_network
+    local i
+    for i in $(seq 1 "$n"); do
+        make_machine "$i"
+    done
+    write_config
+    start_rackbox
+    start_forward
+    login
+    import_boot_resources
+    for i in $(seq 1 "$n"); do
+        register_machine "$i"
+    done
+    UP_DONE=1
+    cat <<EOF
+
+lab: up. rackbox serves the boot network 192.0.2.0/24 in namespace $NS.
+  API:             $API   (inside the namespace: $INNER_API)
+  admin password:  $STATE/rackbox/initial-admin-password
+  CLI:             export RACKBOX_URL=$API RACKBOX_TOKEN=\$(cat $STATE/admin-token)
+                   $BIN machine list
+  serial consoles: tail -f $STATE/machines/node*/serial.log
+  rackbox log:     tail -f $STATE/rackbox.log
+  status / stop:   scripts/lab.sh status   /   scripts/lab.sh down
+EOF
+}
+
+# --- status ----------------------------------------------------------------------------------
+
+cmd_status() {
+    if ! netns_exists && [ ! -d "$RUN" ]; then
+        say "down (no namespace $NS)"
+        return 0
+    fi
+    local state
+    netns_exists && state="namespace $NS exists" || state="namespace $NS MISSING"
+    say "$state"
+    for name in rackbox socat; do
+        if alive "$(pid_of $name)"; then say "$name: running (pid $(pid_of $name))"; else say "$name: NOT running"; fi
+    done
+    local d name pid power
+    for d in "$STATE"/machines/*; do
+        [ -d "$d" ] || continue
+        name="$(basename "$d")"
+        pid="$(cat "$d/qemu.pid" 2>/dev/null || true)"
+        if alive "$pid"; then power="on (QEMU pid $pid)"; else power=off; fi
+        if alive "$(pid_of "bmc-$name")"; then
+            say "$name: BMC running, power $power, boot device $(cat "$d/boot" 2>/dev/null || echo none); serial $d/serial.log"
+        else
+            say "$name: BMC NOT running, power $power"
+        fi
+    done
+    if [ -s "$STATE/admin-token" ] && alive "$(pid_of socat)"; then
+        RACKBOX_URL="$API" RACKBOX_TOKEN="$(cat "$STATE/admin-token")" "$BIN" machine list || true
+    fi
+}
+
+cmd_clean() {
+    if netns_exists || [ -d "$RUN" ]; then
+        die "the lab is up: 'scripts/lab.sh down' first"
+    fi
+    [ -d "$STATE" ] || return 0
+    find "$STATE" -mindepth 1 -maxdepth 1 ! -name test-ramdisk ! -name ephemeral -exec rm -rf {} +
+    say "removed the rack's state, disks and logs from $STATE (built ramdisks kept)"
+}
+
+case "${1:-}" in
+up)
+    shift
+    cmd_up "$@"
+    ;;
+down) cmd_down ;;
+clean) cmd_clean ;;
+status) cmd_status ;;
+*)
+    echo "usage: $0 up [N] | status | down | clean" >&2
+    exit 2
+    ;;
+esac
