@@ -80,15 +80,29 @@ fn main() -> ExitCode {
         Top::Agent(agent) => {
             rackbox::agent::entry::main(&runtime, args.conn.url, args.conn.token, agent)
         }
-        Top::Client(command) => match runtime.block_on(cli::run(args.conn, *command)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(match e {
-                    CliError::Usage(_) => 2,
-                    _ => 1,
-                })
+        Top::Client(command) => {
+            restore_sigpipe();
+            match runtime.block_on(cli::run(args.conn, *command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(match e {
+                        CliError::Usage(_) => 2,
+                        _ => 1,
+                    })
+                }
             }
-        },
+        }
+    }
+}
+
+/// A command-line client piped into `head` should end quietly when the pipe closes, as other
+/// Unix tools do, instead of panicking in `println!` (Rust ignores SIGPIPE by default).
+fn restore_sigpipe() {
+    // SAFETY: signal() only changes the process-wide disposition of SIGPIPE to its default; it
+    // installs no handler, so no code of ours can run in signal context. Called once, before any
+    // request is made.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

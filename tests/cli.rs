@@ -244,6 +244,23 @@ fn cli_drives_the_daemon() {
     ok(&rackbox(&home, url, &["machine", "delete", &id], None));
     ok(&rackbox(&home, url, &["zone", "delete", "rack2"], None));
 
+    // Piped into a reader that goes away (`| head`), the client ends quietly, without a panic.
+    let mut child = Command::new(common::rackbox_bin())
+        .args(["machine", "list"])
+        .env("XDG_CONFIG_HOME", &home)
+        .env("RACKBOX_URL", url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // An unreachable appliance is one clear line too.
     let out = rackbox(&home, "http://127.0.0.1:9", &["machine", "list"], None);
     let err = String::from_utf8_lossy(&out.stderr);
