@@ -53,7 +53,8 @@ pub fn ephemeral_script(base: &str, arch: &str, params: &str, note: &str) -> Str
 }
 
 /// The iPXE script that boots the local disk: BIOS hands over to the first disk; UEFI leaves
-/// iPXE so the firmware tries its next boot entry.
+/// iPXE with an error status (`exit 1`), which is what makes UEFI firmware try its next boot
+/// entry: a plain `exit` reports success, and firmware such as OVMF then opens its setup screen.
 pub fn local_disk_script(note: &str) -> String {
     format!(
         "#!ipxe\n\
@@ -63,7 +64,7 @@ pub fn local_disk_script(note: &str) -> String {
          sanboot --no-describe --drive 0x80 || goto efi\n\
          :efi\n\
          echo rackbox: leaving iPXE so the firmware boots the next entry\n\
-         exit\n"
+         exit 1\n"
     )
 }
 
