@@ -160,6 +160,17 @@ build() {
         KERNEL="$STATE/test-ramdisk/vmlinuz"
         INITRD="$STATE/test-ramdisk/initrd.img"
     fi
+    # A small OS to deploy: boots on BIOS and UEFI, prints its seed's hostname and SSH keys on the
+    # serial console and reports in (scripts/build-test-os.sh; cached).
+    TESTOS=""
+    if [ -x scripts/build-test-os.sh ]; then
+        say "building the test OS (scripts/build-test-os.sh $STATE/test-os)"
+        if scripts/build-test-os.sh "$STATE/test-os"; then
+            TESTOS="$STATE/test-os/testos.raw.gz"
+        else
+            say "scripts/build-test-os.sh failed: no image to deploy is imported"
+        fi
+    fi
 }
 
 make_network() {
@@ -252,6 +263,11 @@ import_boot_resources() {
     "$BIN" boot-resource import --kind kernel --replace amd64 vmlinuz "$KERNEL" >/dev/null
     "$BIN" boot-resource import --kind initrd --replace amd64 initrd.img "$INITRD" >/dev/null
     say "boot resources imported: undionly.kpxe snponly.efi ipxe.efi vmlinuz initrd.img (amd64)"
+    if [ -n "${TESTOS:-}" ] && ! "$BIN" image show testos >/dev/null 2>&1; then
+        "$BIN" image import testos "$TESTOS" --os debian --release bookworm --arch amd64 \
+            --title "rackbox test OS" --default >/dev/null
+        say "image imported: testos (the default debian/amd64 image to deploy)"
+    fi
 }
 
 # The BMC's chassis-control program: ipmi_sim runs it as `get power|boot` and
