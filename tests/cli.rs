@@ -168,6 +168,13 @@ fn cli_drives_the_daemon() {
         assert!(events.contains(action), "{action} in {events}");
     }
 
+    // Leases: none yet (network boot is off here), but the table is there.
+    let leases = ok(&rackbox(&home, url, &["lease", "list"], None));
+    assert!(
+        leases.starts_with("IP") && leases.contains("MAC"),
+        "{leases}"
+    );
+
     // Users, keys, tokens, zones.
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "carol-password\n").unwrap();

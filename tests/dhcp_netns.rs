@@ -105,6 +105,21 @@ fn udhcpc_and_dhclient_get_renew_release_and_keep_their_address() {
     assert_eq!(bound["domain"], "maas");
     assert_eq!(bound["lease"], "600");
     assert_eq!(bound["mask"], "24");
+    // The lease shows in the API (what `rackbox lease list` prints).
+    let token = rb.login(&lab);
+    let leases = ok(lab.cmd(&rb.ns, "curl").args([
+        "-sf",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "http://127.0.0.1:5240/api/v1/leases",
+    ]));
+    let leases: serde_json::Value = serde_json::from_str(&leases).expect("leases JSON");
+    assert!(
+        leases.as_array().is_some_and(|l| l
+            .iter()
+            .any(|x| x["ip"] == first.as_str() && x["state"] == "active")),
+        "{first} active in /api/v1/leases: {leases}"
+    );
 
     lab.signal(u, Signal::SIGUSR1);
     lab.wait_for(Duration::from_secs(20), "udhcpc to renew", || {

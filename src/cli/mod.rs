@@ -44,6 +44,9 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// DHCP leases of the boot network (admins).
+    #[command(subcommand)]
+    Lease(LeaseCmd),
     /// Users (admins), and your own password.
     #[command(subcommand)]
     User(UserCmd),
@@ -272,6 +275,12 @@ pub enum MachineCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum LeaseCmd {
+    /// Every lease: address, MAC, state, expiry.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum UserCmd {
     List,
     Show {
@@ -405,6 +414,22 @@ pub async fn run(conn: Connection, cmd: Command) -> Result<(), CliError> {
                 )
                 .await?;
             out.events(&v);
+            Ok(())
+        }
+        Command::Lease(LeaseCmd::List) => {
+            let v = client
+                .call(Method::GET, "/api/v1/leases", &[], None)
+                .await?;
+            out.table(
+                &v,
+                &[
+                    ("IP", "ip"),
+                    ("MAC", "mac"),
+                    ("STATE", "state"),
+                    ("EXPIRES_MS", "expires_ms"),
+                    ("HOSTNAME", "hostname"),
+                ],
+            );
             Ok(())
         }
         Command::User(u) => user(&client, &out, u).await,

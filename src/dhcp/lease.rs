@@ -17,7 +17,7 @@ use crate::store::tables::{decode, encode};
 pub const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_leases");
 
 /// What an address is doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaseState {
     /// Held by `mac` until `expires_ms`; after that it is free, but `mac` is preferred for it.
@@ -29,7 +29,7 @@ pub enum LeaseState {
 }
 
 /// One address's record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lease {
     pub ip: Ipv4Addr,
     /// Lower-case colon-separated MAC; None for a declined address.

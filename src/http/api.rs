@@ -307,6 +307,17 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: Method::GET,
+        path: "/api/v1/leases",
+        access: Access::Admin,
+        summary: "DHCP leases of the boot network, by address",
+        handler: || get(list_leases),
+        query: None,
+        request: None,
+        response: Some(schema::<Vec<crate::dhcp::lease::Lease>>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
         path: "/api/v1/users",
         access: Access::Admin,
         summary: "List users",
@@ -998,6 +1009,13 @@ async fn all_events(
         q.before,
         event_limit(&q),
     )?))
+}
+
+async fn list_leases(
+    State(s): State<AppState>,
+    Extension(p): P,
+) -> ApiResult<Json<Vec<crate::dhcp::lease::Lease>>> {
+    Ok(Json(s.service.list_leases(&p)?))
 }
 
 async fn list_users(State(s): State<AppState>, Extension(p): P) -> ApiResult<Json<Vec<UserView>>> {

@@ -124,3 +124,22 @@ impl Service {
             .await
     }
 }
+
+impl Service {
+    /// Every DHCP lease the boot network's servers recorded (admins), by address.
+    pub fn list_leases(
+        &self,
+        p: &Principal,
+    ) -> Result<Vec<crate::dhcp::lease::Lease>, ServiceError> {
+        if !p.is_admin() {
+            return Err(ServiceError::Forbidden(
+                "only admins may read DHCP leases".into(),
+            ));
+        }
+        let rx = self.store.read()?;
+        let mut leases: Vec<crate::dhcp::lease::Lease> =
+            tables::all(&rx, crate::dhcp::lease::LEASES)?;
+        leases.sort_by_key(|l| l.ip);
+        Ok(leases)
+    }
+}
