@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
 # A virtual rack on this machine: rackbox and N QEMU machines, each behind its own IPMI BMC.
 #
-#   scripts/lab.sh up [N]   build what is missing, start the rack, add N machines (default 2:
-#                           odd ones SeaBIOS, even ones OVMF UEFI); they start commissioning
+#   scripts/lab.sh up [N] [--enlist M]
+#                           build what is missing, start the rack, add N machines by their BMCs
+#                           (default 2: odd ones SeaBIOS, even ones OVMF UEFI); they start
+#                           commissioning. M more machines (default 0) are unknown to rackbox:
+#                           they are switched on through their BMCs, PXE-boot and are enlisted.
 #   scripts/lab.sh status   what runs, the machines as rackbox sees them
+#   scripts/lab.sh power NAME on|off|cycle|status
+#                           a machine's power through its BMC (ipmitool), as a rack operator would
+#   scripts/lab.sh restart  restart rackbox (after a rebuild, or after it was killed)
 #   scripts/lab.sh down     stop everything `up` started and remove the namespace
 #   scripts/lab.sh clean    (when down) remove lab-state/ but its built ramdisks: a fresh rack
+#
+# Environment: LAB_STATE (./lab-state), LAB_NS (rbx-lab), LAB_API_PORT (5240), LAB_ACCEL (tcg),
+# LAB_BIN (a rackbox binary to use instead of building the static one), LAB_EPHEMERAL and
+# LAB_TESTOS (directories the ephemeral environment and the test OS are built and cached in;
+# default under LAB_STATE), LAB_START=0 (add the machines but start nothing: no commissioning,
+# no power-on; tests and benchmarks drive them one at a time).
 #
 # Everything of the boot network lives in the network namespace rbx-lab: the bridge br0 at
 # 192.0.2.1/24 (TEST-NET-1), rackbox with managed DHCP and TFTP on it, one tap device per
@@ -33,7 +45,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
 
-NS=rbx-lab
+NS="${LAB_NS:-rbx-lab}"
 STATE="$(realpath -m "${LAB_STATE:-lab-state}")"
 RUN="$STATE/run"
 API_PORT="${LAB_API_PORT:-5240}"
@@ -43,7 +55,12 @@ BMC_USER=admin
 BMC_PASS=lab-bmc-secret
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
-BIN="${CARGO_TARGET_DIR:-$repo/target}/release/rackbox"
+# The static binary the appliance ships (scripts/build-static.sh): the same file runs the daemon
+# and, inside the ephemeral ramdisk, the agent.
+BIN="${LAB_BIN:-${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/release/rackbox}"
+EPHEMERAL="$(realpath -m "${LAB_EPHEMERAL:-$STATE/ephemeral}")"
+TESTOS_DIR="$(realpath -m "${LAB_TESTOS:-$STATE/test-os}")"
+START="${LAB_START:-1}"
 # QEMU's accelerator: TCG by default, since /dev/kvm can be there and still not work (nested
 # virtualization); LAB_ACCEL=kvm where it does. Under TCG a boot takes a minute or more.
 ACCEL="${LAB_ACCEL:-tcg}"
@@ -144,17 +161,19 @@ cmd_down() {
 # --- up --------------------------------------------------------------------------------------
 
 build() {
-    say "building the release binary (cargo build --release)"
-    cargo build --release --quiet
-    [ -x "$BIN" ] || die "no $BIN after cargo build --release (CARGO_TARGET_DIR?)"
+    if [ -z "${LAB_BIN:-}" ]; then
+        say "building the static release binary (scripts/build-static.sh)"
+        scripts/build-static.sh >/dev/null
+    fi
+    [ -x "$BIN" ] || die "no rackbox binary at $BIN (CARGO_TARGET_DIR? LAB_BIN?)"
     if [ -x scripts/build-ephemeral.sh ]; then
-        say "building the ephemeral environment (scripts/build-ephemeral.sh $STATE/ephemeral)"
-        scripts/build-ephemeral.sh "$STATE/ephemeral" ||
+        say "building the ephemeral environment (scripts/build-ephemeral.sh $EPHEMERAL)"
+        RACKBOX_AGENT_BIN="$BIN" scripts/build-ephemeral.sh "$EPHEMERAL" ||
             say "scripts/build-ephemeral.sh failed: using the test ramdisk instead"
     fi
-    if [ -s "$STATE/ephemeral/vmlinuz" ] && [ -s "$STATE/ephemeral/initrd.img" ]; then
-        KERNEL="$STATE/ephemeral/vmlinuz"
-        INITRD="$STATE/ephemeral/initrd.img"
+    if [ -s "$EPHEMERAL/vmlinuz" ] && [ -s "$EPHEMERAL/initrd.img" ]; then
+        KERNEL="$EPHEMERAL/vmlinuz"
+        INITRD="$EPHEMERAL/initrd.img"
     else
         scripts/build-test-ramdisk.sh "$STATE/test-ramdisk"
         KERNEL="$STATE/test-ramdisk/vmlinuz"
@@ -164,9 +183,9 @@ build() {
     # serial console and reports in (scripts/build-test-os.sh; cached).
     TESTOS=""
     if [ -x scripts/build-test-os.sh ]; then
-        say "building the test OS (scripts/build-test-os.sh $STATE/test-os)"
-        if scripts/build-test-os.sh "$STATE/test-os"; then
-            TESTOS="$STATE/test-os/testos.raw.gz"
+        say "building the test OS (scripts/build-test-os.sh $TESTOS_DIR)"
+        if scripts/build-test-os.sh "$TESTOS_DIR"; then
+            TESTOS="$TESTOS_DIR/testos.raw.gz"
         else
             say "scripts/build-test-os.sh failed: no image to deploy is imported"
         fi
@@ -403,8 +422,11 @@ register_machine() {
         say "$name: already known to rackbox (state kept from an earlier run); power it with 'rackbox machine commission' or the BMC"
         return 0
     fi
-    # Adding a machine with a power driver starts commissioning: one-time PXE, power on.
-    "$BIN" machine add --hostname "$name" --mac "$mac" --power-type ipmi \
+    # Adding a machine with a power driver starts commissioning: one-time PXE, power on
+    # (unless LAB_START=0).
+    local commission=--commission
+    [ "$START" = 0 ] && commission=--no-commission
+    "$BIN" machine add "$commission" --hostname "$name" --mac "$mac" --power-type ipmi \
         --power-param power_address=127.0.0.1 --power-param "power_port=$bmc_port" \
         --power-param "power_user=$BMC_USER" --power-param "power_pass=$BMC_PASS" \
         --power-param "power_boot_type=$boot_type" >/dev/null
@@ -418,9 +440,45 @@ up_exit() {
     fi
 }
 
+# Switches machine i on through its BMC with a one-time network boot: rackbox does not know it
+# and enlists it.
+enlist_machine() {
+    local i="$1" firmware name mac d bmc_port vm_port boot_type
+    machine_vars "$i"
+    if [ "$START" = 0 ]; then
+        say "$name: $firmware, MAC $mac, unknown to rackbox; 'scripts/lab.sh power $name on' to enlist it"
+        return 0
+    fi
+    bmc "$i" chassis bootdev pxe >/dev/null
+    bmc "$i" chassis power on >/dev/null
+    say "$name: $firmware, MAC $mac, unknown to rackbox: switched on to be enlisted"
+}
+
+# ipmitool against machine i's BMC, inside the namespace.
+bmc() {
+    local i="$1" firmware name mac d bmc_port vm_port boot_type
+    shift
+    machine_vars "$i"
+    in_ns ipmitool -I lanplus -H 127.0.0.1 -p "$bmc_port" -U "$BMC_USER" -P "$BMC_PASS" -C 3 "$@"
+}
+
 cmd_up() {
-    local n="${1:-${LAB_MACHINES:-2}}"
+    local n="${LAB_MACHINES:-2}" enlist=0
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --enlist)
+            [ $# -ge 2 ] || die "--enlist needs a number"
+            enlist="$2"
+            shift 2
+            ;;
+        *)
+            n="$1"
+            shift
+            ;;
+        esac
+    done
     [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 0 ] && [ "$n" -le 50 ] || die "N must be 0 to 50 machines"
+    [[ "$enlist" =~ ^[0-9]+$ ]] && [ $((n + enlist)) -le 50 ] || die "--enlist M: at most 50 machines in all"
     need_root
     if netns_exists || [ -d "$RUN" ]; then
         die "the lab is up already (or was not taken down): see 'scripts/lab.sh status', or 'scripts/lab.sh down' first"
@@ -438,7 +496,7 @@ cmd_up() {
     trap 'exit 1' INT TERM
     make_network
     local i
-    for i in $(seq 1 "$n"); do
+    for i in $(seq 1 $((n + enlist))); do
         make_machine "$i"
     done
     write_config
@@ -448,6 +506,9 @@ cmd_up() {
     import_boot_resources
     for i in $(seq 1 "$n"); do
         register_machine "$i"
+    done
+    for i in $(seq $((n + 1)) $((n + enlist))); do
+        enlist_machine "$i"
     done
     UP_DONE=1
     cat <<EOF
@@ -493,6 +554,28 @@ cmd_status() {
     fi
 }
 
+cmd_power() {
+    local name="${1:-}" op="${2:-}" i
+    [[ "$name" =~ ^node([0-9]+)$ ]] || die "usage: $0 power NAME on|off|cycle|status (NAME: node1, node2, ...)"
+    i="${BASH_REMATCH[1]}"
+    [ -d "$STATE/machines/$name" ] && netns_exists || die "no machine $name in a running lab"
+    case "$op" in
+    on) bmc "$i" chassis power on ;;
+    off) bmc "$i" chassis power off ;;
+    cycle) bmc "$i" chassis power cycle ;;
+    status) bmc "$i" chassis power status ;;
+    *) die "usage: $0 power NAME on|off|cycle|status" ;;
+    esac
+}
+
+cmd_restart() {
+    need_root
+    netns_exists && [ -d "$RUN" ] || die "the lab is not up"
+    stop_pid rackbox 300
+    start_rackbox
+    say "rackbox restarted (pid $(pid_of rackbox)); log $STATE/rackbox.log"
+}
+
 cmd_clean() {
     if netns_exists || [ -d "$RUN" ]; then
         die "the lab is up: 'scripts/lab.sh down' first"
@@ -510,8 +593,13 @@ up)
 down) cmd_down ;;
 clean) cmd_clean ;;
 status) cmd_status ;;
+power)
+    shift
+    cmd_power "$@"
+    ;;
+restart) cmd_restart ;;
 *)
-    echo "usage: $0 up [N] | status | down | clean" >&2
+    echo "usage: $0 up [N] [--enlist M] | status | power NAME on|off|cycle|status | restart | down | clean" >&2
     exit 2
     ;;
 esac

@@ -58,6 +58,48 @@ async fn deploy_gpt_raw_gz_writes_the_image_and_the_seed() {
     assert_eq!(lock(&s).unauthorized, 0);
 }
 
+/// The appliance goes away twice mid-download (killed and restarted): the agent asks for the
+/// rest with a Range request each time and the image on the disk is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_breaks_off_is_resumed_where_it_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = make_image(dir.path(), "gpt", 20 * MIB);
+    let gz = compress("gzip", &image);
+    let s = appliance(vec![deploy_task("img.raw.gz", &gz, "raw.gz", "")]);
+    {
+        let mut a = lock(&s);
+        a.images.insert("img.raw.gz".into(), gz.clone());
+        a.image_breaks = 2;
+        a.break_after = gz.len() / 3;
+    }
+    let url = serve(s.clone(), 0).await;
+    let disk = disk_file(dir.path(), 64 * MIB);
+
+    let outcome = run_agent(config(&url, vec![disk.clone()]))
+        .await
+        .expect("agent");
+    assert_eq!(outcome, Outcome::PowerOff);
+    let done = only_complete(&s);
+    check_deployed(
+        &disk,
+        &image,
+        "gpt",
+        done["results"]["seed_offset"]
+            .as_u64()
+            .expect("seed_offset"),
+    );
+    let third = gz.len() / 3;
+    assert_eq!(
+        lock(&s).image_ranges,
+        vec![
+            String::new(),
+            format!("bytes={third}-"),
+            format!("bytes={}-", 2 * third)
+        ],
+        "the whole image once, then the rest from where each download stopped"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_mbr_raw_zst_merges_keys_into_cloud_config() {
     let dir = tempfile::tempdir().expect("tempdir");

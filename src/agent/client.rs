@@ -398,6 +398,44 @@ impl Client {
         self.send_with_retry(&call, &url, || self.http.get(&url))
             .await
     }
+
+    /// The rest of a download that broke off: bytes `offset..` of `url`, asked for with a
+    /// `Range` header and retried like every call. Only a 206 that starts at `offset` is
+    /// accepted: anything else cannot be spliced onto the bytes already written.
+    pub async fn download_from(
+        &self,
+        url: &str,
+        offset: u64,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = self.resolve(url);
+        let call = format!("GET {url} from byte {offset}");
+        let resp = self
+            .send_with_retry(&call, &url, || {
+                self.http
+                    .get(&url)
+                    .header(reqwest::header::RANGE, format!("bytes={offset}-"))
+            })
+            .await?;
+        let starts_at_offset = resp
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split_once('-'))
+            .and_then(|(first, _)| first.trim().parse::<u64>().ok())
+            == Some(offset);
+        if resp.status() != reqwest::StatusCode::PARTIAL_CONTENT || !starts_at_offset {
+            return Err(ClientError::BadAnswer {
+                call,
+                reason: format!(
+                    "the server did not resume at byte {offset} (HTTP {}, Content-Range {:?})",
+                    resp.status().as_u16(),
+                    resp.headers().get(reqwest::header::CONTENT_RANGE)
+                ),
+            });
+        }
+        Ok(resp)
+    }
 }
 
 /// The error and its causes in one line (reqwest's Display alone says only "error sending

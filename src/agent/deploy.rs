@@ -1,6 +1,9 @@
 //! Deploying an OS image: stream it over HTTP, decompress, write it to the disk while hashing
 //! the downloaded bytes, refuse a checksum mismatch, then add the cloud-init NoCloud seed.
 //!
+//! A download that breaks off (the appliance restarted, the network hiccuped) is resumed with a
+//! `Range` request from the byte reached, so a deploy survives an appliance restart.
+//!
 //! The download runs on the async runtime; decompression and disk writes run on one blocking
 //! thread fed through a bounded channel, so a slow disk slows the download instead of filling
 //! memory, and a fast network never waits on a hash. Nothing is buffered whole: a 100 GiB image
@@ -25,6 +28,10 @@ use super::client::{Client, ClientError, DeployTask, ImageFormat, Progress};
 use super::erase::{EraseError, Target};
 use super::partition::{self, MIB, PartitionError, Placement};
 use super::seed::{self, SeedError, SeedInput};
+
+/// How often one deploy resumes a download that broke off (each resume itself retries with
+/// backoff within the client's budget) before it fails.
+const MAX_RESUMES: u32 = 10;
 
 /// Buffer between the decompressor and the disk: writes reach the disk in large blocks.
 const WRITE_BUFFER: usize = 4 * 1024 * 1024;
@@ -120,7 +127,7 @@ pub async fn deploy(
 
     let resp = client.download(&task.image_url).await?;
     let total = task.image_size.or(resp.content_length());
-    let mut stream = resp.bytes_stream();
+    let mut stream = resp.bytes_stream().boxed();
 
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let written = Arc::new(AtomicU64::new(0));
@@ -136,11 +143,29 @@ pub async fn deploy(
     let mut writer_alive = true;
     let mut last_step = u64::MAX;
     let mut stream_error = None;
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                stream_error = Some(e.to_string());
+    let mut resumes = 0u32;
+    loop {
+        let chunk = match stream.next().await {
+            None => break,
+            Some(Ok(c)) => c,
+            Some(Err(e)) if resumes < MAX_RESUMES => {
+                // The appliance restarted or the network hiccuped: ask for the rest and splice
+                // it on. The decompressor and the hash see one continuous stream.
+                resumes += 1;
+                tracing::warn!(bytes = downloaded, error = %e, resumes, "image download broke off; resuming");
+                match client.download_from(&task.image_url, downloaded).await {
+                    Ok(resp) => {
+                        stream = resp.bytes_stream().boxed();
+                        continue;
+                    }
+                    Err(again) => {
+                        stream_error = Some(format!("{e}; resuming failed: {again}"));
+                        break;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                stream_error = Some(format!("{e} (after {resumes} resumed downloads)"));
                 break;
             }
         };

@@ -359,6 +359,7 @@ impl Shared {
         };
         match result {
             Ok(()) => {
+                tracing::debug!(interface = %self.info.name, kind = ?reply.kind, client = %chaddr(&reply.payload), to = ?reply.to, "DHCP reply sent");
                 let counter = match reply.kind {
                     MessageType::Offer => &self.stats.offers,
                     MessageType::Ack => &self.stats.acks,
@@ -373,4 +374,17 @@ impl Shared {
             }
         }
     }
+}
+
+/// The client's hardware address (chaddr, bytes 28..34 of a BOOTP message) as text, for logs.
+fn chaddr(payload: &[u8]) -> String {
+    payload
+        .get(28..34)
+        .map(|b| {
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .unwrap_or_default()
 }

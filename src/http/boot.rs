@@ -90,6 +90,7 @@ async fn boot_script(
     };
     let base = s.public_url.to_string();
     let plan = s.service.boot_plan(mac).await?;
+    tracing::info!(%mac, plan = plan.describe(), "iPXE script served");
     let script = match plan {
         BootPlan::Ephemeral { system_id, token } => {
             let arch = s

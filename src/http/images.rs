@@ -227,7 +227,9 @@ pub async fn download_image(
     headers: HeaderMap,
 ) -> Response {
     match s.images.image_file(&name) {
-        Ok((image, path)) => serve_blob(&path, image.size, &image.sha256, &headers).await,
+        Ok((image, path)) => {
+            serve_blob(&path, &image.name, image.size, &image.sha256, &headers).await
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -239,8 +241,29 @@ pub async fn download_boot(
     headers: HeaderMap,
 ) -> Response {
     match s.images.boot_file(&arch, &name) {
-        Ok((boot, path)) => serve_blob(&path, boot.size, &boot.sha256, &headers).await,
+        Ok((boot, path)) => serve_blob(&path, &name, boot.size, &boot.sha256, &headers).await,
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// One download, logged when its body is dropped: complete, or broken off by the client. Boot
+/// files and images are few and large, so each gets a line (the boot timeline in the log).
+struct DownloadLog {
+    what: String,
+    start: u64,
+    len: u64,
+    sent: u64,
+    began: std::time::Instant,
+}
+
+impl Drop for DownloadLog {
+    fn drop(&mut self) {
+        let ms = self.began.elapsed().as_millis() as u64;
+        if self.sent == self.len {
+            tracing::info!(file = %self.what, from = self.start, bytes = self.sent, ms, "download served");
+        } else {
+            tracing::info!(file = %self.what, from = self.start, bytes = self.sent, of = self.len, ms, "download broke off");
+        }
     }
 }
 
@@ -283,7 +306,13 @@ fn requested_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
 }
 
 /// Streams a blob with ETag (its digest), single-range support and no whole-file buffering.
-async fn serve_blob(path: &FsPath, size: u64, sha256: &str, headers: &HeaderMap) -> Response {
+async fn serve_blob(
+    path: &FsPath,
+    what: &str,
+    size: u64,
+    sha256: &str,
+    headers: &HeaderMap,
+) -> Response {
     let etag = format!("\"{sha256}\"");
     let header_str = |name| {
         headers
@@ -326,7 +355,22 @@ async fn serve_blob(path: &FsPath, size: u64, sha256: &str, headers: &HeaderMap)
     {
         return ApiError::from(ImageError::io(path, e)).into_response();
     }
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024);
+    let mut log = DownloadLog {
+        what: what.to_string(),
+        start,
+        len,
+        sent: 0,
+        began: std::time::Instant::now(),
+    };
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024).map_ok(
+        move |chunk| {
+            // Borrowing the whole record moves all of it into the closure (a field alone would
+            // be copied), so it is dropped, and logs, with the body.
+            let log = &mut log;
+            log.sent += chunk.len() as u64;
+            chunk
+        },
+    );
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let h = response.headers_mut();

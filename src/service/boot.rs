@@ -25,6 +25,18 @@ pub enum BootPlan {
     Ignore,
 }
 
+impl BootPlan {
+    /// What the machine is told to boot, in a word or two, for logs.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            BootPlan::Ephemeral { .. } => "ephemeral environment",
+            BootPlan::LocalDisk { .. } => "local disk",
+            BootPlan::Enlist => "enlistment",
+            BootPlan::Ignore => "local disk (unknown machine)",
+        }
+    }
+}
+
 /// The agent's next job, decided by the machine's status.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "task", rename_all = "snake_case")]

@@ -36,6 +36,12 @@ pub struct Appliance {
     pub task_gets: u32,
     pub unauthorized: u32,
     pub images: HashMap<String, Vec<u8>>,
+    /// Break off this many image downloads: each sends `break_after` bytes, then the body fails
+    /// (what the agent sees when the appliance is killed mid-download).
+    pub image_breaks: u32,
+    pub break_after: usize,
+    /// The `Range` header of every image GET, in order ("" for none).
+    pub image_ranges: Vec<String>,
 }
 
 pub type Shared = Arc<Mutex<Appliance>>;
@@ -95,11 +101,60 @@ pub async fn report(
     axum::Json(json!({"ok": true})).into_response()
 }
 
-pub async fn image(State(s): State<Shared>, UrlPath(name): UrlPath<String>) -> Response {
-    match lock(&s).images.get(&name) {
-        Some(b) => b.clone().into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
+/// An image, whole or from `Range: bytes=N-` (206); the first `image_breaks` downloads break
+/// off after `break_after` bytes.
+pub async fn image(
+    State(s): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut a = lock(&s);
+    let range = headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    a.image_ranges.push(range.clone());
+    let Some(whole) = a.images.get(&name).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let from: usize = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let body = whole[from.min(whole.len())..].to_vec();
+    let status = if range.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::PARTIAL_CONTENT
+    };
+    let content_range = format!(
+        "bytes {from}-{}/{}",
+        whole.len().saturating_sub(1),
+        whole.len()
+    );
+    if a.image_breaks > 0 {
+        a.image_breaks -= 1;
+        let cut = a.break_after.min(body.len());
+        let head = Bytes::copy_from_slice(&body[..cut]);
+        // The error comes a moment after the head, so that the answer's headers and first bytes
+        // reach the agent before the connection breaks.
+        let stream = futures_util::StreamExt::chain(
+            futures_util::stream::iter(vec![Ok::<Bytes, std::io::Error>(head)]),
+            futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Err(std::io::Error::other("the appliance went away"))
+            }),
+        );
+        return (
+            status,
+            [("content-range", content_range)],
+            axum::body::Body::from_stream(stream),
+        )
+            .into_response();
     }
+    (status, [("content-range", content_range)], body).into_response()
 }
 
 pub fn router(s: Shared) -> Router {
