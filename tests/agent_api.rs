@@ -413,3 +413,110 @@ async fn an_unknown_machine_is_enlisted() {
     let (_, task) = agent.call(Method::GET, "task", None).await;
     assert_eq!(task["task"], "poweroff");
 }
+
+/// A deploy whose image blob went bad in the cache (bit rot, a disk error): the real agent,
+/// talking to the real daemon, writes it, finds the sha256 wrong and fails; the machine is
+/// Failed deployment with the digests in its message and was never called Deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_image_blob_fails_the_deploy_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = common::machine("bad222", Status::Allocated, 2, 2048);
+    m.owner = Some("admin".into());
+    m.interfaces[0].mac = "52:54:00:aa:bb:05".into();
+    common::seed(dir.path(), vec![m]);
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let image: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let r = api
+        .http
+        .post(format!(
+            "{}/api/v1/images?name=rotten&os=debian&release=bookworm&arch=amd64",
+            api.url
+        ))
+        .bearer_auth(&admin)
+        .body(image.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&image)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    // The cache keeps blobs by digest: flip bytes in the middle of it.
+    let blob = find_file(dir.path(), &sha).expect("the image's blob in the cache");
+    let mut rotten = std::fs::read(&blob).unwrap();
+    for b in &mut rotten[2_000_000..2_000_100] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&blob, &rotten).unwrap();
+
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/bad222/actions/deploy",
+            Some(&admin),
+            Some(json!({"image": "rotten"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let token = token_of(&script(&api, "52:54:00:aa:bb:05").await);
+    let disk = dir.path().join("disk.raw");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 * 1024 * 1024)
+        .unwrap();
+    let mut cfg = rackbox::agent::AgentConfig::new(daemon.url.clone(), Some(token));
+    cfg.devices = vec![disk.clone()];
+    cfg.policy.budget = std::time::Duration::from_secs(30);
+    // After the failure the machine is Failed deployment: its next task is to power off.
+    let outcome = rackbox::agent::run(cfg)
+        .await
+        .expect("the agent runs to its end");
+    assert_eq!(outcome, rackbox::agent::Outcome::PowerOff);
+
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/bad222", Some(&admin), None)
+        .await;
+    assert_eq!(m["status"], "failed_deployment", "{m}");
+    let message = m["status_message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&sha),
+        "the message names the expected digest: {message}"
+    );
+    let (_, events) = api
+        .call(
+            Method::GET,
+            "/api/v1/machines/bad222/events",
+            Some(&admin),
+            None,
+        )
+        .await;
+    let events = events.as_array().cloned().unwrap_or_default();
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e["to"] != "deployed"),
+        "never Deployed: {events:?}"
+    );
+    // The damaged image cannot boot: its partition table area was wiped.
+    let written = std::fs::read(&disk).unwrap();
+    assert!(written[..1024 * 1024].iter().all(|b| *b == 0));
+}
+
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+    }
+    None
+}
