@@ -413,3 +413,93 @@ async fn an_unknown_machine_is_enlisted() {
     let (_, task) = agent.call(Method::GET, "task", None).await;
     assert_eq!(task["task"], "poweroff");
 }
+
+#[tokio::test]
+async fn rescue_mode_gives_the_owner_keys_and_exit_returns_to_the_previous_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = common::machine("res222", Status::Deployed, 2, 2048);
+    m.owner = Some("admin".into());
+    m.interfaces[0].mac = "52:54:00:aa:bb:07".into();
+    common::seed(dir.path(), vec![m]);
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdXlq1d7hVsKX4xP5fF3b8CwJ7K9R1m2n3o4p5q6r7s owner@desk";
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/users/admin/sshkeys",
+            Some(&admin),
+            Some(json!({"key": key})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/res222/actions/rescue_mode",
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "entering_rescue_mode");
+    let agent = Agent {
+        api: &api,
+        token: token_of(&script(&api, "52:54:00:aa:bb:07").await),
+    };
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(task, json!({"task": "rescue", "ssh_keys": [key]}));
+    // The agent reports once its SSH server listens: the machine is in rescue mode.
+    let (s, v) = agent
+        .call(
+            Method::POST,
+            "complete",
+            Some(json!({"message": "rescue mode: SSH as root on port 22", "results": {"ssh_port": 22}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "rescue_mode");
+    // It keeps asking; the task stays rescue, and an agent that started again (the machine
+    // rebooted in rescue mode) may report again without moving the machine.
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(task["task"], "rescue");
+    let (s, v) = agent
+        .call(Method::POST, "complete", Some(json!({"message": "again"})))
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("rescue_mode")));
+
+    // Leaving rescue mode: the machine is powered off (by hand here: no power driver) and goes
+    // back to Deployed; its agent is told to power off.
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/res222/actions/exit_rescue_mode",
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let m = loop {
+        let (_, m) = api
+            .call(Method::GET, "/api/v1/machines/res222", Some(&admin), None)
+            .await;
+        if m["status"] == "deployed" || std::time::Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(m["status"], "deployed", "{m}");
+    assert!(
+        m["status_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("left rescue mode"),
+        "{m}"
+    );
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(task["task"], "poweroff");
+    let (s, _) = agent.call(Method::POST, "complete", Some(json!({}))).await;
+    assert_eq!(s, 409, "a rescue report after rescue mode is refused");
+}

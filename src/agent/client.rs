@@ -86,7 +86,11 @@ pub enum Task {
         #[serde(default = "default_erase")]
         mode: EraseMode,
     },
-    Rescue,
+    /// Rescue mode: SSH in with the owner's keys until told to power off.
+    Rescue {
+        #[serde(default)]
+        ssh_keys: Vec<String>,
+    },
     Poweroff,
     Reboot,
     Wait {

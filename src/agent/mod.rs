@@ -9,6 +9,7 @@
 //! - [`deploy`]: stream, decompress, verify and write an image, then add the cloud-init seed
 //!   ([`seed`], [`partition`]).
 //! - [`erase`]: quick, full and secure disk erasing.
+//! - [`rescue`]: rescue mode's SSH server (dropbear with the owner's keys).
 
 pub mod client;
 pub mod cmdline;
@@ -17,6 +18,7 @@ pub mod entry;
 pub mod erase;
 pub mod inventory;
 pub mod partition;
+pub mod rescue;
 pub mod run;
 pub mod seed;
 

@@ -18,6 +18,7 @@ use crate::model::EraseMode;
 use super::client::{Client, ClientError, DeployTask, Progress, RetryPolicy, Task};
 use super::erase;
 use super::inventory::{self, Inventory};
+use super::rescue::{self, Rescue};
 
 /// Printed around the inventory JSON in `rackbox.inventory_only=1` mode, so that a reader of a
 /// serial console (a test, an operator) can cut it out of the kernel's messages.
@@ -56,6 +57,8 @@ pub struct AgentConfig {
     pub max_wait: Duration,
     /// Memory the memory test exercises, at most.
     pub memory_test_mib: u64,
+    /// The port rescue mode's SSH server listens on.
+    pub ssh_port: u16,
 }
 
 impl AgentConfig {
@@ -71,6 +74,7 @@ impl AgentConfig {
             policy: RetryPolicy::default(),
             max_wait: Duration::from_secs(300),
             memory_test_mib: 256,
+            ssh_port: 22,
         }
     }
 }
@@ -111,6 +115,9 @@ async fn collect_inventory(cfg: &AgentConfig) -> Inventory {
         .unwrap_or_default()
 }
 
+/// How often the agent asks for its next task while the owner works in rescue mode.
+const RESCUE_POLL: Duration = Duration::from_secs(10);
+
 /// Runs the task loop until the appliance says power off or reboot.
 pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
     if cfg.url.is_empty() {
@@ -127,6 +134,8 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
         tracing::info!(system_id = %enlisted.system_id, "enlisted");
         client.set_token(enlisted.token);
     }
+    // Rescue mode's SSH server, once started: it lives as long as the loop.
+    let mut rescue: Option<Rescue> = None;
     loop {
         let raw = client.task().await?;
         let task: Task = match serde_json::from_value(raw.clone()) {
@@ -151,10 +160,35 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
             Task::Test { tests } => hardware_tests(&client, &cfg, &tests).await,
             Task::Deploy(d) => deploy(&client, &cfg, &d).await,
             Task::Erase { mode } => erase_disks(&client, &cfg, mode).await,
-            Task::Rescue => Ok((
-                "rescue mode: the ephemeral environment is running".to_string(),
-                None,
-            )),
+            Task::Rescue { ssh_keys } => {
+                let running = rescue.as_mut().is_some_and(|r| r.is_running());
+                if running && let Some(r) = rescue.as_mut() {
+                    // Already in rescue mode (and reported): keep the owner's keys current and
+                    // ask again later.
+                    if let Err(e) = r.update_keys(&ssh_keys) {
+                        tracing::warn!(error = %e, "rescue mode: keys not updated");
+                    }
+                    tokio::time::sleep(RESCUE_POLL.min(cfg.max_wait)).await;
+                    continue;
+                }
+                rescue = None;
+                match rescue::start(&cfg.root, &ssh_keys, cfg.ssh_port).await {
+                    Ok(r) => {
+                        let message = format!(
+                            "rescue mode: SSH as root on port {} with the owner's {} key(s); host key {}",
+                            r.port, r.keys, r.fingerprint
+                        );
+                        let results = json!({
+                            "ssh_port": r.port,
+                            "ssh_keys": r.keys,
+                            "host_key_fingerprint": r.fingerprint,
+                        });
+                        rescue = Some(r);
+                        Ok((message, Some(results)))
+                    }
+                    Err(e) => Err(Failure::Task(format!("cannot enter rescue mode: {e}"))),
+                }
+            }
         };
         match result {
             Ok((message, results)) => {

@@ -618,12 +618,14 @@ pub fn apply(
         m.erase = None;
         m.owner_data.clear();
     }
+    // Back where it came from: forget where that was. Entering rescue mode completes into
+    // Rescue mode, which still has to go back there when it is left.
     if matches!(kind, ActionKind::Complete | ActionKind::Abort)
         && matches!(
             from,
             S::Testing | S::Commissioning | S::EnteringRescueMode | S::ExitingRescueMode
         )
-        && to != S::Testing
+        && !matches!(to, S::Testing | S::RescueMode)
     {
         m.previous_status = None;
     }

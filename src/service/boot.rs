@@ -327,6 +327,11 @@ impl Service {
             // The image is on the disk; Deployed only once the deployed OS reports in.
             return self.mark_deploy_written(m, message).await;
         }
+        if m.status == Status::RescueMode {
+            // An agent that started again in rescue mode (the machine rebooted) has its SSH
+            // server up again: the machine already is where the report would take it.
+            return Ok(m.clone());
+        }
         self.report_in(
             &m.system_id,
             Action::Complete { message },
