@@ -462,7 +462,11 @@ pub fn apply(
     let mut m = machine.clone();
     let to = match next {
         Next::To(s) => s,
-        Next::Previous => machine.previous_status.unwrap_or(S::Ready),
+        // A test run that passes clears an earlier Failed testing: the machine is Ready.
+        Next::Previous => match machine.previous_status.unwrap_or(S::Ready) {
+            S::FailedTesting if kind == ActionKind::Complete && from == S::Testing => S::Ready,
+            previous => previous,
+        },
         Next::Failure => from.failure().ok_or_else(refuse)?,
         Next::ReleaseByErase => match action {
             Action::Release { erase } if *erase != EraseMode::None => S::DiskErasing,
