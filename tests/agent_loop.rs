@@ -403,6 +403,18 @@ async fn loop_device_deploy_then_secure_erase() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(disks.len(), 1);
+    // A loop device is neither an NVMe namespace nor an ATA drive: the report says so before
+    // it says what was done instead.
+    let note = disks[0]["note"].as_str().unwrap_or("");
+    assert!(
+        note.contains("NVMe format: not an NVMe namespace"),
+        "{note}"
+    );
+    assert!(
+        note.contains("ATA security erase: IDENTIFY DEVICE"),
+        "{note}"
+    );
+    assert!(msg.contains(" by "), "the method per disk: {msg}");
     if disks[0]["method"] == "secure-discard" {
         // The loop device passed the discard on: its backing file reads back as zeros.
         assert!(

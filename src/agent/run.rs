@@ -391,6 +391,13 @@ async fn erase_disks(client: &Client, cfg: &AgentConfig, mode: EraseMode) -> Tas
         .map(|r| r.path.as_str())
         .collect();
     let mut message = format!("erased {} disk(s) ({mode:?})", reports.len()).to_lowercase();
+    if mode == EraseMode::Secure {
+        let methods: Vec<String> = reports
+            .iter()
+            .map(|r| format!("{} by {}", r.path, r.method))
+            .collect();
+        message.push_str(&format!(": {}", methods.join(", ")));
+    }
     if !fallbacks.is_empty() {
         message.push_str(&format!(
             "; secure erase not supported by {}: zeroed every byte instead",
