@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the ephemeral environment a machine boots to be commissioned, tested, deployed or erased:
-# `vmlinuz` (Debian's kernel) and `initrd.img` (busybox-static, the NIC and storage modules, and
-# the static rackbox binary, whose /init starts `rackbox agent`).
+# Builds the ephemeral environment a machine boots to be commissioned, tested, deployed, erased or
+# rescued: `vmlinuz` (Debian's kernel) and `initrd.img` (busybox-static, the NIC and storage
+# modules, dropbear for rescue mode's SSH with the shared libraries it needs, and the static
+# rackbox binary, whose /init starts `rackbox agent`).
 #
 #   scripts/build-ephemeral.sh [OUTPUT_DIR]        (default: target/ephemeral)
 #
@@ -45,7 +46,7 @@ modules=(
 log() { echo "build-ephemeral: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-for tool in apt-get apt-cache dpkg cpio gzip xz sha256sum; do
+for tool in apt-get apt-cache dpkg cpio gzip xz sha256sum readelf; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (scripts/deps.d/agent.sh installs the tools)"
 done
 
@@ -90,6 +91,13 @@ fetch() {
 }
 kernel_deb=$(fetch "$kernel_pkg")
 busybox_deb=$(fetch busybox-static)
+# Rescue mode's SSH server: Debian's dropbear (dynamically linked) and the packages holding the
+# libraries it loads, so the ramdisk never depends on the build host's libraries.
+ssh_pkgs=(dropbear-bin libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g)
+ssh_debs=()
+for p in "${ssh_pkgs[@]}"; do
+  ssh_debs+=("$(fetch "$p")")
+done
 
 # 3. Unchanged inputs: nothing to do.
 inputs=$(
@@ -97,6 +105,7 @@ inputs=$(
     sha256sum "$script" "$bin"
     basename "$kernel_deb"
     basename "$busybox_deb"
+    for d in "${ssh_debs[@]}"; do basename "$d"; done
     echo "${modules[*]}"
   } | sha256sum | cut -d' ' -f1
 )
@@ -125,6 +134,10 @@ kver=${vmlinuz##*/vmlinuz-}
 moddir="$kernel_dir/lib/modules/$kver"
 [ -d "$moddir/kernel" ] || die "no kernel modules in $moddir"
 [ -x "$busybox_dir/bin/busybox" ] || die "no bin/busybox in $busybox_deb"
+ssh_dirs=()
+for d in "${ssh_debs[@]}"; do
+  ssh_dirs+=("$(unpack "$d")")
+done
 
 # 5. The initramfs tree.
 tree="$cache/tree"
@@ -133,6 +146,52 @@ mkdir -p "$tree"/{bin,dev,proc,sys,tmp,run,etc,lib/modules}
 cp "$busybox_dir/bin/busybox" "$tree/bin/busybox"
 cp "$bin" "$tree/bin/rackbox"
 chmod 755 "$tree/bin/busybox" "$tree/bin/rackbox"
+
+# dropbear and dropbearkey with the closure of their shared libraries (DT_NEEDED, read with
+# readelf), each found in the unpacked packages, and the dynamic loader at its ELF path.
+find_lib() {
+  local name=$1 d f
+  for d in "${ssh_dirs[@]}"; do
+    for f in "$d/lib/x86_64-linux-gnu/$name" "$d/usr/lib/x86_64-linux-gnu/$name"; do
+      [ -e "$f" ] && { echo "$f"; return 0; }
+    done
+  done
+  return 1
+}
+declare -A copied_lib=()
+copy_libs() {
+  local elf=$1 lib src
+  for lib in $(readelf -d "$elf" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p'); do
+    [ -n "${copied_lib[$lib]:-}" ] && continue
+    copied_lib[$lib]=1
+    src=$(find_lib "$lib") || die "$lib (needed by ${elf##*/}) is in none of: ${ssh_pkgs[*]}"
+    cp -L "$src" "$tree/lib/x86_64-linux-gnu/$lib"
+    copy_libs "$src"
+  done
+}
+mkdir -p "$tree/lib/x86_64-linux-gnu" "$tree/lib64" "$tree/etc/dropbear" "$tree/root"
+chmod 700 "$tree/root"
+for b in usr/sbin/dropbear usr/bin/dropbearkey; do
+  src=""
+  for d in "${ssh_dirs[@]}"; do
+    [ -x "$d/$b" ] && src="$d/$b"
+  done
+  [ -n "$src" ] || die "no $b in dropbear-bin"
+  cp "$src" "$tree/bin/${b##*/}"
+  chmod 755 "$tree/bin/${b##*/}"
+  copy_libs "$src"
+done
+interp=$(readelf -l "$tree/bin/dropbear" | sed -n 's/.*interpreter: \(.*\)\]/\1/p')
+[ "$interp" = /lib64/ld-linux-x86-64.so.2 ] || die "unexpected ELF interpreter $interp"
+loader=$(find_lib ld-linux-x86-64.so.2) || die "no dynamic loader in libc6"
+cp -L "$loader" "$tree/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+ln -s ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$tree/lib64/ld-linux-x86-64.so.2"
+# root logs in with a key only ('*' is no password; '!' would be a locked account, which
+# dropbear refuses), and its shell is busybox's.
+echo 'root:*:0:0:root:/root:/bin/sh' >"$tree/etc/passwd"
+echo 'root:x:0:' >"$tree/etc/group"
+echo /bin/sh >"$tree/etc/shells"
+echo "rackbox ephemeral environment (kernel $kver)" >"$tree/etc/rackbox-ephemeral"
 
 # Module closure in load order (dependencies first). Debian's package has no modules.dep (its
 # postinst runs depmod), so each module's dependencies are read from its own .modinfo section,
@@ -266,5 +325,5 @@ find "$tree" -exec touch -h -d @0 {} +
 mv "$out/initrd.img.tmp" "$out/initrd.img"
 cp "$vmlinuz" "$out/vmlinuz"
 echo "$inputs" >"$out/.inputs"
-log "kernel $kver, ${#order[@]} modules, initrd $(($(stat -c %s "$out/initrd.img") / 1024 / 1024)) MiB"
+log "kernel $kver, ${#order[@]} modules, dropbear with ${#copied_lib[@]} libraries, initrd $(($(stat -c %s "$out/initrd.img") / 1024 / 1024)) MiB"
 log "built $out/vmlinuz $out/initrd.img"

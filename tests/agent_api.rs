@@ -414,6 +414,236 @@ async fn an_unknown_machine_is_enlisted() {
     assert_eq!(task["task"], "poweroff");
 }
 
+#[tokio::test]
+async fn rescue_mode_gives_the_owner_keys_and_exit_returns_to_the_previous_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = common::machine("res222", Status::Deployed, 2, 2048);
+    m.owner = Some("admin".into());
+    m.interfaces[0].mac = "52:54:00:aa:bb:07".into();
+    common::seed(dir.path(), vec![m]);
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdXlq1d7hVsKX4xP5fF3b8CwJ7K9R1m2n3o4p5q6r7s owner@desk";
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/users/admin/sshkeys",
+            Some(&admin),
+            Some(json!({"key": key})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/res222/actions/rescue_mode",
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "entering_rescue_mode");
+    let agent = Agent {
+        api: &api,
+        token: token_of(&script(&api, "52:54:00:aa:bb:07").await),
+    };
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(task, json!({"task": "rescue", "ssh_keys": [key]}));
+    // The agent reports once its SSH server listens: the machine is in rescue mode.
+    let (s, v) = agent
+        .call(
+            Method::POST,
+            "complete",
+            Some(json!({"message": "rescue mode: SSH as root on port 22", "results": {"ssh_port": 22}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "rescue_mode");
+    // It keeps asking; the task stays rescue, and an agent that started again (the machine
+    // rebooted in rescue mode) may report again without moving the machine.
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(task["task"], "rescue");
+    let (s, v) = agent
+        .call(Method::POST, "complete", Some(json!({"message": "again"})))
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("rescue_mode")));
+
+    // Leaving rescue mode: the machine is powered off (by hand here: no power driver) and goes
+    // back to Deployed; its agent is told to power off.
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/res222/actions/exit_rescue_mode",
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let m = loop {
+        let (_, m) = api
+            .call(Method::GET, "/api/v1/machines/res222", Some(&admin), None)
+            .await;
+        if m["status"] == "deployed" || std::time::Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(m["status"], "deployed", "{m}");
+    assert!(
+        m["status_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("left rescue mode"),
+        "{m}"
+    );
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(task["task"], "poweroff");
+    let (s, _) = agent.call(Method::POST, "complete", Some(json!({}))).await;
+    assert_eq!(s, 409, "a rescue report after rescue mode is refused");
+}
+
+#[tokio::test]
+async fn test_results_are_kept_per_machine_and_a_failure_can_be_overridden() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = common::machine("tst222", Status::Ready, 2, 2048);
+    m.interfaces[0].mac = "52:54:00:aa:bb:08".into();
+    common::seed(dir.path(), vec![m]);
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let results_url = "/api/v1/machines/tst222/test-results";
+    let (s, none) = api.call(Method::GET, results_url, Some(&admin), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        none,
+        json!({"system_id": "tst222", "recorded_ms": null, "status": null, "results": []}),
+        "no run yet"
+    );
+
+    let test = || async {
+        let (s, v) = api
+            .call(
+                Method::POST,
+                "/api/v1/machines/tst222/actions/test",
+                Some(&admin),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let agent = Agent {
+            api: &api,
+            token: token_of(&script(&api, "52:54:00:aa:bb:08").await),
+        };
+        let (_, task) = agent.call(Method::GET, "task", None).await;
+        assert_eq!(task["task"], "test");
+        agent
+    };
+    let memory = json!({"name": "memory", "status": "passed", "started_ms": 10, "finished_ms": 20,
+                        "summary": "wrote and read back two patterns over 256 MiB", "bytes": 268435456u64});
+    let disk = |status: &str, summary: &str| {
+        json!({"name": "disk-read", "status": status, "started_ms": 20, "finished_ms": 90,
+               "summary": summary, "disk": "vda", "bytes": 8_589_934_592u64, "throughput_mib_s": 117.2})
+    };
+
+    // A failing run: Failed testing with the reason, and every result kept.
+    let agent = test().await;
+    let (s, v) = agent
+        .call(
+            Method::POST,
+            "fail",
+            Some(json!({
+                "reason": "test failed: disk-read on vda: /dev/vda: read error at byte 4096: EIO",
+                "results": {"tests": [disk("failed", "/dev/vda: read error at byte 4096: EIO"), memory]}
+            })),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "failed_testing");
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/tst222", Some(&admin), None)
+        .await;
+    assert!(
+        m["status_message"].as_str().unwrap_or("").contains("EIO"),
+        "{m}"
+    );
+    let (s, run) = api.call(Method::GET, results_url, Some(&admin), None).await;
+    assert_eq!(s, 200, "{run}");
+    assert_eq!(run["system_id"], "tst222");
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["results"][0]["disk"], "vda");
+    assert_eq!(run["results"][0]["status"], "failed");
+    assert_eq!(run["results"][0]["throughput_mib_s"], 117.2);
+    assert_eq!(run["results"][1]["name"], "memory");
+    assert_eq!(run["results"][1]["status"], "passed");
+
+    // Override, as MAAS does: the machine is Ready again; its results stay.
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/tst222/actions/override_failed_testing",
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "ready");
+    let (_, run) = api.call(Method::GET, results_url, Some(&admin), None).await;
+    assert_eq!(run["status"], "failed");
+
+    // A "complete" whose results hold a failure is a failure all the same.
+    let agent = test().await;
+    let (s, v) = agent
+        .call(
+            Method::POST,
+            "complete",
+            Some(json!({"message": "2 test(s) passed",
+                        "results": {"tests": [disk("failed", "short read"), memory]}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "failed_testing");
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/tst222", Some(&admin), None)
+        .await;
+    assert_eq!(
+        m["status_message"], "test failed: disk-read on vda: short read",
+        "{m}"
+    );
+
+    // A passing run replaces the last one and clears Failed testing.
+    let agent = test().await;
+    let (s, v) = agent
+        .call(
+            Method::POST,
+            "complete",
+            Some(json!({"message": "2 test(s) passed",
+                        "results": {"tests": [disk("passed", "read all bytes"), memory]}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "ready");
+    let (_, run) = api.call(Method::GET, results_url, Some(&admin), None).await;
+    assert_eq!(run["status"], "passed");
+    assert_eq!(run["results"][0]["status"], "passed");
+
+    // Results of a bad shape are refused and change nothing.
+    let agent = test().await;
+    let (s, _) = agent
+        .call(
+            Method::POST,
+            "complete",
+            Some(json!({"results": {"tests": [{"name": "memory", "status": "great"}]}})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/tst222", Some(&admin), None)
+        .await;
+    assert_eq!(m["status"], "testing");
+}
+
 /// A deploy whose image blob went bad in the cache (bit rot, a disk error): the real agent,
 /// talking to the real daemon, writes it, finds the sha256 wrong and fails; the machine is
 /// Failed deployment with the digests in its message and was never called Deployed.

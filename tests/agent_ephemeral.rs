@@ -9,6 +9,10 @@
 //! host's 127.0.0.1), so /init's driver loading and DHCP, and the agent's HTTP, deploy and
 //! power-off are exercised end to end on a virtio disk.
 //!
+//! A third boots it into rescue mode: the fake appliance hands the agent a rescue task with a
+//! freshly made SSH key, QEMU forwards 127.0.0.1:<port> to the guest's port 22, and ssh with
+//! that key runs a command in the ramdisk; another key is refused.
+//!
 //! The first run builds the static binary and downloads two Debian packages (several minutes on
 //! two cores); later runs reuse them. Needs qemu-system-x86_64 (scripts/deps.d/agent.sh).
 
@@ -253,4 +257,221 @@ async fn the_ramdisk_deploys_an_image_over_the_network() {
     check_deployed(&disk, &image, "gpt", seed_offset);
     assert!(mcopy(&disk, seed_offset, "user-data").contains("ssh_authorized_keys"));
     assert!(!calls_of(&s, "progress").is_empty());
+}
+
+/// A QEMU that is killed when the test ends, pass or fail; its console goes to a file.
+struct Vm {
+    child: std::process::Child,
+    console: PathBuf,
+}
+
+impl Vm {
+    fn start(cmd: &mut Command, console: PathBuf) -> Vm {
+        let out = std::fs::File::create(&console).expect("console file");
+        let err = out.try_clone().expect("console file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Vm { child, console }
+    }
+
+    /// The last lines of the console, for failure messages.
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.console).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ssh to the VM's forwarded port as root with `key`; (exit status, stdout, stderr).
+fn ssh(port: u16, key: &Path, command: &str) -> (Option<i32>, String, String) {
+    let out = Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args(["-p", &port.to_string()])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=60",
+            "-o",
+            "LogLevel=DEBUG1",
+            "root@127.0.0.1",
+            command,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh (openssh-client)");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Makes an ed25519 key pair at `path`; returns the public key line.
+fn ssh_keygen(path: &Path) -> String {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "rescue-test", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (openssh-client)")
+        .success();
+    assert!(ok, "ssh-keygen failed");
+    std::fs::read_to_string(path.with_extension("pub"))
+        .expect("public key")
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescue_mode_lets_the_owner_in_over_ssh_and_no_one_else() {
+    let (kernel, initrd) = tokio::task::spawn_blocking(build_ramdisk)
+        .await
+        .expect("build");
+    let _vm = ONE_VM_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let owner_key = dir.path().join("owner");
+    let owner_pub = ssh_keygen(&owner_key);
+    let stranger_key = dir.path().join("stranger");
+    ssh_keygen(&stranger_key);
+
+    // Rescue for as long as the test needs (the agent asks again every few seconds once SSH is
+    // up); the test then replaces the queue with a power off.
+    let rescue = json!({"task": "rescue", "ssh_keys": [owner_pub]});
+    let s = appliance(std::iter::repeat_n(rescue, 200).collect());
+    let url = serve(s.clone(), 0).await;
+    let port = url.rsplit(':').next().unwrap_or_default().to_string();
+    let ssh_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    // restrict=on: the guest reaches only the fake appliance; the host reaches the guest's SSH
+    // server on 127.0.0.1 only.
+    let nic = format!(
+        "user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:57,\
+         guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{port},\
+         hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
+    );
+    let mut vm = Vm::start(
+        Command::new("qemu-system-x86_64")
+            .args(["-accel", "tcg", "-nographic", "-no-reboot", "-smp", "2"])
+            .args(["-m", "768", "-nic", &nic])
+            .arg("-kernel")
+            .arg(&kernel)
+            .arg("-initrd")
+            .arg(&initrd)
+            .args([
+                "-append",
+                "console=ttyS0 panic=-1 rackbox.url=http://10.0.2.100 rackbox.token=tok-1 \
+                 rackbox.system_id=rescue1 BOOTIF=01-52-54-00-12-34-57",
+            ]),
+        dir.path().join("console.log"),
+    );
+
+    // The agent reports once dropbear listens.
+    let deadline = Instant::now() + Duration::from_secs(10 * 60);
+    let done = loop {
+        if let Some(done) = calls_of(&s, "complete").into_iter().next() {
+            break done;
+        }
+        let failed = calls_of(&s, "fail");
+        assert!(
+            failed.is_empty(),
+            "the agent failed: {failed:?}\n{}",
+            vm.tail()
+        );
+        assert!(vm.exited().is_none(), "the VM stopped:\n{}", vm.tail());
+        assert!(
+            Instant::now() < deadline,
+            "no report in time:\n{}",
+            vm.tail()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(done["results"]["ssh_port"], 22, "{done}");
+    assert_eq!(done["results"]["ssh_keys"], 1, "{done}");
+    let fingerprint = done["results"]["host_key_fingerprint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(fingerprint.starts_with("SHA256:"), "{done}");
+
+    // The owner's key gets a root shell in the ramdisk booted above.
+    let key = owner_key.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        ssh(
+            ssh_port,
+            &key,
+            "cat /etc/rackbox-ephemeral /proc/cmdline; id -u; ls /bin/rackbox",
+        )
+    })
+    .await
+    .expect("ssh");
+    assert_eq!(code, Some(0), "ssh as the owner: {err}\n{}", vm.tail());
+    assert!(out.contains("rackbox ephemeral environment"), "{out}");
+    assert!(out.contains("rackbox.system_id=rescue1"), "{out}");
+    assert!(out.lines().any(|l| l.trim() == "0"), "root: {out}");
+    assert!(out.contains("/bin/rackbox"), "{out}");
+    // ssh's debug output names the server's host key.
+    assert!(
+        err.lines()
+            .any(|l| l.contains("Server host key:") && l.contains(&fingerprint)),
+        "the host key the agent reported ({fingerprint}) is the one ssh saw:\n{err}"
+    );
+
+    // Any other key is refused.
+    let key = stranger_key.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || ssh(ssh_port, &key, "echo in"))
+        .await
+        .expect("ssh");
+    assert_ne!(code, Some(0), "a stranger's key got in: {out}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(!out.contains("in"), "{out}");
+
+    // Leaving rescue mode: the agent is told to power off.
+    {
+        let mut a = lock(&s);
+        a.tasks.clear();
+        a.tasks.push_back(json!({"task": "poweroff"}));
+    }
+    let deadline = Instant::now() + Duration::from_secs(3 * 60);
+    let status = loop {
+        if let Some(status) = vm.exited() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the VM did not power off:\n{}",
+            vm.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(status.success(), "{status}:\n{}", vm.tail());
+    assert_eq!(
+        calls_of(&s, "complete").len(),
+        1,
+        "rescue mode is reported once"
+    );
+    assert_eq!(lock(&s).unauthorized, 0);
 }

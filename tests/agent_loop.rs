@@ -318,7 +318,8 @@ async fn enlist_then_tasks_with_the_new_token() {
     );
     let done = calls_of(&s, "complete");
     assert_eq!(done.len(), 1);
-    assert_eq!(done[0]["results"]["memory"]["ok"], true);
+    assert_eq!(done[0]["results"]["tests"][0]["name"], "memory");
+    assert_eq!(done[0]["results"]["tests"][0]["status"], "passed");
     let fails = calls_of(&s, "fail");
     assert_eq!(fails.len(), 1, "the unknown task is reported");
     assert!(fails[0]["reason"].as_str().unwrap_or("").contains("dance"));
@@ -444,6 +445,18 @@ async fn loop_device_deploy_then_secure_erase() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(disks.len(), 1);
+    // A loop device is neither an NVMe namespace nor an ATA drive: the report says so before
+    // it says what was done instead.
+    let note = disks[0]["note"].as_str().unwrap_or("");
+    assert!(
+        note.contains("NVMe format: not an NVMe namespace"),
+        "{note}"
+    );
+    assert!(
+        note.contains("ATA security erase: IDENTIFY DEVICE"),
+        "{note}"
+    );
+    assert!(msg.contains(" by "), "the method per disk: {msg}");
     if disks[0]["method"] == "secure-discard" {
         // The loop device passed the discard on: its backing file reads back as zeros.
         assert!(
@@ -462,4 +475,41 @@ async fn loop_device_deploy_then_secure_erase() {
         );
     }
     assert!(calls_of(&s, "fail").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardware_tests_report_each_result_and_a_bad_disk_fails_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = disk_file(dir.path(), 8 * MIB);
+    let missing = dir.path().join("gone.raw");
+    let s = appliance(vec![
+        json!({"task": "test", "tests": ["disk-read", "memory"]}),
+        json!({"task": "poweroff"}),
+    ]);
+    let url = serve(s.clone(), 0).await;
+    let outcome = run_agent(config(&url, vec![good.clone(), missing.clone()]))
+        .await
+        .expect("agent");
+    assert_eq!(outcome, Outcome::PowerOff);
+    assert!(calls_of(&s, "complete").is_empty());
+    let fails = calls_of(&s, "fail");
+    assert_eq!(fails.len(), 1);
+    let reason = fails[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("disk-read on gone.raw"), "{reason}");
+    let tests = fails[0]["results"]["tests"].as_array().expect("tests");
+    assert_eq!(tests.len(), 3, "one result per disk, and memory: {tests:?}");
+    assert_eq!(tests[0]["disk"], "disk.raw");
+    assert_eq!(tests[0]["status"], "passed");
+    assert_eq!(tests[0]["bytes"], 8 * MIB);
+    assert!(
+        tests[0]["throughput_mib_s"].as_f64().is_some(),
+        "{}",
+        tests[0]
+    );
+    assert_eq!(tests[1]["disk"], "gone.raw");
+    assert_eq!(tests[1]["status"], "failed");
+    // The memory test still ran after the disk failed.
+    assert_eq!(tests[2]["name"], "memory");
+    assert_eq!(tests[2]["status"], "passed");
+    assert!(tests[2]["finished_ms"].as_u64() >= tests[2]["started_ms"].as_u64());
 }

@@ -38,12 +38,14 @@ fn every_task_the_appliance_sends_is_understood_by_the_agent() {
             other => panic!("{other:?}"),
         }
     }
-    assert!(matches!(
+    assert_eq!(
         roundtrip(&AgentTask::Rescue {
             ssh_keys: vec!["ssh-ed25519 AAAA x".into()]
         }),
-        Task::Rescue
-    ));
+        Task::Rescue {
+            ssh_keys: vec!["ssh-ed25519 AAAA x".into()]
+        }
+    );
     for (format, expected) in [
         ("raw", ImageFormat::Raw),
         ("raw.gz", ImageFormat::RawGz),

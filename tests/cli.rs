@@ -163,6 +163,13 @@ fn cli_drives_the_daemon() {
         None,
     ));
     assert!(out.contains("Disk erasing"), "{out}");
+    let tests = ok(&rackbox(
+        &home,
+        url,
+        &["machine", "test-results", "big222"],
+        None,
+    ));
+    assert_eq!(tests.trim(), "big222: no test results yet");
     let events = ok(&rackbox(&home, url, &["machine", "events", "sml222"], None));
     for action in ["allocate", "deploy", "abort", "release"] {
         assert!(events.contains(action), "{action} in {events}");

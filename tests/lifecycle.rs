@@ -349,3 +349,28 @@ fn deploy_needs_an_owner_and_mark_fixed_depends_on_commissioning() {
         S::New
     );
 }
+
+#[test]
+fn rescue_mode_returns_to_the_status_it_was_entered_from() {
+    let d = Deadlines::default();
+    let done = || Action::Complete {
+        message: String::new(),
+    };
+    for from in [S::Deployed, S::Ready, S::Broken, S::Allocated] {
+        let mut m = common::machine("abc235", from, 4, 8192);
+        m.previous_status = None;
+        m.owner = (from != S::Ready).then(|| "alice".to_string());
+        let t = lifecycle::apply(&m, &Action::RescueMode, 1, &d).unwrap();
+        assert_eq!(t.to, S::EnteringRescueMode);
+        assert_eq!(t.effects, vec![lifecycle::Effect::PowerOnNetboot]);
+        let t = lifecycle::apply(&t.machine, &done(), 2, &d).unwrap();
+        assert_eq!(t.to, S::RescueMode);
+        let t = lifecycle::apply(&t.machine, &Action::ExitRescueMode, 3, &d).unwrap();
+        assert_eq!(t.to, S::ExitingRescueMode);
+        assert_eq!(t.effects, vec![lifecycle::Effect::PowerOff]);
+        let t = lifecycle::apply(&t.machine, &done(), 4, &d).unwrap();
+        assert_eq!(t.to, from, "rescue mode entered from {from} returns there");
+        assert_eq!(t.machine.owner, m.owner, "the owner stays");
+        assert_eq!(t.machine.previous_status, None);
+    }
+}

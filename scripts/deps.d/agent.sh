@@ -5,15 +5,17 @@
 # (mdir, mcopy) as an independent reader of the cloud-init seed, fdisk (sfdisk) and gdisk
 # (sgdisk) as independent readers of partition tables, zstd and xz to make test images,
 # util-linux's losetup for loop-device disks, socat to forward the VM's connections to the fake
-# appliance on 127.0.0.1. The kernel and busybox-static are not installed:
-# the build script fetches them with `apt-get download`.
+# appliance on 127.0.0.1, binutils' readelf to find the shared libraries dropbear needs in the
+# ramdisk, openssh-client (ssh, ssh-keygen) to log into rescue mode. The kernel, busybox-static
+# and dropbear are not installed: the build script fetches them with `apt-get download`.
 #
 # Sourced as root on Debian 12 after `apt-get update`. Idempotent: installs only what is missing.
 
 agent_deps_missing=()
 for agent_dep in qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils cpio:cpio gzip:gzip \
     xz:xz-utils zstd:zstd mdir:mtools mcopy:mtools sfdisk:fdisk sgdisk:gdisk losetup:mount \
-    blkid:util-linux dpkg-deb:dpkg socat:socat; do
+    blkid:util-linux dpkg-deb:dpkg socat:socat readelf:binutils ssh:openssh-client \
+    ssh-keygen:openssh-client; do
     command -v "${agent_dep%%:*}" >/dev/null 2>&1 || agent_deps_missing+=("${agent_dep#*:}")
 done
 case " ${agent_deps_missing[*]} " in

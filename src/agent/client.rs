@@ -86,7 +86,11 @@ pub enum Task {
         #[serde(default = "default_erase")]
         mode: EraseMode,
     },
-    Rescue,
+    /// Rescue mode: SSH in with the owner's keys until told to power off.
+    Rescue {
+        #[serde(default)]
+        ssh_keys: Vec<String>,
+    },
     Poweroff,
     Reboot,
     Wait {
@@ -374,10 +378,13 @@ impl Client {
         self.post_json("/complete", &body).await.map(drop)
     }
 
-    pub async fn fail(&self, reason: &str) -> Result<(), ClientError> {
-        self.post_json("/fail", &serde_json::json!({ "reason": reason }))
-            .await
-            .map(drop)
+    /// `POST /fail` with the reason and, when the task has them (test results), its findings.
+    pub async fn fail(&self, reason: &str, results: Option<Value>) -> Result<(), ClientError> {
+        let mut body = serde_json::json!({ "reason": reason });
+        if let Some(r) = results {
+            body["results"] = r;
+        }
+        self.post_json("/fail", &body).await.map(drop)
     }
 
     /// `POST /enlist` with no token: the appliance answers with the new machine's id and token.

@@ -8,11 +8,12 @@
 //!   (MBR, primary GPT, backup GPT) and of every partition the table lists (filesystem, LVM, RAID
 //!   and swap signatures live at a partition's start or end) are zeroed.
 //! - full: every byte is zeroed, with progress.
-//! - secure: `BLKSECDISCARD` over the whole device, which asks the device to erase the blocks and
-//!   any copies it keeps; where the device cannot (most, including loop devices and files), a full
-//!   erase is done instead and the report says so. ATA SECURITY ERASE and NVMe Format are not
-//!   issued: they need a frozen-state dance and a password (ATA) or a whole-controller effect
-//!   (NVMe) that is better done knowingly.
+//! - secure: the drive erases itself, in MAAS's order: NVMe Format NVM with Secure Erase Settings
+//!   (cryptographic erase where the controller has it, else user data erase), ATA SECURITY ERASE
+//!   UNIT (with a temporary password; not on a frozen drive), then `BLKSECDISCARD` over the whole
+//!   device; where none is possible (loop devices, files, virtual disks) every byte is zeroed.
+//!   The report names the method used and why each better one was not possible
+//!   ([`super::secure_erase`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -23,6 +24,7 @@ use std::path::Path;
 use crate::model::EraseMode;
 
 use super::partition::{self, MIB};
+use super::secure_erase;
 
 /// Zeroing writes this much at a time: large enough for full throughput, small enough for
 /// frequent progress.
@@ -57,7 +59,9 @@ pub enum EraseError {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EraseReport {
     pub path: String,
-    /// "quick", "full", "secure-discard", or "full" after a secure erase was not possible.
+    /// "quick", "full", "nvme-format-crypto", "nvme-format-user-data", "ata-security-erase",
+    /// "ata-security-erase-enhanced", "secure-discard", or "full" after a secure erase was not
+    /// possible.
     pub method: String,
     pub bytes_zeroed: u64,
     /// Why a secure erase fell back to a full one, for the operator.
@@ -225,23 +229,54 @@ pub fn erase(
         EraseMode::None => Err(EraseError::NoneMode),
         EraseMode::Quick => quick(&mut t, progress),
         EraseMode::Full => full(&mut t, "full", String::new(), progress),
-        EraseMode::Secure => match secure_discard(&t) {
-            Ok(()) => {
-                t.sync()?;
-                progress(t.size, t.size);
-                Ok(EraseReport {
-                    path: t.path.clone(),
-                    method: "secure-discard".into(),
-                    bytes_zeroed: 0,
-                    note: "the device erased every block (BLKSECDISCARD)".into(),
-                })
-            }
-            Err(why) => {
-                tracing::warn!(disk = %t.path, %why, "secure erase not possible; zeroing every byte");
-                let note = format!("secure erase not possible ({why}); zeroed every byte instead");
-                full(&mut t, "full", note, progress)
-            }
-        },
+        EraseMode::Secure => secure(&mut t, progress),
+    }
+}
+
+/// Secure erase in MAAS's order: NVMe Format NVM with secure erase, ATA SECURITY ERASE UNIT,
+/// BLKSECDISCARD, and at last zeroing every byte; the report says why each better way was not
+/// taken.
+fn secure(t: &mut Target, progress: &mut dyn FnMut(u64, u64)) -> Result<EraseReport, EraseError> {
+    let mut not_possible: Vec<String> = Vec::new();
+    let mut done = |t: &mut Target, method: String, note: String, not_possible: &[String]| {
+        t.sync()?;
+        progress(t.size, t.size);
+        let note = if not_possible.is_empty() {
+            note
+        } else {
+            format!("{note} (not possible: {})", not_possible.join("; "))
+        };
+        Ok(EraseReport {
+            path: t.path.clone(),
+            method,
+            bytes_zeroed: 0,
+            note,
+        })
+    };
+    if t.is_block {
+        match secure_erase::nvme_format(&t.file) {
+            Ok(e) => return done(t, e.method, e.note, &not_possible),
+            Err(why) => not_possible.push(format!("NVMe format: {why}")),
+        }
+        match secure_erase::ata_security_erase(&t.file) {
+            Ok(e) => return done(t, e.method, e.note, &not_possible),
+            Err(why) => not_possible.push(format!("ATA security erase: {why}")),
+        }
+    }
+    match secure_discard(t) {
+        Ok(()) => done(
+            t,
+            "secure-discard".into(),
+            "the device erased every block (BLKSECDISCARD)".into(),
+            &not_possible,
+        ),
+        Err(why) => {
+            not_possible.push(why);
+            let why = not_possible.join("; ");
+            tracing::warn!(disk = %t.path, %why, "secure erase not possible; zeroing every byte");
+            let note = format!("secure erase not possible ({why}); zeroed every byte instead");
+            full(t, "full", note, progress)
+        }
     }
 }
 

@@ -8,7 +8,9 @@
 //! - [`run`]: the task loop (commission, test, deploy, erase, rescue, wait, power off, reboot).
 //! - [`deploy`]: stream, decompress, verify and write an image, then add the cloud-init seed
 //!   ([`seed`], [`partition`]).
-//! - [`erase`]: quick, full and secure disk erasing.
+//! - [`erase`]: quick, full and secure disk erasing ([`secure_erase`]: NVMe format, ATA
+//!   security erase).
+//! - [`rescue`]: rescue mode's SSH server (dropbear with the owner's keys).
 
 pub mod client;
 pub mod cmdline;
@@ -17,7 +19,9 @@ pub mod entry;
 pub mod erase;
 pub mod inventory;
 pub mod partition;
+pub mod rescue;
 pub mod run;
+pub mod secure_erase;
 pub mod seed;
 
 pub use client::{Client, ClientError, RetryPolicy, Task};

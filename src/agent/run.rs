@@ -13,11 +13,12 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::model::EraseMode;
+use crate::model::{EraseMode, TestResult, TestRun, TestStatus};
 
 use super::client::{Client, ClientError, DeployTask, Progress, RetryPolicy, Task};
 use super::erase;
 use super::inventory::{self, Inventory};
+use super::rescue::{self, Rescue};
 
 /// Printed around the inventory JSON in `rackbox.inventory_only=1` mode, so that a reader of a
 /// serial console (a test, an operator) can cut it out of the kernel's messages.
@@ -56,6 +57,8 @@ pub struct AgentConfig {
     pub max_wait: Duration,
     /// Memory the memory test exercises, at most.
     pub memory_test_mib: u64,
+    /// The port rescue mode's SSH server listens on.
+    pub ssh_port: u16,
 }
 
 impl AgentConfig {
@@ -71,6 +74,7 @@ impl AgentConfig {
             policy: RetryPolicy::default(),
             max_wait: Duration::from_secs(300),
             memory_test_mib: 256,
+            ssh_port: 22,
         }
     }
 }
@@ -86,6 +90,8 @@ pub enum Outcome {
 enum Failure {
     /// Reported to the appliance with `/fail`.
     Task(String),
+    /// Hardware tests failed: `/fail` with the reason and every test's result.
+    Tests { reason: String, results: Value },
     /// The appliance cannot be reached: nothing to report to.
     Client(ClientError),
 }
@@ -111,6 +117,9 @@ async fn collect_inventory(cfg: &AgentConfig) -> Inventory {
         .unwrap_or_default()
 }
 
+/// How often the agent asks for its next task while the owner works in rescue mode.
+const RESCUE_POLL: Duration = Duration::from_secs(10);
+
 /// Runs the task loop until the appliance says power off or reboot.
 pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
     if cfg.url.is_empty() {
@@ -127,6 +136,8 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
         tracing::info!(system_id = %enlisted.system_id, "enlisted");
         client.set_token(enlisted.token);
     }
+    // Rescue mode's SSH server, once started: it lives as long as the loop.
+    let mut rescue: Option<Rescue> = None;
     loop {
         let raw = client.task().await?;
         let task: Task = match serde_json::from_value(raw.clone()) {
@@ -134,7 +145,7 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
             Err(e) => {
                 let reason = format!("cannot do task {raw}: {e}");
                 tracing::error!(%reason);
-                client.fail(&reason).await?;
+                client.fail(&reason, None).await?;
                 tokio::time::sleep(cfg.max_wait.min(Duration::from_secs(10))).await;
                 continue;
             }
@@ -151,10 +162,35 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
             Task::Test { tests } => hardware_tests(&client, &cfg, &tests).await,
             Task::Deploy(d) => deploy(&client, &cfg, &d).await,
             Task::Erase { mode } => erase_disks(&client, &cfg, mode).await,
-            Task::Rescue => Ok((
-                "rescue mode: the ephemeral environment is running".to_string(),
-                None,
-            )),
+            Task::Rescue { ssh_keys } => {
+                let running = rescue.as_mut().is_some_and(|r| r.is_running());
+                if running && let Some(r) = rescue.as_mut() {
+                    // Already in rescue mode (and reported): keep the owner's keys current and
+                    // ask again later.
+                    if let Err(e) = r.update_keys(&ssh_keys) {
+                        tracing::warn!(error = %e, "rescue mode: keys not updated");
+                    }
+                    tokio::time::sleep(RESCUE_POLL.min(cfg.max_wait)).await;
+                    continue;
+                }
+                rescue = None;
+                match rescue::start(&cfg.root, &ssh_keys, cfg.ssh_port).await {
+                    Ok(r) => {
+                        let message = format!(
+                            "rescue mode: SSH as root on port {} with the owner's {} key(s); host key {}",
+                            r.port, r.keys, r.fingerprint
+                        );
+                        let results = json!({
+                            "ssh_port": r.port,
+                            "ssh_keys": r.keys,
+                            "host_key_fingerprint": r.fingerprint,
+                        });
+                        rescue = Some(r);
+                        Ok((message, Some(results)))
+                    }
+                    Err(e) => Err(Failure::Task(format!("cannot enter rescue mode: {e}"))),
+                }
+            }
         };
         match result {
             Ok((message, results)) => {
@@ -163,7 +199,11 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
             }
             Err(Failure::Task(reason)) => {
                 tracing::error!(%reason, "task failed");
-                client.fail(&reason).await?;
+                client.fail(&reason, None).await?;
+            }
+            Err(Failure::Tests { reason, results }) => {
+                tracing::error!(%reason, "tests failed");
+                client.fail(&reason, Some(results)).await?;
             }
             Err(Failure::Client(e)) => return Err(e.into()),
         }
@@ -351,6 +391,13 @@ async fn erase_disks(client: &Client, cfg: &AgentConfig, mode: EraseMode) -> Tas
         .map(|r| r.path.as_str())
         .collect();
     let mut message = format!("erased {} disk(s) ({mode:?})", reports.len()).to_lowercase();
+    if mode == EraseMode::Secure {
+        let methods: Vec<String> = reports
+            .iter()
+            .map(|r| format!("{} by {}", r.path, r.method))
+            .collect();
+        message.push_str(&format!(": {}", methods.join(", ")));
+    }
     if !fallbacks.is_empty() {
         message.push_str(&format!(
             "; secure erase not supported by {}: zeroed every byte instead",
@@ -360,12 +407,25 @@ async fn erase_disks(client: &Client, cfg: &AgentConfig, mode: EraseMode) -> Tas
     Ok((message, Some(json!({ "disks": reports }))))
 }
 
+/// Runs every test asked for (a failure does not stop the others) and reports each test's
+/// result (`{"tests": [...]}`, one per disk for disk tests); any failure fails the task with
+/// the failures as its reason.
 async fn hardware_tests(client: &Client, cfg: &AgentConfig, tests: &[String]) -> TaskResult {
-    let mut results = serde_json::Map::new();
+    let now = crate::model::ids::now_ms;
     let (tx, reporter) = spawn_reporter(client);
-    let mut failure = None;
+    let mut results: Vec<TestResult> = Vec::new();
+    let result = |name: &str, status, started_ms, summary: String| TestResult {
+        name: name.to_string(),
+        status,
+        started_ms,
+        finished_ms: now(),
+        summary,
+        disk: None,
+        bytes: None,
+        throughput_mib_s: None,
+    };
     for name in tests {
-        let outcome = match name.as_str() {
+        match name.as_str() {
             "memory" => {
                 let mib = cfg.memory_test_mib;
                 tx.send_replace(Progress {
@@ -373,9 +433,21 @@ async fn hardware_tests(client: &Client, cfg: &AgentConfig, tests: &[String]) ->
                     percent: None,
                     bytes: None,
                 });
-                tokio::task::spawn_blocking(move || memory_test(mib))
+                let started = now();
+                let outcome = tokio::task::spawn_blocking(move || memory_test(mib))
                     .await
-                    .unwrap_or_else(|e| Err(format!("memory test stopped: {e}")))
+                    .unwrap_or_else(|e| Err(format!("memory test stopped: {e}")));
+                let mut r = match outcome {
+                    Ok(_) => result(
+                        name,
+                        TestStatus::Passed,
+                        started,
+                        format!("wrote and read back two patterns over {mib} MiB"),
+                    ),
+                    Err(reason) => result(name, TestStatus::Failed, started, reason),
+                };
+                r.bytes = Some(mib * 1024 * 1024);
+                results.push(r);
             }
             "disk-read" => {
                 let inv = if cfg.devices.is_empty() {
@@ -384,30 +456,62 @@ async fn hardware_tests(client: &Client, cfg: &AgentConfig, tests: &[String]) ->
                     Inventory::default()
                 };
                 let disks = disks(cfg, &inv);
-                let tx = tx.clone();
-                tokio::task::spawn_blocking(move || disk_read_test(&disks, &tx))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("disk read test stopped: {e}")))
+                if disks.is_empty() {
+                    results.push(result(
+                        name,
+                        TestStatus::Skipped,
+                        now(),
+                        "no disks to read".into(),
+                    ));
+                }
+                for disk in disks {
+                    let tx = tx.clone();
+                    let started = now();
+                    let clock = std::time::Instant::now();
+                    let path = disk.clone();
+                    let outcome = tokio::task::spawn_blocking(move || read_disk(&path, &tx))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("disk read test stopped: {e}")));
+                    let secs = clock.elapsed().as_secs_f64();
+                    let mut r = match &outcome {
+                        Ok(bytes) => result(
+                            name,
+                            TestStatus::Passed,
+                            started,
+                            format!("read all {bytes} bytes"),
+                        ),
+                        Err(reason) => result(name, TestStatus::Failed, started, reason.clone()),
+                    };
+                    r.disk = disk.file_name().map(|f| f.to_string_lossy().into_owned());
+                    if let Ok(bytes) = outcome {
+                        r.bytes = Some(bytes);
+                        r.throughput_mib_s = (secs > 0.0)
+                            .then(|| (bytes as f64 / 1024.0 / 1024.0 / secs * 10.0).round() / 10.0);
+                    }
+                    results.push(r);
+                }
             }
-            other => Err(format!("unknown test {other:?} (known: disk-read, memory)")),
-        };
-        match outcome {
-            Ok(v) => {
-                results.insert(name.clone(), v);
-            }
-            Err(reason) => {
-                failure = Some(format!("test {name} failed: {reason}"));
-                break;
-            }
+            other => results.push(result(
+                other,
+                TestStatus::Failed,
+                now(),
+                "unknown test (known: disk-read, memory)".into(),
+            )),
         }
     }
     finish_reporter(tx, reporter).await;
+    let passed = results
+        .iter()
+        .filter(|r| r.status == TestStatus::Passed)
+        .count();
+    let failure = TestRun::new("", 0, results.clone()).failure_reason();
+    let report = json!({ "tests": results });
     match failure {
-        Some(reason) => Err(Failure::Task(reason)),
-        None => Ok((
-            format!("{} test(s) passed", results.len()),
-            Some(Value::Object(results)),
-        )),
+        Some(reason) => Err(Failure::Tests {
+            reason,
+            results: report,
+        }),
+        None => Ok((format!("{passed} test(s) passed"), Some(report))),
     }
 }
 
@@ -434,42 +538,34 @@ pub fn memory_test(mib: u64) -> Result<Value, String> {
     Ok(json!({ "mib": mib, "ok": true }))
 }
 
-/// Reads every byte of every disk; an I/O error names the disk and the offset.
-fn disk_read_test(disks: &[PathBuf], tx: &watch::Sender<Progress>) -> Result<Value, String> {
+/// Reads every byte of a disk; returns how many. An I/O error names the disk and the offset.
+fn read_disk(disk: &Path, tx: &watch::Sender<Progress>) -> Result<u64, String> {
     use std::io::Read;
-    let mut out = serde_json::Map::new();
-    for disk in disks {
-        let mut f = std::fs::File::open(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
-        let total = disk_size(disk);
-        let mut buf = vec![0u8; 4 * 1024 * 1024];
-        let mut done = 0u64;
-        let mut last = u64::MAX;
-        loop {
-            let n = f
-                .read(&mut buf)
-                .map_err(|e| format!("{}: read error at byte {done}: {e}", disk.display()))?;
-            if n == 0 {
-                break;
-            }
-            done += n as u64;
-            if let Some(t) = total.filter(|t| *t > 0) {
-                let pct = done.saturating_mul(100) / t;
-                if pct != last {
-                    last = pct;
-                    tx.send_replace(Progress {
-                        message: format!("reading {}", disk.display()),
-                        percent: Some(pct as f64),
-                        bytes: Some(done),
-                    });
-                }
+    let mut f = std::fs::File::open(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+    let total = disk_size(disk);
+    let mut buf = vec![0u8; 4 * 1024 * 1024];
+    let mut done = 0u64;
+    let mut last = u64::MAX;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("{}: read error at byte {done}: {e}", disk.display()))?;
+        if n == 0 {
+            return Ok(done);
+        }
+        done += n as u64;
+        if let Some(t) = total.filter(|t| *t > 0) {
+            let pct = done.saturating_mul(100) / t;
+            if pct != last {
+                last = pct;
+                tx.send_replace(Progress {
+                    message: format!("reading {}", disk.display()),
+                    percent: Some(pct as f64),
+                    bytes: Some(done),
+                });
             }
         }
-        out.insert(
-            disk.display().to_string(),
-            json!({ "bytes": done, "ok": true }),
-        );
     }
-    Ok(Value::Object(out))
 }
 
 fn disk_size(path: &Path) -> Option<u64> {

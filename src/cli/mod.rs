@@ -272,6 +272,10 @@ pub enum MachineCmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// The machine's latest hardware test run, one line per test (and per disk).
+    TestResults {
+        system_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -707,6 +711,18 @@ async fn machine(client: &Client, out: &Output, cmd: MachineCmd) -> Result<(), C
             out.events(&v);
             return Ok(());
         }
+        MachineCmd::TestResults { system_id } => {
+            let v = client
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/machines/{system_id}/test-results"),
+                    &[],
+                    None,
+                )
+                .await?;
+            out.test_results(&v);
+            return Ok(());
+        }
     };
     out.machine(&shown);
     Ok(())
@@ -1049,6 +1065,55 @@ impl Output {
                 ("tags", "tags"),
                 ("locked", "locked"),
                 ("generation", "generation"),
+            ],
+        );
+    }
+
+    fn test_results(&self, v: &Value) {
+        if self.json {
+            return self.raw(v);
+        }
+        if v["status"].is_null() {
+            println!("{}: no test results yet", cell(at(v, "system_id")));
+            return;
+        }
+        println!(
+            "{}: tests {} (recorded at {} ms)",
+            cell(at(v, "system_id")),
+            cell(at(v, "status")),
+            cell(at(v, "recorded_ms"))
+        );
+        // Durations and throughput are worked out here, so the table shows what a person reads.
+        let rows: Vec<Value> = v["results"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        let secs = r["finished_ms"]
+                            .as_u64()
+                            .zip(r["started_ms"].as_u64())
+                            .map(|(f, s)| format!("{:.1}", f.saturating_sub(s) as f64 / 1000.0));
+                        json!({
+                            "name": r["name"],
+                            "status": r["status"],
+                            "disk": r["disk"],
+                            "mib_s": r["throughput_mib_s"].as_f64().map(|t| format!("{t:.1}")),
+                            "secs": secs,
+                            "summary": r["summary"],
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.table(
+            &Value::Array(rows),
+            &[
+                ("TEST", "name"),
+                ("STATUS", "status"),
+                ("DISK", "disk"),
+                ("MIB/S", "mib_s"),
+                ("SECONDS", "secs"),
+                ("SUMMARY", "summary"),
             ],
         );
     }

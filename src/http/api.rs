@@ -18,7 +18,7 @@ use crate::images::{
     BootRequest, BootView, GcReport, ImageEdit, ImageList, ImageRequest, ImageView, ImportView,
     SyncReport, SyncRequest,
 };
-use crate::model::{Constraints, Event, Machine};
+use crate::model::{Constraints, Event, Machine, TestResults};
 use crate::service::{
     ActionRequest, CatalogKind, MachineEdit, MachineFilter, NewMachine, NewUser, PowerRequest,
     Principal, TokenCreated, TokenKind, TokenView, UserEdit, UserView, mask_power,
@@ -292,6 +292,17 @@ pub const ROUTES: &[Route] = &[
         query: Some(schema::<EventQuery>),
         request: None,
         response: Some(schema::<Vec<Event>>),
+        success: 200,
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/machines/{system_id}/test-results",
+        access: Access::User,
+        summary: "The machine's latest hardware test run: each test's status, times, summary, and for disk tests the disk and read throughput (no results before the first run)",
+        handler: || get(machine_test_results),
+        query: None,
+        request: None,
+        response: Some(schema::<TestResults>),
         success: 200,
     },
     Route {
@@ -997,6 +1008,14 @@ async fn machine_events(
         q.before,
         event_limit(&q),
     )?))
+}
+
+async fn machine_test_results(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TestResults>> {
+    Ok(Json(s.service.test_results(&p, &id)?))
 }
 
 async fn all_events(

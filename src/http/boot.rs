@@ -161,7 +161,7 @@ async fn task(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<A
             // Nothing to deploy (no image): the deploy fails with the reason, never hangs.
             let reason = e.to_string();
             if m.status.is_in_progress() {
-                let _ = s.service.agent_fail(&m, reason.clone()).await;
+                let _ = s.service.agent_fail(&m, reason.clone(), None).await;
             }
             return Err(e.into());
         }
@@ -203,8 +203,8 @@ async fn progress(
 struct Complete {
     #[serde(default)]
     message: String,
+    /// What the task found (deploy, erase, test reports); a testing run's `tests` are kept.
     #[serde(default)]
-    #[allow(dead_code)]
     results: Option<serde_json::Value>,
 }
 
@@ -214,13 +214,15 @@ async fn complete(
     JsonBody(c): JsonBody<Complete>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let m = agent(&s, &headers)?;
-    let m = s.service.agent_complete(&m, c.message).await?;
+    let m = s.service.agent_complete(&m, c.message, c.results).await?;
     Ok(Json(json!({"status": m.status.key()})))
 }
 
 #[derive(Deserialize)]
 struct Fail {
     reason: String,
+    #[serde(default)]
+    results: Option<serde_json::Value>,
 }
 
 async fn fail(
@@ -229,7 +231,7 @@ async fn fail(
     JsonBody(f): JsonBody<Fail>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let m = agent(&s, &headers)?;
-    let m = s.service.agent_fail(&m, f.reason).await?;
+    let m = s.service.agent_fail(&m, f.reason, f.results).await?;
     Ok(Json(json!({"status": m.status.key()})))
 }
 

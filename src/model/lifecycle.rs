@@ -462,7 +462,11 @@ pub fn apply(
     let mut m = machine.clone();
     let to = match next {
         Next::To(s) => s,
-        Next::Previous => machine.previous_status.unwrap_or(S::Ready),
+        // A test run that passes clears an earlier Failed testing: the machine is Ready.
+        Next::Previous => match machine.previous_status.unwrap_or(S::Ready) {
+            S::FailedTesting if kind == ActionKind::Complete && from == S::Testing => S::Ready,
+            previous => previous,
+        },
         Next::Failure => from.failure().ok_or_else(refuse)?,
         Next::ReleaseByErase => match action {
             Action::Release { erase } if *erase != EraseMode::None => S::DiskErasing,
@@ -618,12 +622,14 @@ pub fn apply(
         m.erase = None;
         m.owner_data.clear();
     }
+    // Back where it came from: forget where that was. Entering rescue mode completes into
+    // Rescue mode, which still has to go back there when it is left.
     if matches!(kind, ActionKind::Complete | ActionKind::Abort)
         && matches!(
             from,
             S::Testing | S::Commissioning | S::EnteringRescueMode | S::ExitingRescueMode
         )
-        && to != S::Testing
+        && !matches!(to, S::Testing | S::RescueMode)
     {
         m.previous_status = None;
     }

@@ -6,6 +6,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod machine;
 pub mod status;
+pub mod testing;
 pub mod user;
 
 pub use constraints::Constraints;
@@ -15,4 +16,5 @@ pub use machine::{
     PowerStatus,
 };
 pub use status::Status;
+pub use testing::{TestResult, TestResults, TestRun, TestStatus};
 pub use user::{Role, SshKey, Token, User};

@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 
 use super::{Principal, Service, ServiceError};
 use crate::model::ids;
-use crate::model::{Action, Disk, EraseMode, Interface, Machine, Status};
+use crate::model::{
+    Action, Disk, EraseMode, Interface, Machine, Status, TestResult, TestResults, TestRun,
+};
 use crate::store::tables;
 
 /// What a network-booting machine is told to boot.
@@ -329,15 +331,31 @@ impl Service {
         self.note(&m.system_id, m.status, text).await
     }
 
-    /// The agent finished its task.
+    /// The agent finished its task. `results` is the task's report; for a testing run its
+    /// `tests` are kept as the machine's test results, and a failed test fails the run whatever
+    /// the agent concluded.
     pub async fn agent_complete(
         &self,
         m: &Machine,
         message: String,
+        results: Option<serde_json::Value>,
     ) -> Result<Machine, ServiceError> {
+        if let Some(tests) = test_results(m, results.as_ref())? {
+            let run = self.record_test_run(m, tests).await?;
+            if let Some(reason) = run.failure_reason() {
+                return self
+                    .report_in(&m.system_id, Action::Fail { reason }, m.status, "agent")
+                    .await;
+            }
+        }
         if m.status == Status::Deploying {
             // The image is on the disk; Deployed only once the deployed OS reports in.
             return self.mark_deploy_written(m, message).await;
+        }
+        if m.status == Status::RescueMode {
+            // An agent that started again in rescue mode (the machine rebooted) has its SSH
+            // server up again: the machine already is where the report would take it.
+            return Ok(m.clone());
         }
         self.report_in(
             &m.system_id,
@@ -348,16 +366,65 @@ impl Service {
         .await
     }
 
-    /// The agent's task failed: the machine goes to the matching failed status with the reason.
-    pub async fn agent_fail(&self, m: &Machine, reason: String) -> Result<Machine, ServiceError> {
+    /// The agent's task failed: the machine goes to the matching failed status with the reason
+    /// (a testing run's `results.tests` are kept, as with [`Service::agent_complete`]).
+    pub async fn agent_fail(
+        &self,
+        m: &Machine,
+        reason: String,
+        results: Option<serde_json::Value>,
+    ) -> Result<Machine, ServiceError> {
         if !m.status.is_in_progress() {
             return Err(ServiceError::Conflict(format!(
                 "machine {} is {}: nothing to fail",
                 m.system_id, m.status
             )));
         }
+        if let Some(tests) = test_results(m, results.as_ref())? {
+            self.record_test_run(m, tests).await?;
+        }
         self.report_in(&m.system_id, Action::Fail { reason }, m.status, "agent")
             .await
+    }
+
+    /// Stores a testing run as the machine's latest, while the machine is still Testing.
+    async fn record_test_run(
+        &self,
+        m: &Machine,
+        results: Vec<TestResult>,
+    ) -> Result<TestRun, ServiceError> {
+        let run = TestRun::new(&m.system_id, ids::now_ms(), results);
+        let stored = run.clone();
+        let id = m.system_id.clone();
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                let now: Machine = tables::get_in(tx, tables::MACHINES, &id)?
+                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                if now.status != Status::Testing {
+                    return Err(ServiceError::Conflict(format!(
+                        "machine {id} is {}, not testing",
+                        now.status
+                    )));
+                }
+                tables::put_in(tx, tables::TEST_RESULTS, &id, &stored)?;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(system_id = %m.system_id, status = ?run.status, tests = run.results.len(), "test results recorded");
+        Ok(run)
+    }
+
+    /// A machine's latest testing run, or none yet (whoever may see the machine may see its
+    /// results).
+    pub fn test_results(
+        &self,
+        p: &Principal,
+        system_id: &str,
+    ) -> Result<TestResults, ServiceError> {
+        let m = self.machine(p, system_id)?;
+        let rx = self.store.read()?;
+        let run = tables::get(&rx, tables::TEST_RESULTS, &m.system_id)?;
+        Ok(TestResults::of(&m.system_id, run))
     }
 
     /// The deployed OS reports that it booted from its disk: the deploy is done.
@@ -488,6 +555,25 @@ impl Service {
         };
         Ok((m, token))
     }
+}
+
+/// The per-test results of an agent report about a testing run (`results.tests`); None for
+/// other work and for reports without them (older agents).
+fn test_results(
+    m: &Machine,
+    results: Option<&serde_json::Value>,
+) -> Result<Option<Vec<TestResult>>, ServiceError> {
+    if m.status != Status::Testing {
+        return Ok(None);
+    }
+    let Some(tests) = results.and_then(|r| r.get("tests")) else {
+        return Ok(None);
+    };
+    serde_json::from_value(tests.clone())
+        .map(Some)
+        .map_err(|e| {
+            ServiceError::Invalid(format!("test results do not have rackbox's shape: {e}"))
+        })
 }
 
 trait DefaultTarget {

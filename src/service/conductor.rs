@@ -95,14 +95,19 @@ async fn carry_out(service: Arc<Service>, request: EffectRequest) {
                 .set_power_state(&id, PowerState::Off, String::new())
                 .await;
             tracing::info!(system_id = %id, power_type, "powered off");
-            if status == Status::Releasing {
+            let done = match status {
+                Status::Releasing => Some("released; powered off"),
+                Status::ExitingRescueMode => Some("left rescue mode; powered off"),
+                _ => None,
+            };
+            if let Some(message) = done {
                 let _ = service
                     .report_in(
                         &id,
                         Action::Complete {
-                            message: "released; powered off".into(),
+                            message: message.into(),
                         },
-                        Status::Releasing,
+                        status,
                         "rackbox",
                     )
                     .await;
@@ -111,8 +116,9 @@ async fn carry_out(service: Arc<Service>, request: EffectRequest) {
     }
 }
 
-/// A machine rackbox cannot switch: say what the operator must do. Releasing without erase needs
-/// nothing more than the machine being off, which rackbox cannot check: it completes, saying so.
+/// A machine rackbox cannot switch: say what the operator must do. Releasing without erase and
+/// leaving rescue mode need nothing more than the machine being off, which rackbox cannot check:
+/// they complete, saying so.
 async fn manual(service: &Service, id: &str, status: Status, effect: Effect, unconfigured: bool) {
     let why = if unconfigured {
         "no power driver is configured"
@@ -125,15 +131,18 @@ async fn manual(service: &Service, id: &str, status: Status, effect: Effect, unc
                 format!("{why}: switch the machine on by hand and let it boot from the network");
             let _ = service.note(id, status, message).await;
         }
-        Effect::PowerOff if status == Status::Releasing => {
-            let message = format!("released; {why}: switch the machine off by hand");
-            let _ = service
-                .report_in(
-                    id,
-                    Action::Complete { message },
-                    Status::Releasing,
-                    "rackbox",
+        Effect::PowerOff if matches!(status, Status::Releasing | Status::ExitingRescueMode) => {
+            // Leaving rescue mode: the agent in the ramdisk is told to power off at its next
+            // poll (every status after rescue mode has no ephemeral work).
+            let message = if status == Status::Releasing {
+                format!("released; {why}: switch the machine off by hand")
+            } else {
+                format!(
+                    "left rescue mode; {why}: the rescue environment powers itself off, else switch the machine off by hand"
                 )
+            };
+            let _ = service
+                .report_in(id, Action::Complete { message }, status, "rackbox")
                 .await;
         }
         Effect::PowerOff => {

@@ -30,6 +30,9 @@ pub const ZONES: TableDefinition<&str, &[u8]> = TableDefinition::new("zones");
 pub const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 /// tag name -> NamedThing (JSON). Added in schema 2.
 pub const TAGS: TableDefinition<&str, &[u8]> = TableDefinition::new("tags");
+/// system_id -> the machine's latest testing run (`TestRun`). Made on its first write: a
+/// database without it simply has no results yet, so it needs no schema version.
+pub const TEST_RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("test_results");
 
 /// A zone, resource pool or tag: a name with a description.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -141,7 +144,7 @@ pub fn put_machine(
     put_in(tx, MACHINES, &machine.system_id, machine)
 }
 
-/// Removes a machine, its MAC index entries and its history.
+/// Removes a machine, its MAC index entries, its history and its test results.
 pub fn delete_machine(tx: &WriteTransaction, machine: &Machine) -> Result<(), StoreError> {
     let mut macs = tx.open_table(MACS)?;
     for i in &machine.interfaces {
@@ -160,6 +163,7 @@ pub fn delete_machine(tx: &WriteTransaction, machine: &Machine) -> Result<(), St
     }
     drop(events);
     drop(index);
+    remove_in(tx, TEST_RESULTS, &machine.system_id)?;
     remove_in(tx, MACHINES, &machine.system_id)?;
     Ok(())
 }
