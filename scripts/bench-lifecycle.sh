@@ -21,6 +21,8 @@ target="${CARGO_TARGET_DIR:-$repo/target}"
 state=$(mktemp -d /tmp/rbx-bench-lifecycle.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export LAB_STATE="$state" LAB_NS="rbx-bench-$$" LAB_API_PORT="$port" LAB_START=0
+# DHCP replies are logged at debug level: the first ACK to the machine marks the end of firmware.
+export LAB_LOG_LEVEL="info,rackbox::dhcp=debug"
 export LAB_EPHEMERAL="${LAB_EPHEMERAL:-$target/ephemeral}" LAB_TESTOS="${LAB_TESTOS:-$target/test-os}"
 cleanup() {
     scripts/lab.sh down >/dev/null 2>&1 || true
@@ -105,9 +107,9 @@ for name, mac, fw in [("node1", "52:54:00:1a:00:01", "SeaBIOS"), ("node2", "52:5
     wait(mid, "Ready")
     t4 = time.time()
 
-    events = call("GET", f"/api/v1/machines/{mid}/events?limit=0")
-    events = events.get("items", events) if isinstance(events, dict) else events
-    ev = [(e["at_ms"] / 1000.0, e["action"], e.get("message", "")) for e in events]
+    # Newest first from the API: sorted oldest first here.
+    events = call("GET", f"/api/v1/machines/{mid}/events?limit=1000")
+    ev = sorted((e["at_ms"] / 1000.0, e["action"], e.get("message", "")) for e in events)
     logs = log_lines()
     def ev_first(a, b, pred):
         return next((t for t, act, msg in ev if a <= t <= b and pred(act, msg)), None)

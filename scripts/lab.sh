@@ -16,7 +16,7 @@
 # Environment: LAB_STATE (./lab-state), LAB_NS (rbx-lab), LAB_API_PORT (5240), LAB_ACCEL (tcg),
 # LAB_BIN (a rackbox binary to use instead of building the static one), LAB_EPHEMERAL and
 # LAB_TESTOS (directories the ephemeral environment and the test OS are built and cached in;
-# default under LAB_STATE), LAB_START=0 (add the machines but start nothing: no commissioning,
+# default under LAB_STATE), LAB_LOG_LEVEL (rackbox's log filter, default info), LAB_START=0 (add the machines but start nothing: no commissioning,
 # no power-on; tests and benchmarks drive them one at a time).
 #
 # Everything of the boot network lives in the network namespace rbx-lab: the bridge br0 at
@@ -215,7 +215,7 @@ public_url = "$INNER_API"
 
 [log]
 target = "stderr"
-level = "info"
+level = "${LAB_LOG_LEVEL:-info}"
 
 [power]
 poll_interval_secs = 30
@@ -373,6 +373,9 @@ make_machine() {
         qemu+=" -drive if=pflash,format=raw,file=\$D/OVMF_VARS.fd"
         # No option ROM: the firmware's own UEFI PXE fetches snponly.efi over TFTP.
         qemu+=" -device virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1"
+        # The boot network is IPv4, as a rack's firmware is set up for it: without this, every
+        # hand-over from iPXE to the disk first sits through OVMF's PXE-over-IPv6 timeout.
+        qemu+=" -fw_cfg name=opt/org.tianocore/IPv6PXESupport,string=no"
     else
         # SeaBIOS with the iPXE option ROM QEMU ships for virtio-net.
         qemu+=" -device virtio-net-pci,netdev=n0,mac=$mac,bootindex=1"

@@ -491,11 +491,12 @@ async fn rescue_mode_gives_the_owner_keys_and_exit_returns_to_the_previous_statu
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(m["status"], "deployed", "{m}");
+    // Back in Deployed its OS is to be started again: with manual power, by hand.
     assert!(
         m["status_message"]
             .as_str()
             .unwrap_or("")
-            .contains("left rescue mode"),
+            .contains("switch the machine on by hand"),
         "{m}"
     );
     let (_, task) = agent.call(Method::GET, "task", None).await;

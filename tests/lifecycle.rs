@@ -370,6 +370,14 @@ fn rescue_mode_returns_to_the_status_it_was_entered_from() {
         assert_eq!(t.effects, vec![lifecycle::Effect::PowerOff]);
         let t = lifecycle::apply(&t.machine, &done(), 4, &d).unwrap();
         assert_eq!(t.to, from, "rescue mode entered from {from} returns there");
+        // A Deployed machine boots its OS again (network boot -> local-disk script); the others
+        // stay off.
+        let again = if from == S::Deployed {
+            vec![lifecycle::Effect::PowerOnNetboot]
+        } else {
+            vec![]
+        };
+        assert_eq!(t.effects, again, "after rescue from {from}");
         assert_eq!(t.machine.owner, m.owner, "the owner stays");
         assert_eq!(t.machine.previous_status, None);
     }

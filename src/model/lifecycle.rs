@@ -597,7 +597,7 @@ pub fn apply(
             message = "unlocked".into();
         }
         Action::Complete { message: said } => {
-            message = if said.is_empty() {
+            let said = if said.is_empty() {
                 format!("{} complete", from.name().to_lowercase())
             } else {
                 said.clone()
@@ -605,6 +605,14 @@ pub fn apply(
             if from == S::Commissioning {
                 m.commissioned = true;
             }
+            // A Deployed machine leaves rescue mode off; switch it back on (its network boot
+            // gets the local-disk script), as MAAS starts the deployed OS again.
+            message = if from == S::ExitingRescueMode && to == S::Deployed {
+                effects.push(Effect::PowerOnNetboot);
+                format!("{said}; starting the deployed OS")
+            } else {
+                said
+            };
         }
         Action::Fail { reason } => message = reason.clone(),
         Action::TimeOut => {
