@@ -115,7 +115,7 @@ for name, mac, fw in [("node1", "52:54:00:1a:00:01", "SeaBIOS"), ("node2", "52:5
         return next((t for t, act, msg in ev if a <= t <= b and pred(act, msg)), None)
     def boot_marks(a, b):
         return [
-            ("DHCP lease (iPXE)", first(logs, a, b, lambda s: "DHCP reply sent" in s and "Ack" in s and mac in s)),
+            ("first DHCP ACK", first(logs, a, b, lambda s: "DHCP reply sent" in s and "Ack" in s and mac in s)),
             ("iPXE script served", ev_first(a, b, lambda act, m: act == "netboot")),
             ("kernel downloaded", first(logs, a, b, lambda s: "download served" in s and "vmlinuz" in s)),
             ("initrd downloaded", first(logs, a, b, lambda s: "download served" in s and "initrd" in s)),
