@@ -45,6 +45,8 @@ modules=(
 
 log() { echo "build-ephemeral: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=scripts/lib/debian.sh
+. "$repo/scripts/lib/debian.sh"
 
 for tool in apt-get apt-cache dpkg cpio gzip xz sha256sum readelf; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (scripts/deps.d/agent.sh installs the tools)"
@@ -61,34 +63,7 @@ fi
 
 # 2. Which package versions apt would download now. The kernel metapackage depends on one
 #    versioned image package; that is the one to fetch.
-resolve_kernel() {
-  apt-cache depends "$kernel_meta" 2>/dev/null |
-    awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
-}
-kernel_pkg=$(resolve_kernel || true)
-if [ -z "$kernel_pkg" ] && [ "$(id -u)" -eq 0 ]; then
-  log "apt lists do not know $kernel_meta: apt-get update"
-  apt-get update -qq
-  kernel_pkg=$(resolve_kernel || true)
-fi
-[ -n "$kernel_pkg" ] || die "cannot resolve $kernel_meta to a kernel package (apt-get update?)"
-
-# Downloads a package into the cache unless that version is there; prints the .deb path.
-fetch() {
-  local pkg=$1 version arch file
-  version=$(apt-cache policy "$pkg" | awk '/Candidate:/ { print $2 }')
-  [ -n "$version" ] && [ "$version" != "(none)" ] || die "no candidate version of $pkg"
-  arch=$(apt-cache show "$pkg=$version" | awk '/^Architecture:/ { print $2; exit }')
-  # apt-get download names files pkg_version_arch.deb with ':' escaped as %3a.
-  file="$cache/debs/${pkg}_${version//:/%3a}_${arch}.deb"
-  if [ ! -s "$file" ]; then
-    log "downloading $pkg $version"
-    # As root, apt would drop to the _apt user, which cannot write here: keep root.
-    (cd "$cache/debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$version" >&2)
-  fi
-  [ -s "$file" ] || die "apt-get download $pkg did not produce $file"
-  echo "$file"
-}
+kernel_pkg=$(resolve_kernel_package "$kernel_meta")
 kernel_deb=$(fetch "$kernel_pkg")
 busybox_deb=$(fetch busybox-static)
 # Rescue mode's SSH server: Debian's dropbear (dynamically linked) and the packages holding the
@@ -102,7 +77,7 @@ done
 # 3. Unchanged inputs: nothing to do.
 inputs=$(
   {
-    sha256sum "$script" "$bin"
+    sha256sum "$script" "$repo/scripts/lib/debian.sh" "$bin"
     basename "$kernel_deb"
     basename "$busybox_deb"
     for d in "${ssh_debs[@]}"; do basename "$d"; done
@@ -115,24 +90,9 @@ if [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ "$(cat "$out/.inputs" 
 fi
 
 # 4. Unpack the packages (each version once).
-unpack() {
-  local deb=$1 dir
-  dir="$cache/unpacked/$(basename "$deb" .deb)"
-  if [ ! -e "$dir/.done" ]; then
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    dpkg -x "$deb" "$dir"
-    touch "$dir/.done"
-  fi
-  echo "$dir"
-}
 kernel_dir=$(unpack "$kernel_deb")
 busybox_dir=$(unpack "$busybox_deb")
-vmlinuz=$(ls "$kernel_dir"/boot/vmlinuz-* 2>/dev/null | head -n1)
-[ -n "$vmlinuz" ] || die "no boot/vmlinuz-* in $kernel_deb"
-kver=${vmlinuz##*/vmlinuz-}
-moddir="$kernel_dir/lib/modules/$kver"
-[ -d "$moddir/kernel" ] || die "no kernel modules in $moddir"
+kernel_of "$kernel_dir" "$kernel_deb"
 [ -x "$busybox_dir/bin/busybox" ] || die "no bin/busybox in $busybox_deb"
 ssh_dirs=()
 for d in "${ssh_debs[@]}"; do
@@ -193,58 +153,8 @@ echo 'root:x:0:' >"$tree/etc/group"
 echo /bin/sh >"$tree/etc/shells"
 echo "rackbox ephemeral environment (kernel $kver)" >"$tree/etc/rackbox-ephemeral"
 
-# Module closure in load order (dependencies first). Debian's package has no modules.dep (its
-# postinst runs depmod), so each module's dependencies are read from its own .modinfo section,
-# the NUL-separated "depends=a,b" string. Names compare with '-' and '_' as equal, as modprobe
-# does. Built-in modules need no loading.
-declare -A path_of=() seen=()
-while IFS= read -r path; do
-  name=${path##*/}
-  name=${name%%.ko*}
-  path_of[${name//-/_}]=$path
-done < <(cd "$moddir" && find kernel -name '*.ko*')
-modinfo_depends() {
-  local f="$moddir/${path_of[$1]}"
-  case "$f" in
-    *.ko.xz) xz -dc "$f" ;;
-    *.ko.zst) zstd -qdc "$f" ;;
-    *.ko.gz) gzip -dc "$f" ;;
-    *) cat "$f" ;;
-  esac | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n1 | tr ',' ' '
-}
-builtin=" $(sed -e 's#.*/##' -e 's/\.ko.*//' -e 's/-/_/g' "$moddir/modules.builtin" 2>/dev/null | tr '\n' ' ') "
-order=()
-visit() {
-  local m=${1//-/_} d
-  [ -n "${seen[$m]:-}" ] && return 0
-  seen[$m]=1
-  [ -n "${path_of[$m]:-}" ] || return 0
-  for d in $(modinfo_depends "$m"); do
-    visit "$d"
-  done
-  order+=("$m")
-}
-for m in "${modules[@]}"; do
-  mn=${m//-/_}
-  if [ -n "${path_of[$mn]:-}" ]; then
-    visit "$mn"
-  elif [[ $builtin == *" $mn "* ]]; then
-    log "module $m is built into the kernel"
-  else
-    log "warning: module $m is not in $kver; skipped"
-  fi
-done
-: >"$tree/etc/modules.order"
-for m in "${order[@]}"; do
-  src="$moddir/${path_of[$m]}"
-  case "$src" in
-    *.ko.xz) xz -dc "$src" >"$tree/lib/modules/$m.ko" ;;
-    *.ko.zst) zstd -qdc "$src" >"$tree/lib/modules/$m.ko" ;;
-    *.ko.gz) gzip -dc "$src" >"$tree/lib/modules/$m.ko" ;;
-    *) cp "$src" "$tree/lib/modules/$m.ko" ;;
-  esac
-  echo "$m" >>"$tree/etc/modules.order"
-done
+# The modules, dependencies first, and their load order (scripts/lib/debian.sh).
+install_modules "$tree" "${modules[@]}"
 
 cat >"$tree/etc/udhcpc.script" <<'EOF'
 #!/bin/sh

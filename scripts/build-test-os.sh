@@ -73,40 +73,15 @@ grub_efi_modules=("${grub_common_modules[@]}" efi_gop efi_uga)
 
 log() { echo "build-test-os: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=scripts/lib/debian.sh
+. "$repo/scripts/lib/debian.sh"
 
 for tool in apt-get apt-cache dpkg cpio gzip xz sha256sum sgdisk mformat mmd mcopy dd truncate ldd; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (scripts/deps.d/testos.sh installs the tools)"
 done
 
 # 1. Which package versions apt would download now.
-resolve_kernel() {
-  apt-cache depends "$kernel_meta" 2>/dev/null |
-    awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
-}
-kernel_pkg=$(resolve_kernel || true)
-if [ -z "$kernel_pkg" ] && [ "$(id -u)" -eq 0 ]; then
-  log "apt lists do not know $kernel_meta: apt-get update"
-  apt-get update -qq
-  kernel_pkg=$(resolve_kernel || true)
-fi
-[ -n "$kernel_pkg" ] || die "cannot resolve $kernel_meta to a kernel package (apt-get update?)"
-
-# Downloads a package into the cache unless that version is there; prints the .deb path.
-fetch() {
-  local pkg=$1 version arch file
-  version=$(apt-cache policy "$pkg" | awk '/Candidate:/ { print $2 }')
-  [ -n "$version" ] && [ "$version" != "(none)" ] || die "no candidate version of $pkg"
-  arch=$(apt-cache show "$pkg=$version" | awk '/^Architecture:/ { print $2; exit }')
-  # apt-get download names files pkg_version_arch.deb with ':' escaped as %3a.
-  file="$cache/debs/${pkg}_${version//:/%3a}_${arch}.deb"
-  if [ ! -s "$file" ]; then
-    log "downloading $pkg $version"
-    # As root, apt would drop to the _apt user, which cannot write here: keep root.
-    (cd "$cache/debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$version" >&2)
-  fi
-  [ -s "$file" ] || die "apt-get download $pkg did not produce $file"
-  echo "$file"
-}
+kernel_pkg=$(resolve_kernel_package "$kernel_meta")
 kernel_deb=$(fetch "$kernel_pkg")
 busybox_deb=$(fetch busybox-static)
 grub_pc_deb=$(fetch grub-pc-bin)
@@ -116,7 +91,7 @@ grub_common_deb=$(fetch grub-common)
 # 2. Unchanged inputs: nothing to do.
 inputs=$(
   {
-    sha256sum "$script"
+    sha256sum "$script" "$repo/scripts/lib/debian.sh"
     for d in "$kernel_deb" "$busybox_deb" "$grub_pc_deb" "$grub_efi_deb" "$grub_common_deb"; do
       basename "$d"
     done
@@ -134,27 +109,12 @@ if [ "$up_to_date" = 1 ] && [ "$(cat "$out/.inputs" 2>/dev/null)" = "$inputs" ];
 fi
 
 # 3. Unpack the packages (each version once).
-unpack() {
-  local deb=$1 dir
-  dir="$cache/unpacked/$(basename "$deb" .deb)"
-  if [ ! -e "$dir/.done" ]; then
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    dpkg -x "$deb" "$dir"
-    touch "$dir/.done"
-  fi
-  echo "$dir"
-}
 kernel_dir=$(unpack "$kernel_deb")
 busybox_dir=$(unpack "$busybox_deb")
 grub_pc_dir=$(unpack "$grub_pc_deb")/usr/lib/grub/i386-pc
 grub_efi_dir=$(unpack "$grub_efi_deb")/usr/lib/grub/x86_64-efi
 grub_mkimage=$(unpack "$grub_common_deb")/usr/bin/grub-mkimage
-vmlinuz=$(ls "$kernel_dir"/boot/vmlinuz-* 2>/dev/null | head -n1)
-[ -n "$vmlinuz" ] || die "no boot/vmlinuz-* in $kernel_deb"
-kver=${vmlinuz##*/vmlinuz-}
-moddir="$kernel_dir/lib/modules/$kver"
-[ -d "$moddir/kernel" ] || die "no kernel modules in $moddir"
+kernel_of "$kernel_dir" "$kernel_deb"
 [ -x "$busybox_dir/bin/busybox" ] || die "no bin/busybox in $busybox_deb"
 [ -f "$grub_pc_dir/boot.img" ] && [ -f "$grub_pc_dir/diskboot.img" ] || die "no boot.img/diskboot.img in $grub_pc_deb"
 [ -f "$grub_efi_dir/kernel.img" ] || die "no x86_64-efi kernel.img in $grub_efi_deb"
@@ -175,52 +135,8 @@ mkdir -p "$tree"/{bin,dev,proc,sys,tmp,run,etc,mnt/seed,lib/modules}
 cp "$busybox_dir/bin/busybox" "$tree/bin/busybox"
 chmod 755 "$tree/bin/busybox"
 
-# Module closure in load order (dependencies first), as build-ephemeral.sh does it: Debian's
-# package has no modules.dep (its postinst runs depmod), so each module's dependencies are read
-# from its own .modinfo section. Names compare with '-' and '_' as equal. Built-ins are skipped.
-declare -A path_of=() seen=()
-while IFS= read -r path; do
-  name=${path##*/}
-  name=${name%%.ko*}
-  path_of[${name//-/_}]=$path
-done < <(cd "$moddir" && find kernel -name '*.ko*')
-decompress_module() {
-  case "$1" in
-    *.ko.xz) xz -dc "$1" ;;
-    *.ko.zst) zstd -qdc "$1" ;;
-    *.ko.gz) gzip -dc "$1" ;;
-    *) cat "$1" ;;
-  esac
-}
-modinfo_depends() {
-  decompress_module "$moddir/${path_of[$1]}" |
-    tr '\0' '\n' | sed -n 's/^depends=//p' | head -n1 | tr ',' ' '
-}
-builtin=" $(sed -e 's#.*/##' -e 's/\.ko.*//' -e 's/-/_/g' "$moddir/modules.builtin" 2>/dev/null | tr '\n' ' ') "
-order=()
-visit() {
-  local m=${1//-/_} d
-  [ -n "${seen[$m]:-}" ] && return 0
-  seen[$m]=1
-  [ -n "${path_of[$m]:-}" ] || return 0
-  for d in $(modinfo_depends "$m"); do
-    visit "$d"
-  done
-  order+=("$m")
-}
-for m in "${modules[@]}"; do
-  mn=${m//-/_}
-  if [ -n "${path_of[$mn]:-}" ]; then
-    visit "$mn"
-  elif [[ $builtin != *" $mn "* ]]; then
-    log "warning: module $m is not in $kver; skipped"
-  fi
-done
-: >"$tree/etc/modules.order"
-for m in "${order[@]}"; do
-  decompress_module "$moddir/${path_of[$m]}" >"$tree/lib/modules/$m.ko"
-  echo "$m" >>"$tree/etc/modules.order"
-done
+# The modules, dependencies first, and their load order (scripts/lib/debian.sh).
+install_modules "$tree" "${modules[@]}"
 
 cat >"$tree/etc/udhcpc.script" <<'EOF'
 #!/bin/sh
