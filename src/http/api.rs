@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -453,13 +453,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/zones",
         access: Access::User,
         summary: "List zones",
-        handler: || {
-            get(|s: State<AppState>| list_named(s, CatalogKind::Zone)).post(
-                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
-                    create_named(s, p, b, CatalogKind::Zone)
-                },
-            )
-        },
+        handler: zones_handler,
         query: None,
         request: None,
         response: Some(schema::<Vec<NamedThing>>),
@@ -470,13 +464,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/zones",
         access: Access::Admin,
         summary: "Create a zone",
-        handler: || {
-            get(|s: State<AppState>| list_named(s, CatalogKind::Zone)).post(
-                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
-                    create_named(s, p, b, CatalogKind::Zone)
-                },
-            )
-        },
+        handler: zones_handler,
         query: None,
         request: Some(schema::<NamedRequest>),
         response: Some(schema::<NamedThing>),
@@ -487,13 +475,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/zones/{name}",
         access: Access::User,
         summary: "Show a zone",
-        handler: || {
-            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Zone)).delete(
-                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
-                    delete_named(s, p, n, CatalogKind::Zone)
-                },
-            )
-        },
+        handler: zone_handler,
         query: None,
         request: None,
         response: Some(schema::<NamedThing>),
@@ -504,13 +486,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/zones/{name}",
         access: Access::Admin,
         summary: "Delete a zone no machine uses",
-        handler: || {
-            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Zone)).delete(
-                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
-                    delete_named(s, p, n, CatalogKind::Zone)
-                },
-            )
-        },
+        handler: zone_handler,
         query: None,
         request: None,
         response: None,
@@ -521,13 +497,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/pools",
         access: Access::User,
         summary: "List resource pools",
-        handler: || {
-            get(|s: State<AppState>| list_named(s, CatalogKind::Pool)).post(
-                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
-                    create_named(s, p, b, CatalogKind::Pool)
-                },
-            )
-        },
+        handler: pools_handler,
         query: None,
         request: None,
         response: Some(schema::<Vec<NamedThing>>),
@@ -538,13 +508,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/pools",
         access: Access::Admin,
         summary: "Create a resource pool",
-        handler: || {
-            get(|s: State<AppState>| list_named(s, CatalogKind::Pool)).post(
-                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
-                    create_named(s, p, b, CatalogKind::Pool)
-                },
-            )
-        },
+        handler: pools_handler,
         query: None,
         request: Some(schema::<NamedRequest>),
         response: Some(schema::<NamedThing>),
@@ -555,13 +519,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/pools/{name}",
         access: Access::User,
         summary: "Show a resource pool",
-        handler: || {
-            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Pool)).delete(
-                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
-                    delete_named(s, p, n, CatalogKind::Pool)
-                },
-            )
-        },
+        handler: pool_handler,
         query: None,
         request: None,
         response: Some(schema::<NamedThing>),
@@ -572,13 +530,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/pools/{name}",
         access: Access::Admin,
         summary: "Delete a resource pool no machine uses",
-        handler: || {
-            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Pool)).delete(
-                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
-                    delete_named(s, p, n, CatalogKind::Pool)
-                },
-            )
-        },
+        handler: pool_handler,
         query: None,
         request: None,
         response: None,
@@ -589,13 +541,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/tags",
         access: Access::User,
         summary: "List tags",
-        handler: || {
-            get(|s: State<AppState>| list_named(s, CatalogKind::Tag)).post(
-                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
-                    create_named(s, p, b, CatalogKind::Tag)
-                },
-            )
-        },
+        handler: tags_handler,
         query: None,
         request: None,
         response: Some(schema::<Vec<NamedThing>>),
@@ -606,13 +552,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/tags",
         access: Access::Admin,
         summary: "Create a tag",
-        handler: || {
-            get(|s: State<AppState>| list_named(s, CatalogKind::Tag)).post(
-                |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
-                    create_named(s, p, b, CatalogKind::Tag)
-                },
-            )
-        },
+        handler: tags_handler,
         query: None,
         request: Some(schema::<NamedRequest>),
         response: Some(schema::<NamedThing>),
@@ -623,13 +563,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/tags/{name}",
         access: Access::User,
         summary: "Show a tag",
-        handler: || {
-            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Tag)).delete(
-                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
-                    delete_named(s, p, n, CatalogKind::Tag)
-                },
-            )
-        },
+        handler: tag_handler,
         query: None,
         request: None,
         response: Some(schema::<NamedThing>),
@@ -640,13 +574,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/tags/{name}",
         access: Access::Admin,
         summary: "Delete a tag no machine carries",
-        handler: || {
-            get(|s: State<AppState>, n: Path<String>| show_named(s, n, CatalogKind::Tag)).delete(
-                |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
-                    delete_named(s, p, n, CatalogKind::Tag)
-                },
-            )
-        },
+        handler: tag_handler,
         query: None,
         request: None,
         response: None,
@@ -1149,6 +1077,48 @@ async fn revoke_token(
 ) -> ApiResult<StatusCode> {
     s.service.revoke_token(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The handlers of a catalog's collection (list, create) and of one entry (show, delete): one
+/// shape for zones, pools and tags.
+fn named_collection(kind: CatalogKind) -> MethodRouter<AppState> {
+    get(move |s: State<AppState>| list_named(s, kind)).post(
+        move |s: State<AppState>, p: Extension<Principal>, b: JsonBody<NamedRequest>| {
+            create_named(s, p, b, kind)
+        },
+    )
+}
+
+fn named_item(kind: CatalogKind) -> MethodRouter<AppState> {
+    get(move |s: State<AppState>, n: Path<String>| show_named(s, n, kind)).delete(
+        move |s: State<AppState>, p: Extension<Principal>, n: Path<String>| {
+            delete_named(s, p, n, kind)
+        },
+    )
+}
+
+fn zones_handler() -> MethodRouter<AppState> {
+    named_collection(CatalogKind::Zone)
+}
+
+fn zone_handler() -> MethodRouter<AppState> {
+    named_item(CatalogKind::Zone)
+}
+
+fn pools_handler() -> MethodRouter<AppState> {
+    named_collection(CatalogKind::Pool)
+}
+
+fn pool_handler() -> MethodRouter<AppState> {
+    named_item(CatalogKind::Pool)
+}
+
+fn tags_handler() -> MethodRouter<AppState> {
+    named_collection(CatalogKind::Tag)
+}
+
+fn tag_handler() -> MethodRouter<AppState> {
+    named_item(CatalogKind::Tag)
 }
 
 async fn list_named(
