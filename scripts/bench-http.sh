@@ -2,14 +2,15 @@
 # HTTP serving benchmark: one image to many concurrent clients on loopback, rackbox beside nginx
 # serving the same file. Prints a table; asserts nothing.
 #   scripts/bench-http.sh [SIZE_MIB=1024] [CLIENTS=50]
-# Needs: nginx (apt-get install nginx-light or nginx), curl; builds the release binary.
+# Needs: nginx (apt-get install nginx-light or nginx), curl; builds the release binary unless
+# RACKBOX_BIN names one (e.g. the static one of scripts/build-static.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
 clients=${2:-50}
 command -v nginx >/dev/null || { echo "bench-http.sh: needs nginx (apt-get install -y nginx-light)" >&2; exit 1; }
-cargo build --release --quiet
-bin=target/release/rackbox
+bin=${RACKBOX_BIN:-target/release/rackbox}
+[ -n "${RACKBOX_BIN:-}" ] || cargo build --release --quiet
 work=$(mktemp -d /tmp/rbx-bench-http.XXXXXX)
 # nginx workers run as an unprivileged user: they must be able to read the file.
 chmod 755 "$work"
