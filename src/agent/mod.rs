@@ -4,12 +4,14 @@
 //!
 //! - [`cmdline`]: the settings the boot loader passes on the kernel command line.
 //! - [`inventory`]: the hardware, from /proc, /sys and SMBIOS.
+//! - [`bmc`]: the BMC in-band (/dev/ipmi0): its LAN address, and a BMC user for the appliance.
 //! - [`client`]: the protocol, with bounded retries.
 //! - [`run`]: the task loop (commission, test, deploy, erase, rescue, wait, power off, reboot).
 //! - [`deploy`]: stream, decompress, verify and write an image, then add the cloud-init seed
 //!   ([`seed`], [`partition`]).
 //! - [`erase`]: quick, full and secure disk erasing.
 
+pub mod bmc;
 pub mod client;
 pub mod cmdline;
 pub mod deploy;
