@@ -347,7 +347,9 @@ make_machine() {
     ip -n "$NS" link set "tap$i" up
 
     # graphics=off: SeaBIOS and iPXE print on the serial port too (what -nographic does).
-    qemu="qemu-system-x86_64 -name $name -accel $ACCEL -m 1024 -display none -machine graphics=off"
+    # -cpu max: RDRAND, so the guest kernel's random generator is seeded at once as on a real
+    # server (the agent will not make a BMC password from an unseeded one).
+    qemu="qemu-system-x86_64 -name $name -accel $ACCEL -cpu max -m 1024 -display none -machine graphics=off"
     qemu+=" -nodefaults -monitor none"
     qemu+=" -daemonize -pidfile \$D/qemu.pid"
     qemu+=" -chardev file,id=ser0,path=\$D/serial.log,append=on -serial chardev:ser0"

@@ -234,9 +234,43 @@ pub fn parse_user_name(data: &[u8]) -> Result<String, BmcError> {
     Ok(String::from_utf8_lossy(&name[..end]).trim().to_string())
 }
 
-/// A random password of [`PASSWORD_LEN`] letters and digits.
-pub fn random_password() -> String {
-    crate::model::ids::random_token(PASSWORD_LEN)
+/// How long a password waits for the kernel's random generator to be seeded. Early in a
+/// ramdisk on a machine without a hardware generator (a VM without RDRAND or virtio-rng) it may
+/// not be for minutes; a blocking read would stall commissioning.
+pub const ENTROPY_WAIT: Duration = Duration::from_secs(30);
+
+/// Letters and digits from `bytes` (rejection sampling: no bias), up to `len` of them.
+pub fn password_from_bytes(bytes: &[u8], len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let limit = 256 - 256 % ALPHABET.len(); // 248: a multiple of 62
+    bytes
+        .iter()
+        .filter(|&&b| usize::from(b) < limit)
+        .map(|&b| char::from(ALPHABET[usize::from(b) % ALPHABET.len()]))
+        .take(len)
+        .collect()
+}
+
+/// A random password of [`PASSWORD_LEN`] letters and digits from the kernel's seeded generator
+/// (getrandom without blocking, retried until `wait` has passed); None when it is not seeded by
+/// then: no weak password is ever made.
+pub fn random_password(wait: Duration) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let mut buf = [0u8; 64];
+        // SAFETY: getrandom writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
+        if usize::try_from(n).is_ok_and(|n| n == buf.len()) {
+            let pw = password_from_bytes(&buf, PASSWORD_LEN);
+            if pw.len() == PASSWORD_LEN {
+                return Some(pw);
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 // --- flows over any transport --------------------------------------------------------------
@@ -423,7 +457,13 @@ pub fn discover_device(
         tracing::warn!("BMC: no LAN channel, so no user created");
         return Ok((found, None));
     };
-    let password = random_password();
+    let Some(password) = random_password(ENTROPY_WAIT) else {
+        tracing::warn!(
+            wait = ?ENTROPY_WAIT,
+            "BMC: the kernel's random generator is not seeded, so no BMC user is created"
+        );
+        return Ok((found, None));
+    };
     match ensure_user(&mut dev, channel, BMC_USER, &password) {
         Ok(_) => Ok((
             found,
@@ -730,9 +770,16 @@ mod tests {
         );
         assert_eq!(parse_user_name(&[0; 16]).ok().as_deref(), Some(""));
         assert_eq!(parse_max_users(&[0x3f, 0x02, 0x00, 0x14]).ok(), Some(63));
-        let pw = random_password();
+        let pw = random_password(Duration::ZERO).expect("the test machine's generator is seeded");
         assert_eq!(pw.len(), PASSWORD_LEN);
-        assert_ne!(pw, random_password());
+        assert!(pw.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(Some(pw), random_password(Duration::ZERO));
+        // Bytes at or above 248 are skipped, the rest map onto the alphabet.
+        assert_eq!(
+            password_from_bytes(&[0, 61, 62, 248, 255, 25, 26], 16),
+            "A9AZa"
+        );
+        assert_eq!(password_from_bytes(&[1; 40], 16).len(), 16);
     }
 
     #[test]
