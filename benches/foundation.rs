@@ -69,6 +69,7 @@ fn machine(i: usize) -> Machine {
         description: String::new(),
         power: PowerSettings::default(),
         power_state: PowerStatus::default(),
+        discovered_bmc: None,
         deploy: None,
         erase: None,
         test_after_commission: false,

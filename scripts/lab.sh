@@ -349,16 +349,26 @@ machine_vars() {
 # Machine i's disk, tap device and BMC (powered off). Made before rackbox starts, so that its
 # first power-state poll finds the BMCs answering.
 make_machine() {
-    local i="$1" firmware name mac d bmc_port vm_port qemu boot_type
+    local i="$1" firmware name mac d bmc_port vm_port qemu boot_type bmc_ip bmc_mac
     machine_vars "$i"
+    # Two LAN channels: 1 on the namespace's 127.0.0.1:$bmc_port (how the lab adds the machine),
+    # 2 on the BMC's own address on the boot network, 192.0.2.200+i:623 (outside the DHCP range
+    # .100-.199), which is also what channel 2 reports in-band (Get LAN Configuration
+    # Parameters, through its lan_config_program): the BMC that commissioning discovers from
+    # inside the machine is one rackbox reaches. (ipmi_sim takes one address per channel.)
+    bmc_ip="192.0.2.$((200 + i))"
+    bmc_mac="$(printf '52:54:00:1b:00:%02x' "$i")"
     mkdir -p "$d/bmc-state"
+    ip -n "$NS" addr add "$bmc_ip/32" dev br0
     [ -e "$d/disk.raw" ] || truncate -s 4G "$d/disk.raw"
     ip -n "$NS" tuntap add "tap$i" mode tap
     ip -n "$NS" link set "tap$i" master br0
     ip -n "$NS" link set "tap$i" up
 
     # graphics=off: SeaBIOS and iPXE print on the serial port too (what -nographic does).
-    qemu="qemu-system-x86_64 -name $name -accel $ACCEL -m 1024 -display none -machine graphics=off"
+    # -cpu max: RDRAND, so the guest kernel's random generator is seeded at once as on a real
+    # server (the agent will not make a BMC password from an unseeded one).
+    qemu="qemu-system-x86_64 -name $name -accel $ACCEL -cpu max -m 1024 -display none -machine graphics=off"
     qemu+=" -nodefaults -monitor none"
     qemu+=" -daemonize -pidfile \$D/qemu.pid"
     qemu+=" -chardev file,id=ser0,path=\$D/serial.log,append=on -serial chardev:ser0"
@@ -381,6 +391,26 @@ make_machine() {
         qemu+=" -device virtio-net-pci,netdev=n0,mac=$mac,bootindex=1"
     fi
     write_chassis "$d" "$qemu"
+    # ipmi_sim runs it as `lan-control.sh lan0 get NAME...` and prints NAME:VALUE lines; sets
+    # are refused (the lab's BMC addresses are fixed).
+    cat >"$d/lan-control.sh" <<EOF
+#!/bin/sh
+# Written by scripts/lab.sh: the LAN configuration the BMC of $name reports.
+[ "\$2" = get ] || { echo "the lab's BMC LAN settings are fixed"; exit 1; }
+shift 2
+for p in "\$@"; do
+    case "\$p" in
+    ip_addr) echo "ip_addr:$bmc_ip" ;;
+    ip_addr_src) echo "ip_addr_src:static" ;;
+    mac_addr) echo "mac_addr:$bmc_mac" ;;
+    subnet_mask) echo "subnet_mask:255.255.255.0" ;;
+    default_gw_ip_addr) echo "default_gw_ip_addr:192.0.2.1" ;;
+    *_mac_addr) echo "\$p:00:00:00:00:00:00" ;;
+    *) echo "\$p:0.0.0.0" ;;
+    esac
+done
+EOF
+    chmod 755 "$d/lan-control.sh"
     cat >"$d/lan.conf" <<EOF
 name "$name"
 set_working_mc 0x20
@@ -392,6 +422,16 @@ set_working_mc 0x20
     allowed_auths_operator none md2 md5 straight
     allowed_auths_admin md5 straight
     guid $(printf 'a1b2c3d4e5f60718293a4b5c6d7e%04x' "$i")
+  endlan
+  startlan 2
+    addr $bmc_ip 623
+    lan_config_program "$d/lan-control.sh lan0"
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin md5 straight
+    guid $(printf 'a1b2c3d4e5f60718293a4b5c6d7f%04x' "$i")
   endlan
   serial 15 127.0.0.1 $vm_port codec VM
   chassis_control "$d/chassis.sh"

@@ -751,3 +751,188 @@ fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+/// Boots `mac` for its current work and returns its agent.
+async fn agent_of<'a>(api: &'a Api, mac: &str) -> Agent<'a> {
+    Agent {
+        api,
+        token: token_of(&script(api, mac).await),
+    }
+}
+
+async fn events_text(api: &Api, token: &str, id: &str) -> (Vec<String>, String) {
+    let (s, events) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/machines/{id}/events"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{events}");
+    let actions = events
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|e| e["action"].as_str().map(str::to_string))
+        .collect();
+    (actions, events.to_string())
+}
+
+/// Commissioning with a BMC: a machine without power settings gets IPMI power settings from the
+/// BMC address and the BMC user the agent reports; one with settings keeps them and the
+/// discovered BMC is recorded beside them; 0.0.0.0 is no address. The BMC password reaches the
+/// power parameters only: not the stored inventory, not the events, and non-admins see it masked.
+#[tokio::test]
+async fn commissioning_takes_power_settings_from_the_discovered_bmc() {
+    const BMC_PASS: &str = "Gen3rated-BMC-pw";
+    let dir = tempfile::tempdir().unwrap();
+    let mut bare = common::machine("bmc221", Status::New, 0, 0);
+    bare.interfaces[0].mac = "52:54:00:bb:00:01".into();
+    let mut owned = common::machine("bmc222", Status::New, 0, 0);
+    owned.interfaces[0].mac = "52:54:00:bb:00:02".into();
+    owned.power = rackbox::model::PowerSettings {
+        power_type: "command".into(),
+        parameters: json!({"power_on_command": "true", "power_off_command": "true"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    };
+    let mut dark = common::machine("bmc223", Status::New, 0, 0);
+    dark.interfaces[0].mac = "52:54:00:bb:00:03".into();
+    common::seed(dir.path(), vec![bare, owned, dark]);
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let (s, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "carol", "password": "password123"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let carol = api.login("carol", "password123").await;
+    for id in ["bmc221", "bmc222", "bmc223"] {
+        let (s, v) = api
+            .call(
+                Method::POST,
+                &format!("/api/v1/machines/{id}/actions/commission"),
+                Some(&admin),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    // The BMC address is loopback: the power sync that follows speaks to nothing outside.
+    let with_bmc = |mac: &str, ip: &str, credentials: bool| {
+        let mut inv = inventory(mac);
+        inv["bmc"] = json!({
+            "present": true, "ipmi_device": true, "smbios_ipmi": null,
+            "lan": {"channel": 1, "ip_address": ip, "ip_source": "static", "netmask": "255.0.0.0",
+                    "gateway": "0.0.0.0", "mac": "52:54:00:bb:10:01", "vlan": null},
+        });
+        if credentials {
+            inv["bmc"]["credentials"] = json!({"username": "maas", "password": BMC_PASS});
+        }
+        inv
+    };
+
+    // No power settings: the agent is asked for a BMC user, and its BMC becomes the power.
+    let agent = agent_of(&api, "52:54:00:bb:00:01").await;
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(task, json!({"task": "commission", "create_bmc_user": true}));
+    let (s, v) = agent
+        .call(
+            Method::POST,
+            "inventory",
+            Some(with_bmc("52:54:00:bb:00:01", "127.0.0.1", true)),
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/bmc221", Some(&admin), None)
+        .await;
+    assert_eq!(m["power"]["power_type"], "ipmi", "{m}");
+    let p = &m["power"]["parameters"];
+    assert_eq!(p["power_address"], "127.0.0.1");
+    assert_eq!(p["power_user"], "maas");
+    assert_eq!(p["power_pass"], BMC_PASS, "admins see it");
+    assert_eq!(m["discovered_bmc"]["address"], "127.0.0.1");
+    assert_eq!(m["discovered_bmc"]["user"], "maas");
+    assert_eq!(m["discovered_bmc"]["applied"], true);
+    assert_eq!(m["inventory"]["bmc"]["lan"]["ip_address"], "127.0.0.1");
+    assert!(
+        m["inventory"]["bmc"].get("credentials").is_none(),
+        "the stored inventory keeps no credentials: {}",
+        m["inventory"]["bmc"]
+    );
+    let (_, seen) = api
+        .call(Method::GET, "/api/v1/machines/bmc221", Some(&carol), None)
+        .await;
+    assert_eq!(seen["power"]["parameters"]["power_pass"], "********");
+    assert!(!seen.to_string().contains(BMC_PASS), "{seen}");
+    let (actions, text) = events_text(&api, &admin, "bmc221").await;
+    assert!(actions.iter().any(|a| a == "bmc_discovered"), "{actions:?}");
+    assert!(
+        text.contains("BMC discovered at 127.0.0.1") && text.contains("BMC user maas"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(BMC_PASS),
+        "the password is in an event: {text}"
+    );
+
+    // Power settings of its own: no BMC user asked for; the discovered BMC is recorded and the
+    // settings are kept (even if an agent sends credentials anyway).
+    let agent = agent_of(&api, "52:54:00:bb:00:02").await;
+    let (_, task) = agent.call(Method::GET, "task", None).await;
+    assert_eq!(
+        task,
+        json!({"task": "commission", "create_bmc_user": false})
+    );
+    let (s, _) = agent
+        .call(
+            Method::POST,
+            "inventory",
+            Some(with_bmc("52:54:00:bb:00:02", "127.0.0.2", true)),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/bmc222", Some(&admin), None)
+        .await;
+    assert_eq!(m["power"]["power_type"], "command", "{m}");
+    assert_eq!(m["power"]["parameters"]["power_on_command"], "true");
+    assert!(m["power"]["parameters"].get("power_pass").is_none());
+    assert_eq!(m["discovered_bmc"]["address"], "127.0.0.2");
+    assert_eq!(m["discovered_bmc"]["applied"], false);
+    assert!(!m.to_string().contains(BMC_PASS), "{m}");
+    let (_, text) = events_text(&api, &admin, "bmc222").await;
+    assert!(
+        text.contains("BMC discovered at 127.0.0.2") && text.contains("are kept"),
+        "{text}"
+    );
+
+    // A BMC whose LAN has no address: nothing to take, nothing recorded.
+    let agent = agent_of(&api, "52:54:00:bb:00:03").await;
+    let (s, _) = agent
+        .call(
+            Method::POST,
+            "inventory",
+            Some(with_bmc("52:54:00:bb:00:03", "0.0.0.0", false)),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/bmc223", Some(&admin), None)
+        .await;
+    assert_eq!(m["power"]["power_type"], "", "{m}");
+    assert!(m["discovered_bmc"].is_null(), "{m}");
+    let (actions, _) = events_text(&api, &admin, "bmc223").await;
+    assert!(
+        !actions.iter().any(|a| a == "bmc_discovered"),
+        "{actions:?}"
+    );
+}

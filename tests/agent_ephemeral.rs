@@ -9,6 +9,11 @@
 //! host's 127.0.0.1), so /init's driver loading and DHCP, and the agent's HTTP, deploy and
 //! power-off are exercised end to end on a virtio disk.
 //!
+//! The first two VMs have a KCS IPMI interface (isa-ipmi-kcs) attached to an ipmi_sim BMC whose LAN
+//! configuration names its own address: the first test checks that the inventory reports the
+//! BMC's LAN channel and address read in-band through /dev/ipmi0, the second commissions with
+//! `create_bmc_user` and logs in to the BMC over the LAN with the user the agent created.
+//!
 //! A third boots it into rescue mode: the fake appliance hands the agent a rescue task with a
 //! freshly made SSH key, QEMU forwards 127.0.0.1:<port> to the guest's port 22, and ssh with
 //! that key runs a command in the ramdisk; another key is refused.
@@ -17,6 +22,7 @@
 //! two cores); later runs reuse them. Needs qemu-system-x86_64 (scripts/deps.d/agent.sh).
 
 mod agent_support;
+mod power_support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -28,10 +34,25 @@ use rackbox::agent::inventory::{Firmware, Inventory};
 use rackbox::agent::run::{INVENTORY_BEGIN, INVENTORY_END};
 
 use agent_support::{
-    MIB, appliance, calls_of, check_deployed, compress, deploy_task, lock, make_image, mcopy,
-    only_complete, serve,
+    MIB, appliance, calls_of, check_deployed, compress, deploy_task, lock, make_image, mcopy, serve,
 };
+use power_support::{GUEST_BMC_MAC, IpmiSim, SimMode};
 use serde_json::json;
+
+/// QEMU's arguments that give the VM a KCS IPMI interface to `sim` (an external BMC).
+fn bmc_args(sim: &IpmiSim) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!(
+            "socket,id=ipmi0,host=127.0.0.1,port={},reconnect=10",
+            sim.serial
+        ),
+        "-device".into(),
+        "ipmi-bmc-extern,id=bmc0,chardev=ipmi0".into(),
+        "-device".into(),
+        "isa-ipmi-kcs,bmc=bmc0".into(),
+    ]
+}
 
 /// Where the ramdisk is built: shared by test runs so that the cache works.
 fn ephemeral_dir() -> PathBuf {
@@ -125,6 +146,7 @@ fn the_ramdisk_boots_and_reports_the_vm_it_runs_in() {
         .and_then(|f| f.set_len(disk_size))
         .expect("disk");
 
+    let sim = IpmiSim::start(SimMode::Guest);
     let (cpus, mem_mib) = (2u32, 768u64);
     let (exited, console) = run_bounded(
         Command::new("qemu-system-x86_64")
@@ -141,6 +163,7 @@ fn the_ramdisk_boots_and_reports_the_vm_it_runs_in() {
             .arg("-drive")
             .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
             .args(["-device", "virtio-blk-pci,drive=d0,serial=rbx-disk-1"])
+            .args(bmc_args(&sim))
             .stdin(Stdio::null()),
         // TCG on a busy two-core machine: booting takes seconds to a minute or two.
         Duration::from_secs(10 * 60),
@@ -180,6 +203,30 @@ fn the_ramdisk_boots_and_reports_the_vm_it_runs_in() {
         "{:?}",
         inv.pci
     );
+    // The BMC, in-band: its identity and its LAN channel with the address it reports.
+    assert!(inv.bmc.ipmi_device, "/dev/ipmi0: {:?}", inv.bmc);
+    let ipmi = inv.bmc.ipmi.as_ref().unwrap_or_else(|| {
+        panic!(
+            "no Get Device ID answer: {:?}; console end:\n{tail}",
+            inv.bmc
+        )
+    });
+    assert_eq!(ipmi.ipmi_version, "2.0");
+    assert_eq!(
+        ipmi.manufacturer_id, 0x1291,
+        "ipmi_sim's emu.cmds says 0x1291"
+    );
+    let lan = inv
+        .bmc
+        .lan
+        .as_ref()
+        .unwrap_or_else(|| panic!("no BMC LAN channel: {:?}; console end:\n{tail}", inv.bmc));
+    assert_eq!(lan.channel, 1);
+    assert_eq!(lan.ip_address, "127.0.0.1");
+    assert_eq!(lan.ip_source, "static");
+    assert_eq!(lan.netmask, "255.0.0.0");
+    assert_eq!(lan.mac, GUEST_BMC_MAC);
+    assert_eq!(inv.bmc.credentials, None, "printing creates no BMC user");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,8 +238,10 @@ async fn the_ramdisk_deploys_an_image_over_the_network() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = make_image(dir.path(), "gpt", 20 * MIB);
     let gz = compress("gzip", &image);
+    let sim = IpmiSim::start(SimMode::Guest);
     let s = appliance(vec![
         json!({"task": "wait", "seconds": 1}),
+        json!({"task": "commission", "create_bmc_user": true}),
         deploy_task("img.raw.gz", &gz, "raw.gz", ""),
         json!({"task": "poweroff"}),
     ]);
@@ -212,12 +261,17 @@ async fn the_ramdisk_deploys_an_image_over_the_network() {
         "user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:56,\
          guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{port}"
     );
+    let bmc = bmc_args(&sim);
     let (exited, console) = tokio::task::spawn_blocking(move || {
         run_bounded(
             Command::new("qemu-system-x86_64")
+                // `max`: RDRAND, which seeds the guest kernel's random generator at once, as on
+                // a real server (the BMC password needs it; qemu64 has no hardware generator).
                 .args([
                     "-accel",
                     "tcg",
+                    "-cpu",
+                    "max",
                     "-nographic",
                     "-no-reboot",
                     "-smp",
@@ -237,6 +291,7 @@ async fn the_ramdisk_deploys_an_image_over_the_network() {
                 .args(["-nic", &nic])
                 .args(["-drive", &disk_arg])
                 .args(["-device", "virtio-blk-pci,drive=d0"])
+                .args(&bmc)
                 .stdin(Stdio::null()),
             Duration::from_secs(10 * 60),
         )
@@ -245,10 +300,52 @@ async fn the_ramdisk_deploys_an_image_over_the_network() {
     .expect("qemu");
     let tail: String = {
         let lines: Vec<&str> = console.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        lines[lines.len().saturating_sub(150)..].join("\n")
     };
-    assert!(exited, "the agent powered the VM off; console end:\n{tail}");
-    let done = only_complete(&s);
+    assert!(
+        exited,
+        "the agent powered the VM off; console end:\n{tail}\nBMC log:\n{}",
+        sim.log()
+    );
+
+    // Commissioning: the BMC's address, and a user of its own that works over the LAN.
+    assert_eq!(
+        calls_of(&s, "fail"),
+        Vec::<serde_json::Value>::new(),
+        "no failure; console end:\n{tail}"
+    );
+    let inventories = calls_of(&s, "inventory");
+    assert_eq!(inventories.len(), 1, "console end:\n{tail}");
+    let bmc = &inventories[0]["bmc"];
+    assert_eq!(bmc["lan"]["ip_address"], "127.0.0.1", "{bmc}");
+    assert_eq!(bmc["credentials"]["username"], "maas", "{bmc}");
+    let password = bmc["credentials"]["password"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no BMC password in {bmc}"));
+    assert_eq!(password.len(), 16);
+    assert!(
+        !console.contains(password),
+        "the BMC password is on the console"
+    );
+    let status = sim
+        .ipmitool_as("maas", password, &["chassis", "power", "status"])
+        .unwrap_or_else(|e| panic!("the created BMC user cannot log in: {e}\n{}", sim.log()));
+    assert!(status.contains("Chassis Power is"), "{status}");
+    assert!(
+        sim.ipmitool_as("maas", "not-the-password", &["chassis", "power", "status"])
+            .is_err(),
+        "a wrong password is refused"
+    );
+    let completes = calls_of(&s, "complete");
+    assert_eq!(completes.len(), 2, "commission and deploy");
+    assert!(
+        completes[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("BMC at 127.0.0.1")),
+        "{}",
+        completes[0]
+    );
+    let done = completes[1].clone();
     assert_eq!(lock(&s).unauthorized, 0);
     let seed_offset = done["results"]["seed_offset"]
         .as_u64()

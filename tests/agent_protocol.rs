@@ -13,10 +13,19 @@ fn roundtrip(task: &AgentTask) -> Task {
 
 #[test]
 fn every_task_the_appliance_sends_is_understood_by_the_agent() {
-    assert!(matches!(
-        roundtrip(&AgentTask::Commission),
-        Task::Commission
-    ));
+    for create_bmc_user in [false, true] {
+        assert_eq!(
+            roundtrip(&AgentTask::Commission { create_bmc_user }),
+            Task::Commission { create_bmc_user }
+        );
+    }
+    // An appliance that does not say: no BMC user.
+    assert_eq!(
+        serde_json::from_value::<Task>(serde_json::json!({"task": "commission"})).unwrap(),
+        Task::Commission {
+            create_bmc_user: false
+        }
+    );
     assert!(matches!(roundtrip(&AgentTask::Poweroff), Task::Poweroff));
     assert!(matches!(roundtrip(&AgentTask::Reboot), Task::Reboot));
     assert!(matches!(

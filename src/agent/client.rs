@@ -75,7 +75,11 @@ impl RetryPolicy {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "task", rename_all = "lowercase")]
 pub enum Task {
-    Commission,
+    /// Take the inventory; with `create_bmc_user` also give the appliance a user on the BMC.
+    Commission {
+        #[serde(default)]
+        create_bmc_user: bool,
+    },
     Test {
         #[serde(default)]
         tests: Vec<String>,

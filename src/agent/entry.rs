@@ -91,7 +91,8 @@ pub fn main(
     crate::telemetry::init("info", "stderr");
 
     if let Some(AgentCommand::Inventory) = args.command {
-        let inv = inventory::collect(&args.root, params.boot_mac.as_deref());
+        let mut inv = inventory::collect(&args.root, params.boot_mac.as_deref());
+        super::bmc::fill(&args.root, &mut inv.bmc, false);
         return match serde_json::to_string_pretty(&inv) {
             Ok(text) => {
                 println!("{text}");
@@ -106,7 +107,9 @@ pub fn main(
 
     let may_power = is_pid1() || args.power_control;
     if args.inventory_only || params.inventory_only {
-        let inv = inventory::collect(&args.root, params.boot_mac.as_deref());
+        // Read-only: printing creates no BMC user.
+        let mut inv = inventory::collect(&args.root, params.boot_mac.as_deref());
+        super::bmc::fill(&args.root, &mut inv.bmc, false);
         print!("{}", run::inventory_report(&inv));
         return finish(Outcome::PowerOff, may_power);
     }

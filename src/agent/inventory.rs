@@ -18,7 +18,15 @@
 //!   "system": { "vendor", "product", "serial", "uuid", "board_vendor", "board_name",
 //!               "bios_vendor", "bios_version", "bios_date", "chassis_type" },
 //!   "bmc": { "present", "ipmi_device", "smbios_ipmi": null | { "interface_type",
-//!            "spec_version", "i2c_address", "base_address", "io_space" } },
+//!            "spec_version", "i2c_address", "base_address", "io_space" },
+//!            "ipmi": null | { "device_id", "firmware_revision", "ipmi_version",
+//!                             "manufacturer_id", "product_id" },      // in-band, /dev/ipmi0
+//!            "lan": null | { "channel", "ip_address", "ip_source", "netmask", "gateway",
+//!                            "mac", "vlan" },                          // the BMC's LAN channel
+//!            "redfish_host_interface": null | { "service_address", "service_port",
+//!                            "service_hostname", "ip_discovery", "vlan" },  // SMBIOS type 42
+//!            "credentials": { "username", "password" } },  // only towards the appliance:
+//!                            // the user commissioning created; the appliance never stores it here
 //!   "disks": [ { "name", "size_bytes", "model", "serial", "block_size", "rotational",
 //!                "tags": ["ssd"|"rotary"], "physical_block_size" } ],
 //!   "interfaces": [ { "name", "mac", "boot", "driver", "speed_mbps", "link" } ],
@@ -32,6 +40,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -120,6 +129,79 @@ pub struct Bmc {
     pub ipmi_device: bool,
     /// The SMBIOS "IPMI Device Information" (type 38) record, when the firmware has one.
     pub smbios_ipmi: Option<SmbiosIpmi>,
+    /// The BMC's identity, read in-band (Get Device ID).
+    #[serde(default)]
+    pub ipmi: Option<IpmiDeviceInfo>,
+    /// The BMC's LAN channel and its address configuration, read in-band.
+    #[serde(default)]
+    pub lan: Option<BmcLan>,
+    /// The Redfish service the SMBIOS Management Controller Host Interface (type 42) names.
+    #[serde(default)]
+    pub redfish_host_interface: Option<RedfishHostInterface>,
+    /// The BMC user commissioning created for the appliance. Sent to the appliance only (the
+    /// agent API, with the per-boot token); never printed, and not kept in the stored inventory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<BmcCredentials>,
+}
+
+/// Get Device ID: who made the BMC and what it runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpmiDeviceInfo {
+    pub device_id: u8,
+    /// e.g. "9.08".
+    pub firmware_revision: String,
+    /// e.g. "2.0".
+    pub ipmi_version: String,
+    /// IANA enterprise number of the manufacturer.
+    pub manufacturer_id: u32,
+    pub product_id: u16,
+}
+
+/// A LAN channel of the BMC as its LAN configuration parameters describe it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BmcLan {
+    pub channel: u8,
+    /// Dotted IPv4; "0.0.0.0" when the BMC has none.
+    pub ip_address: String,
+    /// "static", "dhcp", "bios", "other", "unspecified" or "unknown".
+    pub ip_source: String,
+    pub netmask: String,
+    pub gateway: String,
+    /// Lower-case colon-separated MAC of the BMC's port.
+    pub mac: String,
+    /// 802.1q VLAN id, when tagging is on.
+    pub vlan: Option<u16>,
+}
+
+/// A BMC account. Its `Debug` hides the password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BmcCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BmcCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BmcCredentials")
+            .field("username", &self.username)
+            .field("password", &"********")
+            .finish()
+    }
+}
+
+/// SMBIOS type 42 with a "Redfish over IP" protocol record (DMTF DSP0270): where the host
+/// reaches its BMC's Redfish service. Usually a link-local address on a USB or PCI NIC that only
+/// the host itself can reach.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedfishHostInterface {
+    /// IPv4 or IPv6 address of the Redfish service; empty when it is discovered otherwise.
+    pub service_address: String,
+    pub service_port: u16,
+    pub service_hostname: String,
+    /// How the service address is assigned: "unknown", "static", "dhcp", "auto", "host".
+    pub ip_discovery: String,
+    /// 0 when untagged.
+    pub vlan: u32,
 }
 
 /// SMBIOS type 38: how the host reaches its BMC.
@@ -318,6 +400,70 @@ pub fn parse_smbios_type38(raw: &[u8]) -> Option<SmbiosIpmi> {
     })
 }
 
+/// Parses an SMBIOS type 42 (Management Controller Host Interface) raw record and returns its
+/// first "Redfish over IP" protocol record.
+///
+/// Layout (SMBIOS 3.x, 7.43; DSP0270): 0 type, 1 length, 2-3 handle, 4 interface type (0x40:
+/// network host interface), 5 length n of the interface-specific data, 6.. that data, then at
+/// 6+n the number of protocol records, each: protocol type (4: Redfish over IP), length, data.
+/// Redfish over IP data: 0 service UUID (16), 16 host IP assignment type, 17 host address format,
+/// 18 host address (16), 34 host mask (16), 50 service IP discovery type, 51 service address
+/// format (1: IPv4, 2: IPv6), 52 service address (16), 68 service mask (16), 84 service port
+/// (LE u16), 86 VLAN id (LE u32), 90 hostname length, 91 hostname.
+pub fn parse_smbios_type42(raw: &[u8]) -> Option<RedfishHostInterface> {
+    let len = usize::from(*raw.get(1)?);
+    if *raw.first()? != 42 || len < 7 || raw.len() < len {
+        return None;
+    }
+    let formatted = &raw[..len];
+    let specific = usize::from(formatted[5]);
+    let mut at = 6 + specific;
+    let records = *formatted.get(at)?;
+    at += 1;
+    for _ in 0..records {
+        let kind = *formatted.get(at)?;
+        let size = usize::from(*formatted.get(at + 1)?);
+        let data = formatted.get(at + 2..at + 2 + size)?;
+        at += 2 + size;
+        if kind != 4 || data.len() < 91 {
+            continue;
+        }
+        let addr = &data[52..68];
+        let service_address = match data[51] {
+            1 => Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string(),
+            2 => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(addr);
+                Ipv6Addr::from(b).to_string()
+            }
+            _ => String::new(),
+        };
+        let name_len = usize::from(data[90]);
+        let service_hostname = data
+            .get(91..91 + name_len)
+            .map(|n| {
+                let end = n.iter().position(|b| *b == 0).unwrap_or(n.len());
+                String::from_utf8_lossy(&n[..end]).into_owned()
+            })
+            .unwrap_or_default();
+        return Some(RedfishHostInterface {
+            service_address,
+            service_port: u16::from_le_bytes([data[84], data[85]]),
+            service_hostname,
+            ip_discovery: match data[50] {
+                1 => "static",
+                2 => "dhcp",
+                3 => "auto",
+                4 => "host",
+                _ => "unknown",
+            }
+            .to_string(),
+            vlan: u32::from_le_bytes([data[86], data[87], data[88], data[89]]),
+        });
+    }
+    None
+}
+
 /// The interface that carries the default route in `/proc/net/route`, if any.
 pub fn default_route_interface(route: &str) -> Option<String> {
     route.lines().skip(1).find_map(|l| {
@@ -426,10 +572,17 @@ fn read_bmc(root: &Path) -> Bmc {
         .filter(|(n, _)| n.starts_with("38-"))
         .find_map(|(_, p)| fs::read(p.join("raw")).ok())
         .and_then(|raw| parse_smbios_type38(&raw));
+    let redfish_host_interface = entries(&root.join("sys/firmware/dmi/entries"))
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("42-"))
+        .filter_map(|(_, p)| fs::read(p.join("raw")).ok())
+        .find_map(|raw| parse_smbios_type42(&raw));
     Bmc {
-        present: ipmi_device || smbios_ipmi.is_some(),
+        present: ipmi_device || smbios_ipmi.is_some() || redfish_host_interface.is_some(),
         ipmi_device,
         smbios_ipmi,
+        redfish_host_interface,
+        ..Default::default()
     }
 }
 
@@ -617,6 +770,75 @@ core id\t\t: 1
         assert_eq!(parse_smbios_type38(&other), None);
     }
 
+    /// A type 42 record as a BMC with a USB host interface would publish it: a Redfish service
+    /// at 169.254.0.1:443 (static), VLAN 0, hostname "bmc.local".
+    fn type42_fixture() -> Vec<u8> {
+        let mut redfish = vec![0u8; 91];
+        redfish[..16].copy_from_slice(&[0x11; 16]); // service UUID
+        redfish[16] = 1; // host IP: static
+        redfish[17] = 1; // IPv4
+        redfish[18..22].copy_from_slice(&[169, 254, 0, 2]);
+        redfish[34..38].copy_from_slice(&[255, 255, 0, 0]);
+        redfish[50] = 1; // service IP: static
+        redfish[51] = 1; // IPv4
+        redfish[52..56].copy_from_slice(&[169, 254, 0, 1]);
+        redfish[68..72].copy_from_slice(&[255, 255, 0, 0]);
+        redfish[84..86].copy_from_slice(&443u16.to_le_bytes());
+        redfish[90] = 9;
+        redfish.extend_from_slice(b"bmc.local");
+        // Interface-specific data: USB network interface v2 (0x04) and its descriptor.
+        let specific = [0x04, 0x0b, 0x6b, 0x1d, 0x02, 0x01, 0x00];
+        let mut raw = vec![42, 0, 0x2a, 0x00, 0x40, specific.len() as u8];
+        raw.extend_from_slice(&specific);
+        raw.push(2); // two protocol records: an OEM one first, then Redfish over IP
+        raw.extend_from_slice(&[0xf0, 3, 1, 2, 3]);
+        raw.push(4);
+        raw.push(redfish.len() as u8);
+        raw.extend_from_slice(&redfish);
+        raw[1] = raw.len() as u8;
+        raw.extend_from_slice(&[0, 0]); // no strings
+        raw
+    }
+
+    #[test]
+    fn smbios_type42_redfish_over_ip() {
+        let raw = type42_fixture();
+        let hi = parse_smbios_type42(&raw).expect("a Redfish host interface");
+        assert_eq!(hi.service_address, "169.254.0.1");
+        assert_eq!(hi.service_port, 443);
+        assert_eq!(hi.service_hostname, "bmc.local");
+        assert_eq!(hi.ip_discovery, "static");
+        assert_eq!(hi.vlan, 0);
+
+        // IPv6 service address, DHCP.
+        let mut v6 = raw.clone();
+        let data = 6 + 7 + 1 + 5 + 2; // start of the Redfish record's data
+        v6[data + 50] = 2;
+        v6[data + 51] = 2;
+        v6[data + 52..data + 68]
+            .copy_from_slice(&"fe80::1".parse::<Ipv6Addr>().expect("v6").octets());
+        let hi = parse_smbios_type42(&v6).expect("v6");
+        assert_eq!(
+            (hi.service_address.as_str(), hi.ip_discovery.as_str()),
+            ("fe80::1", "dhcp")
+        );
+
+        // Truncated, other types, no Redfish record: nothing, and no panic at any length.
+        for cut in 0..raw.len() - 2 {
+            let mut short = raw[..cut].to_vec();
+            if short.len() > 1 {
+                short[1] = short.len() as u8;
+            }
+            assert_eq!(parse_smbios_type42(&short), None, "cut at {cut}");
+        }
+        let mut other = raw.clone();
+        other[0] = 38;
+        assert_eq!(parse_smbios_type42(&other), None);
+        let mut oem_only = raw;
+        oem_only[6 + 7] = 1;
+        assert_eq!(parse_smbios_type42(&oem_only), None);
+    }
+
     #[test]
     fn default_route() {
         let route = "Iface\tDestination\tGateway\tFlags\n\
@@ -684,6 +906,9 @@ core id\t\t: 1
         write(r, "sys/bus/usb/devices/1-1/idProduct", "0001\n");
         write(r, "sys/bus/usb/devices/1-1:1.0/bInterfaceClass", "03\n");
         write(r, "dev/ipmi0", "");
+        let t42 = r.join("sys/firmware/dmi/entries/42-0/raw");
+        fs::create_dir_all(t42.parent().expect("parent")).expect("mkdir");
+        fs::write(&t42, type42_fixture()).expect("type 42");
 
         let inv = collect(r, Some("52:54:00:aa:bb:cc"));
         assert_eq!(inv.schema, SCHEMA);
@@ -715,6 +940,13 @@ core id\t\t: 1
         assert_eq!(inv.usb.len(), 1);
         assert_eq!(inv.usb[0].vendor, "0627");
         assert!(inv.bmc.present && inv.bmc.ipmi_device);
+        let hi = inv
+            .bmc
+            .redfish_host_interface
+            .as_ref()
+            .expect("type 42 read");
+        assert_eq!(hi.service_address, "169.254.0.1");
+        assert_eq!(inv.bmc.lan, None, "in-band IPMI is not part of collect()");
 
         write(r, "sys/firmware/efi/systab", "");
         assert_eq!(collect(r, None).firmware, Firmware::Uefi);
@@ -756,5 +988,31 @@ core id\t\t: 1
         assert_eq!(nics[0].mac, "52:54:00:00:00:01");
         let back: Inventory = serde_json::from_value(json).expect("round trip");
         assert_eq!(back, inv);
+        assert!(
+            !serde_json::to_string(&inv)
+                .expect("json")
+                .contains("credentials"),
+            "no credentials, no key"
+        );
+        // An inventory of an older agent (no in-band BMC fields) still reads.
+        let old = serde_json::json!({"present": true, "ipmi_device": true, "smbios_ipmi": null});
+        let bmc: Bmc = serde_json::from_value(old).expect("old bmc");
+        assert_eq!(bmc.lan, None);
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let c = BmcCredentials {
+            username: "maas".into(),
+            password: "hunter2-secret".into(),
+        };
+        let text = format!(
+            "{c:?} {:?}",
+            Bmc {
+                credentials: Some(c.clone()),
+                ..Default::default()
+            }
+        );
+        assert!(text.contains("maas") && !text.contains("hunter2"), "{text}");
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`cmdline`]: the settings the boot loader passes on the kernel command line.
 //! - [`inventory`]: the hardware, from /proc, /sys and SMBIOS.
+//! - [`bmc`]: the BMC in-band (/dev/ipmi0): its LAN address, and a BMC user for the appliance.
 //! - [`client`]: the protocol, with bounded retries.
 //! - [`run`]: the task loop (commission, test, deploy, erase, rescue, wait, power off, reboot).
 //! - [`deploy`]: stream, decompress, verify and write an image, then add the cloud-init seed
@@ -12,6 +13,7 @@
 //!   security erase).
 //! - [`rescue`]: rescue mode's SSH server (dropbear with the owner's keys).
 
+pub mod bmc;
 pub mod client;
 pub mod cmdline;
 pub mod deploy;

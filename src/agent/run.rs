@@ -120,6 +120,24 @@ async fn collect_inventory(cfg: &AgentConfig) -> Inventory {
 /// How often the agent asks for its next task while the owner works in rescue mode.
 const RESCUE_POLL: Duration = Duration::from_secs(10);
 
+/// The inventory with the BMC read in-band (commissioning and enlistment), and with
+/// `create_bmc_user` a BMC user for the appliance, whose credentials travel in the inventory.
+async fn collect_full_inventory(cfg: &AgentConfig, create_bmc_user: bool) -> Inventory {
+    let mut inv = collect_inventory(cfg).await;
+    let root = cfg.root.clone();
+    let mut bmc = inv.bmc.clone();
+    match tokio::task::spawn_blocking(move || {
+        super::bmc::fill(&root, &mut bmc, create_bmc_user);
+        bmc
+    })
+    .await
+    {
+        Ok(bmc) => inv.bmc = bmc,
+        Err(e) => tracing::warn!(error = %e, "BMC discovery stopped"),
+    }
+    inv
+}
+
 /// Runs the task loop until the appliance says power off or reboot.
 pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
     if cfg.url.is_empty() {
@@ -131,7 +149,9 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
         if !cfg.enlist {
             return Err(AgentError::NoToken);
         }
-        let inv = collect_inventory(&cfg).await;
+        // An unknown machine has no power settings yet: give the appliance a BMC user, as
+        // MAAS's enlistment does.
+        let inv = collect_full_inventory(&cfg, true).await;
         let enlisted = client.enlist(&inv).await?;
         tracing::info!(system_id = %enlisted.system_id, "enlisted");
         client.set_token(enlisted.token);
@@ -158,7 +178,9 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
                 tokio::time::sleep(Duration::from_secs(seconds).min(cfg.max_wait)).await;
                 continue;
             }
-            Task::Commission => commission(&client, &cfg).await,
+            Task::Commission { create_bmc_user } => {
+                commission(&client, &cfg, create_bmc_user).await
+            }
             Task::Test { tests } => hardware_tests(&client, &cfg, &tests).await,
             Task::Deploy(d) => deploy(&client, &cfg, &d).await,
             Task::Erase { mode } => erase_disks(&client, &cfg, mode).await,
@@ -236,11 +258,15 @@ async fn finish_reporter(tx: watch::Sender<Progress>, handle: JoinHandle<()>) {
     let _ = handle.await;
 }
 
-async fn commission(client: &Client, cfg: &AgentConfig) -> TaskResult {
-    let inv = collect_inventory(cfg).await;
+async fn commission(client: &Client, cfg: &AgentConfig, create_bmc_user: bool) -> TaskResult {
+    let inv = collect_full_inventory(cfg, create_bmc_user).await;
     client.inventory(&inv).await?;
+    let bmc = match &inv.bmc.lan {
+        Some(lan) => format!(", BMC at {}", lan.ip_address),
+        None => String::new(),
+    };
     let message = format!(
-        "commissioned: {} CPUs, {} MiB, {} disk(s), {} interface(s), {} firmware",
+        "commissioned: {} CPUs, {} MiB, {} disk(s), {} interface(s), {} firmware{bmc}",
         inv.cpu_count,
         inv.memory_mib,
         inv.disks.len(),

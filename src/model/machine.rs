@@ -63,6 +63,10 @@ pub struct Machine {
     pub power: PowerSettings,
     #[serde(default)]
     pub power_state: PowerStatus,
+    /// The BMC commissioning found in the machine (MAAS's "BMC discovered"): where it is and
+    /// whether the power settings were taken from it. No secret is kept here.
+    #[serde(default)]
+    pub discovered_bmc: Option<DiscoveredBmc>,
     /// What to deploy, set by the deploy action.
     #[serde(default)]
     pub deploy: Option<DeployTarget>,
@@ -153,6 +157,32 @@ pub struct PowerSettings {
     /// everyone but admins.
     #[serde(default)]
     pub parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+impl PowerSettings {
+    /// Nothing configured: no driver, or manual with no parameters. Commissioning may fill
+    /// such settings from the BMC it discovers; any other settings are the operator's.
+    pub fn is_unconfigured(&self) -> bool {
+        self.power_type.is_empty() || (self.power_type == "manual" && self.parameters.is_empty())
+    }
+}
+
+/// A BMC found from inside the machine during commissioning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DiscoveredBmc {
+    /// The power driver that speaks to it ("ipmi").
+    pub power_type: String,
+    /// The BMC's LAN address as the BMC itself reports it.
+    pub address: String,
+    /// The BMC user commissioning created for rackbox, if it did; its password is only in the
+    /// power parameters.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The power settings were set from this BMC (they were unconfigured); false: the
+    /// machine's own settings were kept.
+    pub applied: bool,
+    /// When it was discovered (unix milliseconds).
+    pub discovered_ms: u64,
 }
 
 /// The last power state rackbox observed.

@@ -43,14 +43,27 @@ impl BootPlan {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum AgentTask {
-    Commission,
-    Test { tests: Vec<String> },
+    /// Take the inventory; with `create_bmc_user` (the machine's power is not configured) also
+    /// create a BMC user for rackbox, whose credentials come back with the inventory.
+    Commission {
+        #[serde(default)]
+        create_bmc_user: bool,
+    },
+    Test {
+        tests: Vec<String>,
+    },
     Deploy(Box<DeployTask>),
-    Erase { mode: EraseMode },
-    Rescue { ssh_keys: Vec<String> },
+    Erase {
+        mode: EraseMode,
+    },
+    Rescue {
+        ssh_keys: Vec<String>,
+    },
     Poweroff,
     Reboot,
-    Wait { seconds: u64 },
+    Wait {
+        seconds: u64,
+    },
 }
 
 /// Everything the agent needs to write an image and seed cloud-init.
@@ -84,6 +97,69 @@ struct InventorySummary {
     disks: Vec<Disk>,
     #[serde(default)]
     interfaces: Vec<InventoryNic>,
+    #[serde(default)]
+    bmc: InventoryBmc,
+}
+
+/// What the inventory says about the machine's BMC, as far as power settings go.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct InventoryBmc {
+    #[serde(default)]
+    lan: Option<InventoryBmcLan>,
+    #[serde(default)]
+    redfish_host_interface: Option<InventoryRedfish>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct InventoryBmcLan {
+    #[serde(default)]
+    channel: u8,
+    ip_address: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct InventoryRedfish {
+    #[serde(default)]
+    service_address: String,
+    #[serde(default)]
+    service_port: u16,
+}
+
+/// The BMC user the agent created: travels in the inventory's `bmc.credentials`, is taken out
+/// before the inventory is stored, and ends up only in the power parameters (masked for
+/// everyone but admins). Its `Debug` hides the password.
+#[derive(Clone, Deserialize)]
+struct BmcCredentials {
+    username: String,
+    password: String,
+}
+
+impl std::fmt::Debug for BmcCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BmcCredentials {{ username: {:?}, password: \"********\" }}",
+            self.username
+        )
+    }
+}
+
+/// Removes `bmc.credentials` from an inventory document and returns it when it is well formed
+/// (a malformed one is dropped: its text is never echoed back).
+fn take_bmc_credentials(inventory: &mut serde_json::Value) -> Option<BmcCredentials> {
+    let raw = inventory
+        .get_mut("bmc")?
+        .as_object_mut()?
+        .remove("credentials")?;
+    serde_json::from_value::<BmcCredentials>(raw)
+        .ok()
+        .filter(|c| !c.username.is_empty() && !c.password.is_empty())
+}
+
+/// An address the BMC reports that could be one to reach it at: IPv4, not 0.0.0.0 or broadcast.
+fn usable_bmc_address(ip: &str) -> bool {
+    ip.parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|a| !a.is_unspecified() && !a.is_broadcast())
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -202,7 +278,9 @@ impl Service {
             })
         };
         Ok(match m.status {
-            Status::Commissioning => AgentTask::Commission,
+            Status::Commissioning => AgentTask::Commission {
+                create_bmc_user: m.power.is_unconfigured(),
+            },
             Status::Testing => AgentTask::Test {
                 tests: vec!["disk-read".into(), "memory".into()],
             },
@@ -241,11 +319,16 @@ impl Service {
     }
 
     /// Records the inventory the agent took: the whole document, and the parts allocation uses.
+    ///
+    /// When the inventory names the BMC's LAN address, the machine records it
+    /// ([`Machine::discovered_bmc`], event `bmc_discovered`), and a machine whose power is not
+    /// configured gets IPMI power settings from it, with the BMC user the agent created.
     pub async fn agent_inventory(
         &self,
         system_id: &str,
-        inventory: serde_json::Value,
+        mut inventory: serde_json::Value,
     ) -> Result<Machine, ServiceError> {
+        let credentials = take_bmc_credentials(&mut inventory);
         let summary: InventorySummary = serde_json::from_value(inventory.clone()).map_err(|e| {
             ServiceError::Invalid(format!("inventory does not have rackbox's shape: {e}"))
         })?;
@@ -314,7 +397,93 @@ impl Service {
                 Ok(Some(("inventory", said)))
             })
             .await?;
-        m.ok_or_else(|| ServiceError::Conflict("inventory not recorded".into()))
+        let m = m.ok_or_else(|| ServiceError::Conflict("inventory not recorded".into()))?;
+        self.record_bmc(m, &summary.bmc, credentials).await
+    }
+
+    /// Records the BMC the inventory names and, on a machine without power settings, takes
+    /// them from it. Never overwrites settings an operator made.
+    async fn record_bmc(
+        &self,
+        m: Machine,
+        bmc: &InventoryBmc,
+        credentials: Option<BmcCredentials>,
+    ) -> Result<Machine, ServiceError> {
+        let Some(lan) = bmc
+            .lan
+            .clone()
+            .filter(|l| usable_bmc_address(&l.ip_address))
+        else {
+            if let Some(rf) = &bmc.redfish_host_interface {
+                // The host interface is the host's own way in (usually link-local over a USB
+                // NIC): not an address the appliance can reach, so it only goes in the record.
+                tracing::info!(
+                    system_id = %m.system_id,
+                    address = %rf.service_address,
+                    port = rf.service_port,
+                    "Redfish host interface reported; not used for power"
+                );
+            }
+            if credentials.is_some() {
+                tracing::warn!(system_id = %m.system_id, "BMC user reported without a BMC address; ignored");
+            }
+            return Ok(m);
+        };
+        let now = crate::model::ids::now_ms();
+        let changed = self
+            .modify_machine(&m.system_id, "agent", move |_, m| {
+                let user = credentials.as_ref().map(|c| c.username.clone());
+                let mut applied = false;
+                let mut said = format!(
+                    "BMC discovered at {} (IPMI LAN channel {})",
+                    lan.ip_address, lan.channel
+                );
+                if m.power.is_unconfigured() {
+                    let mut params = serde_json::Map::new();
+                    params.insert("power_address".into(), lan.ip_address.clone().into());
+                    if let Some(c) = &credentials {
+                        params.insert("power_user".into(), c.username.clone().into());
+                        params.insert("power_pass".into(), c.password.clone().into());
+                    }
+                    match crate::power::validate("ipmi", &params) {
+                        Ok(()) => {
+                            m.power = crate::model::PowerSettings {
+                                power_type: "ipmi".into(),
+                                parameters: params,
+                            };
+                            applied = true;
+                            said.push_str(&match &user {
+                                Some(u) => format!("; power set to ipmi with BMC user {u}"),
+                                None => "; power set to ipmi without credentials (no BMC user \
+                                         was created): set power_user and power_pass"
+                                    .to_string(),
+                            });
+                        }
+                        Err(e) => said.push_str(&format!("; power not set: {e}")),
+                    }
+                } else {
+                    let theirs = m
+                        .power
+                        .parameters
+                        .get("power_address")
+                        .and_then(|a| a.as_str())
+                        .unwrap_or("");
+                    said.push_str(&format!(
+                        "; the machine's power settings ({} {theirs}) are kept",
+                        m.power.power_type
+                    ));
+                }
+                m.discovered_bmc = Some(crate::model::DiscoveredBmc {
+                    power_type: "ipmi".into(),
+                    address: lan.ip_address.clone(),
+                    user,
+                    applied,
+                    discovered_ms: now,
+                });
+                Ok(Some(("bmc_discovered", said)))
+            })
+            .await?;
+        Ok(changed.unwrap_or(m))
     }
 
     /// Progress from the agent: the status message says it (percent when known).

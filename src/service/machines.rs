@@ -364,6 +364,7 @@ impl Service {
                     description: new.description.clone().unwrap_or_default(),
                     power,
                     power_state: PowerStatus::default(),
+                    discovered_bmc: None,
                     deploy: None,
                     erase: None,
                     test_after_commission: false,

@@ -50,6 +50,7 @@ pub fn machine(id: &str, status: Status, cpu: u32, mem: u64) -> Machine {
         description: String::new(),
         power: PowerSettings::default(),
         power_state: PowerStatus::default(),
+        discovered_bmc: None,
         deploy: None,
         erase: None,
         test_after_commission: false,

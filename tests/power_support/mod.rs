@@ -103,13 +103,23 @@ pub enum SimMode {
     /// Like [`SimMode::BootFlagsKept`] but the BMC forgets the boot device it
     /// accepted: a BMC that drops the one-time override.
     BootFlagsDropped,
+    /// The BMC of a QEMU machine the test starts itself (attached to
+    /// [`IpmiSim::serial`]): no power control, and a LAN configuration (ipmi_sim's
+    /// `lan_config_program`) that reports the address it listens on, 127.0.0.1, with
+    /// [`GUEST_BMC_MAC`], as a real BMC reports its own address in-band.
+    Guest,
 }
+
+/// The MAC the [`SimMode::Guest`] BMC reports for its LAN port.
+pub const GUEST_BMC_MAC: &str = "52:54:00:be:ec:01";
 
 /// A running ipmi_sim on 127.0.0.1.
 pub struct IpmiSim {
     child: Child,
     dir: tempfile::TempDir,
     pub port: u16,
+    /// The TCP port a QEMU machine attaches to (ipmi-bmc-extern's chardev).
+    pub serial: u16,
 }
 
 impl IpmiSim {
@@ -150,6 +160,15 @@ impl IpmiSim {
                 make_executable(&script);
                 format!("  chassis_control \"{}\"\n", script.display())
             }
+            SimMode::Guest => String::new(),
+        };
+        let lan_program = if mode == SimMode::Guest {
+            let script = d.join("lan-control.sh");
+            std::fs::write(&script, lan_control_script()).expect("write script");
+            make_executable(&script);
+            format!("\x20   lan_config_program \"{} lan0\"\n", script.display())
+        } else {
+            String::new()
         };
         let lan_conf = format!(
             "name \"rackbox-test\"\n\
@@ -162,6 +181,7 @@ impl IpmiSim {
              \x20   allowed_auths_operator none md2 md5 straight\n\
              \x20   allowed_auths_admin {auths}\n\
              \x20   guid a123456789abcdefa123456789abcdef\n\
+             {lan_program}\
              \x20 endlan\n\
              \x20 serial 15 127.0.0.1 {serial} codec VM\n\
              {power}\
@@ -190,7 +210,12 @@ impl IpmiSim {
             .stderr(log)
             .spawn()
             .expect("start ipmi_sim");
-        let sim = IpmiSim { child, dir, port };
+        let sim = IpmiSim {
+            child,
+            dir,
+            port,
+            serial,
+        };
         let up = wait_until(40, Duration::from_millis(250), || {
             sim.ipmitool(&["chassis", "power", "status"]).is_ok()
         });
@@ -214,10 +239,15 @@ impl IpmiSim {
 
     /// Runs ipmitool (lanplus, cipher suite 3) against this BMC.
     pub fn ipmitool(&self, args: &[&str]) -> Result<String, String> {
+        self.ipmitool_as(USER, PASSWORD, args)
+    }
+
+    /// Runs ipmitool (lanplus, cipher suite 3) against this BMC as `user`.
+    pub fn ipmitool_as(&self, user: &str, password: &str, args: &[&str]) -> Result<String, String> {
         let output = Command::new("ipmitool")
             .args(["-I", "lanplus", "-H", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
-            .args(["-U", USER, "-P", PASSWORD, "-C", "3", "-N", "1", "-R", "2"])
+            .args(["-U", user, "-P", password, "-C", "3", "-N", "1", "-R", "2"])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -270,6 +300,27 @@ impl Drop for IpmiSim {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
     }
+}
+
+/// ipmi_sim's lan_config_program for [`SimMode::Guest`]: called as
+/// `PROGRAM lan0 get NAME...`, it prints `NAME:VALUE` lines; sets are accepted and forgotten.
+fn lan_control_script() -> String {
+    format!(
+        "#!/bin/sh\n\
+         shift\n\
+         [ \"$1\" = get ] || exit 0\n\
+         shift\n\
+         for p in \"$@\"; do\n\
+           case \"$p\" in\n\
+           ip_addr) echo ip_addr:127.0.0.1 ;;\n\
+           ip_addr_src) echo ip_addr_src:static ;;\n\
+           mac_addr) echo mac_addr:{GUEST_BMC_MAC} ;;\n\
+           subnet_mask) echo subnet_mask:255.0.0.0 ;;\n\
+           *_mac_addr) echo \"$p:00:00:00:00:00:00\" ;;\n\
+           *) echo \"$p:0.0.0.0\" ;;\n\
+           esac\n\
+         done\n"
+    )
 }
 
 /// ipmi_sim's chassis_control program: `get power boot ...` prints
