@@ -5,7 +5,8 @@
 //! (ipmi_sim, whose chassis program starts and stops each QEMU).
 //!
 //! - node3 is unknown to rackbox: switched on through its BMC, it PXE-boots the enlistment
-//!   environment and appears as New with its inventory.
+//!   environment and appears as New with its inventory, and with IPMI power settings the agent
+//!   discovered in-band (the BMC's address and a 'maas' user it created), which rackbox then uses.
 //! - node1 (SeaBIOS + iPXE) and node2 (OVMF, native UEFI PXE) go New -> Commissioning -> Ready
 //!   (the inventory matches the VM) -> Allocated -> Deploying -> Deployed (the test OS booted
 //!   from the disk printed the injected hostname and SSH key) -> Disk erasing (quick) -> Ready
@@ -501,6 +502,28 @@ fn enlistment(rack: &LabRack, name: &str, mac: &str) {
     assert_eq!(m["interfaces"][0]["mac"], mac, "{name}: {m}");
     assert_eq!(m["inventory"]["firmware"], "bios", "{name}: {m}");
     wait_off(rack, name);
+
+    // BMC discovery: the agent read the BMC's address in-band (KCS), made it a 'maas' user, and
+    // rackbox took IPMI power settings from that; rackbox reaches the BMC with them.
+    let bmc_address = "192.0.2.203";
+    let id = m["system_id"].as_str().expect("system_id").to_string();
+    let m = rack.ok("GET", &format!("/api/v1/machines/{id}"), None);
+    assert_eq!(m["power"]["power_type"], "ipmi", "{name}: {}", m["power"]);
+    assert_eq!(
+        m["power"]["parameters"]["power_address"], bmc_address,
+        "{name}: {}",
+        m["power"]
+    );
+    assert_eq!(
+        m["power"]["parameters"]["power_user"], "maas",
+        "{}",
+        m["power"]
+    );
+    let state = rack.ok("GET", &format!("/api/v1/machines/{id}/power"), None);
+    assert_eq!(
+        state["state"], "off",
+        "rackbox asks the discovered BMC with the user the agent made: {state}"
+    );
 }
 
 #[test]
