@@ -21,7 +21,9 @@
 #
 # Everything of the boot network lives in the network namespace rbx-lab: the bridge br0 at
 # 192.0.2.1/24 (TEST-NET-1), rackbox with managed DHCP and TFTP on it, one tap device per
-# machine, and the BMCs (ipmi_sim) on the namespace's 127.0.0.1. Nothing is attached to the
+# machine, and the BMCs (ipmi_sim), each on the namespace's 127.0.0.1:623N (how the lab adds
+# machine N) and on its own address 192.0.2.(200+N):623, which it also reports in-band, so BMC
+# discovery during commissioning finds an address rackbox reaches. Nothing is attached to the
 # host's interfaces; the only thing on the host's side is a socat that forwards
 # 127.0.0.1:5240 (LAB_API_PORT) into the namespace, so the API and the CLI work from the host.
 # State, logs, disks and serial consoles are under ./lab-state/ (LAB_STATE); `down` leaves no
