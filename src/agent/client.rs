@@ -431,10 +431,8 @@ impl Client {
             .headers()
             .get(reqwest::header::CONTENT_RANGE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("bytes "))
-            .and_then(|v| v.split_once('-'))
-            .and_then(|(first, _)| first.trim().parse::<u64>().ok())
-            == Some(offset);
+            .and_then(crate::images::fetch::content_range)
+            .is_some_and(|(first, _)| first == offset);
         if resp.status() != reqwest::StatusCode::PARTIAL_CONTENT || !starts_at_offset {
             return Err(ClientError::BadAnswer {
                 call,

@@ -25,7 +25,7 @@ pub(super) enum Stop {
 }
 
 /// `bytes <start>-<end>/<total>` -> (start, total).
-fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
+pub(crate) fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (start, _end) = range.split_once('-')?;
