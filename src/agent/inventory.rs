@@ -24,7 +24,13 @@
 //!            "lan": null | { "channel", "ip_address", "ip_source", "netmask", "gateway",
 //!                            "mac", "vlan" },                          // the BMC's LAN channel
 //!            "redfish_host_interface": null | { "service_address", "service_port",
-//!                            "service_hostname", "ip_discovery", "vlan" },  // SMBIOS type 42
+//!                            "service_hostname", "ip_discovery", "vlan", "service_mask",
+//!                            "host_ip_assignment", "host_address", "host_mask",
+//!                            "device": null | { "bus": "usb"|"pci", "vendor", "product",
+//!                                               "mac" } },            // SMBIOS type 42
+//!            "redfish": null | { "host_nic", "service_url", "manager_id", "system_id",
+//!                            "address", "certificate_sha256", "error" },
+//!                            // the Redfish service asked through the host interface
 //!            "credentials": { "username", "password" } },  // only towards the appliance:
 //!                            // the user commissioning created; the appliance never stores it here
 //!   "disks": [ { "name", "size_bytes", "model", "serial", "block_size", "rotational",
@@ -138,6 +144,9 @@ pub struct Bmc {
     /// The Redfish service the SMBIOS Management Controller Host Interface (type 42) names.
     #[serde(default)]
     pub redfish_host_interface: Option<RedfishHostInterface>,
+    /// What the Redfish service said when asked through that host interface (commissioning).
+    #[serde(default)]
+    pub redfish: Option<super::redfish_host::RedfishBmc>,
     /// The BMC user commissioning created for the appliance. Sent to the appliance only (the
     /// agent API, with the per-boot token); never printed, and not kept in the stored inventory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,6 +211,35 @@ pub struct RedfishHostInterface {
     pub ip_discovery: String,
     /// 0 when untagged.
     pub vlan: u32,
+    /// The service's netmask (IPv4 dotted or IPv6), empty when unknown.
+    #[serde(default)]
+    pub service_mask: String,
+    /// How the host side of the link gets its address: "unknown", "static", "dhcp", "auto",
+    /// "host".
+    #[serde(default)]
+    pub host_ip_assignment: String,
+    /// The host side's address and mask when assigned statically.
+    #[serde(default)]
+    pub host_address: String,
+    #[serde(default)]
+    pub host_mask: String,
+    /// The host-side NIC the interface is carried on, as the record describes it.
+    #[serde(default)]
+    pub device: Option<HostInterfaceDevice>,
+}
+
+/// The device of a Redfish host interface (DSP0270 device descriptors 02h-05h): how the host
+/// finds the NIC that leads to its BMC.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInterfaceDevice {
+    /// "usb" or "pci".
+    pub bus: String,
+    /// Lower-case 4-digit hex ids: USB idVendor/idProduct, or PCI vendor/device.
+    pub vendor: String,
+    pub product: String,
+    /// The NIC's MAC (v2 descriptors only), lower-case colon-separated.
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 /// SMBIOS type 38: how the host reaches its BMC.
@@ -404,8 +442,9 @@ pub fn parse_smbios_type38(raw: &[u8]) -> Option<SmbiosIpmi> {
 /// first "Redfish over IP" protocol record.
 ///
 /// Layout (SMBIOS 3.x, 7.43; DSP0270): 0 type, 1 length, 2-3 handle, 4 interface type (0x40:
-/// network host interface), 5 length n of the interface-specific data, 6.. that data, then at
-/// 6+n the number of protocol records, each: protocol type (4: Redfish over IP), length, data.
+/// network host interface), 5 length n of the interface-specific data, 6.. that data (device
+/// type, then its descriptor: see [`parse_host_interface_device`]), then at 6+n the number of
+/// protocol records, each: protocol type (4: Redfish over IP), length, data.
 /// Redfish over IP data: 0 service UUID (16), 16 host IP assignment type, 17 host address format,
 /// 18 host address (16), 34 host mask (16), 50 service IP discovery type, 51 service address
 /// format (1: IPv4, 2: IPv6), 52 service address (16), 68 service mask (16), 84 service port
@@ -417,6 +456,9 @@ pub fn parse_smbios_type42(raw: &[u8]) -> Option<RedfishHostInterface> {
     }
     let formatted = &raw[..len];
     let specific = usize::from(formatted[5]);
+    let device = formatted
+        .get(6..6 + specific)
+        .and_then(parse_host_interface_device);
     let mut at = 6 + specific;
     let records = *formatted.get(at)?;
     at += 1;
@@ -428,16 +470,6 @@ pub fn parse_smbios_type42(raw: &[u8]) -> Option<RedfishHostInterface> {
         if kind != 4 || data.len() < 91 {
             continue;
         }
-        let addr = &data[52..68];
-        let service_address = match data[51] {
-            1 => Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string(),
-            2 => {
-                let mut b = [0u8; 16];
-                b.copy_from_slice(addr);
-                Ipv6Addr::from(b).to_string()
-            }
-            _ => String::new(),
-        };
         let name_len = usize::from(data[90]);
         let service_hostname = data
             .get(91..91 + name_len)
@@ -447,21 +479,80 @@ pub fn parse_smbios_type42(raw: &[u8]) -> Option<RedfishHostInterface> {
             })
             .unwrap_or_default();
         return Some(RedfishHostInterface {
-            service_address,
+            service_address: smbios_address(data[51], &data[52..68]),
             service_port: u16::from_le_bytes([data[84], data[85]]),
             service_hostname,
-            ip_discovery: match data[50] {
-                1 => "static",
-                2 => "dhcp",
-                3 => "auto",
-                4 => "host",
-                _ => "unknown",
-            }
-            .to_string(),
+            ip_discovery: assignment_name(data[50]),
             vlan: u32::from_le_bytes([data[86], data[87], data[88], data[89]]),
+            service_mask: smbios_address(data[51], &data[68..84]),
+            host_ip_assignment: assignment_name(data[16]),
+            host_address: smbios_address(data[17], &data[18..34]),
+            host_mask: smbios_address(data[17], &data[34..50]),
+            device: device.clone(),
         });
     }
     None
+}
+
+/// DSP0270's address assignment / discovery types.
+fn assignment_name(code: u8) -> String {
+    match code {
+        1 => "static",
+        2 => "dhcp",
+        3 => "auto",
+        4 => "host",
+        _ => "unknown",
+    }
+    .to_string()
+}
+
+/// A 16-byte SMBIOS address field in `format` (1: IPv4 in the first 4 bytes, 2: IPv6); empty
+/// for an unknown format.
+fn smbios_address(format: u8, field: &[u8]) -> String {
+    match (format, field.len()) {
+        (1, 4..) => Ipv4Addr::new(field[0], field[1], field[2], field[3]).to_string(),
+        (2, 16..) => {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&field[..16]);
+            Ipv6Addr::from(b).to_string()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The device type and descriptor that start a network host interface's interface-specific
+/// data (DSP0270 table 3): 02h USB (idVendor, idProduct, serial descriptor), 03h PCI (vendor,
+/// device, subsystem vendor, subsystem), 04h USB v2 (length, idVendor, idProduct, serial
+/// string number, MAC, ...), 05h PCI v2 (length, vendor, device, subsystem vendor, subsystem,
+/// MAC, ...). Ids are little-endian. OEM types (80h-FFh) and short descriptors give None.
+pub fn parse_host_interface_device(data: &[u8]) -> Option<HostInterfaceDevice> {
+    let (&kind, rest) = data.split_first()?;
+    let word = |b: &[u8], at: usize| -> Option<String> {
+        let w = b.get(at..at + 2)?;
+        Some(format!("{:04x}", u16::from_le_bytes([w[0], w[1]])))
+    };
+    let mac = |b: &[u8], at: usize| -> Option<String> {
+        let m = b.get(at..at + 6)?;
+        (m.iter().any(|x| *x != 0)).then(|| {
+            m.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+    };
+    let (bus, vendor, product, mac) = match kind {
+        0x02 => ("usb", word(rest, 0)?, word(rest, 2)?, None),
+        0x03 => ("pci", word(rest, 0)?, word(rest, 2)?, None),
+        0x04 => ("usb", word(rest, 1)?, word(rest, 3)?, mac(rest, 6)),
+        0x05 => ("pci", word(rest, 1)?, word(rest, 3)?, mac(rest, 9)),
+        _ => return None,
+    };
+    Some(HostInterfaceDevice {
+        bus: bus.to_string(),
+        vendor,
+        product,
+        mac,
+    })
 }
 
 /// The interface that carries the default route in `/proc/net/route`, if any.
@@ -786,8 +877,13 @@ core id\t\t: 1
         redfish[84..86].copy_from_slice(&443u16.to_le_bytes());
         redfish[90] = 9;
         redfish.extend_from_slice(b"bmc.local");
-        // Interface-specific data: USB network interface v2 (0x04) and its descriptor.
-        let specific = [0x04, 0x0b, 0x6b, 0x1d, 0x02, 0x01, 0x00];
+        // Interface-specific data: USB network interface v2 (0x04) and its descriptor: length
+        // (with the type byte), idVendor 046b, idProduct ffb0, serial string 0, MAC, two more
+        // words (characteristics, credential bootstrapping handle).
+        let specific = [
+            0x04, 0x10, 0x6b, 0x04, 0xb0, 0xff, 0x00, 0x02, 0x11, 0x22, 0x33, 0x44, 0x55, 0x00,
+            0x00, 0xff, 0xff,
+        ];
         let mut raw = vec![42, 0, 0x2a, 0x00, 0x40, specific.len() as u8];
         raw.extend_from_slice(&specific);
         raw.push(2); // two protocol records: an OEM one first, then Redfish over IP
@@ -798,6 +894,40 @@ core id\t\t: 1
         raw[1] = raw.len() as u8;
         raw.extend_from_slice(&[0, 0]); // no strings
         raw
+    }
+
+    #[test]
+    fn host_interface_devices_of_every_type() {
+        let dev =
+            |d: &[u8]| parse_host_interface_device(d).map(|x| (x.bus, x.vendor, x.product, x.mac));
+        let some = |bus: &str, v: &str, p: &str, mac: Option<&str>| {
+            Some((bus.into(), v.into(), p.into(), mac.map(str::to_owned)))
+        };
+        // 02h USB: idVendor, idProduct, then the serial descriptor.
+        assert_eq!(
+            dev(&[0x02, 0x25, 0x05, 0xa2, 0xa4, 0x04, 0x03, b'1', 0]),
+            some("usb", "0525", "a4a2", None)
+        );
+        // 03h PCI: vendor, device, subsystem vendor, subsystem.
+        assert_eq!(
+            dev(&[0x03, 0x86, 0x80, 0x3c, 0x15, 0, 0, 0, 0]),
+            some("pci", "8086", "153c", None)
+        );
+        // 05h PCI v2: length, ids, subsystem ids, MAC.
+        let mut pci2 = vec![0x05, 0x1a, 0x86, 0x80, 0x3c, 0x15, 0, 0, 0, 0];
+        pci2.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x09]);
+        assert_eq!(
+            dev(&pci2),
+            some("pci", "8086", "153c", Some("02:00:00:00:00:09"))
+        );
+        // A v2 record with an all-zero MAC has none; OEM types and short data are unknown.
+        assert_eq!(
+            dev(&[0x04, 0x0d, 0x25, 0x05, 0xa2, 0xa4, 0, 0, 0, 0, 0, 0, 0]),
+            some("usb", "0525", "a4a2", None)
+        );
+        assert_eq!(dev(&[0x80, 1, 2, 3, 4]), None);
+        assert_eq!(dev(&[0x02, 0x25]), None);
+        assert_eq!(dev(&[]), None);
     }
 
     #[test]
@@ -812,7 +942,22 @@ core id\t\t: 1
 
         // IPv6 service address, DHCP.
         let mut v6 = raw.clone();
-        let data = 6 + 7 + 1 + 5 + 2; // start of the Redfish record's data
+        assert_eq!(
+            (hi.host_ip_assignment.as_str(), hi.host_address.as_str()),
+            ("static", "169.254.0.2")
+        );
+        assert_eq!(
+            (hi.host_mask.as_str(), hi.service_mask.as_str()),
+            ("255.255.0.0", "255.255.0.0")
+        );
+        let dev = hi.device.expect("a USB v2 device");
+        assert_eq!(
+            (dev.bus.as_str(), dev.vendor.as_str(), dev.product.as_str()),
+            ("usb", "046b", "ffb0")
+        );
+        assert_eq!(dev.mac.as_deref(), Some("02:11:22:33:44:55"));
+
+        let data = 6 + 17 + 1 + 5 + 2; // start of the Redfish record's data
         v6[data + 50] = 2;
         v6[data + 51] = 2;
         v6[data + 52..data + 68]
@@ -835,7 +980,7 @@ core id\t\t: 1
         other[0] = 38;
         assert_eq!(parse_smbios_type42(&other), None);
         let mut oem_only = raw;
-        oem_only[6 + 7] = 1;
+        oem_only[6 + 17] = 1;
         assert_eq!(parse_smbios_type42(&oem_only), None);
     }
 

@@ -21,6 +21,7 @@ pub mod entry;
 pub mod erase;
 pub mod inventory;
 pub mod partition;
+pub mod redfish_host;
 pub mod rescue;
 pub mod run;
 pub mod secure_erase;

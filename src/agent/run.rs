@@ -135,6 +135,17 @@ async fn collect_full_inventory(cfg: &AgentConfig, create_bmc_user: bool) -> Inv
         Ok(bmc) => inv.bmc = bmc,
         Err(e) => tracing::warn!(error = %e, "BMC discovery stopped"),
     }
+    // A Redfish host interface: ask the service behind it, with the user just created.
+    if let Some(hi) = inv.bmc.redfish_host_interface.clone() {
+        let found = super::redfish_host::discover(
+            &cfg.root,
+            &hi,
+            inv.bmc.credentials.as_ref(),
+            &inv.system.uuid,
+        )
+        .await;
+        inv.bmc.redfish = Some(found);
+    }
     inv
 }
 
@@ -261,10 +272,20 @@ async fn finish_reporter(tx: watch::Sender<Progress>, handle: JoinHandle<()>) {
 async fn commission(client: &Client, cfg: &AgentConfig, create_bmc_user: bool) -> TaskResult {
     let inv = collect_full_inventory(cfg, create_bmc_user).await;
     client.inventory(&inv).await?;
-    let bmc = match &inv.bmc.lan {
+    let mut bmc = match &inv.bmc.lan {
         Some(lan) => format!(", BMC at {}", lan.ip_address),
         None => String::new(),
     };
+    match inv.bmc.redfish.as_ref() {
+        Some(rf) if !rf.address.is_empty() => {
+            bmc.push_str(&format!(", Redfish BMC at {}", rf.address));
+        }
+        Some(rf) => bmc.push_str(&format!(
+            ", Redfish host interface: {}",
+            rf.error.as_deref().unwrap_or("no address")
+        )),
+        None => {}
+    }
     let message = format!(
         "commissioned: {} CPUs, {} MiB, {} disk(s), {} interface(s), {} firmware{bmc}",
         inv.cpu_count,
