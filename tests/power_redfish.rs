@@ -180,6 +180,101 @@ async fn self_signed_certificate_needs_insecure_skip_verify() {
     );
 }
 
+#[tokio::test]
+async fn pinned_certificate_is_trusted_without_insecure_skip_verify() {
+    let sushy = Sushy::start(true);
+    let pin = sushy.cert_sha256();
+    let mut params = sushy.params();
+    params.insert("certificate_sha256".into(), json!(pin));
+    let driver = driver_for("redfish", &params).expect("driver");
+    assert_eq!(
+        driver
+            .query()
+            .await
+            .expect("query with the pinned certificate"),
+        PowerState::Off
+    );
+    driver.power_on().await.expect("power on over pinned TLS");
+    let on = wait_until_async(TRIES, POLL, || async {
+        driver.query().await.ok() == Some(PowerState::On)
+    })
+    .await;
+    assert!(on, "never on: {}", sushy.log());
+    driver
+        .power_off(false)
+        .await
+        .expect("power off over pinned TLS");
+    let off = wait_until_async(TRIES, POLL, || async {
+        driver.query().await.ok() == Some(PowerState::Off)
+    })
+    .await;
+    assert!(off, "never off: {}", sushy.log());
+}
+
+#[tokio::test]
+async fn a_wrong_pin_is_a_tls_error_naming_both_fingerprints() {
+    let sushy = Sushy::start(true);
+    let real = sushy.cert_sha256();
+    // The real fingerprint with its first byte changed.
+    let first = u8::from_str_radix(&real[..2], 16).expect("hex");
+    let wrong = format!("{:02x}{}", first ^ 0xff, &real[2..]);
+    let mut params = sushy.params();
+    params.insert("certificate_sha256".into(), json!(wrong));
+    // The pin wins over insecure_skip_verify: a wrong pin is refused even so.
+    for skip in [false, true] {
+        params.insert("insecure_skip_verify".into(), json!(skip));
+        let driver = driver_for("redfish", &params).expect("driver");
+        let err = driver
+            .query()
+            .await
+            .expect_err("a certificate that is not the pinned one");
+        assert!(
+            matches!(err, PowerError::Tls { pinned: true, .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&real),
+            "the presented fingerprint is missing: {text}"
+        );
+        assert!(
+            text.contains(&wrong),
+            "the pinned fingerprint is missing: {text}"
+        );
+        assert!(
+            text.contains("the BMC presented a certificate with SHA-256"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("insecure_skip_verify=true"),
+            "a pinned machine is not told to switch checks off: {text}"
+        );
+        assert_no_password(&format!("{err} / {err:?} / {driver:?}"));
+    }
+}
+
+#[tokio::test]
+async fn openssl_fingerprint_form_is_accepted() {
+    let sushy = Sushy::start(true);
+    let openssl = sushy.cert_fingerprint_openssl();
+    // openssl prints uppercase colon-separated pairs: the same digest.
+    assert_eq!(
+        openssl.replace(':', "").to_ascii_lowercase(),
+        sushy.cert_sha256()
+    );
+    assert!(openssl.contains(':'), "{openssl}");
+    let mut params = sushy.params();
+    params.insert("certificate_sha256".into(), json!(openssl));
+    let driver = driver_for("redfish", &params).expect("driver");
+    assert_eq!(
+        driver
+            .query()
+            .await
+            .expect("query with openssl's form of the pin"),
+        PowerState::Off
+    );
+}
+
 /// A Redfish service that accepts the boot override PATCH and forgets it.
 async fn forgetful_service() -> String {
     async fn systems() -> Json<Value> {

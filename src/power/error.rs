@@ -145,15 +145,17 @@ pub enum PowerError {
         detail: String,
     },
 
-    /// The TLS handshake failed, usually an untrusted or self-signed certificate.
-    #[error(
-        "TLS with {address} failed: {detail}. If this BMC has a self-signed certificate, install a trusted one or set insecure_skip_verify=true for this machine"
-    )]
+    /// The TLS handshake failed, usually an untrusted or self-signed
+    /// certificate, or (with `certificate_sha256`) not the pinned one.
+    #[error("TLS with {address} failed: {detail}. {}", tls_hint(*.pinned))]
     Tls {
         /// Where rackbox tried.
         address: String,
         /// The TLS library's words.
         detail: String,
+        /// Whether the machine pins its BMC's certificate (`certificate_sha256`):
+        /// chooses the advice at the end of the message.
+        pinned: bool,
     },
 
     /// The BMC said yes to a one-time network boot but does not keep it.
@@ -212,6 +214,18 @@ pub enum PowerError {
         /// The panic message, scrubbed.
         detail: String,
     },
+}
+
+/// What to try after a TLS failure, by whether the certificate is pinned.
+fn tls_hint(pinned: bool) -> &'static str {
+    if pinned {
+        "This machine pins its BMC's certificate (certificate_sha256): only that certificate is \
+         accepted. If the BMC's certificate was replaced, check the new one out of band and set \
+         certificate_sha256 to its SHA-256"
+    } else {
+        "If this BMC has a self-signed certificate, install a trusted one, pin it with \
+         certificate_sha256=<its SHA-256> or set insecure_skip_verify=true for this machine"
+    }
 }
 
 impl PowerError {

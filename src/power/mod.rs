@@ -427,6 +427,12 @@ mod tests {
             PowerError::Tls {
                 address: "https://127.0.0.1".into(),
                 detail: d.clone(),
+                pinned: false,
+            },
+            PowerError::Tls {
+                address: "https://127.0.0.1".into(),
+                detail: d.clone(),
+                pinned: true,
             },
             PowerError::BootOverrideNotKept {
                 address: "127.0.0.1:623".into(),

@@ -231,6 +231,15 @@ const REDFISH_FIELDS: &[PowerParamSchema] = &[
         Some("false"),
         &[],
     ),
+    field(
+        "certificate_sha256",
+        "SHA-256 of the BMC's TLS certificate (DER): 64 hex digits, or colon-separated pairs as openssl x509 -fingerprint -sha256 prints; when set, exactly that certificate is accepted whatever its issuer, expiry or host name, and any other is refused (rackbox extension; needs an https address; overrides insecure_skip_verify)",
+        false,
+        false,
+        Text,
+        None,
+        &[],
+    ),
 ];
 
 const COMMAND_FIELDS: &[PowerParamSchema] = &[
@@ -468,6 +477,10 @@ pub(crate) struct RedfishParams {
     pub pass: Secret,
     pub node_id: Option<String>,
     pub insecure_skip_verify: bool,
+    /// The SHA-256 of the one leaf certificate (DER) the BMC may present.
+    /// When set it replaces the CA, expiry and name checks, and
+    /// `insecure_skip_verify` has no effect.
+    pub certificate_sha256: Option<[u8; 32]>,
     pub boot_type: BootType,
 }
 
@@ -782,14 +795,63 @@ fn parse_redfish(r: &Reader<'_>) -> Result<RedfishParams, PowerParamError> {
             "must be a system id (or /redfish/v1/Systems/<id>)",
         ));
     }
+    let certificate_sha256 = match r.text("certificate_sha256")? {
+        None => None,
+        Some(text) => {
+            let pin = parse_sha256_fingerprint(&text).ok_or_else(|| {
+                r.invalid(
+                    "certificate_sha256",
+                    "must be the SHA-256 of the BMC's certificate (DER) as 64 hex digits, \
+                     optionally as colon-separated pairs (AB:CD:...:EF, what \
+                     `openssl x509 -noout -fingerprint -sha256` prints after 'Fingerprint=')",
+                )
+            })?;
+            if url.scheme() != "https" {
+                return Err(r.invalid(
+                    "certificate_sha256",
+                    "certificate_sha256 needs an https address (power_address is http://)",
+                ));
+            }
+            Some(pin)
+        }
+    };
     Ok(RedfishParams {
         base,
         user,
         pass: Secret(pass),
         node_id,
         insecure_skip_verify: r.boolean("insecure_skip_verify")?.unwrap_or(false),
+        certificate_sha256,
         boot_type: r.boot_type()?,
     })
+}
+
+/// A SHA-256 fingerprint as people copy it: 64 hex digits in either case,
+/// either run together or as 32 colon-separated pairs (`AB:CD:...`, as
+/// `openssl x509 -fingerprint -sha256` prints). None for anything else.
+fn parse_sha256_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let pairs: Vec<&[u8]> = if text.contains(':') {
+        text.split(':').map(str::as_bytes).collect()
+    } else {
+        text.as_bytes().chunks(2).collect()
+    };
+    if pairs.len() != 32 {
+        return None;
+    }
+    let digit = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut pin = [0u8; 32];
+    for (byte, pair) in pin.iter_mut().zip(pairs) {
+        let [high, low] = pair else {
+            return None;
+        };
+        *byte = (digit(*high)? << 4) | digit(*low)?;
+    }
+    Some(pin)
 }
 
 fn parse_command(r: &Reader<'_>) -> Result<CommandParams, PowerParamError> {
@@ -987,6 +1049,115 @@ mod tests {
             base("https://bmc.example/redfish/v1"),
             "https://bmc.example"
         );
+    }
+
+    fn redfish_pin(address: &str, pin: Value) -> Result<Option<[u8; 32]>, PowerParamError> {
+        let p = map(
+            json!({"power_address": address, "power_user": "u", "power_pass": "p",
+            "certificate_sha256": pin}),
+        );
+        match DriverParams::parse("redfish", &p)? {
+            DriverParams::Redfish(r) => Ok(r.certificate_sha256),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn certificate_sha256_forms() {
+        let want: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(0x0a));
+        let lower: String = want.iter().map(|b| format!("{b:02x}")).collect();
+        let colons = want
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        assert_eq!(lower.len(), 64);
+        assert_eq!(colons.len(), 95);
+        for form in [
+            lower.clone(),
+            lower.to_ascii_uppercase(),
+            colons.clone(),
+            colons.to_ascii_lowercase(),
+            format!("  {colons}\n"),
+        ] {
+            assert_eq!(
+                redfish_pin("https://bmc:8443", json!(form)).expect(&form),
+                Some(want),
+                "{form}"
+            );
+        }
+        // A bare host means https.
+        assert_eq!(redfish_pin("10.0.0.9", json!(lower)).unwrap(), Some(want));
+        // Empty is unset, as MAAS sends it.
+        assert_eq!(redfish_pin("https://bmc", json!("")).unwrap(), None);
+        assert_eq!(redfish_pin("http://bmc", json!("")).unwrap(), None);
+        assert_eq!(redfish_pin("https://bmc", Value::Null).unwrap(), None);
+        // The pin wins over insecure_skip_verify; both may be given.
+        let p = map(json!({"power_address": "https://bmc", "power_user": "u",
+            "power_pass": "p", "insecure_skip_verify": true, "certificate_sha256": colons}));
+        let Ok(DriverParams::Redfish(r)) = DriverParams::parse("redfish", &p) else {
+            panic!("not redfish")
+        };
+        assert_eq!(r.certificate_sha256, Some(want));
+    }
+
+    #[test]
+    fn certificate_sha256_refusals_name_it() {
+        let lower: String = "0123456789abcdef".repeat(4);
+        let bad = [
+            json!(lower[..62]),                   // too short
+            json!(format!("{lower}00")),          // too long
+            json!(lower[..63]),                   // odd length
+            json!(format!("{}zz", &lower[..62])), // not hex
+            json!(format!("+{}", &lower[..63])),  // a sign is no digit
+            json!(format!("{}:", lower)),         // a stray colon
+            json!(lower.replace("01", "01:")),    // pairs and runs mixed
+            json!(
+                lower
+                    .as_bytes()
+                    .chunks(4)
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(":")
+            ), // groups of four
+            json!(format!("sha256 Fingerprint={lower}")), // openssl's whole line
+            json!(format!("{} {}", &lower[..32], &lower[32..])),
+            json!(12345),
+            json!(true),
+            json!(["ab"]),
+        ];
+        for pin in bad {
+            let err = redfish_pin("https://bmc", pin.clone()).expect_err(&pin.to_string());
+            let text = err.to_string();
+            assert!(text.contains("certificate_sha256"), "{pin}: {text}");
+        }
+        let err = redfish_pin("https://bmc", json!("ab")).unwrap_err();
+        assert!(err.to_string().contains("64 hex digits"), "{err}");
+
+        let err = redfish_pin("http://bmc:8000", json!(lower)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("certificate_sha256") && text.contains("needs an https address"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn certificate_sha256_is_published_and_not_secret() {
+        let redfish = power_types()
+            .iter()
+            .find(|t| t.name == "redfish")
+            .expect("redfish");
+        let names: Vec<&str> = redfish.fields.iter().map(|f| f.name).collect();
+        let skip = names
+            .iter()
+            .position(|n| *n == "insecure_skip_verify")
+            .expect("insecure_skip_verify");
+        assert_eq!(names.get(skip + 1), Some(&"certificate_sha256"));
+        assert!(!is_secret("redfish", "certificate_sha256"));
+        let mut p = map(json!({"certificate_sha256": "ab".repeat(32)}));
+        mask_secrets("redfish", &mut p);
+        assert_eq!(p["certificate_sha256"], json!("ab".repeat(32)));
     }
 
     #[test]

@@ -4,16 +4,28 @@
 //! Certificates are checked against the system's trust store unless the
 //! machine's `insecure_skip_verify` is set (BMCs often ship self-signed
 //! certificates; the switch is per machine so one such BMC does not lower
-//! the guard for all). Proxies from the environment are not used: BMC
-//! credentials go straight to the BMC.
+//! the guard for all). Better than switching the check off: the machine's
+//! `certificate_sha256` pins the BMC's own certificate, seen over a trusted
+//! path (such as the SMBIOS Redfish host interface, from inside the
+//! machine). A pinned BMC must present exactly that leaf certificate and
+//! prove it holds its key; issuer, expiry and host name no longer matter, and
+//! `insecure_skip_verify` is ignored. Proxies from the environment are not
+//! used: BMC credentials go straight to the BMC.
 
 use std::error::Error as _;
+use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use reqwest::{Method, StatusCode};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::params::RedfishParams;
 use super::{
@@ -51,22 +63,162 @@ struct Reply {
     body: Value,
 }
 
+/// Lowercase hex of a digest, as fingerprints are shown.
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The leaf certificate the BMC presented is not the pinned one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the BMC presented a certificate with SHA-256 {presented}, but certificate_sha256 pins {pinned}"
+)]
+struct PinMismatch {
+    /// Lowercase hex SHA-256 of the presented leaf certificate (DER).
+    presented: String,
+    /// Lowercase hex of the machine's `certificate_sha256`.
+    pinned: String,
+}
+
+/// The rustls error `e` is or wraps. tokio-rustls puts it in an io::Error and
+/// reqwest's connector puts that in another; io::Error::source skips both
+/// wrappers, so they are opened here.
+fn rustls_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = e;
+    for _ in 0..8 {
+        if let Some(found) = current.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
+}
+
+/// The pin mismatch inside a rustls error, if that is what it is (rustls
+/// shows it with Debug, so the driver takes the text from here).
+fn pin_mismatch(e: &rustls::Error) -> Option<&PinMismatch> {
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+            other.0.downcast_ref::<PinMismatch>()
+        }
+        _ => None,
+    }
+}
+
+/// Accepts exactly one server certificate: the one whose DER has the pinned
+/// SHA-256. The chain, issuer, validity period and names are not looked at;
+/// the handshake signatures are still checked against the certificate's key,
+/// so the server has to hold the pinned certificate's private key.
+#[derive(Debug)]
+struct PinnedCertificate {
+    pin: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let presented: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if presented == self.pin {
+            return Ok(ServerCertVerified::assertion());
+        }
+        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(PinMismatch {
+                presented: hex(&presented),
+                pinned: hex(&self.pin),
+            })),
+        )))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A rustls client configuration that trusts only the certificate with the
+/// SHA-256 `pin` (ring, TLS 1.2 and 1.3, no client certificate).
+fn pinned_tls_config(pin: [u8; 32]) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCertificate { pin, provider }))
+        .with_no_client_auth();
+    Ok(config)
+}
+
 impl RedfishDriver {
     pub(crate) fn new(params: RedfishParams, timeout: Duration) -> Result<Self, PowerError> {
         // reqwest is built without a crypto provider; install ring once per
         // process (a second install fails harmlessly).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let pinned = params.certificate_sha256.is_some();
+        let cannot_build = |e: &dyn std::fmt::Display| PowerError::Tls {
+            address: params.base.clone(),
+            detail: format!("cannot build the HTTPS client: {e}"),
+            pinned,
+        };
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .no_proxy()
-            .tls_danger_accept_invalid_certs(params.insecure_skip_verify)
-            .tls_danger_accept_invalid_hostnames(params.insecure_skip_verify)
-            .build()
-            .map_err(|e| PowerError::Tls {
-                address: params.base.clone(),
-                detail: format!("cannot build the HTTPS client: {e}"),
-            })?;
+            .no_proxy();
+        let builder = match params.certificate_sha256 {
+            // The pin replaces every other certificate check, so it wins
+            // over insecure_skip_verify.
+            Some(pin) => {
+                if params.insecure_skip_verify {
+                    tracing::debug!(redfish = %params.base,
+                        "certificate_sha256 is set: insecure_skip_verify is ignored, only the pinned certificate is accepted");
+                }
+                builder.tls_backend_preconfigured(
+                    pinned_tls_config(pin).map_err(|e| cannot_build(&e))?,
+                )
+            }
+            None => builder
+                .tls_danger_accept_invalid_certs(params.insecure_skip_verify)
+                .tls_danger_accept_invalid_hostnames(params.insecure_skip_verify),
+        };
+        let client = builder.build().map_err(|e| cannot_build(&e))?;
         let scrubber = Scrubber::new([params.pass.expose()]);
         Ok(RedfishDriver {
             params,
@@ -118,18 +270,21 @@ impl RedfishDriver {
         let mut tls = false;
         let mut source = e.source();
         while let Some(s) = source {
+            let rustls_error = rustls_error_in(s);
+            if let Some(mismatch) = rustls_error.and_then(pin_mismatch) {
+                // The whole story, and short enough that neither fingerprint
+                // is cut off by the detail's length limit.
+                return PowerError::Tls {
+                    address: self.params.base.clone(),
+                    detail: self
+                        .scrubber
+                        .detail(&format!("invalid peer certificate: {mismatch}")),
+                    pinned: true,
+                };
+            }
+            tls |= rustls_error.is_some();
             text.push_str(": ");
             text.push_str(&s.to_string());
-            if s.downcast_ref::<rustls::Error>().is_some() {
-                tls = true;
-            }
-            if let Some(io) = s.downcast_ref::<std::io::Error>()
-                && io
-                    .get_ref()
-                    .is_some_and(|inner| inner.is::<rustls::Error>())
-            {
-                tls = true;
-            }
             source = s.source();
         }
         let lower = text.to_ascii_lowercase();
@@ -137,6 +292,7 @@ impl RedfishDriver {
             return PowerError::Tls {
                 address: self.params.base.clone(),
                 detail: self.scrubber.detail(&text),
+                pinned: self.params.certificate_sha256.is_some(),
             };
         }
         PowerError::Unreachable {
@@ -531,6 +687,32 @@ impl PowerDriver for RedfishDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pinned_verifier_accepts_only_its_certificate() {
+        // Only the DER's digest matters to the pin check, not what it says.
+        let cert = CertificateDer::from(b"a certificate, only hashed here".to_vec());
+        let pin: [u8; 32] = Sha256::digest(cert.as_ref()).into();
+        let verifier = PinnedCertificate {
+            pin,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        };
+        let name = ServerName::try_from("bmc.example").expect("name");
+        let verify = |c: &CertificateDer<'_>| {
+            verifier.verify_server_cert(c, &[], &name, &[], UnixTime::now())
+        };
+        assert!(verify(&cert).is_ok());
+
+        let other = CertificateDer::from(b"another certificate".to_vec());
+        let err = verify(&other).expect_err("not the pinned certificate");
+        let mismatch = pin_mismatch(&err).expect("a pin mismatch");
+        let text = mismatch.to_string();
+        let presented = hex(&Sha256::digest(other.as_ref()));
+        assert!(text.contains(&presented), "{text}");
+        assert!(text.contains(&hex(&pin)), "{text}");
+        assert_eq!(presented.len(), 64);
+        assert!(!verifier.supported_verify_schemes().is_empty());
+    }
 
     #[test]
     fn read_back_policy() {

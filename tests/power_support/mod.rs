@@ -500,6 +500,53 @@ impl Sushy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sushy.log")).unwrap_or_default()
     }
+
+    /// The emulator's self-signed certificate (PEM); TLS mode only.
+    pub fn cert_path(&self) -> PathBuf {
+        assert!(
+            self.tls,
+            "this emulator has no certificate: start it with tls"
+        );
+        self.dir.path().join("cert.pem")
+    }
+
+    /// The SHA-256 of the emulator's certificate (DER), in lowercase hex,
+    /// computed here from the PEM file: what `certificate_sha256` pins.
+    pub fn cert_sha256(&self) -> String {
+        use base64::Engine as _;
+        use sha2::{Digest, Sha256};
+        let pem = std::fs::read_to_string(self.cert_path()).expect("read cert.pem");
+        let body: String = pem
+            .lines()
+            .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END CERTIFICATE-----"))
+            .map(str::trim)
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .expect("cert.pem holds base64");
+        Sha256::digest(&der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The certificate's fingerprint as `openssl x509 -noout -fingerprint
+    /// -sha256` prints it, after the `Fingerprint=` (uppercase, colon pairs).
+    pub fn cert_fingerprint_openssl(&self) -> String {
+        let openssl = require_tool("openssl", "openssl");
+        let out = Command::new(openssl)
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(self.cert_path())
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl x509 -fingerprint: {out:?}");
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        line.split_once('=')
+            .map(|(_, fingerprint)| fingerprint.to_owned())
+            .unwrap_or_else(|| panic!("no fingerprint in {line:?}"))
+    }
 }
 
 impl Drop for Sushy {
