@@ -30,7 +30,9 @@ mkdir -p "$cache/debs"
 kernel_meta="${RACKBOX_EPHEMERAL_KERNEL:-linux-image-amd64}"
 
 # Modules the ramdisk loads (with their dependencies), in this order: virtual and common
-# server NICs, storage controllers, and the IPMI system interface so the inventory sees a BMC.
+# server NICs, storage controllers, the IPMI system interface so the inventory sees a BMC, and
+# USB host controllers with the USB NIC drivers BMCs present their Redfish host interface as
+# (CDC Ethernet, RNDIS, NCM).
 # There is no modprobe for the kernel to call, so crypto implementations that modules ask
 # for by name (the CRCs of T10 protection information used by nvme and sd) come first.
 # Drivers that need firmware files for every card (bnx2x, most wireless) are left out: the
@@ -41,6 +43,7 @@ modules=(
   e1000 e1000e igb ixgbe i40e tg3
   ahci ata_piix nvme sd_mod sr_mod
   ipmi_si ipmi_devintf
+  xhci_pci ehci_pci usbnet cdc_ether rndis_host cdc_ncm
 )
 
 log() { echo "build-ephemeral: $*" >&2; }
@@ -177,6 +180,24 @@ esac
 exit 0
 EOF
 chmod 755 "$tree/etc/udhcpc.script"
+
+# For the Redfish host interface (src/agent/redfish_host.rs), whose BMC may hand out the host
+# side's address by DHCP: the address only, never a route, and the server's address (the
+# Redfish service, when the record says it is discovered by DHCP) left for the agent.
+cat >"$tree/etc/udhcpc-hostif.script" <<'EOF'
+#!/bin/sh
+case "$1" in
+deconfig)
+  ifconfig "$interface" 0.0.0.0 up
+  ;;
+bound | renew)
+  ifconfig "$interface" "$ip" netmask "${subnet:-255.255.0.0}" up
+  echo "${serverid:-}" >"/run/hostif-$interface.server"
+  ;;
+esac
+exit 0
+EOF
+chmod 755 "$tree/etc/udhcpc-hostif.script"
 
 cat >"$tree/init" <<'EOF'
 #!/bin/busybox sh

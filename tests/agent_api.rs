@@ -3,6 +3,7 @@
 //! a deploy that is Deployed only once the deployed OS reports in, failures, and enlistment.
 
 mod common;
+mod power_support;
 
 use common::{ADMIN_PASSWORD, Api, Daemon};
 use rackbox::model::Status;
@@ -934,5 +935,131 @@ async fn commissioning_takes_power_settings_from_the_discovered_bmc() {
     assert!(
         !actions.iter().any(|a| a == "bmc_discovered"),
         "{actions:?}"
+    );
+}
+
+/// Commissioning finds a Redfish BMC through the host interface (and an IPMI LAN channel as
+/// well): Redfish power comes first, as in MAAS, with the system the service named and its
+/// certificate pinned. Asking the BMC through those settings then works against sushy-tools'
+/// emulator, which listens with a self-signed certificate on port 443 of a loopback address of
+/// its own, as a BMC does on its management address. A host-interface error with only an IPMI
+/// LAN channel leaves IPMI power and says what went wrong.
+#[tokio::test]
+async fn commissioning_prefers_the_redfish_bmc_and_pins_its_certificate() {
+    const SYSTEM: &str = "7d3e8f10-5a2b-4c6d-8e9f-0a1b2c3d4e5f";
+    let address = format!("127.88.{}.1", std::process::id() % 250);
+    let sushy = power_support::Sushy::start_with(power_support::SushyOptions {
+        tls: true,
+        auth: true,
+        listen: Some((address.clone(), 443)),
+        systems: vec!["7d3e8f10-5a2b-4c6d-8e9f-000000000001".into(), SYSTEM.into()],
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut found = common::machine("bmc231", Status::New, 0, 0);
+    found.interfaces[0].mac = "52:54:00:bb:00:31".into();
+    let mut ipmi_only = common::machine("bmc232", Status::New, 0, 0);
+    ipmi_only.interfaces[0].mac = "52:54:00:bb:00:32".into();
+    common::seed(dir.path(), vec![found, ipmi_only]);
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    for id in ["bmc231", "bmc232"] {
+        let (s, v) = api
+            .call(
+                Method::POST,
+                &format!("/api/v1/machines/{id}/actions/commission"),
+                Some(&admin),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let with_bmc = |mac: &str, redfish: Value| {
+        let mut inv = inventory(mac);
+        inv["bmc"] = json!({
+            "present": true, "ipmi_device": true, "smbios_ipmi": null,
+            "lan": {"channel": 1, "ip_address": "127.0.0.1", "ip_source": "static",
+                    "netmask": "255.0.0.0", "gateway": "0.0.0.0", "mac": "52:54:00:bb:10:31",
+                    "vlan": null},
+            "redfish_host_interface": {"service_address": "169.254.95.118", "service_port": 443,
+                    "service_hostname": "", "ip_discovery": "static", "vlan": 0},
+            "redfish": redfish,
+            "credentials": {"username": power_support::USER, "password": power_support::PASSWORD},
+        });
+        inv
+    };
+
+    let agent = agent_of(&api, "52:54:00:bb:00:31").await;
+    let (s, v) = agent
+        .call(
+            Method::POST,
+            "inventory",
+            Some(with_bmc(
+                "52:54:00:bb:00:31",
+                json!({"host_nic": "usb0", "service_url": "https://169.254.95.118:443",
+                       "manager_id": SYSTEM, "system_id": SYSTEM, "address": address,
+                       "certificate_sha256": sushy.cert_sha256(), "error": null}),
+            )),
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/bmc231", Some(&admin), None)
+        .await;
+    assert_eq!(m["power"]["power_type"], "redfish", "{m}");
+    let p = &m["power"]["parameters"];
+    assert_eq!(p["power_address"], address.as_str());
+    assert_eq!(p["node_id"], SYSTEM);
+    assert_eq!(p["certificate_sha256"], sushy.cert_sha256());
+    assert_eq!(p["power_user"], power_support::USER);
+    assert!(p.get("insecure_skip_verify").is_none(), "{p}");
+    assert_eq!(m["discovered_bmc"]["power_type"], "redfish");
+    assert_eq!(m["discovered_bmc"]["address"], address.as_str());
+    assert_eq!(m["discovered_bmc"]["applied"], true);
+    let (_, text) = events_text(&api, &admin, "bmc231").await;
+    assert!(
+        text.contains(&format!("Redfish BMC discovered at {address}"))
+            && text.contains("power set to redfish"),
+        "{text}"
+    );
+    assert!(!text.contains(power_support::PASSWORD), "{text}");
+    // The settings work: the BMC is asked, through the pinned certificate, for this system.
+    let (s, v) = api
+        .call(
+            Method::GET,
+            "/api/v1/machines/bmc231/power",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}\n{}", sushy.log());
+    assert_eq!(v["state"], "off", "{v}");
+
+    // The host interface failed; the IPMI LAN channel is used, and the event says why.
+    let agent = agent_of(&api, "52:54:00:bb:00:32").await;
+    let (s, v) = agent
+        .call(
+            Method::POST,
+            "inventory",
+            Some(with_bmc(
+                "52:54:00:bb:00:32",
+                json!({"host_nic": "usb0", "service_url": "https://169.254.95.118:443",
+                       "manager_id": "", "system_id": "", "address": "",
+                       "certificate_sha256": "",
+                       "error": "the Redfish service at https://169.254.95.118:443: GET /redfish/v1/Systems answered 401 Unauthorized"}),
+            )),
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let (_, m) = api
+        .call(Method::GET, "/api/v1/machines/bmc232", Some(&admin), None)
+        .await;
+    assert_eq!(m["power"]["power_type"], "ipmi", "{m}");
+    assert_eq!(m["discovered_bmc"]["power_type"], "ipmi");
+    let (_, text) = events_text(&api, &admin, "bmc232").await;
+    assert!(
+        text.contains("BMC discovered at 127.0.0.1") && text.contains("answered 401"),
+        "{text}"
     );
 }

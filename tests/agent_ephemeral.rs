@@ -36,7 +36,7 @@ use rackbox::agent::run::{INVENTORY_BEGIN, INVENTORY_END};
 use agent_support::{
     MIB, appliance, calls_of, check_deployed, compress, deploy_task, lock, make_image, mcopy, serve,
 };
-use power_support::{GUEST_BMC_MAC, IpmiSim, SimMode};
+use power_support::{GUEST_BMC_MAC, IpmiSim, SimMode, Sushy, SushyOptions};
 use serde_json::json;
 
 /// QEMU's arguments that give the VM a KCS IPMI interface to `sim` (an external BMC).
@@ -571,4 +571,165 @@ async fn rescue_mode_lets_the_owner_in_over_ssh_and_no_one_else() {
         "rescue mode is reported once"
     );
     assert_eq!(lock(&s).unauthorized, 0);
+}
+
+/// The guest's SMBIOS UUID: the Redfish service must pick this machine's ComputerSystem by it.
+const GUEST_UUID: &str = "4c4c4544-0052-4242-8000-00000000abcd";
+/// QEMU's usb-net (a CDC Ethernet/RNDIS device, as BMCs present their host interface).
+const USB_NET_IDS: (u16, u16) = (0x0525, 0xa4a2);
+
+/// An SMBIOS type 42 structure as a BMC with a USB host interface publishes it (DSP0270): USB
+/// network interface `ids`, Redfish over IP with the host side static at 169.254.95.120/16 and
+/// the service at 169.254.95.118:443.
+fn type42_record(ids: (u16, u16)) -> Vec<u8> {
+    let mut redfish = vec![0u8; 91];
+    redfish[..16].copy_from_slice(&[0x5a; 16]); // service UUID
+    redfish[16] = 1; // host address: static
+    redfish[17] = 1; // IPv4
+    redfish[18..22].copy_from_slice(&[169, 254, 95, 120]);
+    redfish[34..38].copy_from_slice(&[255, 255, 0, 0]);
+    redfish[50] = 1; // service address: static
+    redfish[51] = 1;
+    redfish[52..56].copy_from_slice(&[169, 254, 95, 118]);
+    redfish[68..72].copy_from_slice(&[255, 255, 0, 0]);
+    redfish[84..86].copy_from_slice(&443u16.to_le_bytes());
+    // Device type 02h (USB): idVendor, idProduct, then an empty serial-number descriptor.
+    let mut specific = vec![0x02];
+    specific.extend_from_slice(&ids.0.to_le_bytes());
+    specific.extend_from_slice(&ids.1.to_le_bytes());
+    specific.extend_from_slice(&[2, 3]);
+    let mut raw = vec![42, 0, 0x00, 0x2a, 0x40, specific.len() as u8];
+    raw.extend_from_slice(&specific);
+    raw.push(1); // one protocol record
+    raw.push(4); // Redfish over IP
+    raw.push(redfish.len() as u8);
+    raw.extend_from_slice(&redfish);
+    raw[1] = raw.len() as u8;
+    raw.extend_from_slice(&[0, 0]); // no strings
+    raw
+}
+
+/// A machine whose BMC offers Redfish through a USB host interface, as MAAS's commissioning
+/// finds it: QEMU publishes an SMBIOS type 42 record and has a USB NIC (usb-net on xHCI) whose
+/// network leads only to 169.254.95.118:443, forwarded to sushy-tools' emulator (TLS) on the
+/// host's loopback. The emulator knows two systems, this VM's UUID among them, and its manager
+/// reports a management address. The agent (the real ramdisk) must find the USB NIC by its ids,
+/// give it the record's address, create its BMC user in-band over IPMI, and report the
+/// manager's address, this machine's system, and the certificate's fingerprint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commissioning_finds_the_redfish_bmc_behind_the_host_interface() {
+    let (kernel, initrd) = tokio::task::spawn_blocking(build_ramdisk)
+        .await
+        .expect("build");
+    let _vm = ONE_VM_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = IpmiSim::start(SimMode::Guest);
+    // The emulator answers without authentication here: its accounts are not the BMC users
+    // ipmi_sim keeps (tests/redfish_host.rs checks the credentials against one that has them).
+    let sushy = Sushy::start_with(SushyOptions {
+        tls: true,
+        auth: false,
+        systems: vec![
+            "0b5c3a2e-7f11-4d9a-9e57-5b1b0a0c0001".into(),
+            GUEST_UUID.into(),
+        ],
+        manager_nics: vec![("hostif", "169.254.95.118"), ("mgmt", "192.0.2.31")],
+        ..Default::default()
+    });
+    let s = appliance(vec![
+        json!({"task": "wait", "seconds": 1}),
+        json!({"task": "commission", "create_bmc_user": true}),
+        json!({"task": "poweroff"}),
+    ]);
+    let url = serve(s.clone(), 0).await;
+    let port = url.rsplit(':').next().unwrap_or_default().to_string();
+    let smbios = dir.path().join("type42.bin");
+    std::fs::write(&smbios, type42_record(USB_NET_IDS)).expect("type 42 blob");
+
+    let nic = format!(
+        "user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:57,\
+         guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{port}"
+    );
+    // The host interface's own network: nothing but the Redfish service on it.
+    let hostif = format!(
+        "user,id=hostif,restrict=on,net=169.254.0.0/16,\
+         guestfwd=tcp:169.254.95.118:443-cmd:socat - TCP:127.0.0.1:{}",
+        sushy.port
+    );
+    let bmc = bmc_args(&sim);
+    let smbios_arg = format!("file={}", smbios.display());
+    let (exited, console) = tokio::task::spawn_blocking(move || {
+        run_bounded(
+            Command::new("qemu-system-x86_64")
+                .args(["-accel", "tcg", "-cpu", "max", "-nographic", "-no-reboot"])
+                .args(["-smp", "2", "-m", "768", "-uuid", GUEST_UUID])
+                .args(["-smbios", &smbios_arg])
+                .arg("-kernel")
+                .arg(&kernel)
+                .arg("-initrd")
+                .arg(&initrd)
+                .args([
+                    "-append",
+                    "console=ttyS0 panic=-1 rackbox.url=http://10.0.2.100 rackbox.token=tok-1 \
+                     rackbox.system_id=abc124 BOOTIF=01-52-54-00-12-34-57",
+                ])
+                .args(["-nic", &nic])
+                .args(["-netdev", &hostif])
+                .args(["-device", "qemu-xhci,id=xhci"])
+                .args(["-device", "usb-net,netdev=hostif,bus=xhci.0"])
+                .args(&bmc)
+                .stdin(Stdio::null()),
+            Duration::from_secs(10 * 60),
+        )
+    })
+    .await
+    .expect("qemu");
+    let tail: String = {
+        let lines: Vec<&str> = console.lines().collect();
+        lines[lines.len().saturating_sub(120)..].join("\n")
+    };
+    assert!(exited, "the agent powered the VM off; console end:\n{tail}");
+    assert_eq!(
+        calls_of(&s, "fail"),
+        Vec::<serde_json::Value>::new(),
+        "console end:\n{tail}"
+    );
+    let inventories = calls_of(&s, "inventory");
+    assert_eq!(inventories.len(), 1, "console end:\n{tail}");
+    let bmc = &inventories[0]["bmc"];
+    let hi = &bmc["redfish_host_interface"];
+    assert_eq!(hi["device"]["bus"], "usb", "{hi}");
+    assert_eq!(hi["device"]["vendor"], "0525", "{hi}");
+    assert_eq!(hi["device"]["product"], "a4a2", "{hi}");
+    assert_eq!(hi["host_address"], "169.254.95.120", "{hi}");
+    assert_eq!(hi["service_address"], "169.254.95.118", "{hi}");
+
+    let rf = &bmc["redfish"];
+    assert_eq!(
+        rf["error"],
+        serde_json::Value::Null,
+        "{rf}\nconsole end:\n{tail}\nsushy:\n{}",
+        sushy.log()
+    );
+    assert!(
+        rf["host_nic"].as_str().is_some_and(|n| !n.is_empty()),
+        "{rf}"
+    );
+    assert_eq!(rf["service_url"], "https://169.254.95.118:443", "{rf}");
+    assert_eq!(rf["system_id"], GUEST_UUID, "the VM's own system: {rf}");
+    assert_eq!(rf["manager_id"], GUEST_UUID, "its manager: {rf}");
+    assert_eq!(rf["address"], "192.0.2.31", "the management address: {rf}");
+    assert_eq!(rf["certificate_sha256"], sushy.cert_sha256(), "{rf}");
+    // The user it asked with: created in-band, and it works on the BMC's IPMI LAN side too.
+    assert_eq!(bmc["credentials"]["username"], "maas", "{bmc}");
+    let password = bmc["credentials"]["password"].as_str().unwrap_or_default();
+    assert!(!password.is_empty() && !console.contains(password));
+    let completes = calls_of(&s, "complete");
+    assert!(
+        completes[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Redfish BMC at 192.0.2.31")),
+        "{}",
+        completes[0]
+    );
 }

@@ -170,7 +170,8 @@ impl PowerSettings {
 /// A BMC found from inside the machine during commissioning.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DiscoveredBmc {
-    /// The power driver that speaks to it ("ipmi").
+    /// The power driver that speaks to it ("ipmi", or "redfish" when found through the
+    /// Redfish host interface).
     pub power_type: String,
     /// The BMC's LAN address as the BMC itself reports it.
     pub address: String,

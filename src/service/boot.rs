@@ -108,6 +108,23 @@ struct InventoryBmc {
     lan: Option<InventoryBmcLan>,
     #[serde(default)]
     redfish_host_interface: Option<InventoryRedfish>,
+    #[serde(default)]
+    redfish: Option<InventoryRedfishBmc>,
+}
+
+/// What the agent learnt from the Redfish service behind the host interface.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct InventoryRedfishBmc {
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    manager_id: String,
+    #[serde(default)]
+    system_id: String,
+    #[serde(default)]
+    certificate_sha256: String,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -403,60 +420,101 @@ impl Service {
 
     /// Records the BMC the inventory names and, on a machine without power settings, takes
     /// them from it. Never overwrites settings an operator made.
+    ///
+    /// A Redfish BMC found through the host interface comes first (as in MAAS), with its
+    /// certificate pinned; else the IPMI LAN channel read in-band.
     async fn record_bmc(
         &self,
         m: Machine,
         bmc: &InventoryBmc,
         credentials: Option<BmcCredentials>,
     ) -> Result<Machine, ServiceError> {
-        let Some(lan) = bmc
+        let redfish = bmc
+            .redfish
+            .clone()
+            .filter(|r| usable_bmc_address(&r.address));
+        let lan = bmc
             .lan
             .clone()
-            .filter(|l| usable_bmc_address(&l.ip_address))
-        else {
-            if let Some(rf) = &bmc.redfish_host_interface {
-                // The host interface is the host's own way in (usually link-local over a USB
-                // NIC): not an address the appliance can reach, so it only goes in the record.
-                tracing::info!(
-                    system_id = %m.system_id,
-                    address = %rf.service_address,
-                    port = rf.service_port,
-                    "Redfish host interface reported; not used for power"
-                );
+            .filter(|l| usable_bmc_address(&l.ip_address));
+        let mut params = serde_json::Map::new();
+        let (power_type, address, mut said) = match (&redfish, &lan) {
+            (Some(rf), _) => {
+                params.insert("power_address".into(), rf.address.clone().into());
+                if !rf.system_id.is_empty() {
+                    params.insert("node_id".into(), rf.system_id.clone().into());
+                }
+                if !rf.certificate_sha256.is_empty() {
+                    params.insert(
+                        "certificate_sha256".into(),
+                        rf.certificate_sha256.clone().into(),
+                    );
+                }
+                (
+                    "redfish",
+                    rf.address.clone(),
+                    format!(
+                        "Redfish BMC discovered at {} through the host interface (manager {}, \
+                         system {})",
+                        rf.address, rf.manager_id, rf.system_id
+                    ),
+                )
             }
-            if credentials.is_some() {
-                tracing::warn!(system_id = %m.system_id, "BMC user reported without a BMC address; ignored");
+            (None, Some(lan)) => {
+                params.insert("power_address".into(), lan.ip_address.clone().into());
+                (
+                    "ipmi",
+                    lan.ip_address.clone(),
+                    format!(
+                        "BMC discovered at {} (IPMI LAN channel {})",
+                        lan.ip_address, lan.channel
+                    ),
+                )
             }
-            return Ok(m);
+            (None, None) => {
+                if let Some(rf) = &bmc.redfish_host_interface {
+                    // The host interface is the host's own way in (usually link-local over a
+                    // USB NIC): not an address the appliance can reach.
+                    tracing::info!(
+                        system_id = %m.system_id,
+                        address = %rf.service_address,
+                        port = rf.service_port,
+                        error = bmc.redfish.as_ref().and_then(|r| r.error.as_deref()),
+                        "Redfish host interface reported; no BMC address learnt from it"
+                    );
+                }
+                if credentials.is_some() {
+                    tracing::warn!(system_id = %m.system_id, "BMC user reported without a BMC address; ignored");
+                }
+                return Ok(m);
+            }
         };
+        if let Some(e) = bmc.redfish.as_ref().and_then(|r| r.error.as_deref()) {
+            said.push_str(&format!("; Redfish host interface: {e}"));
+        }
         let now = crate::model::ids::now_ms();
         let changed = self
             .modify_machine(&m.system_id, "agent", move |_, m| {
                 let user = credentials.as_ref().map(|c| c.username.clone());
                 let mut applied = false;
-                let mut said = format!(
-                    "BMC discovered at {} (IPMI LAN channel {})",
-                    lan.ip_address, lan.channel
-                );
                 if m.power.is_unconfigured() {
-                    let mut params = serde_json::Map::new();
-                    params.insert("power_address".into(), lan.ip_address.clone().into());
                     if let Some(c) = &credentials {
                         params.insert("power_user".into(), c.username.clone().into());
                         params.insert("power_pass".into(), c.password.clone().into());
                     }
-                    match crate::power::validate("ipmi", &params) {
+                    match crate::power::validate(power_type, &params) {
                         Ok(()) => {
                             m.power = crate::model::PowerSettings {
-                                power_type: "ipmi".into(),
+                                power_type: power_type.into(),
                                 parameters: params,
                             };
                             applied = true;
                             said.push_str(&match &user {
-                                Some(u) => format!("; power set to ipmi with BMC user {u}"),
-                                None => "; power set to ipmi without credentials (no BMC user \
-                                         was created): set power_user and power_pass"
-                                    .to_string(),
+                                Some(u) => format!("; power set to {power_type} with BMC user {u}"),
+                                None => format!(
+                                    "; power set to {power_type} without credentials (no BMC \
+                                     user was created): set power_user and power_pass"
+                                ),
                             });
                         }
                         Err(e) => said.push_str(&format!("; power not set: {e}")),
@@ -474,8 +532,8 @@ impl Service {
                     ));
                 }
                 m.discovered_bmc = Some(crate::model::DiscoveredBmc {
-                    power_type: "ipmi".into(),
-                    address: lan.ip_address.clone(),
+                    power_type: power_type.into(),
+                    address,
                     user,
                     applied,
                     discovered_ms: now,

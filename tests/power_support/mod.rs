@@ -373,16 +373,42 @@ pub fn sushy_venv() -> PathBuf {
     PathBuf::from(tools).join("venv-sushy")
 }
 
-/// A running sushy-emulator (fake driver) on 127.0.0.1, with HTTP basic auth.
+/// A running sushy-emulator (fake driver), by default on 127.0.0.1 with HTTP basic auth.
 pub struct Sushy {
     child: Child,
     dir: tempfile::TempDir,
+    /// The address it listens on.
+    pub host: String,
     pub port: u16,
     pub tls: bool,
 }
 
+/// How to run the emulator beyond [`Sushy::start`]'s defaults.
+#[derive(Clone, Debug, Default)]
+pub struct SushyOptions {
+    pub tls: bool,
+    /// Basic auth with [`USER`] / [`PASSWORD`]; without it every request is answered.
+    pub auth: bool,
+    /// Address and port to listen on (default 127.0.0.1 and a free port).
+    pub listen: Option<(String, u16)>,
+    /// UUIDs of the fake driver's systems (default: sushy's one "fake" system).
+    pub systems: Vec<String>,
+    /// The manager's own NICs (id, IPv4 address): run through sushy_bmc.py, which adds the
+    /// Managers/<id>/EthernetInterfaces resource sushy-tools lacks.
+    pub manager_nics: Vec<(&'static str, &'static str)>,
+}
+
 impl Sushy {
     pub fn start(tls: bool) -> Sushy {
+        Sushy::start_with(SushyOptions {
+            tls,
+            auth: true,
+            ..Default::default()
+        })
+    }
+
+    pub fn start_with(opts: SushyOptions) -> Sushy {
+        let tls = opts.tls;
         let venv = sushy_venv();
         let emulator = require_tool(
             &venv.join("bin/sushy-emulator").to_string_lossy(),
@@ -412,20 +438,58 @@ impl Sushy {
         // The fake driver keeps its machines in a SQLite file, shared by every
         // emulator on the machine unless given a directory of its own.
         std::fs::create_dir_all(d.join("state")).expect("state dir");
-        std::fs::write(
-            d.join("sushy.conf"),
-            format!(
-                "SUSHY_EMULATOR_AUTH_FILE = '{}'\nSUSHY_EMULATOR_STATE_DIR = '{}'\n",
-                d.join("htpasswd").display(),
-                d.join("state").display()
-            ),
-        )
-        .expect("sushy.conf");
-        let port = free_tcp_port();
-        let mut cmd = Command::new(emulator);
+        let mut conf = format!(
+            "SUSHY_EMULATOR_STATE_DIR = '{}'\n",
+            d.join("state").display()
+        );
+        if opts.auth {
+            conf.push_str(&format!(
+                "SUSHY_EMULATOR_AUTH_FILE = '{}'\n",
+                d.join("htpasswd").display()
+            ));
+        }
+        if !opts.systems.is_empty() {
+            let systems: Vec<Value> = opts
+                .systems
+                .iter()
+                .enumerate()
+                .map(|(i, uuid)| {
+                    json!({"uuid": uuid, "name": format!("node-{i}"), "power_state": "Off",
+                           "nics": [{"mac": format!("52:54:00:5e:00:{i:02x}"), "ip": "192.0.2.99"}]})
+                })
+                .collect();
+            // JSON lists and dicts of strings are Python literals too.
+            conf.push_str(&format!(
+                "SUSHY_EMULATOR_FAKE_SYSTEMS = {}\n",
+                Value::Array(systems)
+            ));
+        }
+        if !opts.manager_nics.is_empty() {
+            let nics: Vec<Value> = opts
+                .manager_nics
+                .iter()
+                .map(|(id, address)| json!({"Id": id, "Address": address}))
+                .collect();
+            conf.push_str(&format!(
+                "SUSHY_EMULATOR_MANAGER_NICS = {}\n",
+                Value::Array(nics)
+            ));
+        }
+        std::fs::write(d.join("sushy.conf"), conf).expect("sushy.conf");
+        let (host, port) = opts
+            .listen
+            .clone()
+            .unwrap_or_else(|| ("127.0.0.1".to_string(), free_tcp_port()));
+        let mut cmd = if opts.manager_nics.is_empty() {
+            Command::new(emulator)
+        } else {
+            let mut c = Command::new(&python);
+            c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/power_support/sushy_bmc.py"));
+            c
+        };
         cmd.arg("--config")
             .arg(d.join("sushy.conf"))
-            .args(["--fake", "-i", "127.0.0.1", "-p"])
+            .args(["--fake", "-i", &host, "-p"])
             .arg(port.to_string());
         if tls {
             let openssl = require_tool("openssl", "openssl");
@@ -435,9 +499,9 @@ impl Sushy {
                 ])
                 .args([
                     "-subj",
-                    "/CN=127.0.0.1",
+                    &format!("/CN={host}"),
                     "-addext",
-                    "subjectAltName=IP:127.0.0.1",
+                    &format!("subjectAltName=IP:{host}"),
                 ])
                 .arg("-keyout")
                 .arg(d.join("key.pem"))
@@ -467,15 +531,16 @@ impl Sushy {
         let sushy = Sushy {
             child,
             dir,
+            host: host.clone(),
             port,
             tls,
         };
         let up = wait_until(120, Duration::from_millis(250), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+            TcpStream::connect((host.as_str(), port)).is_ok()
         });
         assert!(
             up,
-            "sushy-emulator did not listen on 127.0.0.1:{port}: {}",
+            "sushy-emulator did not listen on {host}:{port}: {}",
             sushy.log()
         );
         sushy
@@ -483,8 +548,9 @@ impl Sushy {
 
     pub fn url(&self) -> String {
         format!(
-            "{}://127.0.0.1:{}",
+            "{}://{}:{}",
             if self.tls { "https" } else { "http" },
+            self.host,
             self.port
         )
     }
