@@ -761,6 +761,21 @@ async fn agent_of<'a>(api: &'a Api, mac: &str) -> Agent<'a> {
     }
 }
 
+/// Starts commissioning each machine, as an admin would.
+async fn commission(api: &Api, admin: &str, ids: &[&str]) {
+    for id in ids {
+        let (s, v) = api
+            .call(
+                Method::POST,
+                &format!("/api/v1/machines/{id}/actions/commission"),
+                Some(admin),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+}
+
 async fn events_text(api: &Api, token: &str, id: &str) -> (Vec<String>, String) {
     let (s, events) = api
         .call(
@@ -815,17 +830,7 @@ async fn commissioning_takes_power_settings_from_the_discovered_bmc() {
         .await;
     assert_eq!(s, 201);
     let carol = api.login("carol", "password123").await;
-    for id in ["bmc221", "bmc222", "bmc223"] {
-        let (s, v) = api
-            .call(
-                Method::POST,
-                &format!("/api/v1/machines/{id}/actions/commission"),
-                Some(&admin),
-                Some(json!({})),
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-    }
+    commission(&api, &admin, &["bmc221", "bmc222", "bmc223"]).await;
     // The BMC address is loopback: the power sync that follows speaks to nothing outside.
     let with_bmc = |mac: &str, ip: &str, credentials: bool| {
         let mut inv = inventory(mac);
@@ -964,17 +969,7 @@ async fn commissioning_prefers_the_redfish_bmc_and_pins_its_certificate() {
     let daemon = Daemon::start_in(dir.path(), "");
     let api = Api::new(&daemon.url);
     let admin = api.login("admin", ADMIN_PASSWORD).await;
-    for id in ["bmc231", "bmc232"] {
-        let (s, v) = api
-            .call(
-                Method::POST,
-                &format!("/api/v1/machines/{id}/actions/commission"),
-                Some(&admin),
-                Some(json!({})),
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-    }
+    commission(&api, &admin, &["bmc231", "bmc232"]).await;
     let with_bmc = |mac: &str, redfish: Value| {
         let mut inv = inventory(mac);
         inv["bmc"] = json!({

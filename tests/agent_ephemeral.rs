@@ -14,6 +14,10 @@
 //! BMC's LAN channel and address read in-band through /dev/ipmi0, the second commissions with
 //! `create_bmc_user` and logs in to the BMC over the LAN with the user the agent created.
 //!
+//! A fourth gives the VM a Redfish host interface (an SMBIOS type 42 record and a USB NIC leading
+//! to sushy-tools behind 169.254.95.118:443) and checks that commissioning reports the BMC's
+//! management address, this machine's system and the certificate's fingerprint.
+//!
 //! A third boots it into rescue mode: the fake appliance hands the agent a rescue task with a
 //! freshly made SSH key, QEMU forwards 127.0.0.1:<port> to the guest's port 22, and ssh with
 //! that key runs a command in the ramdisk; another key is refused.
@@ -52,6 +56,50 @@ fn bmc_args(sim: &IpmiSim) -> Vec<String> {
         "-device".into(),
         "isa-ipmi-kcs,bmc=bmc0".into(),
     ]
+}
+
+/// QEMU booting the ramdisk as machine `system_id` (token tok-1) with a BMC (`sim`) and one
+/// virtio NIC with `mac`: a user-mode network with `restrict=on` (no route anywhere) whose one
+/// guestfwd leads to the fake appliance on the host's 127.0.0.1:`port`. A `cmd:` forward runs
+/// one socat per guest connection (a chardev forward would carry only one, and the agent
+/// downloads while it reports progress). `-cpu max` gives RDRAND, which seeds the guest
+/// kernel's random generator at once as on a real server (the BMC password needs it; qemu64
+/// has no hardware generator).
+fn agent_vm(
+    kernel: &Path,
+    initrd: &Path,
+    port: &str,
+    mac: &str,
+    system_id: &str,
+    sim: &IpmiSim,
+) -> Command {
+    let nic = format!(
+        "user,restrict=on,model=virtio-net-pci,mac={mac},\
+         guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{port}"
+    );
+    let append = format!(
+        "console=ttyS0 panic=-1 rackbox.url=http://10.0.2.100 rackbox.token=tok-1 \
+         rackbox.system_id={system_id} BOOTIF=01-{}",
+        mac.replace(':', "-")
+    );
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", "tcg", "-cpu", "max", "-nographic", "-no-reboot"])
+        .args(["-smp", "2", "-m", "768"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", &append])
+        .args(["-nic", &nic])
+        .args(bmc_args(sim))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The last `n` lines of a console log, for failure messages.
+fn console_tail(console: &str, n: usize) -> String {
+    let lines: Vec<&str> = console.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Where the ramdisk is built: shared by test runs so that the cache works.
@@ -168,10 +216,7 @@ fn the_ramdisk_boots_and_reports_the_vm_it_runs_in() {
         // TCG on a busy two-core machine: booting takes seconds to a minute or two.
         Duration::from_secs(10 * 60),
     );
-    let tail: String = {
-        let lines: Vec<&str> = console.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    };
+    let tail = console_tail(&console, 60);
     let inv = inventory_from_console(&console)
         .unwrap_or_else(|| panic!("no inventory on the console; its end:\n{tail}"));
     assert!(
@@ -254,54 +299,14 @@ async fn the_ramdisk_deploys_an_image_over_the_network() {
         .expect("disk");
 
     let disk_arg = format!("file={},if=none,id=d0,format=raw", disk.display());
-    // restrict=on: no route anywhere; the one guestfwd leads to the fake appliance. A `cmd:`
-    // forward runs one socat per guest connection (a chardev forward would carry only one,
-    // and the agent downloads while it reports progress).
-    let nic = format!(
-        "user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:56,\
-         guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{port}"
-    );
-    let bmc = bmc_args(&sim);
-    let (exited, console) = tokio::task::spawn_blocking(move || {
-        run_bounded(
-            Command::new("qemu-system-x86_64")
-                // `max`: RDRAND, which seeds the guest kernel's random generator at once, as on
-                // a real server (the BMC password needs it; qemu64 has no hardware generator).
-                .args([
-                    "-accel",
-                    "tcg",
-                    "-cpu",
-                    "max",
-                    "-nographic",
-                    "-no-reboot",
-                    "-smp",
-                    "2",
-                    "-m",
-                    "768",
-                ])
-                .arg("-kernel")
-                .arg(&kernel)
-                .arg("-initrd")
-                .arg(&initrd)
-                .args([
-                    "-append",
-                    "console=ttyS0 panic=-1 rackbox.url=http://10.0.2.100 rackbox.token=tok-1 \
-                     rackbox.system_id=abc123 BOOTIF=01-52-54-00-12-34-56",
-                ])
-                .args(["-nic", &nic])
-                .args(["-drive", &disk_arg])
-                .args(["-device", "virtio-blk-pci,drive=d0"])
-                .args(&bmc)
-                .stdin(Stdio::null()),
-            Duration::from_secs(10 * 60),
-        )
-    })
-    .await
-    .expect("qemu");
-    let tail: String = {
-        let lines: Vec<&str> = console.lines().collect();
-        lines[lines.len().saturating_sub(150)..].join("\n")
-    };
+    let mut vm = agent_vm(&kernel, &initrd, &port, "52:54:00:12:34:56", "abc123", &sim);
+    vm.args(["-drive", &disk_arg])
+        .args(["-device", "virtio-blk-pci,drive=d0"]);
+    let (exited, console) =
+        tokio::task::spawn_blocking(move || run_bounded(&mut vm, Duration::from_secs(10 * 60)))
+            .await
+            .expect("qemu");
+    let tail = console_tail(&console, 150);
     assert!(
         exited,
         "the agent powered the VM off; console end:\n{tail}\nBMC log:\n{}",
@@ -377,9 +382,10 @@ impl Vm {
 
     /// The last lines of the console, for failure messages.
     fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.console).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        console_tail(
+            &std::fs::read_to_string(&self.console).unwrap_or_default(),
+            60,
+        )
     }
 
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
@@ -646,48 +652,23 @@ async fn commissioning_finds_the_redfish_bmc_behind_the_host_interface() {
     let smbios = dir.path().join("type42.bin");
     std::fs::write(&smbios, type42_record(USB_NET_IDS)).expect("type 42 blob");
 
-    let nic = format!(
-        "user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:57,\
-         guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{port}"
-    );
     // The host interface's own network: nothing but the Redfish service on it.
     let hostif = format!(
         "user,id=hostif,restrict=on,net=169.254.0.0/16,\
          guestfwd=tcp:169.254.95.118:443-cmd:socat - TCP:127.0.0.1:{}",
         sushy.port
     );
-    let bmc = bmc_args(&sim);
     let smbios_arg = format!("file={}", smbios.display());
-    let (exited, console) = tokio::task::spawn_blocking(move || {
-        run_bounded(
-            Command::new("qemu-system-x86_64")
-                .args(["-accel", "tcg", "-cpu", "max", "-nographic", "-no-reboot"])
-                .args(["-smp", "2", "-m", "768", "-uuid", GUEST_UUID])
-                .args(["-smbios", &smbios_arg])
-                .arg("-kernel")
-                .arg(&kernel)
-                .arg("-initrd")
-                .arg(&initrd)
-                .args([
-                    "-append",
-                    "console=ttyS0 panic=-1 rackbox.url=http://10.0.2.100 rackbox.token=tok-1 \
-                     rackbox.system_id=abc124 BOOTIF=01-52-54-00-12-34-57",
-                ])
-                .args(["-nic", &nic])
-                .args(["-netdev", &hostif])
-                .args(["-device", "qemu-xhci,id=xhci"])
-                .args(["-device", "usb-net,netdev=hostif,bus=xhci.0"])
-                .args(&bmc)
-                .stdin(Stdio::null()),
-            Duration::from_secs(10 * 60),
-        )
-    })
-    .await
-    .expect("qemu");
-    let tail: String = {
-        let lines: Vec<&str> = console.lines().collect();
-        lines[lines.len().saturating_sub(120)..].join("\n")
-    };
+    let mut vm = agent_vm(&kernel, &initrd, &port, "52:54:00:12:34:58", "abc124", &sim);
+    vm.args(["-uuid", GUEST_UUID, "-smbios", &smbios_arg])
+        .args(["-netdev", &hostif])
+        .args(["-device", "qemu-xhci,id=xhci"])
+        .args(["-device", "usb-net,netdev=hostif,bus=xhci.0"]);
+    let (exited, console) =
+        tokio::task::spawn_blocking(move || run_bounded(&mut vm, Duration::from_secs(10 * 60)))
+            .await
+            .expect("qemu");
+    let tail = console_tail(&console, 120);
     assert!(exited, "the agent powered the VM off; console end:\n{tail}");
     assert_eq!(
         calls_of(&s, "fail"),
