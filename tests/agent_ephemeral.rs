@@ -14,13 +14,13 @@
 //! BMC's LAN channel and address read in-band through /dev/ipmi0, the second commissions with
 //! `create_bmc_user` and logs in to the BMC over the LAN with the user the agent created.
 //!
-//! A fourth gives the VM a Redfish host interface (an SMBIOS type 42 record and a USB NIC leading
-//! to sushy-tools behind 169.254.95.118:443) and checks that commissioning reports the BMC's
-//! management address, this machine's system and the certificate's fingerprint.
-//!
 //! A third boots it into rescue mode: the fake appliance hands the agent a rescue task with a
 //! freshly made SSH key, QEMU forwards 127.0.0.1:<port> to the guest's port 22, and ssh with
 //! that key runs a command in the ramdisk; another key is refused.
+//!
+//! A fourth gives the VM a Redfish host interface (an SMBIOS type 42 record and a USB NIC leading
+//! to sushy-tools behind 169.254.95.118:443) and checks that commissioning reports the BMC's
+//! management address, this machine's system and the certificate's fingerprint.
 //!
 //! The first run builds the static binary and downloads two Debian packages (several minutes on
 //! two cores); later runs reuse them. Needs qemu-system-x86_64 (scripts/deps.d/agent.sh).
