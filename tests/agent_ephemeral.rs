@@ -102,6 +102,18 @@ fn console_tail(console: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The inventory the agent sent, after checking that it failed nothing and sent exactly one.
+fn the_one_inventory(s: &agent_support::Shared, tail: &str) -> serde_json::Value {
+    assert_eq!(
+        calls_of(s, "fail"),
+        Vec::<serde_json::Value>::new(),
+        "no failure; console end:\n{tail}"
+    );
+    let mut inventories = calls_of(s, "inventory");
+    assert_eq!(inventories.len(), 1, "console end:\n{tail}");
+    inventories.remove(0)
+}
+
 /// Where the ramdisk is built: shared by test runs so that the cache works.
 fn ephemeral_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -314,14 +326,8 @@ async fn the_ramdisk_deploys_an_image_over_the_network() {
     );
 
     // Commissioning: the BMC's address, and a user of its own that works over the LAN.
-    assert_eq!(
-        calls_of(&s, "fail"),
-        Vec::<serde_json::Value>::new(),
-        "no failure; console end:\n{tail}"
-    );
-    let inventories = calls_of(&s, "inventory");
-    assert_eq!(inventories.len(), 1, "console end:\n{tail}");
-    let bmc = &inventories[0]["bmc"];
+    let inventory = the_one_inventory(&s, &tail);
+    let bmc = &inventory["bmc"];
     assert_eq!(bmc["lan"]["ip_address"], "127.0.0.1", "{bmc}");
     assert_eq!(bmc["credentials"]["username"], "maas", "{bmc}");
     let password = bmc["credentials"]["password"]
@@ -670,14 +676,8 @@ async fn commissioning_finds_the_redfish_bmc_behind_the_host_interface() {
             .expect("qemu");
     let tail = console_tail(&console, 120);
     assert!(exited, "the agent powered the VM off; console end:\n{tail}");
-    assert_eq!(
-        calls_of(&s, "fail"),
-        Vec::<serde_json::Value>::new(),
-        "console end:\n{tail}"
-    );
-    let inventories = calls_of(&s, "inventory");
-    assert_eq!(inventories.len(), 1, "console end:\n{tail}");
-    let bmc = &inventories[0]["bmc"];
+    let inventory = the_one_inventory(&s, &tail);
+    let bmc = &inventory["bmc"];
     let hi = &bmc["redfish_host_interface"];
     assert_eq!(hi["device"]["bus"], "usb", "{hi}");
     assert_eq!(hi["device"]["vendor"], "0525", "{hi}");

@@ -15,7 +15,7 @@
 //! The sysfs lookup and the reading of Redfish documents are pure functions (tested below);
 //! configuring the NIC runs busybox's `ip` or `udhcpc`, as the ramdisk's /init does.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -125,12 +125,12 @@ pub fn prefix_len(mask: &str) -> Option<u8> {
     (bits.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
 }
 
-/// The service's base URL: the record's address (or, when the service address is handed out
-/// by DHCP, the DHCP server's) and port, HTTPS as DSP0270 requires.
-pub fn service_url(
+/// Where the service is: the record's address (or, when the service address is handed out by
+/// DHCP, the DHCP server's) and port (443 when the record says 0).
+pub fn service_address(
     hi: &RedfishHostInterface,
     dhcp_server: Option<&str>,
-) -> Result<String, HostInterfaceError> {
+) -> Result<SocketAddr, HostInterfaceError> {
     let recorded = hi
         .service_address
         .parse::<IpAddr>()
@@ -145,19 +145,25 @@ pub fn service_url(
             )));
         }
     };
+    // A link-local IPv6 service needs the NIC as its scope, which URLs cannot carry.
+    if let IpAddr::V6(a) = address
+        && a.segments()[0] & 0xffc0 == 0xfe80
+    {
+        return Err(HostInterfaceError::NoService(format!(
+            "link-local IPv6 service address {a} is not supported"
+        )));
+    }
     let port = if hi.service_port == 0 {
         443
     } else {
         hi.service_port
     };
-    match address {
-        IpAddr::V4(a) => Ok(format!("https://{a}:{port}")),
-        // A link-local IPv6 service needs the NIC as its scope, which URLs cannot carry.
-        IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => Err(HostInterfaceError::NoService(
-            format!("link-local IPv6 service address {a} is not supported"),
-        )),
-        IpAddr::V6(a) => Ok(format!("https://[{a}]:{port}")),
-    }
+    Ok(SocketAddr::new(address, port))
+}
+
+/// The service's base URL: HTTPS, as DSP0270 requires.
+pub fn service_url(at: SocketAddr) -> String {
+    format!("https://{at}")
 }
 
 /// The `@odata.id`s of a collection's members (at most [`MAX_MEMBERS`]).
@@ -355,7 +361,8 @@ async fn discover_into(
     } else {
         None
     };
-    let base = service_url(hi, dhcp_server.as_deref())?;
+    let at = service_address(hi, dhcp_server.as_deref())?;
+    let base = service_url(at);
     found.service_url = base.clone();
     tracing::info!(nic = %nic, service = %base, "Redfish host interface up");
     let service = Service::new(&base, credentials)?;
@@ -405,12 +412,7 @@ async fn discover_into(
     for path in member_paths(&service.get(&nics_path).await?) {
         interfaces.push(service.get(&path).await?);
     }
-    let service_host = base
-        .trim_start_matches("https://")
-        .rsplit_once(':')
-        .map(|(h, _)| h.to_string())
-        .unwrap_or_default();
-    found.address = external_ipv4(&interfaces, &service_host).ok_or_else(|| {
+    found.address = external_ipv4(&interfaces, &at.ip().to_string()).ok_or_else(|| {
         service.error(format!(
             "manager {} reports no IPv4 address on the management network ({} interfaces)",
             found.manager_id,
@@ -588,28 +590,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            service_url(&hi, None).expect("url"),
+            service_address(&hi, None).map(service_url).expect("url"),
             "https://169.254.95.118:443"
         );
         hi.service_port = 0;
         assert_eq!(
-            service_url(&hi, None).expect("url"),
+            service_address(&hi, None).map(service_url).expect("url"),
             "https://169.254.95.118:443"
         );
         // DHCP-discovered service: the DHCP server's address.
         hi.service_address = "0.0.0.0".into();
         hi.ip_discovery = "dhcp".into();
         assert_eq!(
-            service_url(&hi, Some("169.254.1.1")).expect("url"),
+            service_address(&hi, Some("169.254.1.1"))
+                .map(service_url)
+                .expect("url"),
             "https://169.254.1.1:443"
         );
-        let e = service_url(&hi, None).expect_err("no address");
+        let e = service_address(&hi, None).expect_err("no address");
         assert!(e.to_string().contains("dhcp discovery"), "{e}");
         hi.service_address = "fe80::1".into();
-        assert!(service_url(&hi, None).is_err());
+        assert!(service_address(&hi, None).is_err());
         hi.service_address = "2001:db8::5".into();
         assert_eq!(
-            service_url(&hi, None).expect("url"),
+            service_address(&hi, None).map(service_url).expect("url"),
             "https://[2001:db8::5]:443"
         );
     }
