@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
 # The test command (README, CI): installs what the tests need on a fresh Debian machine, then checks
 # formatting and lints and runs every test. Each scripts/deps.d/*.sh snippet installs one room's
-# test tools (Debian packages, Python virtualenvs); it is sourced as root after `apt-get update`.
+# test tools (Debian packages, Python virtualenvs) when they are missing (scripts/lib/deps.sh).
+#
+# Every test binary runs, whatever an earlier one did (--no-fail-fast); the closing lines are the
+# time each test file took (for BENCHMARKS.md) and the totals, "N passed, N failed, N skipped",
+# printed whatever happened; the exit status is non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export RACKBOX_TOOLS="${RACKBOX_TOOLS:-/opt/rackbox-tools}"
-shopt -s nullglob
-deps=(scripts/deps.d/*.sh)
-if [ "${#deps[@]}" -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "test.sh: installing test tools needs root (apt-get); run as root or with sudo" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  for f in "${deps[@]}"; do
-    echo "== deps: $f"
-    # shellcheck source=/dev/null
-    source "$f"
-  done
-fi
+# shellcheck source=scripts/lib/deps.sh
+source scripts/lib/deps.sh
+deps_install
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --all-targets 2>&1 | tee target/test-output.txt
-# Print the runner's totals on one closing line.
-awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' target/test-output.txt
+mkdir -p target
+test_rc=0
+cargo test --all-targets --no-fail-fast 2>&1 | tee target/test-output.txt || test_rc=$?
+echo "== time per test binary"
+awk '
+    /^ *Running / { name = $2; if (name ~ /^unittests$/) name = $3 }
+    /^test result:/ { t = $NF; sub(/s$/, "", t); printf "%8.1f s  %s (%d passed, %d failed)\n", t, name, $4, $6 }
+' target/test-output.txt | sort -rn
+# The runner's totals on one closing line.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' \
+    target/test-output.txt
+failed="$(awk '/^test result:/ { f += $6 } END { print f + 0 }' target/test-output.txt)"
+if [ "$test_rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
+    echo "test.sh: cargo test failed (exit $test_rc, $failed failed tests)" >&2
+    exit 1
+fi

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Test dependency of the MAAS 2.0 face: python-libmaas 0.6.8 (the client Juju-era tooling and
 # many scripts use), in a virtualenv of its own so its pins never meet another tool's.
-# Sourced as root on a fresh Debian 12 machine after `apt-get update`. Idempotent: a venv that
+# Sourced as root on a fresh Debian 12 machine with scripts/lib/apt.sh. Idempotent: a venv that
 # already imports maas.client at the pinned version is left alone.
 
 maas_tools="${RACKBOX_TOOLS:-/opt/rackbox-tools}"
@@ -9,7 +9,7 @@ maas_venv="$maas_tools/venv-libmaas"
 
 if ! "$maas_venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("python-libmaas") != "0.6.8")' 2>/dev/null; then
     if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
+        apt_install python3-venv || return 1 2>/dev/null || exit 1
     fi
     mkdir -p "$maas_tools"
     rm -rf "$maas_venv"

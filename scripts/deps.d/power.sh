@@ -1,30 +1,22 @@
 # shellcheck shell=bash
 # Tools the power-control tests (tests/power_*.rs) talk to: a real IPMI BMC
-# simulator (ipmi_sim from openipmi) that drives a real QEMU machine, ipmitool
+# simulator (ipmi_sim from openipmi) that drives a real QEMU machine (QEMU: qemu.sh), ipmitool
 # as an independent second opinion, openssl for a self-signed certificate, and
 # sushy-tools' Redfish emulator in a venv.
 #
-# Sourced by the project test script as root on Debian 12 after `apt-get update`.
+# Sourced by the project test script as root on Debian 12 with scripts/lib/apt.sh.
 # Idempotent: installs only what is missing, so a second run takes a second.
 
 power_deps_missing=()
-for power_dep in ipmi_sim:openipmi ipmitool:ipmitool qemu-system-x86_64:qemu-system-x86 \
-    openssl:openssl python3:python3; do
+for power_dep in ipmi_sim:openipmi ipmitool:ipmitool openssl:openssl python3:python3; do
     command -v "${power_dep%%:*}" >/dev/null 2>&1 || power_deps_missing+=("${power_dep#*:}")
 done
-# Debian 12's qemu-system-x86 conflicts with a backported qemu-utils and removes
-# it; ask for the matching qemu-utils too so that qemu-img stays available to others.
-case " ${power_deps_missing[*]} " in
-*" qemu-system-x86 "*) power_deps_missing+=(qemu-utils) ;;
-esac
 # `python3 -m venv` on Debian needs the ensurepip that python3-venv ships.
 if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1; then
     power_deps_missing+=(python3-venv)
 fi
 if [ "${#power_deps_missing[@]}" -gt 0 ]; then
-    echo "power deps: installing ${power_deps_missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=600 \
-        "${power_deps_missing[@]}" python3-venv ca-certificates
+    apt_install "${power_deps_missing[@]}" python3-venv ca-certificates
 fi
 
 # sushy-tools 2.2.0 supports Python 3.11 (Debian 12's python3).
