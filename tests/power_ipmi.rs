@@ -10,7 +10,9 @@ use std::time::Duration;
 use rackbox::power::{PowerError, PowerState, driver_for, driver_with_timeout, query_many};
 use serde_json::{Value, json};
 
-use power_support::{IpmiSim, PASSWORD, SimMode, map, wait_until, wait_until_async};
+use power_support::{
+    IpmiSim, Loss, LossyRelay, PASSWORD, SimMode, map, wait_until, wait_until_async,
+};
 
 const POLL: Duration = Duration::from_millis(500);
 
@@ -357,4 +359,89 @@ async fn sessions_are_closed_after_each_operation() {
         let state = driver.query().await;
         assert!(state.is_ok(), "round {round}: {state:?}\n{}", sim.log());
     }
+}
+
+/// A BMC that answers a chassis control later than the driver's packet timeout
+/// (ipmi_sim answers only when its chassis program has made the change, as a
+/// slow real BMC does): each change is waited for, confirmed, and made once; a
+/// power cycle is one power down and one power up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_bmc_is_waited_for_and_each_power_change_is_made_once() {
+    let sim = IpmiSim::start(SimMode::SlowChassis);
+    let driver = driver_for("ipmi", &sim.params()).expect("driver");
+    driver
+        .power_on()
+        .await
+        .expect("power on through a slow BMC");
+    assert_eq!(sim.power_changes(), ["1"], "{}", sim.log());
+    driver
+        .power_cycle()
+        .await
+        .expect("power cycle through a slow BMC");
+    assert_eq!(sim.power_changes(), ["1", "0", "1"], "{}", sim.log());
+    assert_eq!(driver.query().await.expect("query"), PowerState::On);
+    driver.power_off(false).await.expect("power off");
+    assert_eq!(sim.power_changes(), ["1", "0", "1", "0"]);
+    assert_eq!(ipmitool_power(&sim), "off");
+}
+
+/// The BMC makes the change but its answer is lost: the driver does not send
+/// the command again, it reads the power state and finds the change made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_a_chassis_control_is_confirmed_by_the_power_state() {
+    let sim = IpmiSim::start(SimMode::BootFlagsKept);
+    let relay = LossyRelay::start(&sim, Loss::AnswerToEachPowerChange);
+    let driver = driver_for("ipmi", &relay.params(&sim)).expect("driver");
+    driver
+        .power_on()
+        .await
+        .expect("power on with its answer lost");
+    assert_eq!(relay.lost(), 1, "the relay lost no answer");
+    assert_eq!(sim.power_changes(), ["1"]);
+    driver
+        .power_cycle()
+        .await
+        .expect("power cycle with both answers lost");
+    assert_eq!(relay.lost(), 3);
+    assert_eq!(sim.power_changes(), ["1", "0", "1"]);
+    assert_eq!(ipmitool_power(&sim), "on");
+}
+
+/// The power up request itself is lost: the BMC answers the driver's
+/// power-state reads and shows no change, so the power up (which does the same
+/// when sent twice) is sent again, and made once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_power_up_request_is_sent_again() {
+    let sim = IpmiSim::start(SimMode::BootFlagsKept);
+    let relay = LossyRelay::start(&sim, Loss::FirstControlRequest);
+    let driver = driver_for("ipmi", &relay.params(&sim)).expect("driver");
+    driver
+        .power_on()
+        .await
+        .expect("power on with its request lost");
+    assert_eq!(relay.lost(), 1, "the relay lost no request");
+    assert_eq!(sim.power_changes(), ["1"]);
+    assert_eq!(ipmitool_power(&sim), "on");
+}
+
+/// The BMC goes silent after the power-state read: the failure says what was
+/// sent and that nothing could be confirmed, and it comes by the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bmc_that_goes_silent_mid_operation_fails_saying_what_was_confirmed() {
+    let sim = IpmiSim::start(SimMode::BootFlagsKept);
+    let relay = LossyRelay::start(&sim, Loss::AllAfterFirstRead);
+    let driver =
+        driver_with_timeout("ipmi", &relay.params(&sim), Duration::from_secs(8)).expect("driver");
+    let err = driver.power_on().await.expect_err("nothing gets through");
+    assert!(matches!(err, PowerError::NotConfirmed { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("power on was not confirmed")
+            && text.contains("chassis power up was sent")
+            && text.contains("never answered"),
+        "{text}"
+    );
+    assert!(err.is_transient());
+    assert_no_password(&format!("{err} {err:?}"));
+    assert!(sim.power_changes().is_empty(), "{:?}", sim.power_changes());
 }

@@ -91,6 +91,24 @@ pub enum PowerError {
         during: String,
     },
 
+    /// A power command went out but the state it was for was never seen: the
+    /// BMC's answer, or its power state afterwards, did not show it in time.
+    /// `detail` says what was confirmed and what was not, so an operator knows
+    /// in which state the machine may be.
+    #[error("{what} at {address}: {operation} was not confirmed within {after:?}: {detail}")]
+    NotConfirmed {
+        /// "BMC".
+        what: &'static str,
+        /// Where rackbox tried.
+        address: String,
+        /// The operation ("power on", "power cycle"...).
+        operation: String,
+        /// How long rackbox waited.
+        after: Duration,
+        /// What was sent, answered and read back.
+        detail: String,
+    },
+
     /// The peer refused the user name or password.
     #[error("{what} at {address} refused the credentials of user '{user}': {detail}")]
     AuthenticationFailed {
@@ -235,7 +253,10 @@ impl PowerError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            PowerError::Unreachable { .. } | PowerError::Timeout { .. } | PowerError::Busy { .. }
+            PowerError::Unreachable { .. }
+                | PowerError::Timeout { .. }
+                | PowerError::NotConfirmed { .. }
+                | PowerError::Busy { .. }
         )
     }
 }

@@ -7,9 +7,23 @@
 //! never a dead daemon or a stuck task.
 //!
 //! What ipmi-rs lacks is written here on its public connection interface
-//! (`IpmiConnection::send_recv` with raw `Message`s, encoded by
+//! (`IpmiConnection::send`/`recv` with raw `Message`s, encoded by
 //! [`super::ipmi_wire`]): the chassis commands, Close Session, and
 //! retransmission of lost UDP packets.
+//!
+//! Lost and late answers. Reads (Get Chassis Status, boot options) and
+//! settings are sent again after each packet timeout until the operation's
+//! deadline. A chassis control is not: a BMC can take seconds to answer one
+//! (ipmi_sim answers only after its chassis program has switched the machine),
+//! and a power command sent twice may act twice. It is sent once and its answer
+//! waited for up to the deadline, while Get Chassis Status probes tell a lost
+//! answer (the machine already shows the wanted state: done) from a lost request
+//! (the BMC answers and shows no change: power up and power down, whose effect
+//! is a state and so the same when sent twice, are sent again). After the
+//! answer the power state is read back until it shows the wanted state. A
+//! power cycle is two such steps, off then on, each confirmed, rather than
+//! IPMI's one-shot cycle, which cannot be verified or safely resent: a failure
+//! says which half was confirmed.
 //!
 //! Its limits, reported as [`PowerError::Unsupported`] when a machine's
 //! parameters ask for them: RMCP+ cipher suite 3 only (17 is `todo!()` in
@@ -41,8 +55,27 @@ use super::{
     contain_blocking,
 };
 
-/// Tries per request: a UDP packet (or its answer) can be lost.
+/// Tries to open a session, and late answers skipped per request: a UDP
+/// packet (or its answer) can be lost.
 const ATTEMPTS: u32 = 3;
+
+/// Packet timeouts without any datagram from the BMC, while a chassis control
+/// is unanswered, before its power state is asked.
+const PROBE_AFTER: u32 = 2;
+
+/// Answered probes showing no change, since the last send, before a power up
+/// or power down is sent again: the BMC answers, so the request was lost.
+const UNCHANGED_BEFORE_RESEND: u32 = 2;
+
+/// Sends of one power up or power down at most.
+const MAX_SENDS: u32 = 3;
+
+/// Pause between power-state reads while confirming a change.
+const CONFIRM_POLL: Duration = Duration::from_millis(250);
+
+/// How long a power cycle leaves the machine off (IPMI's own cycle waits at
+/// least a second too), so that its power supply really drops.
+const CYCLE_OFF_TIME: Duration = Duration::from_secs(1);
 
 /// What the messages call the peer.
 const WHAT: &str = "BMC";
@@ -119,7 +152,7 @@ impl IpmiDriver {
             let fence = timeout + packet_timeout + Duration::from_secs(1);
             let outcome = contain_blocking("ipmi", fence, &scrubber, move || {
                 let mut session =
-                    Session::open(&params, blocking_scrubber, deadline, packet_timeout)?;
+                    Session::open(params, blocking_scrubber, deadline, packet_timeout)?;
                 let result = work(&mut session);
                 session.close();
                 result
@@ -160,7 +193,7 @@ impl PowerDriver for IpmiDriver {
                 tracing::info!(bmc = %s.address, "already on");
                 return Ok(());
             }
-            s.control(ChassisControl::PowerUp, true)
+            s.drive(ChassisControl::PowerUp, Some(PowerState::On), "power on")
         })
     }
 
@@ -172,12 +205,17 @@ impl PowerDriver for IpmiDriver {
                     tracing::info!(bmc = %s.address, "already off");
                     return Ok(());
                 }
-                let control = if soft {
-                    ChassisControl::SoftShutdown
+                if soft {
+                    // The operating system takes its time to shut down: the
+                    // BMC's acceptance is all there is to confirm.
+                    s.drive(ChassisControl::SoftShutdown, None, "soft power off")
                 } else {
-                    ChassisControl::PowerDown
-                };
-                s.control(control, true)
+                    s.drive(
+                        ChassisControl::PowerDown,
+                        Some(PowerState::Off),
+                        "power off",
+                    )
+                }
             },
         )
     }
@@ -185,11 +223,26 @@ impl PowerDriver for IpmiDriver {
     fn power_cycle(&self) -> PowerFuture<'_, ()> {
         self.run("power cycle", |s| {
             if s.power_state()? == PowerState::Off {
-                return s.control(ChassisControl::PowerUp, true);
+                return s.drive(
+                    ChassisControl::PowerUp,
+                    Some(PowerState::On),
+                    "power cycle (the machine was off: power on)",
+                );
             }
-            // Not resent: if only the answer was lost, a second cycle would
-            // restart the machine twice.
-            s.control(ChassisControl::PowerCycle, false)
+            s.drive(
+                ChassisControl::PowerDown,
+                Some(PowerState::Off),
+                "power cycle, first half (power off; nothing was confirmed yet)",
+            )?;
+            std::thread::sleep(CYCLE_OFF_TIME);
+            // A fresh session on a fresh socket: no late answer of the first
+            // half can be read as one of the second.
+            s.reopen()?;
+            s.drive(
+                ChassisControl::PowerUp,
+                Some(PowerState::On),
+                "power cycle, second half (power on; the machine was confirmed off)",
+            )
         })
     }
 
@@ -302,10 +355,14 @@ enum Failure {
 /// An open IPMI session with one BMC, used on one blocking thread.
 pub(crate) struct Session {
     rmcp: Rmcp,
+    /// The machine's parameters, to open the session again ([`Session::reopen`]).
+    params: Arc<IpmiParams>,
     address: String,
     user: String,
     scrubber: Scrubber,
     deadline: Instant,
+    /// How long one read of the socket waits.
+    packet_timeout: Duration,
     /// When the operation began, to say how long a silent BMC was waited for.
     started: Instant,
 }
@@ -317,12 +374,23 @@ fn tenths(d: Duration) -> Duration {
 
 impl Session {
     fn open(
-        params: &IpmiParams,
+        params: Arc<IpmiParams>,
         scrubber: Scrubber,
         deadline: Instant,
         packet_timeout: Duration,
     ) -> Result<Session, PowerError> {
-        let started = Instant::now();
+        Self::open_since(params, scrubber, deadline, packet_timeout, Instant::now())
+    }
+
+    fn open_since(
+        params: Arc<IpmiParams>,
+        scrubber: Scrubber,
+        deadline: Instant,
+        packet_timeout: Duration,
+        started: Instant,
+    ) -> Result<Session, PowerError> {
+        let params_ref = Arc::clone(&params);
+        let params = params_ref.as_ref();
         let address = display_address(params);
         let unreachable = |detail: String| PowerError::Unreachable {
             what: WHAT,
@@ -358,10 +426,12 @@ impl Session {
                     tracing::debug!(bmc = %address, version, attempt, "IPMI session opened");
                     let mut session = Session {
                         rmcp,
+                        params: Arc::clone(&params_ref),
                         address,
                         user: params.user.clone(),
                         scrubber,
                         deadline,
+                        packet_timeout,
                         started,
                     };
                     session.raise_privilege()?;
@@ -419,6 +489,20 @@ impl Session {
         }
     }
 
+    /// Closes this session and opens another on a new socket, within the same
+    /// deadline.
+    fn reopen(&mut self) -> Result<(), PowerError> {
+        self.close();
+        *self = Session::open_since(
+            Arc::clone(&self.params),
+            self.scrubber.clone(),
+            self.deadline,
+            self.packet_timeout,
+            self.started,
+        )?;
+        Ok(())
+    }
+
     fn protocol(&self, detail: String) -> PowerError {
         PowerError::Protocol {
             what: WHAT,
@@ -428,7 +512,9 @@ impl Session {
     }
 
     /// Sends one request and returns the response data after the completion
-    /// code; sends again on a lost packet when `retry`.
+    /// code. With `retry` (for requests that do the same when sent twice) it is
+    /// sent again after each packet timeout without an answer, until the
+    /// deadline; without, it is sent once and waited for one packet timeout.
     fn raw(
         &mut self,
         netfn: u8,
@@ -437,17 +523,14 @@ impl Session {
         what: &str,
         retry: bool,
     ) -> Result<Vec<u8>, PowerError> {
-        let attempts = if retry { ATTEMPTS } else { 1 };
         let mut last = String::from("the operation's deadline had passed");
-        for attempt in 1..=attempts {
+        let mut attempt = 0u32;
+        while attempt == 0 || retry {
+            attempt += 1;
             if Instant::now() >= self.deadline {
                 break;
             }
-            let mut request = Request::new(
-                Message::new_request(NetFn::from(netfn), cmd, data.to_vec()),
-                RequestTargetAddress::Bmc(LogicalUnit::Zero),
-            );
-            let mut outcome = self.rmcp.send_recv(&mut request);
+            let mut outcome = self.rmcp.send_recv(&mut request(netfn, cmd, data));
             // A late answer to an earlier try of another request can arrive
             // first: skip a few of those.
             for _ in 0..ATTEMPTS {
@@ -460,13 +543,7 @@ impl Session {
                 Ok(response) if answers(&response, netfn, cmd) => {
                     let code = response.cc();
                     if code != 0 {
-                        return Err(PowerError::Refused {
-                            address: self.address.clone(),
-                            operation: what.to_owned(),
-                            code,
-                            meaning: ipmi_wire::completion_code_meaning(netfn, cmd, code)
-                                .to_owned(),
-                        });
+                        return Err(self.refused(netfn, cmd, what, code));
                     }
                     return Ok(response.data().to_vec());
                 }
@@ -502,25 +579,163 @@ impl Session {
             "Get Chassis Status",
             true,
         )?;
-        let status =
-            ipmi_wire::parse_chassis_status(&data).map_err(|e| self.protocol(e.to_string()))?;
-        Ok(if status.power_on {
-            PowerState::On
-        } else {
-            PowerState::Off
-        })
+        chassis_power(&data).map_err(|e| self.protocol(e))
     }
 
-    fn control(&mut self, control: ChassisControl, retry: bool) -> Result<(), PowerError> {
+    /// Sends a request without waiting for its answer.
+    fn send(&mut self, netfn: u8, cmd: u8, data: &[u8]) -> Result<(), PowerError> {
+        match self.rmcp.send(&mut request(netfn, cmd, data)) {
+            Ok(()) => Ok(()),
+            Err(e) => match classify_rmcp(&e, &self.address, &self.scrubber) {
+                // Nothing went out; the caller's wait and probes carry on.
+                Failure::Retry(detail) => {
+                    tracing::debug!(bmc = %self.address, %detail, "sending failed");
+                    Ok(())
+                }
+                Failure::Fatal(err) => Err(err),
+            },
+        }
+    }
+
+    /// Sends a chassis control and sees it through (see the module docs):
+    /// sent once, its answer waited for until the deadline with power-state
+    /// probes, sent again only when it is a power up or down that the BMC
+    /// shows no sign of having had, and then, when `target` is given, the
+    /// power state read back until it is `target`. `operation` names the step
+    /// in errors, saying what was already confirmed.
+    fn drive(
+        &mut self,
+        control: ChassisControl,
+        target: Option<PowerState>,
+        operation: &str,
+    ) -> Result<(), PowerError> {
+        let begun = Instant::now();
+        let resendable = matches!(control, ChassisControl::PowerUp | ChassisControl::PowerDown);
         tracing::info!(bmc = %self.address, command = control.describe(), "IPMI chassis control");
-        self.raw(
-            NETFN_CHASSIS,
-            CMD_CHASSIS_CONTROL,
-            &control.request(),
-            control.describe(),
-            retry,
-        )
-        .map(|_| ())
+        self.send(NETFN_CHASSIS, CMD_CHASSIS_CONTROL, &control.request())?;
+        let mut sends = 1u32;
+        // What the probes saw: the last state read, and how many answered
+        // probes since the last send showed no change.
+        let mut seen: Option<PowerState> = None;
+        let mut unchanged = 0u32;
+        let mut quiet_since = Instant::now();
+        let mut answered = false;
+        while Instant::now() < self.deadline {
+            match self.rmcp.recv() {
+                Ok(r) if answers(&r, NETFN_CHASSIS, CMD_CHASSIS_CONTROL) => {
+                    if r.cc() != 0 {
+                        return Err(self.refused(
+                            NETFN_CHASSIS,
+                            CMD_CHASSIS_CONTROL,
+                            control.describe(),
+                            r.cc(),
+                        ));
+                    }
+                    answered = true;
+                    break;
+                }
+                Ok(r) if answers(&r, NETFN_CHASSIS, CMD_GET_CHASSIS_STATUS) && r.cc() == 0 => {
+                    quiet_since = Instant::now();
+                    let state = chassis_power(r.data()).map_err(|e| self.protocol(e))?;
+                    seen = Some(state);
+                    if Some(state) == target {
+                        tracing::info!(bmc = %self.address, command = control.describe(), state = ?state,
+                            "no answer to the chassis control, but the BMC shows its effect");
+                        return Ok(());
+                    }
+                    unchanged += 1;
+                    if resendable && unchanged >= UNCHANGED_BEFORE_RESEND && sends < MAX_SENDS {
+                        tracing::info!(bmc = %self.address, command = control.describe(), sends,
+                            "the BMC answers and shows no change: sending the chassis control again");
+                        self.send(NETFN_CHASSIS, CMD_CHASSIS_CONTROL, &control.request())?;
+                        sends += 1;
+                        unchanged = 0;
+                    }
+                }
+                // A late answer to an earlier request: skipped.
+                Ok(_) => quiet_since = Instant::now(),
+                Err(e) => match classify_rmcp(&e, &self.address, &self.scrubber) {
+                    Failure::Retry(_) => {}
+                    Failure::Fatal(err) => return Err(err),
+                },
+            }
+            if target.is_some() && quiet_since.elapsed() >= self.packet_timeout * PROBE_AFTER {
+                self.send(NETFN_CHASSIS, CMD_GET_CHASSIS_STATUS, &[])?;
+                quiet_since = Instant::now();
+            }
+        }
+        let Some(target) = target else {
+            if answered {
+                return Ok(());
+            }
+            return Err(self.not_confirmed(
+                operation,
+                begun,
+                format!(
+                    "{} was sent once and never answered (not sent again: it may have arrived)",
+                    control.describe()
+                ),
+            ));
+        };
+        if !answered {
+            let state = match seen {
+                Some(state) => format!("the BMC answers and reports the machine {state:?}"),
+                None => "the BMC answered no power-state query either".to_owned(),
+            };
+            return Err(self.not_confirmed(
+                operation,
+                begun,
+                format!(
+                    "{} was sent {sends} time(s) and never answered; {state}",
+                    control.describe()
+                ),
+            ));
+        }
+        loop {
+            let state = self.power_state().map_err(|e| {
+                self.not_confirmed(
+                    operation,
+                    begun,
+                    format!(
+                        "the BMC accepted {}, then reading the power state back failed: {e}",
+                        control.describe()
+                    ),
+                )
+            })?;
+            if state == target {
+                return Ok(());
+            }
+            if Instant::now() + CONFIRM_POLL >= self.deadline {
+                return Err(self.not_confirmed(
+                    operation,
+                    begun,
+                    format!(
+                        "the BMC accepted {} but still reports the machine {state:?}",
+                        control.describe()
+                    ),
+                ));
+            }
+            std::thread::sleep(CONFIRM_POLL);
+        }
+    }
+
+    fn not_confirmed(&self, operation: &str, begun: Instant, detail: String) -> PowerError {
+        PowerError::NotConfirmed {
+            what: WHAT,
+            address: self.address.clone(),
+            operation: operation.to_owned(),
+            after: tenths(begun.elapsed()),
+            detail: self.scrubber.detail(&detail),
+        }
+    }
+
+    fn refused(&self, netfn: u8, cmd: u8, what: &str, code: u8) -> PowerError {
+        PowerError::Refused {
+            address: self.address.clone(),
+            operation: what.to_owned(),
+            code,
+            meaning: ipmi_wire::completion_code_meaning(netfn, cmd, code).to_owned(),
+        }
     }
 
     /// Closes the session so the BMC's few session slots are not left to time
@@ -547,6 +762,24 @@ impl Session {
             }
         }
     }
+}
+
+/// A request to the BMC itself.
+fn request(netfn: u8, cmd: u8, data: &[u8]) -> Request {
+    Request::new(
+        Message::new_request(NetFn::from(netfn), cmd, data.to_vec()),
+        RequestTargetAddress::Bmc(LogicalUnit::Zero),
+    )
+}
+
+/// The power state in a Get Chassis Status answer.
+fn chassis_power(data: &[u8]) -> Result<PowerState, String> {
+    let status = ipmi_wire::parse_chassis_status(data).map_err(|e| e.to_string())?;
+    Ok(if status.power_on {
+        PowerState::On
+    } else {
+        PowerState::Off
+    })
 }
 
 /// Whether `response` answers a request of `netfn`/`cmd`.

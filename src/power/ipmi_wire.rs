@@ -40,7 +40,6 @@ const DEVICE_PXE: u8 = 0x1;
 pub(crate) enum ChassisControl {
     PowerDown = 0,
     PowerUp = 1,
-    PowerCycle = 2,
     SoftShutdown = 5,
 }
 
@@ -54,7 +53,6 @@ impl ChassisControl {
         match self {
             ChassisControl::PowerDown => "chassis power down",
             ChassisControl::PowerUp => "chassis power up",
-            ChassisControl::PowerCycle => "chassis power cycle",
             ChassisControl::SoftShutdown => "chassis soft shutdown",
         }
     }

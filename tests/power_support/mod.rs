@@ -103,12 +103,20 @@ pub enum SimMode {
     /// Like [`SimMode::BootFlagsKept`] but the BMC forgets the boot device it
     /// accepted: a BMC that drops the one-time override.
     BootFlagsDropped,
+    /// Like [`SimMode::BootFlagsKept`] but a power change takes the chassis
+    /// program [`SLOW_CHASSIS`], longer than the driver's packet timeout (2 s
+    /// at the default deadline): ipmi_sim answers a chassis control only when
+    /// the program is done, as a slow real BMC does.
+    SlowChassis,
     /// The BMC of a QEMU machine the test starts itself (attached to
     /// [`IpmiSim::serial`]): no power control, and a LAN configuration (ipmi_sim's
     /// `lan_config_program`) that reports the address it listens on, 127.0.0.1, with
     /// [`GUEST_BMC_MAC`], as a real BMC reports its own address in-band.
     Guest,
 }
+
+/// How long a power change takes the [`SimMode::SlowChassis`] BMC.
+pub const SLOW_CHASSIS: Duration = Duration::from_secs(5);
 
 /// The MAC the [`SimMode::Guest`] BMC reports for its LAN port.
 pub const GUEST_BMC_MAC: &str = "52:54:00:be:ec:01";
@@ -153,10 +161,15 @@ impl IpmiSim {
                  -device isa-ipmi-kcs,bmc=bmc0\"\n  startnow false\n  poweroff_wait 5\n  kill_wait 3\n",
                 pid = d.join("qemu.pid").display()
             ),
-            SimMode::BootFlagsKept | SimMode::BootFlagsDropped => {
+            SimMode::BootFlagsKept | SimMode::BootFlagsDropped | SimMode::SlowChassis => {
                 let script = d.join("chassis-control.sh");
                 let drop = mode == SimMode::BootFlagsDropped;
-                std::fs::write(&script, chassis_script(d, drop)).expect("write script");
+                let delay = if mode == SimMode::SlowChassis {
+                    SLOW_CHASSIS
+                } else {
+                    Duration::ZERO
+                };
+                std::fs::write(&script, chassis_script(d, drop, delay)).expect("write script");
                 make_executable(&script);
                 format!("  chassis_control \"{}\"\n", script.display())
             }
@@ -287,6 +300,21 @@ impl IpmiSim {
         std::fs::read_to_string(self.dir.path().join("ipmi_sim.log")).unwrap_or_default()
     }
 
+    /// Where the chassis program (the [`SimMode::BootFlagsKept`] kinds) writes
+    /// each power change it makes, one `set power 0|1` line each.
+    pub fn chassis_log_path(&self) -> PathBuf {
+        self.dir.path().join("chassis.log")
+    }
+
+    /// The power changes the chassis program made, in order: `["1", "0", ...]`.
+    pub fn power_changes(&self) -> Vec<String> {
+        std::fs::read_to_string(self.chassis_log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("set power ").map(str::to_owned))
+            .collect()
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -324,9 +352,11 @@ fn lan_control_script() -> String {
 }
 
 /// ipmi_sim's chassis_control program: `get power boot ...` prints
-/// `name:value` lines, `set name value ...` stores them.
-fn chassis_script(dir: &Path, drop_boot: bool) -> String {
+/// `name:value` lines, `set name value ...` stores them. Each power change is
+/// logged to chassis.log, once it is made (after `delay`).
+fn chassis_script(dir: &Path, drop_boot: bool, delay: Duration) -> String {
     let d = dir.display();
+    let delay = format!("{:.1}", delay.as_secs_f64());
     let set_boot = if drop_boot {
         ":" // accepted, then forgotten
     } else {
@@ -338,6 +368,7 @@ fn chassis_script(dir: &Path, drop_boot: bool) -> String {
          op=\"$1\"; shift\n\
          case \"$op\" in\n\
          get)\n\
+           echo \"get $*\" >> \"$D/chassis.log\"\n\
            for p in \"$@\"; do\n\
              case \"$p\" in\n\
              power) echo \"power:$(cat \"$D/power\" 2>/dev/null || echo 0)\" ;;\n\
@@ -348,7 +379,7 @@ fn chassis_script(dir: &Path, drop_boot: bool) -> String {
          set)\n\
            while [ $# -ge 2 ]; do\n\
              case \"$1\" in\n\
-             power) echo \"$2\" > \"$D/power\" ;;\n\
+             power) sleep {delay}; echo \"$2\" > \"$D/power\"; echo \"set power $2\" >> \"$D/chassis.log\" ;;\n\
              boot) {set_boot} ;;\n\
              reset|shutdown) ;;\n\
              *) echo \"unknown parameter $1\"; exit 1 ;;\n\
@@ -365,6 +396,148 @@ fn make_executable(path: &Path) {
     let mut perms = std::fs::metadata(path).expect("metadata").permissions();
     perms.set_mode(0o755);
     std::fs::set_permissions(path, perms).expect("chmod");
+}
+
+/// Which datagram a [`LossyRelay`] loses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// The BMC's answer to each chassis control: the first datagram from the
+    /// BMC after the chassis program logged a new power change (ipmi_sim
+    /// answers a chassis control only once its program has made the change).
+    AnswerToEachPowerChange,
+    /// The first chassis control request: the first datagram from the client
+    /// after the BMC answered the power-state read that precedes it (the
+    /// chassis program logs each `get power` it is asked before ipmi_sim
+    /// answers a Get Chassis Status).
+    FirstControlRequest,
+    /// Everything the client sends after that read: a BMC that went away in
+    /// the middle of an operation.
+    AllAfterFirstRead,
+}
+
+/// A UDP relay between the driver and a BMC that loses datagrams on purpose,
+/// as a lossy network or a BMC that drops an answer would.
+pub struct LossyRelay {
+    /// The port the driver is pointed at.
+    pub port: u16,
+    /// How many datagrams it lost so far.
+    lost: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl LossyRelay {
+    /// A relay to `sim`, losing what `loss` says.
+    pub fn start(sim: &IpmiSim, loss: Loss) -> LossyRelay {
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        use std::sync::{Arc, Mutex};
+        let front = UdpSocket::bind("127.0.0.1:0").expect("bind the relay");
+        let back = UdpSocket::bind("127.0.0.1:0").expect("bind the relay's BMC side");
+        back.connect(("127.0.0.1", sim.port))
+            .expect("connect to the BMC");
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+        }
+        let port = front.local_addr().expect("relay address").port();
+        let client = Arc::new(Mutex::new(None));
+        let lost = Arc::new(AtomicU32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        // Set once the BMC has answered a power-state read made after the start.
+        let read_answered = Arc::new(AtomicBool::new(false));
+        let log_path = sim.chassis_log_path();
+        let count = move |prefix: &str| {
+            std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .count()
+        };
+        let reads_before = count("get power");
+        let mut threads = Vec::new();
+        {
+            let (front, back) = (
+                front.try_clone().expect("clone"),
+                back.try_clone().expect("clone"),
+            );
+            let (client, lost, stop, read_answered) = (
+                client.clone(),
+                lost.clone(),
+                stop.clone(),
+                read_answered.clone(),
+            );
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                let mut dropped_request = false;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = front.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    *client.lock().expect("lock") = Some(from);
+                    let after_read = read_answered.load(Ordering::SeqCst);
+                    if (loss == Loss::FirstControlRequest && !dropped_request && after_read)
+                        || (loss == Loss::AllAfterFirstRead && after_read)
+                    {
+                        dropped_request = true;
+                        lost.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    let _ = back.send(&buf[..n]);
+                }
+            }));
+        }
+        {
+            let (lost, stop) = (lost.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                let mut answered_changes = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(n) = back.recv(&mut buf) else { continue };
+                    if count("get power") > reads_before {
+                        read_answered.store(true, Ordering::SeqCst);
+                    }
+                    if loss == Loss::AnswerToEachPowerChange {
+                        let changes = count("set power ");
+                        if changes > answered_changes {
+                            answered_changes = changes;
+                            lost.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
+                    }
+                    if let Some(to) = *client.lock().expect("lock") {
+                        let _ = front.send_to(&buf[..n], to);
+                    }
+                }
+            }));
+        }
+        LossyRelay {
+            port,
+            lost,
+            stop,
+            threads,
+        }
+    }
+
+    /// How many datagrams the relay lost.
+    pub fn lost(&self) -> u32 {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `sim`'s power parameters, pointed at the relay.
+    pub fn params(&self, sim: &IpmiSim) -> Map<String, Value> {
+        let mut params = sim.params();
+        params.insert("power_port".into(), json!(self.port));
+        params
+    }
+}
+
+impl Drop for LossyRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The sushy-tools venv made by scripts/deps.d/power.sh.
