@@ -41,8 +41,9 @@
 # which prints RACKBOX-TEST-RAMDISK-BOOTED and its command line and powers off: machines then
 # stay Commissioning until the timeout, since no agent reports.
 #
-# Needs root and the packages of scripts/deps.d/netboot.sh. QEMU runs under TCG when there is
-# no KVM: a boot takes a minute or more.
+# Needs root. `up` installs what it needs and is missing (QEMU, OVMF, iPXE, ipmi_sim, the build
+# tools: scripts/deps.d/{qemu,netboot,agent,testos}.sh), then builds what is missing. QEMU runs
+# under TCG when there is no KVM: a boot takes a minute or more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
@@ -81,18 +82,14 @@ pid_of() { cat "$RUN/$1.pid" 2>/dev/null || true; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (it creates a network namespace and tap devices)"; }
 
-check_tools() {
-    local missing=() t
-    for t in ip:iproute2 qemu-system-x86_64:qemu-system-x86 ipmi_sim:openipmi ipmitool:ipmitool \
-        socat:socat curl:curl cpio:cpio cargo:cargo; do
-        command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
-    done
-    for t in "$OVMF_CODE:ovmf" "/usr/lib/ipxe/undionly.kpxe:ipxe" "/usr/lib/ipxe/snponly.efi:ipxe"; do
-        [ -e "${t%%:*}" ] || missing+=("${t#*:}")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        die "missing packages: ${missing[*]} (as root: apt-get update && source scripts/deps.d/netboot.sh)"
-    fi
+# Installs what the rack needs and is missing (the deps.d snippets the test command uses too):
+# QEMU, the firmware and BMC simulator, and the tools that build the ramdisk and the test OS.
+# On a machine that has them it asks no registry. cargo comes with the machine.
+install_tools() {
+    command -v cargo >/dev/null 2>&1 || die "cargo is missing: rackbox is built with the machine's Rust toolchain"
+    # shellcheck source=scripts/lib/deps.sh
+    source scripts/lib/deps.sh
+    deps_install qemu netboot agent testos >&2 || die "installing the rack's tools failed (see above)"
 }
 
 # --- down ------------------------------------------------------------------------------------
@@ -531,7 +528,7 @@ cmd_up() {
     if (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT") 2>/dev/null; then
         die "127.0.0.1:$API_PORT is taken on this host (another rackbox?); stop it or set LAB_API_PORT"
     fi
-    check_tools
+    install_tools
     mkdir -p "$STATE"
     build
     mkdir -p "$RUN"
