@@ -11,7 +11,7 @@ use rackbox::power::{PowerError, PowerState, driver_for, driver_with_timeout, qu
 use serde_json::{Value, json};
 
 use power_support::{
-    IpmiSim, Loss, LossyRelay, PASSWORD, SimMode, map, wait_until, wait_until_async,
+    Fault, FaultyRelay, IpmiSim, PASSWORD, SimMode, map, wait_until, wait_until_async,
 };
 
 const POLL: Duration = Duration::from_millis(500);
@@ -390,7 +390,7 @@ async fn a_slow_bmc_is_waited_for_and_each_power_change_is_made_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_to_a_chassis_control_is_confirmed_by_the_power_state() {
     let sim = IpmiSim::start(SimMode::BootFlagsKept);
-    let relay = LossyRelay::start(&sim, Loss::AnswerToEachPowerChange);
+    let relay = FaultyRelay::start(&sim, Fault::AnswerToEachPowerChange);
     let driver = driver_for("ipmi", &relay.params(&sim)).expect("driver");
     driver
         .power_on()
@@ -413,7 +413,7 @@ async fn a_lost_answer_to_a_chassis_control_is_confirmed_by_the_power_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_power_up_request_is_sent_again() {
     let sim = IpmiSim::start(SimMode::BootFlagsKept);
-    let relay = LossyRelay::start(&sim, Loss::FirstControlRequest);
+    let relay = FaultyRelay::start(&sim, Fault::FirstControlRequest);
     let driver = driver_for("ipmi", &relay.params(&sim)).expect("driver");
     driver
         .power_on()
@@ -429,7 +429,7 @@ async fn a_lost_power_up_request_is_sent_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bmc_that_goes_silent_mid_operation_fails_saying_what_was_confirmed() {
     let sim = IpmiSim::start(SimMode::BootFlagsKept);
-    let relay = LossyRelay::start(&sim, Loss::AllAfterFirstRead);
+    let relay = FaultyRelay::start(&sim, Fault::AllAfterFirstRead);
     let driver =
         driver_with_timeout("ipmi", &relay.params(&sim), Duration::from_secs(8)).expect("driver");
     let err = driver.power_on().await.expect_err("nothing gets through");
@@ -444,4 +444,28 @@ async fn a_bmc_that_goes_silent_mid_operation_fails_saying_what_was_confirmed() 
     assert!(err.is_transient());
     assert_no_password(&format!("{err} {err:?}"));
     assert!(sim.power_changes().is_empty(), "{:?}", sim.power_changes());
+}
+
+/// A forged (or old BMC's) answer saying "IPMI 1.5, straight password only":
+/// with the default power_driver LAN_2_0 rackbox refuses, saying why, and the
+/// password never goes on the wire. Only power_driver=LAN accepts 1.5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lan_2_0_never_falls_back_to_ipmi_1_5_on_a_forged_answer() {
+    let sim = IpmiSim::start(SimMode::BootFlagsKept);
+    let relay = FaultyRelay::start(&sim, Fault::ForgeIpmi15StraightOnly);
+    let driver =
+        driver_with_timeout("ipmi", &relay.params(&sim), Duration::from_secs(6)).expect("driver");
+    let err = driver.query().await.expect_err("a downgrade is refused");
+    assert!(relay.lost() >= 1, "the relay forged no answer");
+    assert!(
+        !relay.saw_password(),
+        "the password went on the wire in clear"
+    );
+    assert!(matches!(err, PowerError::Unsupported(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("offers only IPMI 1.5") && text.contains("power_driver=LAN"),
+        "{text}"
+    );
+    assert!(!err.is_transient(), "a downgrade needs a person: {err:?}");
 }

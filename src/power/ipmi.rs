@@ -44,6 +44,7 @@ use ipmi_rs::rmcp::{
     V1_5ReadError, V1_5WriteError, V2_0ActivationError, V2_0WriteError,
 };
 
+use super::ipmi_guard::DowngradeGuard;
 use super::ipmi_wire::{
     self, BootFlags, CMD_CHASSIS_CONTROL, CMD_CLOSE_SESSION, CMD_GET_BOOT_OPTIONS,
     CMD_GET_CHASSIS_STATUS, CMD_SET_BOOT_OPTIONS, CMD_SET_SESSION_PRIVILEGE, ChassisControl,
@@ -355,6 +356,9 @@ enum Failure {
 /// An open IPMI session with one BMC, used on one blocking thread.
 pub(crate) struct Session {
     rmcp: Rmcp,
+    /// With LAN_2_0, the relay that keeps ipmi-rs from falling back to IPMI
+    /// 1.5 (see [`super::ipmi_guard`]); it outlives `rmcp`, which talks to it.
+    _guard: Option<DowngradeGuard>,
     /// The machine's parameters, to open the session again ([`Session::reopen`]).
     params: Arc<IpmiParams>,
     address: String,
@@ -403,12 +407,21 @@ impl Session {
             .next()
             .ok_or_else(|| unreachable("the name resolves to no address".to_owned()))?;
         let rmcp_plus = params.lan == IpmiLan::V20;
+        let guard = if rmcp_plus {
+            Some(
+                DowngradeGuard::start(target)
+                    .map_err(|e| unreachable(format!("cannot open a UDP socket: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let via = guard.as_ref().map_or(target, DowngradeGuard::local_addr);
         let mut last = String::from("no try was made");
         for attempt in 1..=ATTEMPTS {
             if Instant::now() >= deadline {
                 break;
             }
-            let mut rmcp = Rmcp::new(target, packet_timeout)
+            let mut rmcp = Rmcp::new(via, packet_timeout)
                 .map_err(|e| unreachable(format!("cannot open a UDP socket: {e}")))?;
             let activated = rmcp.activate(
                 rmcp_plus,
@@ -424,8 +437,15 @@ impl Session {
                         "IPMI 1.5"
                     };
                     tracing::debug!(bmc = %address, version, attempt, "IPMI session opened");
+                    if !rmcp_plus {
+                        tracing::warn!(bmc = %address,
+                            "IPMI 1.5 session (power_driver=LAN): the password is protected only by \
+                             MD5 or MD2, or sent in clear if the BMC allows only straight-password \
+                             authentication; use LAN_2_0 where the BMC has IPMI 2.0");
+                    }
                     let mut session = Session {
                         rmcp,
+                        _guard: guard,
                         params: Arc::clone(&params_ref),
                         address,
                         user: params.user.clone(),
@@ -436,6 +456,9 @@ impl Session {
                     };
                     session.raise_privilege()?;
                     return Ok(session);
+                }
+                Err(_) if guard.as_ref().is_some_and(DowngradeGuard::refused) => {
+                    return Err(downgrade_refused(&address));
                 }
                 Err(e) => match classify_activation(&e, params, &address, &scrubber) {
                     Failure::Retry(detail) => {
@@ -812,6 +835,16 @@ pub(crate) fn session_id_from_debug(debug: &str) -> Option<u32> {
         }
     }
     None
+}
+
+/// The error when a BMC with `power_driver=LAN_2_0` offers only IPMI 1.5.
+fn downgrade_refused(address: &str) -> PowerError {
+    PowerError::Unsupported(format!(
+        "BMC at {address} (or something answering for it) offers only IPMI 1.5 sessions: rackbox \
+         does not fall back from power_driver LAN_2_0, because IPMI 1.5 protects the password only \
+         with MD5 or MD2, or sends it in clear (straight password). Enable IPMI 2.0 (RMCP+) on the \
+         BMC, or set power_driver=LAN on this machine to accept IPMI 1.5 and its risk knowingly"
+    ))
 }
 
 fn auth_failed(address: &str, user: &str, detail: String) -> Failure {

@@ -21,6 +21,9 @@ pub(crate) const CMD_GET_BOOT_OPTIONS: u8 = 0x09;
 pub(crate) const CMD_SET_SESSION_PRIVILEGE: u8 = 0x3B;
 /// Close Session.
 pub(crate) const CMD_CLOSE_SESSION: u8 = 0x3C;
+/// Get Channel Authentication Capabilities (22.13), the session-less first
+/// request of every session, whose answer says which LAN versions the BMC has.
+pub(crate) const CMD_GET_CHANNEL_AUTH_CAPS: u8 = 0x38;
 /// Privilege level ADMINISTRATOR, for Set Session Privilege Level.
 pub(crate) const PRIVILEGE_ADMIN: u8 = 0x04;
 
@@ -238,6 +241,44 @@ pub(crate) fn completion_code_meaning(netfn: u8, cmd: u8, code: u8) -> &'static 
     }
 }
 
+/// Whether the datagram is the answer to Get Channel Authentication
+/// Capabilities, and then whether it offers IPMI 2.0 (RMCP+) sessions: `None`
+/// for any other datagram. The answer is session-less IPMI 1.5 (RMCP header,
+/// 1.5 session header, IPMI message; 13.6 and 22.13), so it is read here
+/// before ipmi-rs sees it; "offers 2.0" is read exactly as ipmi-rs reads it
+/// (the extended-capabilities bit, then "IPMI v2.0 connections supported").
+pub(crate) fn auth_caps_offer_ipmi2(datagram: &[u8]) -> Option<bool> {
+    /// RMCP version 1.0, class IPMI (13.1.3).
+    const RMCP_VERSION: u8 = 0x06;
+    const RMCP_CLASS_IPMI: u8 = 0x07;
+    /// Session header auth type "none": no 16-byte auth code follows.
+    const AUTH_NONE: u8 = 0x00;
+    /// RMCP+ (IPMI 2.0) session header: not the 1.5 format.
+    const AUTH_RMCP_PLUS: u8 = 0x06;
+    /// The App network function's response code.
+    const NETFN_APP_RESPONSE: u8 = NETFN_APP | 1;
+    if datagram.len() < 5 || datagram[0] != RMCP_VERSION || datagram[3] & 0x1F != RMCP_CLASS_IPMI {
+        return None;
+    }
+    let auth_type = datagram[4];
+    if auth_type == AUTH_RMCP_PLUS {
+        return None;
+    }
+    // Auth type, sequence (4), session id (4), [auth code (16)], length (1).
+    let header = 4 + 1 + 4 + 4 + if auth_type == AUTH_NONE { 0 } else { 16 } + 1;
+    let message = datagram.get(header..)?;
+    // rqAddr, netFn/rqLUN, checksum, rsAddr, rqSeq/rsLUN, cmd, completion code.
+    if message.len() < 7
+        || message[1] >> 2 != NETFN_APP_RESPONSE
+        || message[5] != CMD_GET_CHANNEL_AUTH_CAPS
+    {
+        return None;
+    }
+    let data = &message[7..];
+    let extended = data.get(1).is_some_and(|b| b & 0x80 != 0);
+    Some(extended && data.get(3).is_some_and(|b| b & 0x02 != 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +328,49 @@ mod tests {
             "boot option parameter not supported"
         );
         assert_eq!(close_session_request(0x11223344), [0x44, 0x33, 0x22, 0x11]);
+    }
+
+    /// A session-less Get Channel Authentication Capabilities answer with
+    /// these data bytes.
+    fn caps_answer(data: &[u8]) -> Vec<u8> {
+        let mut d = vec![0x06, 0x00, 0xFF, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+        d.push((7 + data.len() + 1) as u8);
+        d.extend([
+            0x81,
+            (NETFN_APP | 1) << 2,
+            0x00,
+            0x20,
+            0x00,
+            CMD_GET_CHANNEL_AUTH_CAPS,
+            0x00,
+        ]);
+        d.extend(data);
+        d.push(0x00);
+        d
+    }
+
+    #[test]
+    fn auth_caps_answers_are_read_for_ipmi2() {
+        // ipmi_sim's answer: extended capabilities, 2.0 and 1.5.
+        let both = caps_answer(&[0x01, 0x97, 0x04, 0x03, 0, 0, 0, 0]);
+        assert_eq!(auth_caps_offer_ipmi2(&both), Some(true));
+        // Extended capabilities, 1.5 only, straight password only: a downgrade.
+        let v15 = caps_answer(&[0x01, 0x90, 0x04, 0x01, 0, 0, 0, 0]);
+        assert_eq!(auth_caps_offer_ipmi2(&v15), Some(false));
+        // No extended capabilities at all: a 1.5-only BMC.
+        let old = caps_answer(&[0x01, 0x14, 0x04, 0, 0, 0, 0]);
+        assert_eq!(auth_caps_offer_ipmi2(&old), Some(false));
+        // Anything else is not for this check: an RMCP+ packet, another
+        // command, a pong, truncated bytes.
+        let mut rmcp_plus = both.clone();
+        rmcp_plus[4] = 0x06;
+        assert_eq!(auth_caps_offer_ipmi2(&rmcp_plus), None);
+        let mut other = both.clone();
+        other[14 + 5] = CMD_GET_CHASSIS_STATUS;
+        assert_eq!(auth_caps_offer_ipmi2(&other), None);
+        assert_eq!(auth_caps_offer_ipmi2(&[0x06, 0x00, 0xFF, 0x06, 0x00]), None);
+        for n in 0..both.len() {
+            let _ = auth_caps_offer_ipmi2(&both[..n]);
+        }
     }
 }

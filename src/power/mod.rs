@@ -43,6 +43,7 @@
 mod command;
 mod error;
 mod ipmi;
+mod ipmi_guard;
 mod ipmi_wire;
 mod params;
 mod poll;

@@ -450,7 +450,8 @@ impl BootType {
 pub(crate) enum IpmiLan {
     /// IPMI 1.5 only (power_driver=LAN).
     V15,
-    /// RMCP+ when the BMC offers it, else 1.5 (power_driver=LAN_2_0).
+    /// RMCP+ only (power_driver=LAN_2_0, the default): a BMC that offers only
+    /// 1.5 is refused, never fallen back to (power/ipmi_guard.rs).
     V20,
 }
 

@@ -398,9 +398,9 @@ fn make_executable(path: &Path) {
     std::fs::set_permissions(path, perms).expect("chmod");
 }
 
-/// Which datagram a [`LossyRelay`] loses.
+/// What a [`FaultyRelay`] does wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loss {
+pub enum Fault {
     /// The BMC's answer to each chassis control: the first datagram from the
     /// BMC after the chassis program logged a new power change (ipmi_sim
     /// answers a chassis control only once its program has made the change).
@@ -413,22 +413,54 @@ pub enum Loss {
     /// Everything the client sends after that read: a BMC that went away in
     /// the middle of an operation.
     AllAfterFirstRead,
+    /// Rewrites the BMC's Get Channel Authentication Capabilities answers to
+    /// "IPMI 1.5 only, straight password only": the downgrade a forged answer
+    /// (or an old BMC) offers.
+    ForgeIpmi15StraightOnly,
 }
 
-/// A UDP relay between the driver and a BMC that loses datagrams on purpose,
-/// as a lossy network or a BMC that drops an answer would.
-pub struct LossyRelay {
+/// Rewrites a session-less Get Channel Authentication Capabilities answer
+/// (RMCP header, IPMI 1.5 session header without auth code, IPMI message) to
+/// offer IPMI 1.5 with straight-password authentication only; true if it was one.
+fn forge_ipmi15_straight_only(d: &mut [u8]) -> bool {
+    const MSG: usize = 14;
+    let is_caps = d.len() > MSG + 7 + 4
+        && d[0] == 0x06
+        && d[3] == 0x07
+        && d[4] == 0x00
+        && d[MSG + 1] >> 2 == 0x07
+        && d[MSG + 5] == 0x38
+        && d[MSG + 6] == 0x00;
+    if !is_caps {
+        return false;
+    }
+    let data = MSG + 7;
+    d[data + 1] = 0x80 | 0x10; // extended capabilities; straight password only
+    d[data + 3] = 0x01; // IPMI 1.5 connections only
+    // The message's second checksum covers rsAddr .. the last data byte.
+    let last = d.len() - 1;
+    let sum = d[MSG + 3..last].iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    d[last] = sum.wrapping_neg();
+    true
+}
+
+/// A UDP relay between the driver and a BMC that loses (or forges) datagrams
+/// on purpose, as a lossy network, a BMC that drops an answer or an attacker
+/// on the management network would.
+pub struct FaultyRelay {
     /// The port the driver is pointed at.
     pub port: u16,
-    /// How many datagrams it lost so far.
+    /// How many datagrams it lost (or forged) so far.
     lost: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// Whether a datagram from the client carried [`PASSWORD`] in clear.
+    saw_password: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-impl LossyRelay {
-    /// A relay to `sim`, losing what `loss` says.
-    pub fn start(sim: &IpmiSim, loss: Loss) -> LossyRelay {
+impl FaultyRelay {
+    /// A relay to `sim`, doing what `loss` says.
+    pub fn start(sim: &IpmiSim, loss: Fault) -> FaultyRelay {
         use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
         use std::sync::{Arc, Mutex};
         let front = UdpSocket::bind("127.0.0.1:0").expect("bind the relay");
@@ -443,6 +475,7 @@ impl LossyRelay {
         let client = Arc::new(Mutex::new(None));
         let lost = Arc::new(AtomicU32::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let saw_password = Arc::new(AtomicBool::new(false));
         // Set once the BMC has answered a power-state read made after the start.
         let read_answered = Arc::new(AtomicBool::new(false));
         let log_path = sim.chassis_log_path();
@@ -460,11 +493,12 @@ impl LossyRelay {
                 front.try_clone().expect("clone"),
                 back.try_clone().expect("clone"),
             );
-            let (client, lost, stop, read_answered) = (
+            let (client, lost, stop, read_answered, saw_password) = (
                 client.clone(),
                 lost.clone(),
                 stop.clone(),
                 read_answered.clone(),
+                saw_password.clone(),
             );
             threads.push(std::thread::spawn(move || {
                 let mut buf = [0u8; 2048];
@@ -474,9 +508,15 @@ impl LossyRelay {
                         continue;
                     };
                     *client.lock().expect("lock") = Some(from);
+                    if buf[..n]
+                        .windows(PASSWORD.len())
+                        .any(|w| w == PASSWORD.as_bytes())
+                    {
+                        saw_password.store(true, Ordering::SeqCst);
+                    }
                     let after_read = read_answered.load(Ordering::SeqCst);
-                    if (loss == Loss::FirstControlRequest && !dropped_request && after_read)
-                        || (loss == Loss::AllAfterFirstRead && after_read)
+                    if (loss == Fault::FirstControlRequest && !dropped_request && after_read)
+                        || (loss == Fault::AllAfterFirstRead && after_read)
                     {
                         dropped_request = true;
                         lost.fetch_add(1, Ordering::SeqCst);
@@ -496,7 +536,7 @@ impl LossyRelay {
                     if count("get power") > reads_before {
                         read_answered.store(true, Ordering::SeqCst);
                     }
-                    if loss == Loss::AnswerToEachPowerChange {
+                    if loss == Fault::AnswerToEachPowerChange {
                         let changes = count("set power ");
                         if changes > answered_changes {
                             answered_changes = changes;
@@ -504,15 +544,21 @@ impl LossyRelay {
                             continue;
                         }
                     }
+                    if loss == Fault::ForgeIpmi15StraightOnly
+                        && forge_ipmi15_straight_only(&mut buf[..n])
+                    {
+                        lost.fetch_add(1, Ordering::SeqCst);
+                    }
                     if let Some(to) = *client.lock().expect("lock") {
                         let _ = front.send_to(&buf[..n], to);
                     }
                 }
             }));
         }
-        LossyRelay {
+        FaultyRelay {
             port,
             lost,
+            saw_password,
             stop,
             threads,
         }
@@ -523,6 +569,11 @@ impl LossyRelay {
         self.lost.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Whether the client sent [`PASSWORD`] in clear through the relay.
+    pub fn saw_password(&self) -> bool {
+        self.saw_password.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// `sim`'s power parameters, pointed at the relay.
     pub fn params(&self, sim: &IpmiSim) -> Map<String, Value> {
         let mut params = sim.params();
@@ -531,7 +582,7 @@ impl LossyRelay {
     }
 }
 
-impl Drop for LossyRelay {
+impl Drop for FaultyRelay {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for t in self.threads.drain(..) {
