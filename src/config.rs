@@ -48,6 +48,11 @@ pub struct TftpSection {
     pub timeout: f64,
     /// Retransmissions in a row without progress before a transfer is abandoned.
     pub retries: u32,
+    /// Largest retransmission timeout in seconds a client may ask for (RFC 2349); a larger
+    /// one is not acknowledged and `timeout` applies.
+    pub max_client_timeout: u64,
+    /// Seconds without progress after which a transfer is abandoned, whatever its timeouts.
+    pub stall_limit: f64,
 }
 
 impl Default for TftpSection {
@@ -61,6 +66,8 @@ impl Default for TftpSection {
             max_windowsize: d.max_windowsize,
             timeout: d.timeout.as_secs_f64(),
             retries: d.retries,
+            max_client_timeout: d.max_client_timeout.as_secs(),
+            stall_limit: d.stall_limit.as_secs_f64(),
         }
     }
 }
@@ -98,6 +105,24 @@ impl TftpSection {
         }
         if self.retries == 0 || self.retries > 100 {
             return Err(("tftp.retries", "must be between 1 and 100".into()));
+        }
+        if !(1..=255).contains(&self.max_client_timeout) {
+            return Err((
+                "tftp.max_client_timeout",
+                format!(
+                    "{} must be between 1 and 255 seconds (RFC 2349)",
+                    self.max_client_timeout
+                ),
+            ));
+        }
+        if !(self.stall_limit > self.timeout && self.stall_limit <= 3600.0) {
+            return Err((
+                "tftp.stall_limit",
+                format!(
+                    "{} must be longer than tftp.timeout ({}) and at most 3600 seconds",
+                    self.stall_limit, self.timeout
+                ),
+            ));
         }
         Ok(())
     }
@@ -729,6 +754,10 @@ impl Config {
             timeout: std::time::Duration::try_from_secs_f64(t.timeout)
                 .unwrap_or(std::time::Duration::from_secs(2)),
             retries: t.retries,
+            max_client_timeout: std::time::Duration::from_secs(t.max_client_timeout),
+            // validate() keeps it above `timeout`; the fallback is never taken.
+            stall_limit: std::time::Duration::try_from_secs_f64(t.stall_limit)
+                .unwrap_or(std::time::Duration::from_secs(15)),
         }
     }
 

@@ -491,6 +491,7 @@ async fn error_8_after_a_tsize_probe_frees_the_transfer_slot_at_once() {
     let server = TestServer::start(|config| {
         config.max_transfers = 1;
         config.timeout = Duration::from_secs(3600);
+        config.stall_limit = Duration::from_secs(7200);
         config.retries = 5;
     })
     .await;
@@ -564,7 +565,11 @@ async fn error_8_after_a_tsize_probe_frees_the_transfer_slot_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firmware_asking_again_from_the_same_port_after_error_8_is_served() {
-    let server = TestServer::start(|config| config.timeout = Duration::from_secs(3600)).await;
+    let server = TestServer::start(|config| {
+        config.timeout = Duration::from_secs(3600);
+        config.stall_limit = Duration::from_secs(7200);
+    })
+    .await;
     let content = server.add_file("undionly.kpxe", pattern(700, 21));
     let firmware = raw_socket().await;
     let probe = read_request(b"undionly.kpxe", Mode::Octet, &[("tsize", "0")]);
@@ -963,4 +968,66 @@ async fn bind_refuses_a_missing_root_and_bad_limits() {
         TftpServer::bind(bad_blksize, stats).await,
         Err(TftpError::Config(_))
     ));
+}
+
+/// The lock-out a probe found: requests that ask `timeout=255` and are never
+/// acknowledged (spoofable UDP) held every transfer slot for about 25 minutes.
+/// Now the long timeout is not honoured (not acknowledged), and a transfer that
+/// makes no progress is abandoned after the stall limit, so a real client is
+/// served soon after the flood stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_requests_asking_long_timeouts_cannot_lock_the_server_out() {
+    require_tool("tftp", "tftp-hpa");
+    let server = TestServer::start(|config| {
+        config.max_transfers = 4;
+        config.timeout = Duration::from_millis(500);
+        // Retries alone would keep a silent transfer for 50 s: the stall limit ends it.
+        config.retries = 100;
+        config.stall_limit = Duration::from_secs(3);
+    })
+    .await;
+    let content = server.add_file("undionly.kpxe", pattern(5000, 21));
+    let flood = raw_socket().await;
+    for _ in 0..4 {
+        flood
+            .send_to(
+                &read_request(
+                    b"undionly.kpxe",
+                    Mode::Octet,
+                    &[("timeout", "255"), ("blksize", "1024")],
+                ),
+                server.addr,
+            )
+            .await
+            .expect("send RRQ");
+        let (answer, _) = receive(&flood).await;
+        // Only blksize is acknowledged: 255 s is more than the server honours.
+        assert_eq!(
+            Packet::parse(&answer),
+            Ok(Packet::OptionAck {
+                options: vec![TftpOption::new("blksize", "1024")]
+            })
+        );
+    }
+    // Every slot is held now...
+    flood
+        .send_to(
+            &read_request(b"undionly.kpxe", Mode::Octet, &[]),
+            server.addr,
+        )
+        .await
+        .expect("send RRQ");
+    server
+        .wait_for("busy refusals", |s| &s.busy_refusals, 1)
+        .await;
+    // ...and freed by the stall limit: the four are abandoned, a real client is served.
+    server
+        .wait_for("failed transfers", |s| &s.transfers_failed, 4)
+        .await;
+    let dir = download_dir();
+    let local = dir.path().join("undionly.kpxe");
+    let output = tftp_hpa_get(&server, "undionly.kpxe", &local, false).await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(read_back(&local), content);
+    server.stop().await;
 }

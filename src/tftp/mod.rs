@@ -59,6 +59,17 @@ pub struct TftpConfig {
     pub timeout: Duration,
     /// Retransmissions in a row without progress before a transfer is abandoned.
     pub retries: u32,
+    /// Largest retransmission timeout a client may ask for (RFC 2349), in seconds in
+    /// the config file: a larger one is not acknowledged (the RFC allows only the
+    /// same value or none) and the server's own timeout applies. Unbounded, 128
+    /// never-acknowledged requests asking 255 s held every transfer slot for 25 minutes.
+    #[serde(deserialize_with = "deserialize_seconds")]
+    pub max_client_timeout: Duration,
+    /// A transfer without progress (no new block acknowledged) for this long is
+    /// abandoned whatever its timeouts and retries, so that requests nobody
+    /// acknowledges (spoofed ones) free their slots soon. Seconds in the config file.
+    #[serde(deserialize_with = "deserialize_seconds")]
+    pub stall_limit: Duration,
 }
 
 impl Default for TftpConfig {
@@ -71,6 +82,8 @@ impl Default for TftpConfig {
             max_windowsize: 64,
             timeout: Duration::from_secs(2),
             retries: 5,
+            max_client_timeout: Duration::from_secs(5),
+            stall_limit: Duration::from_secs(15),
         }
     }
 }

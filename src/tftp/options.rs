@@ -24,6 +24,9 @@ pub struct NegotiationLimits {
     pub max_block_size: u16,
     /// Largest window the server answers with (RFC 7440).
     pub max_window_size: u16,
+    /// Largest retransmission timeout, in seconds, the server honours (RFC 2349):
+    /// a client asking more gets no timeout option back.
+    pub max_timeout_secs: u8,
 }
 
 /// What a transfer uses once options are settled.
@@ -93,7 +96,7 @@ pub fn negotiate(
                 let Ok(seconds) = value.parse::<u8>() else {
                     continue;
                 };
-                if seconds == 0 {
+                if seconds == 0 || seconds > limits.max_timeout_secs {
                     continue;
                 }
                 // RFC 2349: the server must answer the same value or leave the option out.
@@ -129,6 +132,7 @@ mod tests {
     const LIMITS: NegotiationLimits = NegotiationLimits {
         max_block_size: 1468,
         max_window_size: 64,
+        max_timeout_secs: 255,
     };
 
     fn options(pairs: &[(&str, &str)]) -> Vec<TftpOption> {
@@ -209,6 +213,25 @@ mod tests {
     }
 
     #[test]
+    fn a_timeout_above_the_server_maximum_is_not_honoured() {
+        let limits = NegotiationLimits {
+            max_timeout_secs: 5,
+            ..LIMITS
+        };
+        let honoured = negotiate(&options(&[("timeout", "5")]), 0, limits);
+        assert_eq!(honoured.timeout, Some(Duration::from_secs(5)));
+        for seconds in ["6", "255"] {
+            let negotiated = negotiate(
+                &options(&[("timeout", seconds), ("blksize", "1024")]),
+                0,
+                limits,
+            );
+            assert_eq!(negotiated.timeout, None, "timeout={seconds}");
+            assert_eq!(negotiated.acknowledged, options(&[("blksize", "1024")]));
+        }
+    }
+
+    #[test]
     fn windowsize_is_clamped_to_the_server_maximum() {
         let negotiated = negotiate(&options(&[("windowsize", "65535")]), 0, LIMITS);
         assert_eq!(negotiated.window_size, 64);
@@ -241,7 +264,7 @@ mod tests {
         #[test]
         fn answers_never_exceed_request_or_limits(blksize in any::<u16>(), window in any::<u16>(),
                                                   max_block in 8u16..=65464, max_window in 1u16..=u16::MAX) {
-            let limits = NegotiationLimits { max_block_size: max_block, max_window_size: max_window };
+            let limits = NegotiationLimits { max_block_size: max_block, max_window_size: max_window, max_timeout_secs: 5 };
             let negotiated = negotiate(&options(&[("blksize", &blksize.to_string()),
                 ("windowsize", &window.to_string())]), 0, limits);
             prop_assert!(negotiated.block_size >= MIN_BLOCK_SIZE);

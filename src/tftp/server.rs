@@ -50,6 +50,8 @@ struct TransferSettings {
     timeout: Duration,
     /// Retransmissions in a row before a transfer is abandoned.
     retries: u32,
+    /// Time without progress after which a transfer is abandoned.
+    stall_limit: Duration,
 }
 
 /// A bound TFTP server, not yet serving. Splitting `bind` from `run` lets the caller
@@ -110,9 +112,11 @@ impl TftpServer {
                 limits: NegotiationLimits {
                     max_block_size: config.max_blksize,
                     max_window_size: config.max_windowsize,
+                    max_timeout_secs: config.max_client_timeout.as_secs().min(255) as u8,
                 },
                 timeout: config.timeout,
                 retries: config.retries,
+                stall_limit: config.stall_limit,
             }),
             stats,
             transfer_slots: Arc::new(Semaphore::new(config.max_transfers)),
@@ -249,6 +253,18 @@ fn validate(config: &TftpConfig) -> Result<(), TftpError> {
     if config.timeout.is_zero() {
         return Err(TftpError::Config("timeout must be more than 0".into()));
     }
+    if config.max_client_timeout < Duration::from_secs(1) {
+        return Err(TftpError::Config(
+            "max_client_timeout must be at least 1 second (RFC 2349 timeouts are whole seconds)"
+                .into(),
+        ));
+    }
+    if config.stall_limit <= config.timeout {
+        return Err(TftpError::Config(format!(
+            "stall_limit ({:?}) must be longer than timeout ({:?}), or no retransmission happens",
+            config.stall_limit, config.timeout
+        )));
+    }
     Ok(())
 }
 
@@ -348,6 +364,7 @@ async fn serve_read(
         blocks: BlockReader::new(file, file_size, negotiated.block_size),
         option_ack,
         timeout: negotiated.timeout.unwrap_or(settings.timeout),
+        stall_limit: settings.stall_limit,
         highest_sent: 0,
         option_ack_sent: false,
         last_client_error: None,
@@ -420,6 +437,8 @@ struct TransferDriver {
     option_ack: Option<Vec<u8>>,
     /// Retransmission timeout for this transfer.
     timeout: Duration,
+    /// Time without progress after which the transfer is abandoned.
+    stall_limit: Duration,
     /// Highest block index ever sent: anything at or below it sent again is a
     /// retransmission.
     highest_sent: u64,
@@ -441,6 +460,9 @@ impl TransferDriver {
         let timer = tokio::time::sleep_until(deadline);
         tokio::pin!(timer);
         let mut step = self.state.start();
+        // When the client last came further; the stall limit counts from here.
+        let mut progress = self.state.progress();
+        let mut progressed_at = Instant::now();
         loop {
             match step {
                 Step::SendOptionAck => {
@@ -502,7 +524,14 @@ impl TransferDriver {
                 },
                 () = &mut timer => {
                     let now = Instant::now();
-                    if now < deadline {
+                    if self.state.progress() != progress {
+                        progress = self.state.progress();
+                        progressed_at = now;
+                    }
+                    if now.duration_since(progressed_at) >= self.stall_limit {
+                        debug!(stall_limit = ?self.stall_limit, "TFTP transfer without progress");
+                        Step::GiveUp
+                    } else if now < deadline {
                         timer.as_mut().reset(deadline);
                         Step::KeepWaiting
                     } else {

@@ -103,6 +103,16 @@ impl ReadTransfer {
         self.total_blocks
     }
 
+    /// How far the client has come: `None` while the OACK waits for ACK 0, then
+    /// the highest block index acknowledged. It only grows; the driver's stall
+    /// limit measures the time since it last did.
+    pub fn progress(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Idle | Phase::AwaitingOptionAck => None,
+            Phase::Sending | Phase::Finished => Some(self.acknowledged),
+        }
+    }
+
     /// Whether the transfer has ended (completed, given up or aborted).
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Finished
