@@ -486,7 +486,12 @@ async fn rescue_mode_gives_the_owner_keys_and_exit_returns_to_the_previous_statu
         let (_, m) = api
             .call(Method::GET, "/api/v1/machines/res222", Some(&admin), None)
             .await;
-        if m["status"] == "deployed" || std::time::Instant::now() > deadline {
+        // The conductor's note (manual power) follows the move to Deployed: wait for both.
+        let noted = m["status_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("switch the machine on by hand");
+        if (m["status"] == "deployed" && noted) || std::time::Instant::now() > deadline {
             break m;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
