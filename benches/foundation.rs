@@ -74,7 +74,7 @@ fn machine(i: usize) -> Machine {
         erase: None,
         test_after_commission: false,
         status_deadline_ms: None,
-        boot_token_sha256: None,
+        boot_session: None,
         deploy_written: false,
         created_ms: 1,
         updated_ms: 1,

@@ -195,6 +195,14 @@ pub struct LifecycleConfig {
     pub enlistment: bool,
     /// Enlisted machines start commissioning at once.
     pub commission_enlisted: bool,
+    /// The largest inventory `/api/agent/v1/enlist` (anonymous) and `/inventory` take, in KiB.
+    pub enlist_max_inventory_kib: u64,
+    /// Enlistments one source address may make at once...
+    pub enlist_burst: u32,
+    /// ...and then one more every this many seconds.
+    pub enlist_interval_secs: u64,
+    /// No machine is enlisted while this many machines are New.
+    pub enlist_max_new: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -277,6 +285,7 @@ impl Default for LogConfig {
 impl Default for LifecycleConfig {
     fn default() -> Self {
         let d = Deadlines::default();
+        let e = crate::service::EnlistOptions::default();
         LifecycleConfig {
             commissioning_timeout_secs: d.commissioning_ms / 1000,
             testing_timeout_secs: d.testing_ms / 1000,
@@ -287,6 +296,10 @@ impl Default for LifecycleConfig {
             reconcile_interval_secs: 5,
             enlistment: true,
             commission_enlisted: false,
+            enlist_max_inventory_kib: (e.max_inventory_bytes / 1024) as u64,
+            enlist_burst: e.burst,
+            enlist_interval_secs: e.interval.as_secs(),
+            enlist_max_new: e.max_new,
         }
     }
 }
@@ -688,6 +701,30 @@ impl Config {
                 return Err(invalid(key, "must be at least 1 second".into()));
             }
         }
+        if !(1..=64 * 1024).contains(&l.enlist_max_inventory_kib) {
+            return Err(invalid(
+                "lifecycle.enlist_max_inventory_kib",
+                "must be between 1 and 65536 KiB".into(),
+            ));
+        }
+        if !(1..=1000).contains(&l.enlist_burst) {
+            return Err(invalid(
+                "lifecycle.enlist_burst",
+                "must be between 1 and 1000".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&l.enlist_interval_secs) {
+            return Err(invalid(
+                "lifecycle.enlist_interval_secs",
+                "must be between 1 and 86400 seconds".into(),
+            ));
+        }
+        if l.enlist_max_new == 0 {
+            return Err(invalid(
+                "lifecycle.enlist_max_new",
+                "must be at least 1 (to enlist nothing, set lifecycle.enlistment = false)".into(),
+            ));
+        }
         if self.power.poll_concurrency == 0 {
             return Err(invalid(
                 "power.poll_concurrency",
@@ -792,6 +829,21 @@ impl Config {
         }
     }
 
+    /// Enlistment and its bounds, from `[lifecycle]`.
+    pub fn enlist_options(&self) -> crate::service::EnlistOptions {
+        let l = &self.lifecycle;
+        crate::service::EnlistOptions {
+            enabled: l.enlistment,
+            commission: l.commission_enlisted,
+            // validate() keeps it at most 64 MiB.
+            max_inventory_bytes: usize::try_from(l.enlist_max_inventory_kib * 1024)
+                .unwrap_or(usize::MAX),
+            burst: l.enlist_burst,
+            interval: std::time::Duration::from_secs(l.enlist_interval_secs),
+            max_new: l.enlist_max_new,
+        }
+    }
+
     /// The database file.
     pub fn database_path(&self) -> PathBuf {
         self.state_dir.join("rackbox.redb")
@@ -820,6 +872,35 @@ mod tests {
     }
 
     #[test]
+    fn enlistment_bounds_have_defaults_and_can_be_set() {
+        let d = Config::default().enlist_options();
+        assert_eq!(
+            (
+                d.max_inventory_bytes,
+                d.burst,
+                d.interval.as_secs(),
+                d.max_new
+            ),
+            (256 * 1024, 5, 10, 256)
+        );
+        let c = Config::parse(
+            "[lifecycle]\nenlist_max_inventory_kib = 64\nenlist_burst = 2\nenlist_interval_secs = 60\nenlist_max_new = 3\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let o = c.enlist_options();
+        assert_eq!(
+            (
+                o.max_inventory_bytes,
+                o.burst,
+                o.interval.as_secs(),
+                o.max_new
+            ),
+            (64 * 1024, 2, 60, 3)
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = Config::parse("[http]\nlisten = \"nonsense\"\n", Path::new("x.toml")).unwrap_err();
         assert!(e.to_string().contains("listen"), "{e}");
@@ -836,6 +917,25 @@ mod tests {
             e.to_string().contains("lifecycle.deploying_timeout_secs"),
             "{e}"
         );
+        for (text, key) in [
+            (
+                "enlist_max_inventory_kib = 0",
+                "lifecycle.enlist_max_inventory_kib",
+            ),
+            (
+                "enlist_max_inventory_kib = 65537",
+                "lifecycle.enlist_max_inventory_kib",
+            ),
+            ("enlist_burst = 0", "lifecycle.enlist_burst"),
+            ("enlist_interval_secs = 0", "lifecycle.enlist_interval_secs"),
+            ("enlist_max_new = 0", "lifecycle.enlist_max_new"),
+            ("enlist_max_new = -1", "enlist_max_new"),
+        ] {
+            let e = Config::parse(&format!("[lifecycle]\n{text}\n"), Path::new("x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
         let e = Config::parse("state_dir = 5\n", Path::new("x.toml")).unwrap_err();
         assert!(e.to_string().contains("state_dir"), "{e}");
     }

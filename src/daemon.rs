@@ -64,10 +64,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     // Opening the cache also cleans what a killed run left: partial imports, orphan blobs.
     let images = crate::images::ImageCache::open(store.clone(), config.cache_options()).await?;
     let (service, effects) = Service::new(store, config.deadlines())?;
-    let service = Arc::new(service.with_enlist(crate::service::EnlistOptions {
-        enabled: config.lifecycle.enlistment,
-        commission: config.lifecycle.commission_enlisted,
-    }));
+    let service = Arc::new(service.with_enlist(config.enlist_options()));
     service.set_images(images.clone());
     bootstrap_admin(&service, &config).await?;
 
@@ -157,6 +154,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     let app = http::router(state);
+    // Connection info: enlistment is rate-limited per source address.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;

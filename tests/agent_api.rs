@@ -369,14 +369,23 @@ async fn an_unknown_machine_is_enlisted() {
         s.contains("rackbox.enlist=1") && !s.contains("rackbox.token"),
         "{s}"
     );
-    let (st, v) = api
-        .call(
-            Method::POST,
-            "/api/agent/v1/enlist",
-            None,
-            Some(inventory("52:54:00:aa:bb:05")),
-        )
-        .await;
+    // The agent enlists with a key of its own (what `rackbox agent` sends once per boot).
+    let enlist = |key: Option<&'static str>| {
+        let mut req = api
+            .http
+            .post(format!("{}/api/agent/v1/enlist", api.url))
+            .json(&inventory("52:54:00:aa:bb:05"));
+        if let Some(k) = key {
+            req = req.header(rackbox::model::ENLIST_KEY_HEADER, k);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let key = "enlistment-key-of-this-boot-0001";
+    let (st, v) = enlist(Some(key)).await;
     assert_eq!(st, 200, "{v}");
     let id = v["system_id"].as_str().unwrap().to_string();
     let (_, m) = api
@@ -390,17 +399,15 @@ async fn an_unknown_machine_is_enlisted() {
     assert_eq!(m["status"], "new");
     assert_eq!(m["interfaces"][0]["mac"], "52:54:00:aa:bb:05");
     assert_eq!(m["cpu_count"], 2);
-    // The same machine enlisting again is the same machine.
-    let (_, again) = api
-        .call(
-            Method::POST,
-            "/api/agent/v1/enlist",
-            None,
-            Some(inventory("52:54:00:aa:bb:05")),
-        )
-        .await;
+    // Anyone else naming that MAC is refused: it is a known machine now.
+    let (st, other) = enlist(None).await;
+    assert_eq!(st, 409, "{other}");
+    assert!(other.get("token").is_none(), "{other}");
+    // The same agent repeating the call (it lost the answer) is the same machine, with a new
+    // boot token: the first one is gone, the new one works.
+    let (st, again) = enlist(Some(key)).await;
+    assert_eq!(st, 200, "{again}");
     assert_eq!(again["system_id"], id.as_str());
-    // Enlisting again is a new boot: the first token is gone, the new one works.
     let stale = Agent {
         api: &api,
         token: v["token"].as_str().unwrap().to_string(),
@@ -486,7 +493,12 @@ async fn rescue_mode_gives_the_owner_keys_and_exit_returns_to_the_previous_statu
         let (_, m) = api
             .call(Method::GET, "/api/v1/machines/res222", Some(&admin), None)
             .await;
-        if m["status"] == "deployed" || std::time::Instant::now() > deadline {
+        // The conductor's note (manual power) follows the move to Deployed: wait for both.
+        let noted = m["status_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("switch the machine on by hand");
+        if (m["status"] == "deployed" && noted) || std::time::Instant::now() > deadline {
             break m;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -382,3 +382,124 @@ fn rescue_mode_returns_to_the_status_it_was_entered_from() {
         assert_eq!(t.machine.previous_status, None);
     }
 }
+
+fn booted(status: Status, issued_for: Status) -> rackbox::model::Machine {
+    let mut m = common::machine("abc236", status, 4, 8192);
+    m.boot_session = Some(rackbox::model::BootSession {
+        token_sha256: "00".repeat(32),
+        issued_for,
+        over: false,
+        enlist_key_sha256: None,
+    });
+    m
+}
+
+/// The agent calls each status takes from the agent of its current boot, written out
+/// independently of the rule.
+#[test]
+fn agent_calls_are_taken_only_in_their_statuses() {
+    use lifecycle::AgentCall as C;
+    let mut expected: HashMap<(Status, bool), Vec<C>> = HashMap::new();
+    for status in Status::ALL {
+        for written in [false, true] {
+            let mut calls = vec![C::Task];
+            match (status, written) {
+                (S::Commissioning, _) => {
+                    calls.extend([C::Inventory, C::Progress, C::Complete, C::Fail])
+                }
+                (S::Testing | S::DiskErasing | S::EnteringRescueMode, _) => {
+                    calls.extend([C::Progress, C::Complete, C::Fail])
+                }
+                (S::Deploying, false) => calls.extend([C::Progress, C::Complete, C::Fail]),
+                // The image is written: a repeated complete is taken, and the deployed OS's
+                // report; nothing else.
+                (S::Deploying, true) => calls.extend([C::Complete, C::Deployed]),
+                // An agent started again in rescue mode reports its SSH server again.
+                (S::RescueMode, _) => calls.extend([C::Progress, C::Complete]),
+                _ => {}
+            }
+            expected.insert((status, written), calls);
+        }
+    }
+    for ((status, written), calls) in expected {
+        let mut m = booted(status, status);
+        m.deploy_written = written;
+        for call in C::ALL {
+            assert_eq!(
+                lifecycle::agent_may(call, &m),
+                calls.contains(&call),
+                "{status:?} (image written: {written}): {}",
+                call.name()
+            );
+        }
+        // A boot that is over asks for its task (and hears "power off"), nothing else.
+        m.boot_session.as_mut().expect("boot").over = true;
+        for call in C::ALL {
+            assert_eq!(
+                lifecycle::agent_may(call, &m),
+                call == C::Task,
+                "{status:?}, boot over: {}",
+                call.name()
+            );
+        }
+        // No boot at all (a record from before boots were bound): the same.
+        m.boot_session = None;
+        assert!(!lifecycle::agent_may(C::Complete, &m));
+    }
+}
+
+/// A boot goes on only where its own agent's report leads within the ephemeral environment;
+/// every other move ends it, and coming back to the same status does not revive it.
+#[test]
+fn a_boot_ends_when_the_machine_leaves_its_work() {
+    use lifecycle::boot_continues;
+    for s in Status::ALL {
+        assert!(boot_continues(s, s), "{s:?}");
+    }
+    assert!(boot_continues(S::Commissioning, S::Testing));
+    assert!(boot_continues(S::EnteringRescueMode, S::RescueMode));
+    for (issued, now) in [
+        (S::Commissioning, S::Ready),
+        (S::Commissioning, S::FailedCommissioning),
+        (S::Testing, S::Ready),
+        (S::Deploying, S::Deployed),
+        (S::Deploying, S::Allocated),
+        (S::DiskErasing, S::Ready),
+        (S::RescueMode, S::ExitingRescueMode),
+        (S::EnteringRescueMode, S::ExitingRescueMode),
+        (S::New, S::Commissioning),
+        (S::Ready, S::Deploying),
+    ] {
+        assert!(!boot_continues(issued, now), "{issued:?} -> {now:?}");
+    }
+
+    let d = Deadlines::default();
+    let done = || Action::Complete {
+        message: String::new(),
+    };
+    // Commissioning with tests: the boot goes on into Testing, and ends at Ready.
+    let mut m = booted(S::Commissioning, S::Commissioning);
+    m.test_after_commission = true;
+    let t = lifecycle::apply(&m, &done(), 1, &d).unwrap();
+    assert_eq!(t.to, S::Testing);
+    assert!(lifecycle::boot_is_current(&t.machine));
+    let t = lifecycle::apply(&t.machine, &done(), 2, &d).unwrap();
+    assert_eq!(t.to, S::Ready);
+    assert!(!lifecycle::boot_is_current(&t.machine));
+    // Deploying, aborted and deployed again before the next network boot: the old boot stays
+    // over in the status it was issued for.
+    let mut m = booted(S::Deploying, S::Deploying);
+    m.owner = Some("alice".into());
+    let t = lifecycle::apply(&m, &Action::Abort, 1, &d).unwrap();
+    assert!(!lifecycle::boot_is_current(&t.machine));
+    let t = lifecycle::apply(&t.machine, &action_for(ActionKind::Deploy), 2, &d).unwrap();
+    assert_eq!(t.to, S::Deploying);
+    assert!(
+        !lifecycle::boot_is_current(&t.machine),
+        "another boot's work"
+    );
+    // A change that keeps the status (lock) keeps the boot.
+    let m = booted(S::Deploying, S::Deploying);
+    let t = lifecycle::apply(&m, &Action::Lock, 1, &d).unwrap();
+    assert!(lifecycle::boot_is_current(&t.machine));
+}

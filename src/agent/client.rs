@@ -186,6 +186,23 @@ pub struct Progress {
     pub bytes: Option<u64>,
 }
 
+/// A secret an enlisting agent makes once per boot and sends with each `/enlist` (see
+/// [`Client::enlist`]). Its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnlistKey(String);
+
+impl EnlistKey {
+    pub fn random() -> EnlistKey {
+        EnlistKey(crate::model::ids::random_token(32))
+    }
+}
+
+impl std::fmt::Debug for EnlistKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnlistKey(<hidden>)")
+    }
+}
+
 /// The appliance's answer to `/enlist`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Enlisted {
@@ -205,6 +222,8 @@ pub struct Client {
 /// Whether an attempt's failure is worth another try.
 enum Attempt {
     Retry(String),
+    /// Retry, and not before the time the appliance asked for (429 with `Retry-After`).
+    Later(String, Option<Duration>),
     Final(ClientError),
 }
 
@@ -297,6 +316,16 @@ impl Client {
             let result = self.authorize(make(), url).send().await;
             let outcome = match result {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                    // Rate-limited (enlistment): wait as long as the appliance asks.
+                    let wait = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    Attempt::Later("HTTP 429".into(), wait)
+                }
                 Ok(resp) if resp.status().is_client_error() => {
                     let status = resp.status().as_u16();
                     let body = resp.text().await.unwrap_or_default();
@@ -309,11 +338,14 @@ impl Client {
                 Ok(resp) => Attempt::Retry(format!("HTTP {}", resp.status().as_u16())),
                 Err(e) => Attempt::Retry(describe(&e)),
             };
-            let last = match outcome {
+            let (last, asked) = match outcome {
                 Attempt::Final(e) => return Err(e),
-                Attempt::Retry(last) => last,
+                Attempt::Retry(last) => (last, None),
+                Attempt::Later(last, wait) => (last, wait),
             };
-            let delay = self.policy.delay(attempts);
+            let delay = asked.map_or(self.policy.delay(attempts), |w| {
+                w.max(self.policy.delay(attempts))
+            });
             if start.elapsed() + delay > self.policy.budget {
                 return Err(ClientError::GaveUp {
                     call: call.to_string(),
@@ -341,6 +373,16 @@ impl Client {
     }
 
     async fn post_json(&self, path: &str, body: &impl Serialize) -> Result<Value, ClientError> {
+        self.post_json_with(path, body, None).await
+    }
+
+    /// POSTs JSON, with one extra header when given; every attempt sends the same bytes.
+    async fn post_json_with(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        extra: Option<(&str, &str)>,
+    ) -> Result<Value, ClientError> {
         let url = format!("{}{PREFIX}{path}", self.base);
         let call = format!("POST {path}");
         let body = serde_json::to_vec(body).map_err(|e| ClientError::BadAnswer {
@@ -349,11 +391,16 @@ impl Client {
         })?;
         let resp = self
             .send_with_retry(&call, &url, || {
-                self.http
+                let req = self
+                    .http
                     .post(&url)
                     .timeout(self.policy.request_timeout)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone())
+                    .body(body.clone());
+                match extra {
+                    Some((name, value)) => req.header(name, value),
+                    None => req,
+                }
             })
             .await?;
         // Bodies of acknowledgements are optional; an empty one is fine.
@@ -392,8 +439,17 @@ impl Client {
     }
 
     /// `POST /enlist` with no token: the appliance answers with the new machine's id and token.
-    pub async fn enlist(&self, inv: &Inventory) -> Result<Enlisted, ClientError> {
-        let v = self.post_json("/enlist", inv).await?;
+    /// `key` is this boot's enlistment key, the same on every attempt: when an answer is lost
+    /// and the call is repeated, it is what tells the appliance that the machine it made is
+    /// this agent's (a known MAC without it is refused with 409).
+    pub async fn enlist(&self, inv: &Inventory, key: &EnlistKey) -> Result<Enlisted, ClientError> {
+        let v = self
+            .post_json_with(
+                "/enlist",
+                inv,
+                Some((crate::model::ENLIST_KEY_HEADER, key.0.as_str())),
+            )
+            .await?;
         serde_json::from_value(v).map_err(|e| ClientError::BadAnswer {
             call: "POST /enlist".into(),
             reason: e.to_string(),

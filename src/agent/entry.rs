@@ -124,7 +124,8 @@ pub fn main(
     cfg.devices = args.devices;
     cfg.root = args.root;
     loop {
-        match runtime.block_on(run::run(cfg.clone())) {
+        // run_boot keeps what the boot learnt (an enlistment's token) for the next attempt.
+        match runtime.block_on(run::run_boot(&mut cfg)) {
             Ok(outcome) => return finish(outcome, may_power),
             Err(e) => {
                 tracing::error!(error = %e, "agent stopped");

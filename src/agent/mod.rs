@@ -27,5 +27,5 @@ pub mod run;
 pub mod secure_erase;
 pub mod seed;
 
-pub use client::{Client, ClientError, RetryPolicy, Task};
-pub use run::{AgentConfig, AgentError, Outcome, run};
+pub use client::{Client, ClientError, EnlistKey, RetryPolicy, Task};
+pub use run::{AgentConfig, AgentError, Outcome, run, run_boot};

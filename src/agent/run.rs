@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::model::{EraseMode, TestResult, TestRun, TestStatus};
 
-use super::client::{Client, ClientError, DeployTask, Progress, RetryPolicy, Task};
+use super::client::{Client, ClientError, DeployTask, EnlistKey, Progress, RetryPolicy, Task};
 use super::erase;
 use super::inventory::{self, Inventory};
 use super::rescue::{self, Rescue};
@@ -44,6 +44,11 @@ pub struct AgentConfig {
     pub token: Option<String>,
     pub system_id: Option<String>,
     pub enlist: bool,
+    /// This boot's enlistment key, sent with every `/enlist` (see [`Client::enlist`]).
+    pub enlist_key: EnlistKey,
+    /// The inventory this boot enlists with, once taken: an attempt after an error sends the
+    /// same document (the BMC user's password in it must stay the one the BMC has).
+    pub enlist_inventory: Option<Inventory>,
     /// BOOTIF from the command line, to mark the boot interface.
     pub boot_mac: Option<String>,
     /// Disks (or files standing in for them) to use instead of the inventory's: erase erases
@@ -68,6 +73,8 @@ impl AgentConfig {
             token,
             system_id: None,
             enlist: false,
+            enlist_key: EnlistKey::random(),
+            enlist_inventory: None,
             boot_mac: None,
             devices: Vec::new(),
             root: PathBuf::from("/"),
@@ -151,6 +158,18 @@ async fn collect_full_inventory(cfg: &AgentConfig, create_bmc_user: bool) -> Inv
 
 /// Runs the task loop until the appliance says power off or reboot.
 pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
+    let mut cfg = cfg;
+    run_boot(&mut cfg).await
+}
+
+/// [`run`], keeping in `cfg` what this boot has learnt, for the next attempt after an error:
+/// once enlisted, the machine's id and token, so that the agent started again (PID 1 does)
+/// goes on as that machine instead of enlisting again.
+///
+/// Enlistment is refused for a machine the appliance knows (409): then this agent has nothing
+/// to do on this boot and the machine powers off; its next network boot is decided by its
+/// status.
+pub async fn run_boot(cfg: &mut AgentConfig) -> Result<Outcome, AgentError> {
     if cfg.url.is_empty() {
         return Err(AgentError::NoUrl);
     }
@@ -161,12 +180,37 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
             return Err(AgentError::NoToken);
         }
         // An unknown machine has no power settings yet: give the appliance a BMC user, as
-        // MAAS's enlistment does.
-        let inv = collect_full_inventory(&cfg, true).await;
-        let enlisted = client.enlist(&inv).await?;
+        // MAAS's enlistment does. Taken once per boot: every attempt sends the same document.
+        let inv = match &cfg.enlist_inventory {
+            Some(inv) => inv.clone(),
+            None => {
+                let inv = collect_full_inventory(cfg, true).await;
+                cfg.enlist_inventory = Some(inv.clone());
+                inv
+            }
+        };
+        let enlisted = match client.enlist(&inv, &cfg.enlist_key).await {
+            Ok(e) => e,
+            Err(ClientError::Refused {
+                status: 409, body, ..
+            }) => {
+                tracing::error!(
+                    answer = %body,
+                    "the appliance will not enlist this machine (it knows it already); \
+                     powering off"
+                );
+                return Ok(Outcome::PowerOff);
+            }
+            Err(e) => return Err(e.into()),
+        };
         tracing::info!(system_id = %enlisted.system_id, "enlisted");
+        cfg.system_id = Some(enlisted.system_id);
+        cfg.token = Some(enlisted.token.clone());
+        // The BMC user's password goes nowhere else.
+        cfg.enlist_inventory = None;
         client.set_token(enlisted.token);
     }
+    let cfg: &AgentConfig = cfg;
     // Rescue mode's SSH server, once started: it lives as long as the loop.
     let mut rescue: Option<Rescue> = None;
     loop {
@@ -189,12 +233,10 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
                 tokio::time::sleep(Duration::from_secs(seconds).min(cfg.max_wait)).await;
                 continue;
             }
-            Task::Commission { create_bmc_user } => {
-                commission(&client, &cfg, create_bmc_user).await
-            }
-            Task::Test { tests } => hardware_tests(&client, &cfg, &tests).await,
-            Task::Deploy(d) => deploy(&client, &cfg, &d).await,
-            Task::Erase { mode } => erase_disks(&client, &cfg, mode).await,
+            Task::Commission { create_bmc_user } => commission(&client, cfg, create_bmc_user).await,
+            Task::Test { tests } => hardware_tests(&client, cfg, &tests).await,
+            Task::Deploy(d) => deploy(&client, cfg, &d).await,
+            Task::Erase { mode } => erase_disks(&client, cfg, mode).await,
             Task::Rescue { ssh_keys } => {
                 let running = rescue.as_mut().is_some_and(|r| r.is_running());
                 if running && let Some(r) = rescue.as_mut() {

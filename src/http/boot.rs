@@ -3,7 +3,9 @@
 //! environment calls with its per-boot token. These routes authenticate on their own (the boot
 //! script is anonymous: firmware has no credentials; the agent has its boot token).
 
-use axum::extract::{Path, State};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,9 +15,9 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::JsonBody;
-use crate::model::Machine;
-use crate::service::{AgentTask, BootPlan};
+use super::extract::{JsonBody, limited_json};
+use crate::model::{ENLIST_KEY_HEADER, Machine};
+use crate::service::{AgentTask, BootPlan, ServiceError};
 
 /// Boot resource names the ephemeral environment is stored under (per architecture).
 pub const KERNEL: &str = "vmlinuz";
@@ -24,6 +26,8 @@ pub const INITRD: &str = "initrd.img";
 /// Kernel parameters every ephemeral boot gets: consoles for people and for the lab's serial log.
 const KERNEL_PARAMS: &str = "console=tty0 console=ttyS0,115200n8 panic=30";
 
+/// The boot and agent routes. `/enlist` and `/inventory` read their bodies themselves, up to
+/// `lifecycle.enlist_max_inventory_kib`; the other agent calls have axum's default limit (2 MiB).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/boot/{file}", get(boot_script))
@@ -169,13 +173,25 @@ async fn task(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<A
     Ok(Json(task))
 }
 
-async fn inventory(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(inv): JsonBody<serde_json::Value>,
-) -> ApiResult<StatusCode> {
-    let m = agent(&s, &headers)?;
-    s.service.agent_inventory(&m.system_id, inv).await?;
+/// The largest inventory `/enlist` and `/inventory` take.
+fn max_inventory(s: &AppState) -> usize {
+    s.service.enlist_options().max_inventory_bytes
+}
+
+/// What a 413 for an inventory says.
+fn inventory_too_large(s: &AppState) -> String {
+    format!(
+        "the inventory is larger than {} KiB, the most rackbox takes \
+         (lifecycle.enlist_max_inventory_kib)",
+        s.service.enlist_options().max_inventory_bytes / 1024
+    )
+}
+
+async fn inventory(State(s): State<AppState>, req: Request) -> ApiResult<StatusCode> {
+    let m = agent(&s, req.headers())?;
+    let inv: serde_json::Value =
+        limited_json(req, max_inventory(&s), || inventory_too_large(&s)).await?;
+    s.service.agent_inventory(&m, inv).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -245,10 +261,72 @@ async fn deployed(
     Ok(Json(json!({"status": m.status.key()})))
 }
 
-async fn enlist(
-    State(s): State<AppState>,
-    JsonBody(inv): JsonBody<serde_json::Value>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let (m, token) = s.service.enlist(inv).await?;
+/// `POST /enlist`, anonymous: the source's rate is counted before the body is read, the body
+/// is bounded, and the service refuses known MACs (see `service/enlist.rs`). A 429 carries
+/// `Retry-After`.
+async fn enlist(State(s): State<AppState>, req: Request) -> Response {
+    match enlist_inner(&s, req).await {
+        Ok(answer) => answer.into_response(),
+        Err(e) => {
+            let retry_after = match &e {
+                EnlistError::Service(ServiceError::RateLimited {
+                    retry_after_secs, ..
+                }) => Some(*retry_after_secs),
+                _ => None,
+            };
+            let mut resp = match e {
+                EnlistError::Service(e) => ApiError::from(e).into_response(),
+                EnlistError::Api(e) => e.into_response(),
+            };
+            if let Some(secs) = retry_after
+                && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+    }
+}
+
+/// Why `/enlist` was refused: by the service, or by the HTTP face (body, header).
+enum EnlistError {
+    Service(ServiceError),
+    Api(ApiError),
+}
+
+impl From<ServiceError> for EnlistError {
+    fn from(e: ServiceError) -> Self {
+        EnlistError::Service(e)
+    }
+}
+
+impl From<ApiError> for EnlistError {
+    fn from(e: ApiError) -> Self {
+        EnlistError::Api(e)
+    }
+}
+
+async fn enlist_inner(s: &AppState, req: Request) -> Result<Json<serde_json::Value>, EnlistError> {
+    // Without connection info (a router served without it) every caller shares one bucket.
+    let source = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    s.service.admit_enlistment(source)?;
+    let key = match req.headers().get(ENLIST_KEY_HEADER) {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::bad_request(format!("the {ENLIST_KEY_HEADER} header is not ASCII"))
+                })?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let inv: serde_json::Value =
+        limited_json(req, max_inventory(s), || inventory_too_large(s)).await?;
+    let (m, token) = s.service.enlist(inv, key.as_deref()).await?;
     Ok(Json(json!({"system_id": m.system_id, "token": token})))
 }

@@ -53,6 +53,15 @@ impl ApiError {
         }
     }
 
+    pub fn payload_too_large(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_large",
+            message: message.into(),
+            machine_status: None,
+        }
+    }
+
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::FORBIDDEN,
@@ -80,6 +89,14 @@ impl From<ServiceError> for ApiError {
                 (StatusCode::CONFLICT, "stale_generation", Some(status.key()))
             }
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            ServiceError::AgentCall { status, .. } => {
+                (StatusCode::CONFLICT, "wrong_status", Some(status.key()))
+            }
+            ServiceError::RateLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None)
+            }
+            // Said in the service's log once; not an error of rackbox's.
+            ServiceError::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "full", None),
             ServiceError::NoMatch(_) => (StatusCode::CONFLICT, "no_match", None),
             ServiceError::PowerFailed(_) => (StatusCode::BAD_GATEWAY, "power_failed", None),
             ServiceError::Store(crate::store::StoreError::WriterGone) => {
@@ -87,7 +104,7 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
-        if status.is_server_error() {
+        if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE {
             tracing::error!(error = %e, "request failed");
         }
         ApiError {

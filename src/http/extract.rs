@@ -23,20 +23,84 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-        let text: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            b"{}"
-        } else {
-            if !content_type.is_empty() && !content_type.starts_with("application/json") {
-                return Err(ApiError::bad_request(format!(
-                    "the body must be JSON (Content-Type: application/json), not {content_type}"
-                )));
-            }
-            &bytes
-        };
-        serde_json::from_slice(text)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        parse_json(&content_type, &bytes).map(JsonBody)
     }
+}
+
+/// How much more of an oversized body is read (and dropped) before the 413 is sent, and for how
+/// long: a client still sending its body then reads the answer, where closing at once would
+/// reset the connection under it. A larger body is cut off.
+const DRAIN_MAX: usize = 8 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A JSON body of at most `limit` bytes; a larger one is a 413 that says `too_large()` (what it
+/// is and which setting bounds it). At most `limit` bytes are kept in memory.
+pub async fn limited_json<T: DeserializeOwned>(
+    req: Request,
+    limit: usize,
+    too_large: impl FnOnce() -> String,
+) -> Result<T, ApiError> {
+    use futures_util::StreamExt;
+    // Read before the first await: a borrow of the request would make the future not Send.
+    let (content_type, declared) = {
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        (
+            header(axum::http::header::CONTENT_TYPE),
+            header(axum::http::header::CONTENT_LENGTH)
+                .parse::<usize>()
+                .ok(),
+        )
+    };
+    let mut stream = req.into_body().into_data_stream();
+    let mut body = Vec::new();
+    let mut over = declared.is_some_and(|n| n > limit);
+    while !over && let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            over = true;
+        } else {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if over {
+        if declared.is_none_or(|n| n <= limit.saturating_add(DRAIN_MAX)) {
+            let drain = async {
+                let mut drained = 0usize;
+                while let Some(Ok(chunk)) = stream.next().await {
+                    drained += chunk.len();
+                    if drained > DRAIN_MAX {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        }
+        return Err(ApiError::payload_too_large(too_large()));
+    }
+    parse_json(&content_type, &body)
+}
+
+/// Parses a JSON body; an empty one is `{}`.
+fn parse_json<T: DeserializeOwned>(content_type: &str, bytes: &[u8]) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        b"{}"
+    } else {
+        if !content_type.is_empty() && !content_type.starts_with("application/json") {
+            return Err(ApiError::bad_request(format!(
+                "the body must be JSON (Content-Type: application/json), not {content_type}"
+            )));
+        }
+        bytes
+    };
+    serde_json::from_slice(text)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Query-string parameters.

@@ -325,6 +325,125 @@ pub fn rule(status: Status, kind: ActionKind) -> Option<Next> {
         .map(|(_, _, next)| *next)
 }
 
+/// The statuses whose work is done by the agent in the ephemeral environment: a network boot
+/// in one of them is handed the environment with a fresh boot token (Deploying only until the
+/// image is written: see [`boots_ephemeral`]).
+pub const EPHEMERAL_WORK: &[Status] = &[
+    S::Commissioning,
+    S::Testing,
+    S::Deploying,
+    S::DiskErasing,
+    S::EnteringRescueMode,
+    S::RescueMode,
+];
+
+/// Whether the machine, as it is now, does its work in the ephemeral environment: what its
+/// network boot is given, and what its agent may report progress about.
+pub fn boots_ephemeral(m: &Machine) -> bool {
+    EPHEMERAL_WORK.contains(&m.status) && !(m.status == S::Deploying && m.deploy_written)
+}
+
+/// Whether a boot handed out for `issued` still serves a machine that is now `now`: the same
+/// status, or one that the agent's own `complete` leads to (by the table) and whose work is
+/// done in the ephemeral environment too, so the same agent simply asks for its next task.
+/// Commissioning goes on into Testing (tests after commissioning) and Entering rescue mode into
+/// Rescue mode; every other move (to Ready, Deployed, a failed status, back to a previous
+/// status, an abort, a release) ends the boot.
+pub fn boot_continues(issued: Status, now: Status) -> bool {
+    let mut reached = vec![issued];
+    let mut i = 0;
+    while let Some(&at) = reached.get(i) {
+        i += 1;
+        let next: &[Status] = match rule(at, ActionKind::Complete) {
+            Some(Next::To(s)) => &[s],
+            Some(Next::AfterCommissioning) => &[S::Testing, S::Ready],
+            // Previous (tests, exiting rescue mode) goes back to where this boot was not.
+            _ => &[],
+        };
+        for s in next {
+            if EPHEMERAL_WORK.contains(s) && !reached.contains(s) {
+                reached.push(*s);
+            }
+        }
+    }
+    reached.contains(&now)
+}
+
+/// A call the machine side makes with its boot token (`/api/agent/v1/...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentCall {
+    /// `GET /task`: what to do next.
+    Task,
+    /// `POST /inventory`: the hardware inventory (and the BMC found in-band).
+    Inventory,
+    /// `POST /progress`: a status message.
+    Progress,
+    /// `POST /complete`: the task is done.
+    Complete,
+    /// `POST /fail`: the task failed.
+    Fail,
+    /// `POST /deployed`: the deployed OS booted from its disk.
+    Deployed,
+}
+
+impl AgentCall {
+    pub const ALL: [AgentCall; 6] = [
+        AgentCall::Task,
+        AgentCall::Inventory,
+        AgentCall::Progress,
+        AgentCall::Complete,
+        AgentCall::Fail,
+        AgentCall::Deployed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentCall::Task => "task",
+            AgentCall::Inventory => "inventory",
+            AgentCall::Progress => "progress",
+            AgentCall::Complete => "complete",
+            AgentCall::Fail => "fail",
+            AgentCall::Deployed => "deployed",
+        }
+    }
+}
+
+/// Whether the machine's current boot has not ended (see [`boot_continues`]).
+pub fn boot_is_current(m: &Machine) -> bool {
+    m.boot_session.as_ref().is_some_and(|b| !b.over)
+}
+
+/// THE rule for agent calls: whether `m`, as it is now, takes `call` from the agent of its
+/// current boot. A boot that is over may only ask for its task (and is told to power off).
+///
+/// - task: always (the answer follows the status; outside the boot's work it is "power off");
+/// - inventory: Commissioning, whose work it is;
+/// - progress: while the work is in the ephemeral environment ([`boots_ephemeral`]);
+/// - complete: there, where the table has a `complete`; and where the machine already is
+///   where the report would take it (Deploying with the image written, Rescue mode), so that
+///   an agent repeating a report whose answer it lost, or started again, is not refused;
+/// - fail: there, where the table has a `fail`;
+/// - deployed: Deploying once the image is written (the deployed OS's report).
+pub fn agent_may(call: AgentCall, m: &Machine) -> bool {
+    if !boot_is_current(m) {
+        return call == AgentCall::Task;
+    }
+    let status = m.status;
+    let in_ramdisk = boots_ephemeral(m);
+    match call {
+        AgentCall::Task => true,
+        AgentCall::Inventory => status == S::Commissioning,
+        AgentCall::Progress => in_ramdisk,
+        AgentCall::Complete => {
+            (in_ramdisk && rule(status, ActionKind::Complete).is_some())
+                || (status == S::Deploying && m.deploy_written)
+                || status == S::RescueMode
+        }
+        AgentCall::Fail => in_ramdisk && rule(status, ActionKind::Fail).is_some(),
+        AgentCall::Deployed => status == S::Deploying && m.deploy_written,
+    }
+}
+
 /// Why an action was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TransitionError {
@@ -648,10 +767,17 @@ pub fn apply(
     }
 
     if to != from {
-        // A new phase starts: the image of the last deploy is no longer "written". The boot token
-        // stays until the machine's next network boot replaces it, so an agent that has finished
-        // can still ask what to do next (power off) and a deployed OS can report in.
+        // A new phase starts: the image of the last deploy is no longer "written".
         m.deploy_written = false;
+        // The boot is over unless its own agent goes on with the new status's work (see
+        // boot_continues). Its token stays, so that an agent that has finished still hears
+        // "power off"; but it reads no task and makes no report any more, even if the machine
+        // comes back to the status it was issued for.
+        if let Some(boot) = &mut m.boot_session
+            && !boot_continues(boot.issued_for, to)
+        {
+            boot.over = true;
+        }
     }
     m.status = to;
     m.status_message = message.clone();

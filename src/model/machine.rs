@@ -79,9 +79,11 @@ pub struct Machine {
     /// When the current in-progress status times out (unix milliseconds).
     #[serde(default)]
     pub status_deadline_ms: Option<u64>,
-    /// Hex sha256 of the per-boot agent token: valid for this machine and its current boot only.
+    /// The network boot whose agent may call `/api/agent/v1` (only the token's hash is kept).
+    /// A record written before boots were bound to their status had `boot_token_sha256` here;
+    /// it is ignored, so such a token is refused and the machine must boot again.
     #[serde(default)]
-    pub boot_token_sha256: Option<String>,
+    pub boot_session: Option<BootSession>,
     /// Deploying: the agent wrote the image; the next network boot goes to the local disk and the
     /// deployed OS must report in.
     #[serde(default)]
@@ -111,6 +113,36 @@ impl Machine {
     pub fn fqdn(&self) -> String {
         format!("{}.{}", self.hostname, self.domain)
     }
+}
+
+/// The request header in which an enlisting agent sends its enlistment key (a secret of its
+/// own, the same on every `/api/agent/v1/enlist` of one boot): see [`BootSession`].
+pub const ENLIST_KEY_HEADER: &str = "rackbox-enlist-key";
+
+/// One network boot of the ephemeral environment, as far as its agent's token goes.
+///
+/// A token is minted only when rackbox itself hands out a boot: the iPXE script for a machine
+/// whose status has work in the ephemeral environment, or a successful first enlistment. Each
+/// one replaces the last (the old token stops working), and it serves only the work it was
+/// handed out for: once the machine leaves the statuses of that work (see
+/// [`crate::model::lifecycle::boot_continues`]) the boot is `over`, and its token hears only
+/// "power off" from `/task` and has every report refused, even if the machine comes back to
+/// the same status later (that is another boot's work). The rule for each call is
+/// [`crate::model::lifecycle::agent_may`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BootSession {
+    /// Hex sha256 of the per-boot token `rbt_<system_id>_<secret>`; the token itself is never
+    /// stored.
+    pub token_sha256: String,
+    /// The status the boot was handed out for (New for an enlistment).
+    pub issued_for: Status,
+    /// The machine has left the statuses this boot serves.
+    #[serde(default)]
+    pub over: bool,
+    /// Enlistment only: hex sha256 of the key the enlisting agent sent with `/enlist`, so that
+    /// the same agent retrying after a lost answer is told its machine again (and nobody else).
+    #[serde(default)]
+    pub enlist_key_sha256: Option<String>,
 }
 
 /// A block device as commissioning saw it.

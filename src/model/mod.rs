@@ -12,8 +12,8 @@ pub mod user;
 pub use constraints::Constraints;
 pub use lifecycle::{Action, ActionKind, Effect, Transition, TransitionError};
 pub use machine::{
-    DeployTarget, DiscoveredBmc, Disk, EraseMode, Event, Interface, Machine, PowerSettings,
-    PowerState, PowerStatus,
+    BootSession, DeployTarget, DiscoveredBmc, Disk, ENLIST_KEY_HEADER, EraseMode, Event, Interface,
+    Machine, PowerSettings, PowerState, PowerStatus,
 };
 pub use status::Status;
 pub use testing::{TestResult, TestResults, TestRun, TestStatus};

@@ -1,16 +1,20 @@
 //! What a machine boots, and the appliance side of the agent that runs in the ephemeral
 //! environment. A machine's status decides both: the boot plan (ephemeral environment, local disk,
 //! or enlistment for an unknown MAC) and the agent's task. Each ephemeral boot gets a fresh token,
-//! valid for that machine and that boot only; only its hash is stored.
+//! valid for that machine and that boot only; only its hash is stored, with the status the boot
+//! was handed out for ([`crate::model::BootSession`]). Every agent call is checked against one
+//! rule, [`lifecycle::agent_may`]: a call its machine's status (or a boot that is over) does not
+//! take is refused with 409 and the status. Enlistment is in `enlist.rs`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Principal, Service, ServiceError};
-use crate::model::ids;
+use crate::model::lifecycle::{self, AgentCall};
 use crate::model::{
-    Action, Disk, EraseMode, Interface, Machine, Status, TestResult, TestResults, TestRun,
+    Action, BootSession, Disk, EraseMode, Interface, Machine, Status, TestResult, TestResults,
+    TestRun, ids,
 };
 use crate::store::tables;
 
@@ -86,17 +90,17 @@ pub struct DeployTask {
 
 /// The parts of the agent's inventory that rackbox's model uses (the whole document is kept too).
 #[derive(Clone, Debug, Default, Deserialize)]
-struct InventorySummary {
+pub(super) struct InventorySummary {
     #[serde(default)]
     cpu_count: u32,
     #[serde(default)]
     memory_mib: u64,
     #[serde(default)]
-    architecture: Option<String>,
+    pub(super) architecture: Option<String>,
     #[serde(default)]
     disks: Vec<Disk>,
     #[serde(default)]
-    interfaces: Vec<InventoryNic>,
+    pub(super) interfaces: Vec<InventoryNic>,
     #[serde(default)]
     bmc: InventoryBmc,
 }
@@ -180,54 +184,69 @@ fn usable_bmc_address(ip: &str) -> bool {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-struct InventoryNic {
+pub(super) struct InventoryNic {
     name: String,
-    mac: String,
+    pub(super) mac: String,
     #[serde(default)]
     boot: bool,
 }
 
-/// Settings of enlistment.
-#[derive(Clone, Copy, Debug)]
-pub struct EnlistOptions {
-    /// Unknown machines that network-boot are enlisted (else they are told to boot locally).
-    pub enabled: bool,
-    /// Enlisted machines start commissioning at once.
-    pub commission: bool,
-}
-
-impl Default for EnlistOptions {
-    fn default() -> Self {
-        EnlistOptions {
-            enabled: true,
-            commission: false,
-        }
-    }
-}
-
-fn sha256_hex(text: &str) -> String {
+pub(super) fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-/// The statuses whose work happens in the ephemeral environment.
-fn needs_ephemeral(m: &Machine) -> bool {
-    match m.status {
-        Status::Commissioning
-        | Status::Testing
-        | Status::DiskErasing
-        | Status::EnteringRescueMode
-        | Status::RescueMode => true,
-        Status::Deploying => !m.deploy_written,
-        _ => false,
+/// A boot token: `rbt_<system_id>_<secret>` (the id says which machine's hash to check).
+pub(super) fn token_for(system_id: &str, secret: &str) -> String {
+    format!("rbt_{system_id}_{secret}")
+}
+
+/// A new boot token for the machine and its hash (the only part that is stored).
+pub(super) fn mint_token(system_id: &str) -> (String, String) {
+    let token = token_for(system_id, &ids::random_token(32));
+    let hash = sha256_hex(&token);
+    (token, hash)
+}
+
+/// The refusal of an agent call that [`lifecycle::agent_may`] does not allow.
+fn refuse(call: AgentCall, m: &Machine) -> ServiceError {
+    let message = if lifecycle::boot_is_current(m) {
+        format!(
+            "machine {} is {}: it takes no {} from its agent now",
+            m.system_id,
+            m.status,
+            call.name()
+        )
+    } else {
+        format!(
+            "machine {} is {}: the boot this token was given for is over, so it takes no {} \
+             (its next network boot gets a new token)",
+            m.system_id,
+            m.status,
+            call.name()
+        )
+    };
+    ServiceError::AgentCall {
+        message,
+        status: m.status,
+    }
+}
+
+/// Checks `call` against the one rule for agent calls.
+fn allow(call: AgentCall, m: &Machine) -> Result<(), ServiceError> {
+    if lifecycle::agent_may(call, m) {
+        Ok(())
+    } else {
+        Err(refuse(call, m))
     }
 }
 
 impl Service {
     /// Decides what the machine with `mac` boots. An ephemeral boot gets a new per-boot token
-    /// (the previous one stops working).
+    /// (the previous one stops working), bound to the status it is handed out for. This and a
+    /// first enlistment are the only places a token is made: rackbox hands out the boot itself.
     pub async fn boot_plan(&self, mac: &str) -> Result<BootPlan, ServiceError> {
         let mac = ids::normalize_mac(mac).map_err(ServiceError::Invalid)?;
         let Some(m) = self.machine_by_mac(&mac)? else {
@@ -237,13 +256,12 @@ impl Service {
                 BootPlan::Ignore
             });
         };
-        if !needs_ephemeral(&m) {
+        if !lifecycle::boots_ephemeral(&m) {
             return Ok(BootPlan::LocalDisk {
                 system_id: m.system_id.clone(),
             });
         }
-        let token = format!("rbt_{}_{}", m.system_id, ids::random_token(32));
-        let hash = sha256_hex(&token);
+        let (token, hash) = mint_token(&m.system_id);
         let status = m.status;
         self.modify_machine(&m.system_id, "rackbox", move |_, m| {
             if m.status != status {
@@ -252,7 +270,12 @@ impl Service {
                     m.system_id
                 )));
             }
-            m.boot_token_sha256 = Some(hash);
+            m.boot_session = Some(BootSession {
+                token_sha256: hash,
+                issued_for: status,
+                over: false,
+                enlist_key_sha256: None,
+            });
             let said = "network-booted the ephemeral environment".to_string();
             Ok(Some(("netboot", said)))
         })
@@ -263,22 +286,30 @@ impl Service {
         })
     }
 
-    /// Which machine a per-boot token belongs to.
+    /// Which machine a per-boot token belongs to (whether its boot is still current is for
+    /// each call to check: see [`lifecycle::agent_may`]).
     pub fn agent_machine(&self, token: &str) -> Result<Machine, ServiceError> {
         let bad = || ServiceError::Unauthorized("invalid or expired boot token".into());
         let rest = token.strip_prefix("rbt_").ok_or_else(bad)?;
         let (id, _) = rest.split_once('_').ok_or_else(bad)?;
         let m = self.index_get(id).ok_or_else(bad)?;
         let hash = sha256_hex(token);
-        match &m.boot_token_sha256 {
-            Some(stored) if super::users::constant_time_eq(stored.as_bytes(), hash.as_bytes()) => {
+        match &m.boot_session {
+            Some(boot)
+                if super::users::constant_time_eq(
+                    boot.token_sha256.as_bytes(),
+                    hash.as_bytes(),
+                ) =>
+            {
                 Ok((*m).clone())
             }
             _ => Err(bad()),
         }
     }
 
-    /// The agent's next task. `image_base` is the URL prefix images are downloaded from.
+    /// The agent's next task. `image_base` is the URL prefix images are downloaded from. A boot
+    /// that is over is told to power off, whatever the machine does now: the work of a later
+    /// status (a deploy's user data, the owner's keys) goes only to the boot handed out for it.
     pub fn agent_task(
         &self,
         m: &Machine,
@@ -294,6 +325,10 @@ impl Service {
                 None => Vec::new(),
             })
         };
+        allow(AgentCall::Task, m)?;
+        if !lifecycle::boot_is_current(m) {
+            return Ok(AgentTask::Poweroff);
+        }
         Ok(match m.status {
             Status::Commissioning => AgentTask::Commission {
                 create_bmc_user: m.power.is_unconfigured(),
@@ -335,15 +370,29 @@ impl Service {
         })
     }
 
-    /// Records the inventory the agent took: the whole document, and the parts allocation uses.
+    /// The inventory the commissioning agent took (`/inventory`): see
+    /// [`Service::record_inventory`].
+    pub async fn agent_inventory(
+        &self,
+        m: &Machine,
+        inventory: serde_json::Value,
+    ) -> Result<Machine, ServiceError> {
+        allow(AgentCall::Inventory, m)?;
+        self.record_inventory(&m.system_id, inventory, m.status)
+            .await
+    }
+
+    /// Records an inventory while the machine is still `expected` (Commissioning, or New for
+    /// enlistment): the whole document, and the parts allocation uses.
     ///
     /// When the inventory names the BMC's LAN address, the machine records it
     /// ([`Machine::discovered_bmc`], event `bmc_discovered`), and a machine whose power is not
     /// configured gets IPMI power settings from it, with the BMC user the agent created.
-    pub async fn agent_inventory(
+    pub(super) async fn record_inventory(
         &self,
         system_id: &str,
         mut inventory: serde_json::Value,
+        expected: Status,
     ) -> Result<Machine, ServiceError> {
         let credentials = take_bmc_credentials(&mut inventory);
         let summary: InventorySummary = serde_json::from_value(inventory.clone()).map_err(|e| {
@@ -361,10 +410,7 @@ impl Service {
         }
         let m = self
             .modify_machine(system_id, "agent", move |tx, m| {
-                if !matches!(
-                    m.status,
-                    Status::Commissioning | Status::New | Status::Testing
-                ) {
+                if m.status != expected {
                     return Err(ServiceError::Conflict(format!(
                         "machine {} is {}, not taking an inventory",
                         m.system_id, m.status
@@ -551,6 +597,7 @@ impl Service {
         message: &str,
         percent: Option<f64>,
     ) -> Result<(), ServiceError> {
+        allow(AgentCall::Progress, m)?;
         let text = match percent {
             Some(p) => format!("{message} ({p:.0}%)"),
             None => message.to_string(),
@@ -567,6 +614,11 @@ impl Service {
         message: String,
         results: Option<serde_json::Value>,
     ) -> Result<Machine, ServiceError> {
+        allow(AgentCall::Complete, m)?;
+        if m.status == Status::Deploying && m.deploy_written {
+            // Said already (the agent repeats a report whose answer it lost).
+            return Ok(m.clone());
+        }
         if let Some(tests) = test_results(m, results.as_ref())? {
             let run = self.record_test_run(m, tests).await?;
             if let Some(reason) = run.failure_reason() {
@@ -601,12 +653,7 @@ impl Service {
         reason: String,
         results: Option<serde_json::Value>,
     ) -> Result<Machine, ServiceError> {
-        if !m.status.is_in_progress() {
-            return Err(ServiceError::Conflict(format!(
-                "machine {} is {}: nothing to fail",
-                m.system_id, m.status
-            )));
-        }
+        allow(AgentCall::Fail, m)?;
         if let Some(tests) = test_results(m, results.as_ref())? {
             self.record_test_run(m, tests).await?;
         }
@@ -660,18 +707,17 @@ impl Service {
         m: &Machine,
         message: String,
     ) -> Result<Machine, ServiceError> {
-        if !(m.status == Status::Deploying && m.deploy_written) {
-            return Err(ServiceError::Conflict(format!(
-                "machine {} is {}{}: not waiting for its deployed OS",
-                m.system_id,
-                m.status,
-                if m.status == Status::Deploying {
-                    " and its image is not written yet"
-                } else {
-                    ""
+        allow(AgentCall::Deployed, m).map_err(|e| match e {
+            ServiceError::AgentCall { message, status }
+                if status == Status::Deploying && lifecycle::boot_is_current(m) =>
+            {
+                ServiceError::AgentCall {
+                    message: format!("{message}: its image is not written yet"),
+                    status,
                 }
-            )));
-        }
+            }
+            e => e,
+        })?;
         let message = if message.is_empty() {
             "deployed OS booted and reported in".to_string()
         } else {
@@ -709,78 +755,6 @@ impl Service {
             })
             .await?;
         m.ok_or_else(|| ServiceError::Conflict("deploy state not recorded".into()))
-    }
-
-    /// An unknown machine's agent enlists it: a New machine with its inventory (or the machine a
-    /// MAC already belongs to), and a boot token for the rest of this boot.
-    pub async fn enlist(
-        &self,
-        inventory: serde_json::Value,
-    ) -> Result<(Machine, String), ServiceError> {
-        if !self.enlist.enabled {
-            return Err(ServiceError::Forbidden("enlistment is switched off".into()));
-        }
-        let summary: InventorySummary = serde_json::from_value(inventory.clone()).map_err(|e| {
-            ServiceError::Invalid(format!("inventory does not have rackbox's shape: {e}"))
-        })?;
-        let macs: Vec<String> = summary.interfaces.iter().map(|i| i.mac.clone()).collect();
-        if macs.is_empty() {
-            return Err(ServiceError::Invalid(
-                "inventory names no network interface".into(),
-            ));
-        }
-        // Already known? Then it is that machine.
-        let mut known = None;
-        for mac in &macs {
-            if let Ok(n) = ids::normalize_mac(mac)
-                && let Some(m) = self.machine_by_mac(&n)?
-            {
-                known = Some(m);
-                break;
-            }
-        }
-        let machine = match known {
-            Some(m) => (*m).clone(),
-            None => {
-                let new = super::NewMachine {
-                    mac_addresses: macs,
-                    architecture: summary.architecture.clone(),
-                    commission: Some(false),
-                    ..Default::default()
-                };
-                self.add_machine(&Principal::system(), new).await?
-            }
-        };
-        let machine = if machine.status == Status::New {
-            self.agent_inventory(&machine.system_id, inventory).await?
-        } else {
-            machine
-        };
-        let token = format!("rbt_{}_{}", machine.system_id, ids::random_token(32));
-        let hash = sha256_hex(&token);
-        let m = self
-            .modify_machine(&machine.system_id, "agent", move |_, m| {
-                m.boot_token_sha256 = Some(hash);
-                Ok(Some((
-                    "enlist",
-                    "booted to enlist; inventory reported".to_string(),
-                )))
-            })
-            .await?
-            .ok_or_else(|| ServiceError::Conflict("enlistment not recorded".into()))?;
-        tracing::info!(system_id = %m.system_id, "machine enlisted");
-        let m = if self.enlist.commission && m.status == Status::New {
-            self.act(
-                &Principal::system(),
-                &m.system_id,
-                "commission",
-                Default::default(),
-            )
-            .await?
-        } else {
-            m
-        };
-        Ok((m, token))
     }
 }
 

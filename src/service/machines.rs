@@ -16,6 +16,10 @@ use crate::model::{
 };
 use crate::store::tables::{self, NamedThing, POOLS, TAGS, ZONES};
 
+/// Makes the boot of a machine that is added network-booted (enlistment), from the system_id
+/// the write picks.
+pub(crate) type NewBoot = Box<dyn FnOnce(&str) -> crate::model::BootSession + Send>;
+
 /// What an admin gives to add a machine by hand.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -270,6 +274,18 @@ impl Service {
         p: &Principal,
         new: NewMachine,
     ) -> Result<Machine, ServiceError> {
+        self.add_machine_booted(p, new, None).await
+    }
+
+    /// [`Service::add_machine`], for a machine that is network-booted already: enlistment
+    /// stores the new machine and the boot its agent enlisted from in one write, so that there
+    /// is never a machine an enlisting agent made but could not speak for.
+    pub(crate) async fn add_machine_booted(
+        &self,
+        p: &Principal,
+        new: NewMachine,
+        boot: Option<NewBoot>,
+    ) -> Result<Machine, ServiceError> {
         if !p.is_admin() {
             return Err(ServiceError::Forbidden(
                 "only admins may add machines".into(),
@@ -312,6 +328,11 @@ impl Service {
             .unwrap_or(!power.power_type.is_empty() && power.power_type != "manual");
         let deadlines = self.deadlines;
         let actor = p.username.clone();
+        let said = if boot.is_some() {
+            "enlisted by its agent"
+        } else {
+            "added"
+        };
         let (machine, effects) = self
             .store
             .write(move |tx| -> Result<_, ServiceError> {
@@ -342,7 +363,7 @@ impl Service {
                     system_id,
                     domain: new.domain.clone().unwrap_or_else(|| "maas".into()),
                     status: Status::New,
-                    status_message: "added".into(),
+                    status_message: said.into(),
                     previous_status: None,
                     generation: 1,
                     owner: None,
@@ -369,11 +390,14 @@ impl Service {
                     erase: None,
                     test_after_commission: false,
                     status_deadline_ms: None,
-                    boot_token_sha256: None,
+                    boot_session: None,
                     deploy_written: false,
                     created_ms: now,
                     updated_ms: now,
                 };
+                if let Some(boot) = boot {
+                    machine.boot_session = Some(boot(&machine.system_id));
+                }
                 tables::put_machine(tx, &machine, None)?;
                 tables::append_event(
                     tx,
@@ -385,7 +409,7 @@ impl Service {
                         action: "add".into(),
                         from: Status::New,
                         to: Status::New,
-                        message: "added".into(),
+                        message: said.into(),
                     },
                 )?;
                 let mut effects = Vec::new();

@@ -6,6 +6,7 @@
 mod boot;
 mod catalog;
 mod conductor;
+mod enlist;
 mod files;
 mod machines;
 mod power_ops;
@@ -17,9 +18,10 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
-pub use boot::{AgentTask, BootPlan, DeployTask, EnlistOptions};
+pub use boot::{AgentTask, BootPlan, DeployTask};
 pub use catalog::CatalogKind;
 pub use conductor::run_conductor;
+pub use enlist::EnlistOptions;
 pub use files::StoredFile;
 pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, mask_power};
 pub use power_ops::PowerRequest;
@@ -84,6 +86,19 @@ pub enum ServiceError {
     /// 409: a name or MAC is taken, or a thing is still in use.
     #[error("{0}")]
     Conflict(String),
+    /// 409: the machine's agent made a call that its status (or its boot being over) does not
+    /// take; `status` is the machine's status now.
+    #[error("{message}")]
+    AgentCall { message: String, status: Status },
+    /// 429: a source asked too often (enlistment); try again after `retry_after_secs`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// 507: a bound on what anonymous callers may create is reached (New machines).
+    #[error("{0}")]
+    Full(String),
     /// 409: no machine matches the allocation constraints.
     #[error("no machine matches the constraints: {0}")]
     NoMatch(#[from] NoMatch),
@@ -126,8 +141,13 @@ pub struct Service {
     effects: mpsc::UnboundedSender<EffectRequest>,
     /// The image cache, once the daemon has opened it (deploy tasks name its images).
     images: std::sync::OnceLock<Arc<crate::images::ImageCache>>,
-    /// Whether unknown machines that network-boot are enlisted.
-    enlist: boot::EnlistOptions,
+    /// Whether unknown machines that network-boot are enlisted, and the bounds on it.
+    enlist: enlist::EnlistOptions,
+    /// Enlistments per source address (anonymous callers), by `enlist`'s burst and interval.
+    enlist_rate: enlist::RateLimiter,
+    /// One enlistment at a time: the checks that its MACs are unknown and that there is room
+    /// for another New machine hold until the machine is stored.
+    enlist_lock: tokio::sync::Mutex<()>,
 }
 
 impl Service {
@@ -151,16 +171,24 @@ impl Service {
                 deadlines,
                 effects: tx,
                 images: std::sync::OnceLock::new(),
-                enlist: boot::EnlistOptions::default(),
+                enlist: enlist::EnlistOptions::default(),
+                enlist_rate: enlist::RateLimiter::new(&enlist::EnlistOptions::default()),
+                enlist_lock: tokio::sync::Mutex::new(()),
             },
             effects,
         ))
     }
 
     /// Sets how enlistment behaves (before the service is shared).
-    pub fn with_enlist(mut self, enlist: boot::EnlistOptions) -> Service {
+    pub fn with_enlist(mut self, enlist: enlist::EnlistOptions) -> Service {
+        self.enlist_rate = enlist::RateLimiter::new(&enlist);
         self.enlist = enlist;
         self
+    }
+
+    /// How enlistment behaves (the HTTP face takes its body limit from here).
+    pub fn enlist_options(&self) -> &enlist::EnlistOptions {
+        &self.enlist
     }
 
     /// Gives the service the image cache (once).

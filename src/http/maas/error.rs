@@ -61,7 +61,10 @@ impl From<ServiceError> for MaasError {
             ServiceError::Transition(_)
             | ServiceError::Stale { .. }
             | ServiceError::Conflict(_)
+            | ServiceError::AgentCall { .. }
             | ServiceError::NoMatch(_) => StatusCode::CONFLICT,
+            ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ServiceError::Full(_) => StatusCode::INSUFFICIENT_STORAGE,
             ServiceError::PowerFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Store(crate::store::StoreError::WriterGone) => {
                 StatusCode::SERVICE_UNAVAILABLE
