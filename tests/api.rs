@@ -684,6 +684,86 @@ async fn power_secrets_are_shown_only_to_admins() {
     );
 }
 
+/// The command driver's commands and URLs hold credentials (`-u user:pass`,
+/// `https://user:pass@...`, `?password=`): non-admins see none of them, and what
+/// a failing query printed reaches the machine's events and power state, which
+/// non-admins read, with those credentials scrubbed.
+#[tokio::test]
+async fn command_power_secrets_are_shown_only_to_admins() {
+    let (daemon, f) = fixture().await;
+    let query = "false -u pdu:cmd-S3cret-a 'https://admin:url-S3cret-b@127.0.0.1/?password=qs-S3cret-c' \
+                 || echo 'denied: cmd-S3cret-a url-S3cret-b qs-S3cret-c'";
+    let (s, m) = f
+        .api
+        .call(
+            Method::POST,
+            "/api/v1/machines",
+            Some(&f.admin),
+            Some(
+                json!({"mac_addresses": ["52:54:00:12:34:57"], "power_type": "command",
+                "power_parameters": {"power_on_command": "true", "power_off_command": "true",
+                    "power_query_command": query,
+                    "power_on_uri": null},
+                "commission": false}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(
+        m["power"]["parameters"]["power_query_command"], query,
+        "admins see it"
+    );
+    let id = m["system_id"].as_str().unwrap();
+    // A query: the command prints something that is not a power state.
+    let (s, answer) = f
+        .api
+        .call(
+            Method::GET,
+            &format!("/api/v1/machines/{id}/power"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+    assert!(answer.to_string().contains("denied"), "{s} {answer}");
+    for (what, path) in [
+        ("machine", format!("/api/v1/machines/{id}")),
+        ("events", format!("/api/v1/machines/{id}/events")),
+        ("list", "/api/v1/machines?limit=0".to_owned()),
+    ] {
+        let (_, seen) = f.api.call(Method::GET, &path, Some(&f.alice), None).await;
+        let text = seen.to_string();
+        for secret in ["cmd-S3cret-a", "url-S3cret-b", "qs-S3cret-c"] {
+            assert!(
+                !text.contains(secret),
+                "{what} shows {secret} to a non-admin: {text}"
+            );
+        }
+        if what == "machine" {
+            assert_eq!(
+                seen["power"]["parameters"]["power_query_command"],
+                "********"
+            );
+            assert_eq!(seen["power"]["parameters"]["power_on_command"], "********");
+        }
+    }
+    let (_, events) = f
+        .api
+        .call(
+            Method::GET,
+            &format!("/api/v1/machines/{id}/events"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+    for secret in ["cmd-S3cret-a", "url-S3cret-b", "qs-S3cret-c"] {
+        assert!(
+            !events.to_string().contains(secret),
+            "events keep {secret}: {events}"
+        );
+        assert!(!daemon.log().contains(secret), "the log holds {secret}");
+    }
+}
+
 #[tokio::test]
 async fn openapi_lists_every_route() {
     let (_daemon, f) = fixture().await;

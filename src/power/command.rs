@@ -81,7 +81,22 @@ impl CommandDriver {
             .no_proxy()
             .build()
             .unwrap_or_default();
-        let scrubber = Scrubber::new([params.pass.expose()]);
+        let actions = [
+            Some(&params.on),
+            Some(&params.off),
+            params.query.as_ref(),
+            params.netboot.as_ref(),
+        ];
+        let embedded: Vec<String> = actions
+            .into_iter()
+            .flatten()
+            .flat_map(|a| match a {
+                Action::Shell(text) | Action::Http(text) => credentials_in(text),
+            })
+            .collect();
+        let scrubber = Scrubber::new(
+            std::iter::once(params.pass.expose()).chain(embedded.iter().map(String::as_str)),
+        );
         CommandDriver {
             params,
             timeout,
@@ -231,6 +246,70 @@ fn kill_group(pgid: i32) {
     }
 }
 
+/// The credentials written into a command line or URL, so that the driver's
+/// messages (a command's stderr, what a query printed, a webhook's answer) never
+/// repeat them: the password of every URL in it (`https://user:pass@host/`), the
+/// value of every query parameter (`?password=...&token=...`), the word after a
+/// password flag (`-P`, `-p`, `--password`, `--pass`, and the part after the colon
+/// of curl's `-u`/`--user user:pass`), and the value of `key=value` words whose
+/// key names a password, secret, token or key.
+pub(crate) fn credentials_in(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let secret_key = |k: &str| {
+        let k = k.trim_start_matches('-').to_ascii_lowercase();
+        ["pass", "secret", "token", "key", "auth"]
+            .iter()
+            .any(|n| k.contains(n))
+    };
+    let mut found = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        if let Some(url) = url_in(word) {
+            if let Some(pass) = url.password() {
+                found.push(pass.to_owned());
+                let decoded = percent_encoding::percent_decode_str(pass).decode_utf8_lossy();
+                found.push(decoded.into_owned());
+            }
+            for (_, value) in url.query_pairs() {
+                found.push(value.into_owned());
+            }
+            continue;
+        }
+        let next = words.get(i + 1).copied();
+        match *word {
+            "-P" | "-p" | "--password" | "--pass" | "--passwd" => {
+                found.extend(next.map(str::to_owned))
+            }
+            "-u" | "--user" => {
+                if let Some((_, pass)) = next.and_then(|n| n.split_once(':')) {
+                    found.push(pass.to_owned());
+                }
+            }
+            _ => {
+                if let Some((key, value)) = word.split_once('=')
+                    && secret_key(key)
+                {
+                    found.push(value.to_owned());
+                }
+            }
+        }
+    }
+    // Short fragments would scrub ordinary words out of every message.
+    found.retain(|s| s.len() >= 3);
+    found
+}
+
+/// The URL inside a shell word (`https://...`, or `--url=https://...`).
+fn url_in(word: &str) -> Option<reqwest::Url> {
+    let at = word.find("://")?;
+    let scheme_start = word[..at]
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .map_or(0, |i| i + 1);
+    reqwest::Url::parse(&word[scheme_start..]).ok()
+}
+
 /// A URL as shown in messages: without its query string (tokens live there).
 fn url_without_query(url: &str) -> String {
     match reqwest::Url::parse(url) {
@@ -362,5 +441,29 @@ mod tests {
             url_without_query("http://u:p@127.0.0.1:8/on?token=abc"),
             "http://u@127.0.0.1:8/on"
         );
+    }
+
+    #[test]
+    fn credentials_are_found_in_commands_and_urls() {
+        let found = credentials_in(
+            "curl -s -u pdu:c-pass1 'https://admin:p%40ss2@pdu.example/on?token=tok3&x=val4' \
+             && ipmitool -H 10.0.0.1 -U root -P pw5 power on && snmpset --password=pw6 \
+             && tool api_key=key7 host=pdu",
+        );
+        for secret in [
+            "c-pass1", "p%40ss2", "p@ss2", "tok3", "val4", "pw5", "pw6", "key7",
+        ] {
+            assert!(
+                found.iter().any(|f| f == secret),
+                "{secret} not found in {found:?}"
+            );
+        }
+        for ordinary in ["pdu", "root", "host", "admin", "10.0.0.1"] {
+            assert!(
+                !found.iter().any(|f| f == ordinary),
+                "{ordinary} taken for a secret"
+            );
+        }
+        assert!(credentials_in("echo on").is_empty());
     }
 }
