@@ -49,6 +49,42 @@ async fn machines_survive_reopen() {
     assert_eq!(events[0].to, Status::Allocated);
 }
 
+/// The store holds BMC passwords: outside systemd (no StateDirectory=) the state
+/// directory rackbox makes is 0700 and the database 0600, whatever the umask.
+#[test]
+fn the_store_is_private_to_rackbox() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state").join("rackbox.redb");
+    // A permissive umask, as a shell may have.
+    let old = unsafe { libc::umask(0o022) };
+    let opened = Store::open(&path, Default::default());
+    unsafe { libc::umask(old) };
+    let store = opened.unwrap();
+    let writer = store.take_writer();
+    drop(store);
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(path.parent().unwrap()), 0o700, "state directory");
+    assert_eq!(mode(&path), 0o600, "database");
+    // A database made 0644 by an older rackbox is made private when opened
+    // (once the first writer thread has let go of it).
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Store::open(&path, Default::default()) {
+            Ok(store) => break drop(store),
+            Err(StoreError::Open { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("reopening: {e}"),
+        }
+    }
+    assert_eq!(mode(&path), 0o600, "database after reopening");
+}
+
 #[test]
 fn a_newer_schema_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();

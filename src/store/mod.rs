@@ -119,18 +119,32 @@ impl Store {
     /// Opens (or creates) the database at `path`, checks its schema version and migrates an older
     /// one, then starts the writer thread.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Redb(redb::Error::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot create {}: {e}", dir.display()),
-                )))
-            })?;
+        let io_error = |what: &str, e: std::io::Error| {
+            StoreError::Redb(redb::Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("{what}: {e}"),
+            )))
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The store holds BMC passwords and token hashes: a state directory rackbox
+            // makes is its own (0700), as systemd's StateDirectory= is.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| io_error(&format!("cannot create {}", dir.display()), e))?;
         }
         let db = Database::create(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         })?;
+        // Readable by rackbox alone, whatever the umask was when it was made.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| io_error(&format!("cannot make {} private", path.display()), e))?;
+        }
         schema::check_and_migrate(&db, path)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(4096);
