@@ -764,6 +764,60 @@ async fn command_power_secrets_are_shown_only_to_admins() {
     }
 }
 
+/// A password change shuts out whoever had the old one: the user's tokens made
+/// before it stop working; logging in with the new password works.
+#[tokio::test]
+async fn a_password_change_revokes_the_users_tokens() {
+    let (_daemon, f) = fixture().await;
+    let (s, _) = f
+        .api
+        .call(
+            Method::GET,
+            "/api/v1/machines?limit=1",
+            Some(&f.alice),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, m) = f
+        .api
+        .call(
+            Method::PATCH,
+            "/api/v1/users/alice",
+            Some(&f.alice),
+            Some(json!({"password": "alice-new-password"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{m}");
+    let (s, m) = f
+        .api
+        .call(
+            Method::GET,
+            "/api/v1/machines?limit=1",
+            Some(&f.alice),
+            None,
+        )
+        .await;
+    assert_eq!(s, 401, "the old token still works: {m}");
+    let fresh = f.api.login("alice", "alice-new-password").await;
+    let (s, _) = f
+        .api
+        .call(Method::GET, "/api/v1/machines?limit=1", Some(&fresh), None)
+        .await;
+    assert_eq!(s, 200);
+    // Another user's tokens are untouched.
+    let (s, _) = f
+        .api
+        .call(
+            Method::GET,
+            "/api/v1/machines?limit=1",
+            Some(&f.admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+}
+
 #[tokio::test]
 async fn openapi_lists_every_route() {
     let (_daemon, f) = fixture().await;

@@ -318,6 +318,12 @@ impl Service {
                     .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 if let Some(h) = hash {
                     u.password_hash = h;
+                    // A new password is how a user shuts out whoever had the old one:
+                    // every token made with it (native and MAAS API keys alike) goes too.
+                    let tokens: Vec<Token> = all_in(tx, TOKENS)?;
+                    for t in tokens.iter().filter(|t| t.username == name) {
+                        tables::remove_in(tx, TOKENS, &t.id)?;
+                    }
                 }
                 if let Some(e) = email {
                     u.email = e;
