@@ -460,6 +460,13 @@ impl Session {
                 Err(_) if guard.as_ref().is_some_and(DowngradeGuard::refused) => {
                     return Err(downgrade_refused(&address));
                 }
+                // The relay's socket got what ipmi-rs's own would have: nobody there.
+                Err(_) if let Some(e) = guard.as_ref().and_then(DowngradeGuard::failure) => {
+                    match classify_io(&e, &address, "the RMCP ping") {
+                        Failure::Fatal(err) => return Err(err),
+                        Failure::Retry(detail) => last = detail,
+                    }
+                }
                 Err(e) => match classify_activation(&e, params, &address, &scrubber) {
                     Failure::Retry(detail) => {
                         tracing::debug!(bmc = %address, attempt, %detail, "no answer while opening a session; trying again");

@@ -34,6 +34,9 @@ pub(crate) struct DowngradeGuard {
     local: SocketAddr,
     /// Set when a capabilities answer without IPMI 2.0 was dropped.
     refused: Arc<AtomicBool>,
+    /// What the BMC's side of the socket reported that ipmi-rs would have seen itself: an
+    /// ICMP "port unreachable" (nobody there) and the like.
+    failure: Arc<Mutex<Option<(io::ErrorKind, String)>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -51,13 +54,28 @@ impl DowngradeGuard {
         back.set_read_timeout(Some(STOP_CHECK))?;
         let local = front.local_addr()?;
         let refused = Arc::new(AtomicBool::new(false));
+        let failure: Arc<Mutex<Option<(io::ErrorKind, String)>>> = Arc::new(Mutex::new(None));
+        let note = {
+            let failure = Arc::clone(&failure);
+            move |e: &io::Error| {
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
+                    return;
+                }
+                if let Ok(mut f) = failure.lock() {
+                    *f = Some((e.kind(), e.to_string()));
+                }
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         // ipmi-rs's own socket, learnt from its first datagram.
         let client: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
 
         let to_bmc = {
             let (front, back) = (front.try_clone()?, back.try_clone()?);
-            let (client, stop) = (Arc::clone(&client), Arc::clone(&stop));
+            let (client, stop, note) = (Arc::clone(&client), Arc::clone(&stop), note.clone());
             std::thread::Builder::new()
                 .name("ipmi-guard-out".into())
                 .spawn(move || {
@@ -73,7 +91,9 @@ impl DowngradeGuard {
                         if let Ok(mut c) = client.lock() {
                             *c = Some(from);
                         }
-                        let _ = back.send(&buf[..n]);
+                        if let Err(e) = back.send(&buf[..n]) {
+                            note(&e);
+                        }
                     }
                 })?
         };
@@ -84,8 +104,12 @@ impl DowngradeGuard {
                 .spawn(move || {
                     let mut buf = [0u8; MAX_DATAGRAM];
                     while !stop.load(Ordering::Relaxed) {
-                        let Ok(n) = back.recv(&mut buf) else {
-                            continue;
+                        let n = match back.recv(&mut buf) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                note(&e);
+                                continue;
+                            }
                         };
                         if ipmi_wire::auth_caps_offer_ipmi2(&buf[..n]) == Some(false) {
                             refused.store(true, Ordering::SeqCst);
@@ -101,6 +125,7 @@ impl DowngradeGuard {
         Ok(DowngradeGuard {
             local,
             refused,
+            failure,
             stop,
             threads: vec![to_bmc, from_bmc],
         })
@@ -109,6 +134,13 @@ impl DowngradeGuard {
     /// The address ipmi-rs talks to.
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The error the BMC's side of the relay met (ICMP port unreachable...), as ipmi-rs would
+    /// have met it on its own socket.
+    pub(crate) fn failure(&self) -> Option<io::Error> {
+        let f = self.failure.lock().ok()?.clone()?;
+        Some(io::Error::new(f.0, f.1))
     }
 
     /// Whether the BMC (or something answering for it) offered only IPMI 1.5.
