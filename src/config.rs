@@ -210,6 +210,9 @@ pub struct LifecycleConfig {
 pub struct StoreConfig {
     /// At most this many writes share one fsync'd transaction (group commit). 1 = one commit each.
     pub max_batch: usize,
+    /// MiB kept free on the state disk (a reserve file) for logins, deletes and the appliance's
+    /// own records when the disk fills up; 0 keeps none.
+    pub reserve_mib: u64,
 }
 
 /// The image cache (deployable images and boot resources).
@@ -306,7 +309,10 @@ impl Default for LifecycleConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { max_batch: 512 }
+        StoreConfig {
+            max_batch: 512,
+            reserve_mib: crate::store::reserve::DEFAULT_BYTES >> 20,
+        }
     }
 }
 
@@ -735,6 +741,12 @@ impl Config {
             return Err(invalid(
                 "store.max_batch",
                 "must be between 1 and 65536".into(),
+            ));
+        }
+        if self.store.reserve_mib > 4096 {
+            return Err(invalid(
+                "store.reserve_mib",
+                "must be at most 4096 (MiB)".into(),
             ));
         }
         if let Some(dir) = &self.images.dir

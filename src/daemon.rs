@@ -58,6 +58,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         &config.database_path(),
         StoreOptions {
             max_batch: config.store.max_batch,
+            reserve_bytes: config.store.reserve_mib << 20,
         },
     )?;
     let writer = store.take_writer();
@@ -291,7 +292,9 @@ fn write_secret_file(path: &Path, text: &str) -> Result<(), DaemonError> {
     f.sync_all().map_err(err)
 }
 
-/// Pings systemd's watchdog while the store's writer still commits.
+/// Pings systemd's watchdog while the store's writer still answers and its database is open: a
+/// full disk (the writer answers, a restart would not help) keeps the pings going, a database
+/// that could not be reopened after an I/O error stops them, so systemd restarts rackbox.
 async fn watchdog(service: Arc<Service>, shutdown: impl std::future::Future<Output = ()>) {
     let Some(timeout) = sd_notify::watchdog_enabled() else {
         return;
@@ -304,12 +307,25 @@ async fn watchdog(service: Arc<Service>, shutdown: impl std::future::Future<Outp
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        let alive =
-            tokio::time::timeout(period, service.store().write(|_| Ok::<(), StoreError>(()))).await;
-        if matches!(alive, Ok(Ok(()))) {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-        } else {
-            tracing::error!("store writer did not answer; withholding the watchdog ping");
+        let alive = tokio::time::timeout(
+            period,
+            service
+                .store()
+                .write_essential(|_| Ok::<(), StoreError>(())),
+        )
+        .await;
+        let failed = matches!(
+            service.store().state(),
+            crate::store::StoreState::Failed { .. }
+        );
+        match alive {
+            Ok(Ok(())) | Ok(Err(StoreError::DiskFull { .. })) if !failed => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            _ => tracing::error!(
+                state = ?service.store().state(),
+                "store writer did not answer or its database is closed; withholding the watchdog ping"
+            ),
         }
     }
 }

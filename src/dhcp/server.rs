@@ -266,7 +266,7 @@ impl InterfaceServer {
             let written = shared
                 .service
                 .store()
-                .write(move |tx| -> Result<(), StoreError> { lease::put(tx, &lease) })
+                .write_essential(move |tx| -> Result<(), StoreError> { lease::put(tx, &lease) })
                 .await;
             match written {
                 Ok(()) => {

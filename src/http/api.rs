@@ -119,8 +119,14 @@ pub struct PowerAnswer {
 
 #[derive(Serialize, JsonSchema)]
 pub struct Health {
+    /// ok; disk_full (only logins, deletes and the appliance's own records are written: free
+    /// space on the state disk); store_failed (the database could not be reopened after an I/O
+    /// error). Anything but ok is answered with 503.
     pub status: &'static str,
     pub version: &'static str,
+    /// What is wrong, when something is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 const PATH_MACHINES: &str = "/api/v1/machines";
@@ -774,15 +780,32 @@ pub const ROUTES: &[Route] = &[
 
 type P = Extension<Principal>;
 
-async fn healthz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
-    s.service
-        .store()
-        .read()
-        .map_err(crate::service::ServiceError::from)?;
-    Ok(Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-    }))
+async fn healthz(State(s): State<AppState>) -> ApiResult<(StatusCode, Json<Health>)> {
+    use crate::store::StoreState;
+    let store = s.service.store();
+    let (status, detail) = match store.state() {
+        StoreState::Ok => ("ok", None),
+        StoreState::DiskFull { detail } => ("disk_full", Some(detail)),
+        StoreState::Failed { detail } => ("store_failed", Some(detail)),
+    };
+    // The database answers reads, whatever the writer's state.
+    let (status, detail) = match store.read() {
+        Ok(_) => (status, detail),
+        Err(e) => ("store_failed", Some(e.to_string())),
+    };
+    let code = if status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((
+        code,
+        Json(Health {
+            status,
+            version: env!("CARGO_PKG_VERSION"),
+            detail,
+        }),
+    ))
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

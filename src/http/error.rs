@@ -102,6 +102,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(crate::store::StoreError::WriterGone) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", None)
             }
+            ServiceError::Store(crate::store::StoreError::DiskFull { .. }) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "disk_full", None)
+            }
+            ServiceError::Store(crate::store::StoreError::Unavailable { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)
+            }
             ServiceError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
         if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE {

@@ -1164,7 +1164,7 @@ impl ImageCache {
         let key = name.to_string();
         let sha = self
             .store
-            .write(move |tx| {
+            .write_essential(move |tx| {
                 let image = records::get_image_in(tx, &key)?
                     .ok_or_else(|| ImageError::not_found("image", key.clone()))?;
                 records::remove_image_in(tx, &image)?;
@@ -1178,7 +1178,7 @@ impl ImageCache {
         let (a, n) = (arch.to_string(), name.to_string());
         let sha = self
             .store
-            .write(move |tx| {
+            .write_essential(move |tx| {
                 let boot = records::get_boot_in(tx, &a, &n)?
                     .ok_or_else(|| ImageError::not_found("boot resource", format!("{a}/{n}")))?;
                 records::remove_boot_in(tx, &a, &n)?;

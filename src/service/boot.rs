@@ -671,7 +671,7 @@ impl Service {
         let stored = run.clone();
         let id = m.system_id.clone();
         self.store
-            .write(move |tx| -> Result<(), ServiceError> {
+            .write_essential(move |tx| -> Result<(), ServiceError> {
                 let now: Machine = tables::get_in(tx, tables::MACHINES, &id)?
                     .ok_or_else(|| ServiceError::not_found("machine", &id))?;
                 if now.status != Status::Testing {

@@ -115,7 +115,7 @@ impl Service {
         }
         let n = name.to_string();
         self.store
-            .write(move |tx| -> Result<(), ServiceError> {
+            .write_essential(move |tx| -> Result<(), ServiceError> {
                 if !tables::remove_in(tx, kind.table(), &n)? {
                     return Err(ServiceError::not_found(kind.name(), &n));
                 }

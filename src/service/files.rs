@@ -116,7 +116,7 @@ impl Service {
         let key = file_key(&p.username, filename);
         let name = filename.to_string();
         self.store
-            .write(move |tx| -> Result<(), ServiceError> {
+            .write_essential(move |tx| -> Result<(), ServiceError> {
                 if !tables::remove_in(tx, FILES, &key)? {
                     return Err(ServiceError::not_found("file", &name));
                 }

@@ -678,7 +678,7 @@ impl Service {
         }
         let id = system_id.to_string();
         self.store
-            .write(move |tx| -> Result<(), ServiceError> {
+            .write_essential(move |tx| -> Result<(), ServiceError> {
                 let m: Machine = tables::get_in(tx, tables::MACHINES, &id)?
                     .ok_or_else(|| ServiceError::not_found("machine", &id))?;
                 if m.locked {
@@ -808,7 +808,7 @@ impl Service {
         let deadlines = self.deadlines;
         let t = self
             .store
-            .write(move |tx| -> Result<Transition, ServiceError> {
+            .write_essential(move |tx| -> Result<Transition, ServiceError> {
                 let mut m: Machine = tables::get_in(tx, tables::MACHINES, &id)?
                     .ok_or_else(|| ServiceError::not_found("machine", &id))?;
                 if let Some(g) = generation

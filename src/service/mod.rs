@@ -270,7 +270,7 @@ impl Service {
         let actor = actor.to_string();
         let changed = self
             .store
-            .write(move |tx| -> Result<Option<Machine>, ServiceError> {
+            .write_essential(move |tx| -> Result<Option<Machine>, ServiceError> {
                 let old: Machine =
                     crate::store::tables::get_in(tx, crate::store::tables::MACHINES, &id)?
                         .ok_or_else(|| ServiceError::not_found("machine", &id))?;

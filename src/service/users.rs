@@ -362,7 +362,7 @@ impl Service {
         }
         let name = username.to_string();
         self.store
-            .write(move |tx| -> Result<(), ServiceError> {
+            .write_essential(move |tx| -> Result<(), ServiceError> {
                 let u: User = tables::get_in(tx, USERS, &name)?
                     .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 if u.role == Role::Admin && count_admins(tx)? <= 1 {
@@ -427,7 +427,7 @@ impl Service {
         }
         let name = username.to_string();
         self.store
-            .write(move |tx| -> Result<(), ServiceError> {
+            .write_essential(move |tx| -> Result<(), ServiceError> {
                 let mut u: User = tables::get_in(tx, USERS, &name)?
                     .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 let before = u.ssh_keys.len();
@@ -482,7 +482,7 @@ impl Service {
             created_ms: now_ms(),
         };
         self.store
-            .write(move |tx| -> Result<(), ServiceError> {
+            .write_essential(move |tx| -> Result<(), ServiceError> {
                 if tables::get_in::<Token>(tx, TOKENS, &record.id)?.is_some() {
                     return Err(ServiceError::Conflict(
                         "token id collision; try again".into(),
@@ -527,7 +527,7 @@ impl Service {
         let id = id.to_string();
         let principal = p.clone();
         self.store
-            .write(move |tx| -> Result<(), ServiceError> {
+            .write_essential(move |tx| -> Result<(), ServiceError> {
                 let t: Token = tables::get_in(tx, TOKENS, &id)?
                     .ok_or_else(|| ServiceError::not_found("token", &id))?;
                 if !principal.is_admin() && t.username != principal.username {

@@ -66,8 +66,12 @@ impl From<ServiceError> for MaasError {
             ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::Full(_) => StatusCode::INSUFFICIENT_STORAGE,
             ServiceError::PowerFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Store(crate::store::StoreError::WriterGone) => {
+            ServiceError::Store(crate::store::StoreError::WriterGone)
+            | ServiceError::Store(crate::store::StoreError::Unavailable { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
+            }
+            ServiceError::Store(crate::store::StoreError::DiskFull { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
             }
             ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
