@@ -2,56 +2,21 @@
 //! import, and a daemon killed with SIGKILL in the middle of one.
 //!
 //! The small file system is a 4 MiB tmpfs the test mounts and unmounts itself; that needs root
-//! (CI runs as root). Without root the test says so and passes without checking anything.
+//! (CI runs as root); without root the test fails saying so.
 
 mod common;
 mod images_support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
-use common::{ADMIN_PASSWORD, Api, Daemon};
+use common::{ADMIN_PASSWORD, Api, Daemon, Tmpfs};
 use images_support::{
     Entry, FileServer, data, names_in, sha256_hex, upload, wait_import, wait_progress,
 };
 use reqwest::Method;
 use serde_json::json;
 use tokio::sync::Notify;
-
-/// A tmpfs of a fixed size, unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (needs root: a test that cannot check the full disk fails, it does not skip).
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let uid = Command::new("id").arg("-u").output().ok()?;
-        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            panic!(
-                "this test mounts a small tmpfs and needs root (CI runs as root; run `sudo -E cargo test --test images_fs`)"
-            );
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cache");
-        std::fs::create_dir(&path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .expect("mount runs");
-        assert!(status.success(), "mount -t tmpfs failed");
-        Some(Tmpfs { path, _dir: dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
 
 fn blobs_in(cache: &Path) -> Vec<String> {
     names_in(&cache.join("blobs/sha256"))
@@ -63,9 +28,7 @@ fn temps_in(cache: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn a_cache_that_fills_during_an_import_keeps_nothing_and_recovers() {
-    let Some(fs) = Tmpfs::mount("4m") else {
-        return;
-    };
+    let fs = Tmpfs::mount("4m");
     let state = tempfile::tempdir().unwrap();
     let d = Daemon::start_in(
         state.path(),

@@ -6,44 +6,10 @@ mod common;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
 
-use common::{ADMIN_PASSWORD, Api, Daemon};
+use common::{ADMIN_PASSWORD, Api, Daemon, Tmpfs};
 use reqwest::Method;
 use serde_json::json;
-
-/// A tmpfs of a fixed size, unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let uid = Command::new("id").arg("-u").output().expect("id runs");
-        assert_eq!(
-            String::from_utf8_lossy(&uid.stdout).trim(),
-            "0",
-            "this test mounts a small tmpfs and needs root (CI runs as root; run `sudo -E cargo test --test store_full`)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state");
-        std::fs::create_dir(&path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .expect("mount runs");
-        assert!(status.success(), "mount -t tmpfs failed");
-        Tmpfs { path, _dir: dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
 
 /// Fills the file system of `dir` with one file, to the last byte it takes.
 fn fill(dir: &std::path::Path) -> PathBuf {

@@ -277,3 +277,37 @@ impl Api {
         (status, v)
     }
 }
+
+/// A tmpfs of a fixed size the test mounts itself, unmounted when dropped: a small file
+/// system to fill. Needs root (CI runs as root); without it the test fails saying so.
+pub struct Tmpfs {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Tmpfs {
+        let uid = Command::new("id").arg("-u").output().expect("id runs");
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "this test mounts a small tmpfs and needs root (CI runs as root; run it with sudo -E)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fs");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mount -t tmpfs failed");
+        Tmpfs { path, _dir: dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
