@@ -1079,6 +1079,66 @@ lease_time_secs = 600
     }
 
     #[test]
+    fn http_and_login_bounds_have_defaults_and_errors_name_the_key() {
+        let c = Config::default();
+        let (h, l) = (c.http_limits(), c.login_options());
+        assert_eq!(
+            (
+                h.header_read_timeout.as_secs(),
+                h.body_idle_timeout.as_secs(),
+                h.max_connections
+            ),
+            (10, 60, 1024)
+        );
+        assert_eq!(
+            (l.hash_slots, l.hash_queue, l.free_failures_per_user),
+            (2, 32, 5)
+        );
+        let c = Config::parse(
+            "[http]\nmax_connections = 50\n[auth]\nlogin_hash_slots = 4\nlogin_hash_queue = 0\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.http_limits().max_connections, 50);
+        assert_eq!(
+            (c.login_options().hash_slots, c.login_options().hash_queue),
+            (4, 0)
+        );
+        for (text, key) in [
+            ("[http]\nmax_connections = 0", "http.max_connections"),
+            (
+                "[http]\nheader_read_timeout_secs = 0",
+                "http.header_read_timeout_secs",
+            ),
+            (
+                "[http]\nbody_idle_timeout_secs = 0",
+                "http.body_idle_timeout_secs",
+            ),
+            ("[auth]\nlogin_hash_slots = 0", "auth.login_hash_slots"),
+            ("[auth]\nlogin_hash_slots = 65", "auth.login_hash_slots"),
+            (
+                "[auth]\nlogin_hash_wait_secs = 0",
+                "auth.login_hash_wait_secs",
+            ),
+            (
+                "[auth]\nlogin_free_failures_per_user = 0",
+                "auth.login_free_failures_per_user",
+            ),
+            (
+                "[auth]\nlogin_free_failures_per_source = 0",
+                "auth.login_free_failures_per_source",
+            ),
+            (
+                "[auth]\nlogin_max_delay_secs = 0",
+                "auth.login_max_delay_secs",
+            ),
+        ] {
+            let e = Config::parse(text, Path::new("x.toml")).unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn tftp_errors_name_the_key() {
         for (text, key) in [
             ("listen = \"nowhere\"", "listen"),
