@@ -158,6 +158,14 @@ pub struct HttpConfig {
     /// URL machines and clients use to reach rackbox, when it differs from `listen`
     /// (e.g. the boot interface's address). Used in iPXE scripts and MAAS describe/.
     pub public_url: Option<String>,
+    /// The longest a client may take to send a request's headers, and the longest a kept-alive
+    /// connection may wait idle for its next request; then the connection is closed. Never
+    /// applies while a body or an answer (a long image download) is flowing.
+    pub header_read_timeout_secs: u64,
+    /// A request body (an upload) that sends nothing for this long is abandoned.
+    pub body_idle_timeout_secs: u64,
+    /// Connections served at once; beyond it a new connection is answered 503 and closed.
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -168,6 +176,18 @@ pub struct AuthConfig {
     /// File holding the first admin's password. When unset (or missing), a password is generated,
     /// printed once on standard error and written to `<state_dir>/initial-admin-password` (mode 0600).
     pub admin_password_file: Option<PathBuf>,
+    /// Password hashes (argon2, 19 MiB each) computed at once; each slot keeps its memory.
+    pub login_hash_slots: usize,
+    /// Logins that may wait for a hashing slot; more are answered 503 at once.
+    pub login_hash_queue: usize,
+    /// The longest a login waits for a hashing slot before it is answered 503.
+    pub login_hash_wait_secs: u64,
+    /// Login attempts for one user name before each further one is delayed (1 s, 2 s, 4 s...).
+    pub login_free_failures_per_user: u32,
+    /// Login attempts from one address (IPv6: per /64) before each further one is delayed.
+    pub login_free_failures_per_source: u32,
+    /// The longest delay between two login attempts once they are delayed.
+    pub login_max_delay_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -263,6 +283,9 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5240)),
             public_url: None,
+            header_read_timeout_secs: 10,
+            body_idle_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -272,6 +295,12 @@ impl Default for AuthConfig {
         AuthConfig {
             admin_username: "admin".into(),
             admin_password_file: None,
+            login_hash_slots: 2,
+            login_hash_queue: 32,
+            login_hash_wait_secs: 5,
+            login_free_failures_per_user: 5,
+            login_free_failures_per_source: 20,
+            login_max_delay_secs: 60,
         }
     }
 }
@@ -660,6 +689,51 @@ impl Config {
                 format!("{url:?} must start with http:// or https://"),
             ));
         }
+        let h = &self.http;
+        if !(1..=3600).contains(&h.header_read_timeout_secs) {
+            return Err(invalid(
+                "http.header_read_timeout_secs",
+                "must be between 1 and 3600".into(),
+            ));
+        }
+        if !(1..=3600).contains(&h.body_idle_timeout_secs) {
+            return Err(invalid(
+                "http.body_idle_timeout_secs",
+                "must be between 1 and 3600".into(),
+            ));
+        }
+        if !(1..=65_536).contains(&h.max_connections) {
+            return Err(invalid(
+                "http.max_connections",
+                "must be between 1 and 65536 (and below the open-files limit)".into(),
+            ));
+        }
+        let a = &self.auth;
+        for (key, v, max) in [
+            ("auth.login_hash_slots", a.login_hash_slots as u64, 64),
+            ("auth.login_hash_queue", a.login_hash_queue as u64, 65_536),
+            ("auth.login_hash_wait_secs", a.login_hash_wait_secs, 600),
+            ("auth.login_max_delay_secs", a.login_max_delay_secs, 86_400),
+        ] {
+            let min = u64::from(key != "auth.login_hash_queue");
+            if !(min..=max).contains(&v) {
+                return Err(invalid(key, format!("must be between {min} and {max}")));
+            }
+        }
+        for (key, v) in [
+            (
+                "auth.login_free_failures_per_user",
+                a.login_free_failures_per_user,
+            ),
+            (
+                "auth.login_free_failures_per_source",
+                a.login_free_failures_per_source,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
         if crate::model::ids::check_name("user", &self.auth.admin_username).is_err() {
             return Err(invalid(
                 "auth.admin_username",
@@ -856,6 +930,29 @@ impl Config {
         }
     }
 
+    /// How password logins are bounded (`[auth]` `login_*`).
+    pub fn login_options(&self) -> crate::service::LoginOptions {
+        let a = &self.auth;
+        crate::service::LoginOptions {
+            hash_slots: a.login_hash_slots,
+            hash_queue: a.login_hash_queue,
+            hash_wait: std::time::Duration::from_secs(a.login_hash_wait_secs),
+            free_failures_per_user: a.login_free_failures_per_user,
+            free_failures_per_source: a.login_free_failures_per_source,
+            max_delay: std::time::Duration::from_secs(a.login_max_delay_secs),
+        }
+    }
+
+    /// The bounds on HTTP connections (`[http]`).
+    pub fn http_limits(&self) -> crate::http::serve::Limits {
+        let h = &self.http;
+        crate::http::serve::Limits {
+            header_read_timeout: std::time::Duration::from_secs(h.header_read_timeout_secs),
+            body_idle_timeout: std::time::Duration::from_secs(h.body_idle_timeout_secs),
+            max_connections: h.max_connections,
+        }
+    }
+
     /// The database file.
     pub fn database_path(&self) -> PathBuf {
         self.state_dir.join("rackbox.redb")
@@ -991,6 +1088,66 @@ lease_time_secs = 600
         assert_eq!(t.max_windowsize, 8);
         assert_eq!(t.max_blksize, 1468);
         assert_eq!(t.root, c.images_dir().join("tftp"));
+    }
+
+    #[test]
+    fn http_and_login_bounds_have_defaults_and_errors_name_the_key() {
+        let c = Config::default();
+        let (h, l) = (c.http_limits(), c.login_options());
+        assert_eq!(
+            (
+                h.header_read_timeout.as_secs(),
+                h.body_idle_timeout.as_secs(),
+                h.max_connections
+            ),
+            (10, 60, 1024)
+        );
+        assert_eq!(
+            (l.hash_slots, l.hash_queue, l.free_failures_per_user),
+            (2, 32, 5)
+        );
+        let c = Config::parse(
+            "[http]\nmax_connections = 50\n[auth]\nlogin_hash_slots = 4\nlogin_hash_queue = 0\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.http_limits().max_connections, 50);
+        assert_eq!(
+            (c.login_options().hash_slots, c.login_options().hash_queue),
+            (4, 0)
+        );
+        for (text, key) in [
+            ("[http]\nmax_connections = 0", "http.max_connections"),
+            (
+                "[http]\nheader_read_timeout_secs = 0",
+                "http.header_read_timeout_secs",
+            ),
+            (
+                "[http]\nbody_idle_timeout_secs = 0",
+                "http.body_idle_timeout_secs",
+            ),
+            ("[auth]\nlogin_hash_slots = 0", "auth.login_hash_slots"),
+            ("[auth]\nlogin_hash_slots = 65", "auth.login_hash_slots"),
+            (
+                "[auth]\nlogin_hash_wait_secs = 0",
+                "auth.login_hash_wait_secs",
+            ),
+            (
+                "[auth]\nlogin_free_failures_per_user = 0",
+                "auth.login_free_failures_per_user",
+            ),
+            (
+                "[auth]\nlogin_free_failures_per_source = 0",
+                "auth.login_free_failures_per_source",
+            ),
+            (
+                "[auth]\nlogin_max_delay_secs = 0",
+                "auth.login_max_delay_secs",
+            ),
+        ] {
+            let e = Config::parse(text, Path::new("x.toml")).unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

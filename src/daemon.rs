@@ -65,7 +65,11 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     // Opening the cache also cleans what a killed run left: partial imports, orphan blobs.
     let images = crate::images::ImageCache::open(store.clone(), config.cache_options()).await?;
     let (service, effects) = Service::new(store, config.deadlines())?;
-    let service = Arc::new(service.with_enlist(config.enlist_options()));
+    let service = Arc::new(
+        service
+            .with_enlist(config.enlist_options())
+            .with_login(config.login_options()),
+    );
     service.set_images(images.clone());
     bootstrap_admin(&service, &config).await?;
 
@@ -154,12 +158,15 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-    let app = http::router(state);
-    // Connection info: enlistment is rate-limited per source address.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    // Each request carries its peer's address: enlistment and failed logins are counted per
+    // source address.
+    http::serve::serve(
+        listener,
+        http::router(state),
+        config.http_limits(),
+        shutdown_signal(),
+    )
+    .await;
 
     tracing::info!("shutting down: finishing in-flight work");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -180,7 +187,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
     tracing::info!("stopped; every acknowledged write is on disk");
-    result.map_err(DaemonError::Http)
+    Ok(())
 }
 
 /// Makes the TFTP root hold exactly the image cache's boot loaders (see `tftp::root`).

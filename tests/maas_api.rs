@@ -841,6 +841,26 @@ async fn gomaasapi_style_requests() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
+    // An authenticated caller keeps the large body limit (the anonymous one is 64 KiB).
+    let big = "x".repeat(1024 * 1024);
+    let r = s
+        .user
+        .auth(
+            s.user
+                .http
+                .post(format!("{}files/", s.user.base))
+                .header(
+                    "Content-Type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"\r\n\r\nbig.bin\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"file\"\r\nContent-Type: application/octet-stream\r\n\r\n{big}\r\n--{boundary}--\r\n"
+                )),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
     let (st, files) = s.user.get("files/", &[("prefix", "tools")]).await;
     assert_eq!(st, 200);
     assert_eq!(files.as_array().unwrap().len(), 1);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
@@ -818,12 +818,20 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 async fn login(
     State(s): State<AppState>,
+    source: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<TokenCreated>> {
     let name = req.token_name.unwrap_or_else(|| "login".into());
+    let source = source.map(|Extension(ConnectInfo(addr))| addr.ip());
     Ok(Json(
         s.service
-            .login(&req.username, &req.password, &name, TokenKind::Native)
+            .login(
+                &req.username,
+                &req.password,
+                &name,
+                TokenKind::Native,
+                source,
+            )
             .await?,
     ))
 }

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub message: String,
     /// For 409s about a machine: its current status key.
     pub machine_status: Option<&'static str>,
+    /// Seconds for a Retry-After header (429 and 503 that will pass).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -32,6 +34,7 @@ impl ApiError {
             code: "bad_request",
             message: message.into(),
             machine_status: None,
+            retry_after: None,
         }
     }
 
@@ -41,6 +44,7 @@ impl ApiError {
             code: "not_found",
             message: message.into(),
             machine_status: None,
+            retry_after: None,
         }
     }
 
@@ -50,6 +54,7 @@ impl ApiError {
             code: "unauthorized",
             message: message.into(),
             machine_status: None,
+            retry_after: None,
         }
     }
 
@@ -59,6 +64,7 @@ impl ApiError {
             code: "too_large",
             message: message.into(),
             machine_status: None,
+            retry_after: None,
         }
     }
 
@@ -68,6 +74,7 @@ impl ApiError {
             code: "forbidden",
             message: message.into(),
             machine_status: None,
+            retry_after: None,
         }
     }
 }
@@ -95,6 +102,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::RateLimited { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None)
             }
+            ServiceError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy", None),
             // Said in the service's log once; not an error of rackbox's.
             ServiceError::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "full", None),
             ServiceError::NoMatch(_) => (StatusCode::CONFLICT, "no_match", None),
@@ -110,7 +118,19 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
-        if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE {
+        let retry_after = match &e {
+            ServiceError::RateLimited {
+                retry_after_secs, ..
+            }
+            | ServiceError::Busy {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
+        // Full is said in the service's log once; Busy is a bound doing its work.
+        if status.is_server_error()
+            && !matches!(e, ServiceError::Full(_) | ServiceError::Busy { .. })
+        {
             tracing::error!(error = %e, "request failed");
         }
         ApiError {
@@ -118,6 +138,7 @@ impl From<ServiceError> for ApiError {
             code,
             message,
             machine_status,
+            retry_after,
         }
     }
 }
@@ -129,7 +150,13 @@ impl IntoResponse for ApiError {
             message: &self.message,
             status: self.machine_status,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

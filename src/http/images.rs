@@ -54,6 +54,7 @@ impl From<ImageError> for ApiError {
             code,
             message: e.to_string(),
             machine_status: None,
+            retry_after: None,
         }
     }
 }

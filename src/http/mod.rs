@@ -11,6 +11,7 @@ pub mod images;
 pub mod maas;
 pub mod metrics;
 pub mod openapi;
+pub mod serve;
 
 use std::sync::Arc;
 

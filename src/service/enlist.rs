@@ -110,7 +110,7 @@ impl RateLimiter {
 }
 
 /// What a source is counted as: its IPv4 address (also when mapped into IPv6), or its IPv6 /64.
-fn source_key(source: IpAddr) -> IpAddr {
+pub(super) fn source_key(source: IpAddr) -> IpAddr {
     match source.to_canonical() {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);

@@ -8,6 +8,7 @@ mod catalog;
 mod conductor;
 mod enlist;
 mod files;
+mod login_guard;
 mod machines;
 mod power_ops;
 mod reconcile;
@@ -23,6 +24,7 @@ pub use catalog::CatalogKind;
 pub use conductor::run_conductor;
 pub use enlist::EnlistOptions;
 pub use files::StoredFile;
+pub use login_guard::LoginOptions;
 pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, mask_power};
 pub use power_ops::PowerRequest;
 pub use reconcile::{PowerSync, run_power_sync, run_reconciler};
@@ -96,6 +98,13 @@ pub enum ServiceError {
         message: String,
         retry_after_secs: u64,
     },
+    /// 503: a bound on work done at once is reached (password hashing); try again after
+    /// `retry_after_secs`.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// 507: a bound on what anonymous callers may create is reached (New machines).
     #[error("{0}")]
     Full(String),
@@ -148,6 +157,8 @@ pub struct Service {
     /// One enlistment at a time: the checks that its MACs are unknown and that there is room
     /// for another New machine hold until the machine is stored.
     enlist_lock: tokio::sync::Mutex<()>,
+    /// Password logins: bounded hashing and the failure counts per user and per source.
+    login: login_guard::LoginGuard,
 }
 
 impl Service {
@@ -174,6 +185,7 @@ impl Service {
                 enlist: enlist::EnlistOptions::default(),
                 enlist_rate: enlist::RateLimiter::new(&enlist::EnlistOptions::default()),
                 enlist_lock: tokio::sync::Mutex::new(()),
+                login: login_guard::LoginGuard::new(LoginOptions::default()),
             },
             effects,
         ))
@@ -183,6 +195,12 @@ impl Service {
     pub fn with_enlist(mut self, enlist: enlist::EnlistOptions) -> Service {
         self.enlist_rate = enlist::RateLimiter::new(&enlist);
         self.enlist = enlist;
+        self
+    }
+
+    /// Sets how password logins are bounded (before the service is shared).
+    pub fn with_login(mut self, options: LoginOptions) -> Service {
+        self.login = login_guard::LoginGuard::new(options);
         self
     }
 

@@ -1,11 +1,12 @@
 //! Users, SSH keys, API tokens and authentication.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::net::IpAddr;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Principal, Service, ServiceError};
+use super::{Principal, Service, ServiceError, login_guard};
 use crate::model::ids::{self, now_ms};
 use crate::model::{Role, SshKey, Token, User};
 use crate::store::tables::{self, TOKENS, USERS};
@@ -66,27 +67,6 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hash_password(password: &str) -> Result<String, ServiceError> {
-    let mut salt_bytes = [0u8; 16];
-    rand::Rng::fill(&mut rand::rng(), &mut salt_bytes);
-    let salt = SaltString::encode_b64(&salt_bytes)
-        .map_err(|e| ServiceError::Invalid(format!("cannot make a password salt: {e}")))?;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ServiceError::Invalid(format!("cannot hash the password: {e}")))
-}
-
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|h| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
 }
 
 fn check_password(password: &str) -> Result<(), ServiceError> {
@@ -187,12 +167,7 @@ impl Service {
         let generated = password.is_none();
         let password = password.unwrap_or_else(|| ids::random_token(20));
         check_password(&password)?;
-        let hash = tokio::task::spawn_blocking({
-            let p = password.clone();
-            move || hash_password(&p)
-        })
-        .await
-        .map_err(|e| ServiceError::Invalid(format!("password hashing failed: {e}")))??;
+        let hash = self.hash_password(password.clone()).await?;
         let user = User {
             username: username.to_string(),
             email: String::new(),
@@ -252,9 +227,7 @@ impl Service {
         check_password(&new.password)?;
         let role = parse_role(new.role.as_deref())?;
         let password = new.password.clone();
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| ServiceError::Invalid(format!("password hashing failed: {e}")))??;
+        let hash = self.hash_password(password).await?;
         let user = User {
             username: new.username.clone(),
             email: new.email,
@@ -299,13 +272,7 @@ impl Service {
         let hash = match edit.password.clone() {
             Some(pw) => {
                 check_password(&pw)?;
-                Some(
-                    tokio::task::spawn_blocking(move || hash_password(&pw))
-                        .await
-                        .map_err(|e| {
-                            ServiceError::Invalid(format!("password hashing failed: {e}"))
-                        })??,
-                )
+                Some(self.hash_password(pw).await?)
             }
             None => None,
         };
@@ -589,13 +556,34 @@ impl Service {
         })
     }
 
-    /// Checks a username and password (slow on purpose: argon2).
+    /// Hashes a new password in one of the login gate's slots.
+    async fn hash_password(&self, password: String) -> Result<String, ServiceError> {
+        self.login
+            .hash(move |memory| login_guard::hash_password_with(&password, memory))
+            .await?
+            .map_err(|e| ServiceError::Invalid(format!("cannot hash the password: {e}")))
+    }
+
+    /// Checks a username and password (slow on purpose: argon2), through the login gate:
+    /// refused with 429 while the name or the source must wait after failed attempts, with
+    /// 503 while every hashing slot is busy. `source` is the caller's address, when the face
+    /// knows it.
     pub async fn check_password(
         &self,
         username: &str,
         password: &str,
+        source: Option<IpAddr>,
     ) -> Result<Principal, ServiceError> {
-        let user = self.user_record(username)?;
+        let attempt = self
+            .login
+            .admit(username, source, std::time::Instant::now())?;
+        let user = match self.user_record(username) {
+            Ok(u) => u,
+            Err(e) => {
+                self.login.not_tried(attempt);
+                return Err(e);
+            }
+        };
         let password = password.to_string();
         // Verify against a dummy hash when the user does not exist, so timing does not tell.
         let (hash, principal) = match user {
@@ -608,32 +596,52 @@ impl Service {
             ),
             None => (DUMMY_HASH.to_string(), None),
         };
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
+        let verified = self
+            .login
+            .hash(move |memory| login_guard::verify_password_with(&password, &hash, memory))
+            .await;
+        let ok = match verified {
+            Ok(Ok(ok)) => ok,
+            Ok(Err(error)) => {
+                tracing::warn!(username, %error, "a stored password hash cannot be checked");
+                false
+            }
+            Err(busy) => {
+                self.login.not_tried(attempt);
+                return Err(busy);
+            }
+        };
         match (ok, principal) {
-            (true, Some(p)) => Ok(p),
-            _ => Err(ServiceError::Unauthorized(
-                "wrong username or password".into(),
-            )),
+            (true, Some(p)) => {
+                self.login.succeeded(attempt);
+                Ok(p)
+            }
+            _ => {
+                tracing::info!(username, source = ?source, "failed login");
+                Err(ServiceError::Unauthorized(
+                    "wrong username or password".into(),
+                ))
+            }
         }
     }
 
-    /// Logs in with a password and returns a fresh token of the asked kind.
+    /// Logs in with a password and returns a fresh token of the asked kind. `source` is the
+    /// caller's address (failed logins are slowed down per user name and per source).
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         token_name: &str,
         kind: TokenKind,
+        source: Option<IpAddr>,
     ) -> Result<TokenCreated, ServiceError> {
-        let p = self.check_password(username, password).await?;
+        let p = self.check_password(username, password, source).await?;
         self.create_token(&p, username, token_name, kind).await
     }
 }
 
 /// argon2id hash of a random password, used to spend the same time on unknown users.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3lHz5lZ8fP0w0XvJ6qk0l1Gk9h1s6d0vJvGm8b7bW1A";
+pub(super) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3lHz5lZ8fP0w0XvJ6qk0l1Gk9h1s6d0vJvGm8b7bW1A";
 
 fn all_in<T: serde::de::DeserializeOwned>(
     tx: &redb::WriteTransaction,

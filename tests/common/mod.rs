@@ -137,6 +137,28 @@ impl Daemon {
 
     /// Starts a daemon over `state_dir` with extra TOML appended to its config.
     pub fn start_in(state_dir: &Path, extra_toml: &str) -> Daemon {
+        Daemon::start_with(state_dir, "", "", extra_toml)
+    }
+
+    /// Starts a daemon in a fresh temp dir with extra keys in its `[http]` and `[auth]` tables
+    /// (those tables are the fixture's own, so they cannot come in `extra_toml`).
+    pub fn start_configured(http_toml: &str, auth_toml: &str, extra_toml: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let mut d = Daemon::start_with(&state, http_toml, auth_toml, extra_toml);
+        d._dir = Some(dir);
+        d
+    }
+
+    /// Starts a daemon over `state_dir` with extra keys in `[http]` and `[auth]`, and extra TOML
+    /// appended.
+    pub fn start_with(
+        state_dir: &Path,
+        http_toml: &str,
+        auth_toml: &str,
+        extra_toml: &str,
+    ) -> Daemon {
         let port = free_port();
         let pw = state_dir.join("admin-password");
         std::fs::write(&pw, ADMIN_PASSWORD).unwrap();
@@ -145,7 +167,7 @@ impl Daemon {
         std::fs::write(
             &config_path,
             format!(
-                "state_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[auth]\nadmin_password_file = {:?}\n[log]\ntarget = \"stderr\"\nlevel = \"info\"\n{extra_toml}",
+                "state_dir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n{http_toml}\n[auth]\nadmin_password_file = {:?}\n{auth_toml}\n[log]\ntarget = \"stderr\"\nlevel = \"info\"\n{extra_toml}",
                 state_dir, pw
             ),
         )

@@ -64,6 +64,7 @@ impl From<ServiceError> for MaasError {
             | ServiceError::AgentCall { .. }
             | ServiceError::NoMatch(_) => StatusCode::CONFLICT,
             ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ServiceError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Full(_) => StatusCode::INSUFFICIENT_STORAGE,
             ServiceError::PowerFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Store(crate::store::StoreError::WriterGone)

@@ -33,8 +33,13 @@ use params::Params;
 /// Where the face lives.
 pub const PREFIX: &str = "/MAAS/api/2.0/";
 
-/// The largest request body the face reads (file uploads are the big ones: Juju's tools).
+/// The largest request body the face reads from an authenticated caller (file uploads are the
+/// big ones: Juju's tools).
 const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// The largest request body the face reads from a caller without valid credentials (parameters
+/// of anonymous actions, a login's form).
+pub(crate) const MAX_ANONYMOUS_BODY: usize = 64 * 1024;
 
 /// What one action gets: the state, who asks, the parameters and the path's placeholders.
 pub struct Ctx {
@@ -721,6 +726,52 @@ fn principal(state: &AppState, headers: &HeaderMap) -> MaasResult<Option<Princip
     )?))
 }
 
+/// What MAAS answers when no action of the resource takes the method and op.
+fn no_action(method: &Method, op: Option<&str>, full: &str) -> MaasError {
+    match op {
+        Some(op) => {
+            MaasError::bad_request(format!("Unrecognised signature: method={method} op={op}"))
+        }
+        None => MaasError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Method {method} is not allowed on {full}"),
+        ),
+    }
+}
+
+/// Reads a request body of at most `limit` bytes: a larger Content-Length is refused before
+/// anything is read, a body that grows past it as soon as it does (413 both).
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> MaasResult<bytes::Bytes> {
+    let too_large = || {
+        MaasError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk
+            .map_err(|e| MaasError::bad_request(format!("cannot read the request body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.into())
+}
+
 fn no_key() -> MaasError {
     MaasError::unauthorized("Authorization Error: this call needs a MAAS API key (OAuth PLAINTEXT)")
 }
@@ -750,41 +801,41 @@ async fn dispatch_inner(state: AppState, req: Request) -> Reply {
             "Unknown API endpoint: {full}"
         )));
     };
-    // Credentials are checked before the body is read, so a caller without them cannot make the
-    // appliance buffer a large body for a resource that has no anonymous action.
-    let open = resource
+    // The action is decided, and credentials checked, before a byte of the body is read: a
+    // caller without credentials cannot make the appliance buffer a body for an action it may
+    // not call. MAAS takes `op` from the query first (python-libmaas and gomaasapi put it there);
+    // only when the query has none may the body's form name it.
+    let query_op = Params::parse(parts.uri.query(), None, &[])?.op();
+    let candidates: Vec<&Action> = resource
         .actions
         .iter()
-        .any(|a| a.access == Access::Anonymous);
+        .filter(|a| a.method == parts.method)
+        .filter(|a| query_op.is_none() || a.op == query_op.as_deref())
+        .collect();
+    if candidates.is_empty() {
+        return Err(no_action(&parts.method, query_op.as_deref(), full));
+    }
+    let open = candidates.iter().any(|a| a.access == Access::Anonymous);
     let credentials = if open {
         principal(&state, &parts.headers)
     } else {
         Ok(Some(principal(&state, &parts.headers)?.ok_or_else(no_key)?))
     };
-    let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY)
-        .await
-        .map_err(|e| MaasError::bad_request(format!("cannot read the request body: {e}")))?;
+    // Anonymous callers send parameters, never files: they get a small body.
+    let limit = match &credentials {
+        Ok(Some(_)) => MAX_BODY,
+        _ => MAX_ANONYMOUS_BODY,
+    };
+    let bytes = read_body(&parts.headers, body, limit).await?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let params = Params::parse(parts.uri.query(), content_type, &bytes)?;
     let op = params.op();
-    let action = resource
-        .actions
-        .iter()
-        .find(|a| a.method == parts.method && a.op == op.as_deref());
+    let action = candidates.into_iter().find(|a| a.op == op.as_deref());
     let Some(action) = action else {
-        return Err(match &op {
-            Some(op) => MaasError::bad_request(format!(
-                "Unrecognised signature: method={} op={op}",
-                parts.method
-            )),
-            None => MaasError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("Method {} is not allowed on {full}", parts.method),
-            ),
-        });
+        return Err(no_action(&parts.method, op.as_deref(), full));
     };
     let principal = match action.access {
         // Credentials on an anonymous action are ignored, as MAAS does for version/.

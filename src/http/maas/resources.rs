@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -58,10 +57,12 @@ pub async fn authenticate(State(state): State<AppState>, req: Request) -> Respon
 }
 
 async fn authenticate_inner(state: AppState, req: Request) -> Reply {
+    let source = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(Body::new(body), 64 * 1024)
-        .await
-        .map_err(|e| MaasError::bad_request(format!("cannot read the request body: {e}")))?;
+    let bytes = super::read_body(&parts.headers, body, super::MAX_ANONYMOUS_BODY).await?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -76,7 +77,7 @@ async fn authenticate_inner(state: AppState, req: Request) -> Reply {
         .unwrap_or_else(|| "MAAS API client".into());
     let token = state
         .service
-        .login(&username, &password, &consumer, TokenKind::Maas)
+        .login(&username, &password, &consumer, TokenKind::Maas, source)
         .await
         .map_err(|e| match e {
             crate::service::ServiceError::Unauthorized(_) => {
