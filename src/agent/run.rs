@@ -44,8 +44,11 @@ pub struct AgentConfig {
     pub token: Option<String>,
     pub system_id: Option<String>,
     pub enlist: bool,
-    /// This boot's enlistment key, sent with every `/enlist` (see [`Client::enlist`]).
-    pub enlist_key: EnlistKey,
+    /// This boot's enlistment key, sent with every `/enlist` (see [`Client::enlist`]); made
+    /// when the agent first enlists. Not before: making it reads the kernel's random generator,
+    /// which on a machine without a hardware generator (qemu64, some old servers) blocks until
+    /// the kernel has gathered entropy, and a boot that does not enlist must not wait for that.
+    pub enlist_key: Option<EnlistKey>,
     /// The inventory this boot enlists with, once taken: an attempt after an error sends the
     /// same document (the BMC user's password in it must stay the one the BMC has).
     pub enlist_inventory: Option<Inventory>,
@@ -73,7 +76,7 @@ impl AgentConfig {
             token,
             system_id: None,
             enlist: false,
-            enlist_key: EnlistKey::random(),
+            enlist_key: None,
             enlist_inventory: None,
             boot_mac: None,
             devices: Vec::new(),
@@ -189,7 +192,8 @@ pub async fn run_boot(cfg: &mut AgentConfig) -> Result<Outcome, AgentError> {
                 inv
             }
         };
-        let enlisted = match client.enlist(&inv, &cfg.enlist_key).await {
+        let key = cfg.enlist_key.get_or_insert_with(EnlistKey::random).clone();
+        let enlisted = match client.enlist(&inv, &key).await {
             Ok(e) => e,
             Err(ClientError::Refused {
                 status: 409, body, ..
