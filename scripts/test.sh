@@ -6,6 +6,9 @@
 # Every test binary runs, whatever an earlier one did (--no-fail-fast); the closing lines are the
 # time each test file took (for BENCHMARKS.md) and the totals, "N passed, N failed, N skipped",
 # printed whatever happened; the exit status is non-zero when anything failed.
+# After cargo test, every fuzz target runs for a bounded time (scripts/fuzz.sh,
+# RACKBOX_FUZZ_SECONDS each, default 15); its summary line "fuzz: N targets, N crashes" comes
+# before the totals, and a crash fails the run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +25,9 @@ echo "== cargo test"
 mkdir -p target
 test_rc=0
 cargo test --all-targets --no-fail-fast 2>&1 | tee target/test-output.txt || test_rc=$?
+echo "== fuzz"
+fuzz_rc=0
+scripts/fuzz.sh "${RACKBOX_FUZZ_SECONDS:-15}" || fuzz_rc=$?
 echo "== time per test binary"
 awk '
     /^ *Running / { name = $2; if (name ~ /^unittests$/) name = $3 }
@@ -33,5 +39,9 @@ awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "%d passed, %d f
 failed="$(awk '/^test result:/ { f += $6 } END { print f + 0 }' target/test-output.txt)"
 if [ "$test_rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
     echo "test.sh: cargo test failed (exit $test_rc, $failed failed tests)" >&2
+    exit 1
+fi
+if [ "$fuzz_rc" -ne 0 ]; then
+    echo "test.sh: fuzzing failed (scripts/fuzz.sh exit $fuzz_rc; the crash inputs are named above)" >&2
     exit 1
 fi

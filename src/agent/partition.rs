@@ -214,9 +214,12 @@ pub fn choose_extent(
     min_start: u64,
     usable_end: u64,
 ) -> Result<Extent, PartitionError> {
+    // The image's table is outside data: an extent whose end does not fit in u64 bytes ends
+    // past any disk (saturating leaves no room after it, where wrapping would place the seed
+    // over it, and overflow checks would panic).
     let used_end = used
         .iter()
-        .map(|e| (e.last_lba + 1) * sector)
+        .map(|e| e.last_lba.saturating_add(1).saturating_mul(sector))
         .max()
         .unwrap_or(0)
         .max(min_start);
@@ -404,7 +407,13 @@ pub fn add_gpt_entry(
         .checked_sub(tail)
         .map(|s| s * sector)
         .unwrap_or(0);
-    let extent = choose_extent(&used, sector, size, hdr.first_usable * sector, usable_end)?;
+    let extent = choose_extent(
+        &used,
+        sector,
+        size,
+        hdr.first_usable.saturating_mul(sector),
+        usable_end,
+    )?;
     let e = &mut entries[slot * esize..(slot + 1) * esize];
     e.fill(0);
     e[..16].copy_from_slice(&GPT_BASIC_DATA);
@@ -563,6 +572,29 @@ mod tests {
         assert_eq!(ext[1].first_lba * 512, p.offset_bytes);
         assert_eq!(&entries[128..144], &GPT_BASIC_DATA);
         assert_eq!(&entries[128 + 16..128 + 32], &[7u8; 16]);
+    }
+
+    #[test]
+    fn extents_ending_past_u64_leave_no_room_instead_of_overflowing() {
+        // Found by fuzz/fuzz_targets/image_formats.rs: a GPT entry whose last LBA times the
+        // sector size overflows u64 panicked (debug) or wrapped (release).
+        let huge = [Extent {
+            first_lba: 34,
+            last_lba: u64::MAX / 512,
+        }];
+        assert!(matches!(
+            choose_extent(&huge, 512, 2 * MIB, MIB, 100 * MIB),
+            Err(PartitionError::NoRoom {
+                used_end: u64::MAX,
+                ..
+            })
+        ));
+        let last = [Extent {
+            first_lba: 34,
+            last_lba: u64::MAX,
+        }];
+        assert!(choose_extent(&last, 4096, 2 * MIB, MIB, 100 * MIB).is_err());
+        assert!(choose_extent(&[], 4096, 2 * MIB, u64::MAX, 100 * MIB).is_err());
     }
 
     #[test]

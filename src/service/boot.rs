@@ -167,6 +167,33 @@ impl std::fmt::Debug for BmcCredentials {
 
 /// Removes `bmc.credentials` from an inventory document and returns it when it is well formed
 /// (a malformed one is dropped: its text is never echoed back).
+/// Fuzzing entry point (fuzz/fuzz_targets/agent_reports.rs): runs the pure part of what
+/// [`Service::agent_inventory`] and [`Service::agent_complete`] do with an agent's JSON body
+/// (taking the BMC credentials out, reading the inventory's shape and MACs and the BMC
+/// addresses, reading a testing run's results) without a store. Public only so that the fuzz
+/// crate, which is outside this crate, can reach these private parsers; not an API.
+#[doc(hidden)]
+pub fn fuzz_agent_report(body: &[u8]) {
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return;
+    };
+    let _ = take_bmc_credentials(&mut doc);
+    if let Ok(summary) = serde_json::from_value::<InventorySummary>(doc.clone()) {
+        for nic in &summary.interfaces {
+            let _ = ids::normalize_mac(&nic.mac);
+        }
+        if let Some(rf) = &summary.bmc.redfish {
+            let _ = usable_bmc_address(&rf.address);
+        }
+        if let Some(lan) = &summary.bmc.lan {
+            let _ = usable_bmc_address(&lan.ip_address);
+        }
+    }
+    if let Ok(Some(results)) = testing_results(doc.get("results")) {
+        let _ = TestRun::new("fuzz", 0, results).failure_reason();
+    }
+}
+
 fn take_bmc_credentials(inventory: &mut serde_json::Value) -> Option<BmcCredentials> {
     let raw = inventory
         .get_mut("bmc")?
@@ -767,6 +794,13 @@ fn test_results(
     if m.status != Status::Testing {
         return Ok(None);
     }
+    testing_results(results)
+}
+
+/// `results.tests` of a report, read as test results, whatever the machine's status.
+fn testing_results(
+    results: Option<&serde_json::Value>,
+) -> Result<Option<Vec<TestResult>>, ServiceError> {
     let Some(tests) = results.and_then(|r| r.get("tests")) else {
         return Ok(None);
     };

@@ -19,6 +19,8 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
+#[doc(hidden)]
+pub use boot::fuzz_agent_report;
 pub use boot::{AgentTask, BootPlan, DeployTask};
 pub use catalog::CatalogKind;
 pub use conductor::run_conductor;
