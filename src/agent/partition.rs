@@ -123,6 +123,9 @@ pub struct GptHeader {
 }
 
 /// Parses and checks (signature, size, CRC) a GPT header sector.
+/// The largest GPT entry size rackbox reads (UEFI allows any 128 x 2^n; tools write 128).
+const MAX_GPT_ENTRY_SIZE: u32 = 4096;
+
 pub fn parse_gpt_header(sector: &[u8]) -> Result<GptHeader, PartitionError> {
     if sector.len() < 92 || &sector[..8] != GPT_SIGNATURE {
         return Err(PartitionError::BadGpt("no \"EFI PART\" signature".into()));
@@ -150,8 +153,12 @@ pub fn parse_gpt_header(sector: &[u8]) -> Result<GptHeader, PartitionError> {
         entries_crc: le_u32(&raw, 88),
         raw,
     };
+    // UEFI: an entry is 128 x 2^n bytes. Bounded here, so that the entry array the agent
+    // reads is at most 16384 x 4 KiB (a corrupt header once asked for gigabytes; found by
+    // fuzzing).
     if h.entry_size < 128
-        || !h.entry_size.is_multiple_of(8)
+        || h.entry_size > MAX_GPT_ENTRY_SIZE
+        || !h.entry_size.is_power_of_two()
         || h.entry_count == 0
         || h.entry_count > 16384
     {
@@ -533,6 +540,26 @@ mod tests {
             Err(PartitionError::BadGpt(_))
         ));
         assert!(parse_gpt_header(&[0u8; 512]).is_err());
+    }
+
+    #[test]
+    fn a_gpt_entry_size_past_4_kib_is_refused() {
+        // Found by fuzzing: a header asking for 16384 entries of 16 MiB each made the agent
+        // allocate their array.
+        for (size, ok) in [
+            (128u32, true),
+            (4096, true),
+            (8192, false),
+            (136, false),
+            (1 << 24, false),
+        ] {
+            let mut h = make_gpt_header(2048 * 64 - 1);
+            h[84..88].copy_from_slice(&size.to_le_bytes());
+            h[16..20].fill(0);
+            let crc = crc32fast::hash(&h[..92]);
+            h[16..20].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(parse_gpt_header(&h).is_ok(), ok, "entry size {size}");
+        }
     }
 
     /// A primary GPT header for an image whose last LBA is `last`, with an empty entries array.

@@ -122,10 +122,15 @@ fn option_length_ok(code: u8, len: usize) -> bool {
 /// Walks the options area: every option must fit, known fixed-size options must have their size,
 /// and a message type must be present. Returns the raw option 175 presence (dhcproto keeps it
 /// as Unknown, and we only need to know it is there).
+///
+/// The decoder joins the parts of an option sent more than once (RFC 3396), so a size is
+/// checked on the parts' total: two option 94s of 3 bytes each are one of 6, which the decoder
+/// asserts against (found by fuzzing).
 fn check_options(options: &[u8]) -> Result<bool, Malformed> {
     let mut i = 0;
     let mut saw_type = false;
     let mut saw_175 = false;
+    let mut total = [0usize; 256];
     while i < options.len() {
         let code = options[i];
         match code {
@@ -141,7 +146,8 @@ fn check_options(options: &[u8]) -> Result<bool, Malformed> {
         if end > options.len() {
             return Err(Malformed::TruncatedOption);
         }
-        if !option_length_ok(code, len) {
+        total[usize::from(code)] += len;
+        if !option_length_ok(code, total[usize::from(code)]) {
             return Err(Malformed::BadOptionLength(code));
         }
         saw_type |= code == 53;
@@ -305,6 +311,30 @@ pub(crate) mod tests {
         let mut buf = Vec::new();
         msg.encode(&mut Encoder::new(&mut buf)).unwrap();
         buf
+    }
+
+    /// A request's fixed part and message type, then `options` as raw bytes, then the end.
+    fn with_raw_options(options: &[u8]) -> Vec<u8> {
+        let mut b = request(MessageType::Discover, [2, 0, 0, 0, 0, 1], vec![])[..240].to_vec();
+        b.extend_from_slice(&[53, 1, 1]);
+        b.extend_from_slice(options);
+        b.push(255);
+        b
+    }
+
+    #[test]
+    fn a_fixed_size_option_sent_in_parts_is_checked_on_its_total() {
+        // Found by fuzzing: the decoder joins the two option 94s into one of 6 bytes and
+        // asserts that it has 3.
+        let twice = with_raw_options(&[94, 3, 1, 3, 0, 94, 3, 1, 3, 0]);
+        assert!(matches!(
+            decode(&twice),
+            Err(Malformed::BadOptionLength(94))
+        ));
+        // Once is fine, and so is a variable-length option in parts (RFC 3396).
+        assert!(decode(&with_raw_options(&[94, 3, 1, 3, 0])).is_ok());
+        let user_class = with_raw_options(&[77, 2, b'i', b'P', 77, 2, b'X', b'E']);
+        assert!(decode(&user_class).unwrap().is_ipxe);
     }
 
     #[test]
