@@ -332,6 +332,13 @@ async fn auth_matrix_over_every_route() {
         checked += 1;
     }
     assert_eq!(checked, rackbox::http::api::ROUTES.len());
+    // A method a path does not have is 405 with or without a token: a 401 would say it exists.
+    for path in ["/healthz", "/api/v1/auth/login", "/api/v1/machines"] {
+        for token in [None, Some(f.admin.as_str())] {
+            let (s, v) = f.api.call(Method::TRACE, path, token, None).await;
+            assert_eq!(s, 405, "TRACE {path} (token: {}): {v}", token.is_some());
+        }
+    }
 }
 
 #[tokio::test]

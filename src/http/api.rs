@@ -76,6 +76,7 @@ pub struct TokenRequest {
     pub name: String,
     /// "native" (default) or "maas" (consumer:token:secret for MAAS clients).
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::token_kind_or_null")]
     pub kind: Option<String>,
     /// Admins may make tokens for other users.
     #[serde(default)]
@@ -91,6 +92,7 @@ pub struct SshKeyRequest {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamedRequest {
+    #[schemars(schema_with = "crate::model::schema::name")]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -1062,9 +1064,10 @@ async fn delete_ssh_key(
     Extension(p): P,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    // Key ids are numbers: any other id names no key (404, as the document says).
     let id: u32 = id
         .parse()
-        .map_err(|_| ApiError::bad_request(format!("ssh key id {id:?} is not a number")))?;
+        .map_err(|_| ApiError::not_found(format!("no ssh key {id:?} (key ids are numbers)")))?;
     s.service.delete_ssh_key(&p, &name, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -58,9 +58,15 @@ pub fn document(server_url: &str) -> Value {
         }
         if let Some(r) = route.request {
             let s = r(&mut g);
+            // JsonBody reads an empty body as `{}`: a body is required only when `{}` is not
+            // a valid one.
+            let required = resolve(&g, s.as_value())
+                .get("required")
+                .and_then(Value::as_array)
+                .is_some_and(|r| !r.is_empty());
             op.insert(
                 "requestBody".into(),
-                json!({"required": true, "content": {"application/json": {"schema": s}}}),
+                json!({"required": required, "content": {"application/json": {"schema": s}}}),
             );
         }
         let mut ok = json!({"description": "success"});
@@ -77,10 +83,22 @@ pub fn document(server_url: &str) -> Value {
             responses.insert("403".into(), err.clone());
             op.insert("security".into(), json!([{"bearer": []}]));
         } else {
+            // Login answers a wrong password with 401, a caller the login gate slows with 429
+            // (and Retry-After); one past the full hashing queue gets 503, as below.
+            if route.path == "/api/v1/auth/login" {
+                responses.insert("401".into(), err.clone());
+                responses.insert("429".into(), err.clone());
+            }
             op.insert("security".into(), json!([]));
         }
         responses.insert("404".into(), err.clone());
-        responses.insert("409".into(), err);
+        responses.insert("409".into(), err.clone());
+        // Any operation may meet a failed state store (503); a write may meet a full disk,
+        // the store's or the image cache's (507, with what to delete).
+        responses.insert("503".into(), err.clone());
+        if route.method != axum::http::Method::GET {
+            responses.insert("507".into(), err);
+        }
         op.insert("responses".into(), Value::Object(responses));
         op.insert(
             "x-rackbox-access".into(),
@@ -108,7 +126,7 @@ pub fn document(server_url: &str) -> Value {
             }
         }),
     );
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "rackbox API",
@@ -121,7 +139,33 @@ pub fn document(server_url: &str) -> Value {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
         }
-    })
+    });
+    bound_integers(&mut doc);
+    doc
+}
+
+/// Adds the largest value to every unsigned integer schema: schemars says only `minimum: 0`
+/// and the format, and a larger number does not fit the Rust type (a 400).
+fn bound_integers(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let max = match map.get("format").and_then(Value::as_str) {
+                Some("uint8") => Some(u64::from(u8::MAX)),
+                Some("uint16") => Some(u64::from(u16::MAX)),
+                Some("uint32") => Some(u64::from(u32::MAX)),
+                Some("uint64" | "uint") => Some(u64::MAX),
+                _ => None,
+            };
+            if let Some(max) = max
+                && !map.contains_key("maximum")
+            {
+                map.insert("maximum".into(), json!(max));
+            }
+            map.values_mut().for_each(bound_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
 }
 
 /// Follows a `$ref` into the generator's definitions.
@@ -133,4 +177,47 @@ fn resolve(g: &SchemaGenerator, s: &Value) -> Value {
         return def.clone();
     }
     s.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
+        &doc["paths"][path][method]
+    }
+
+    /// The precision issue 13 asked for: what the server does, the document says.
+    #[test]
+    fn the_document_says_what_the_server_does() {
+        let doc = document("http://127.0.0.1:5240");
+        // POST /api/v1/tokens takes an empty body (every field has a default); a new user
+        // needs one.
+        assert_eq!(
+            op(&doc, "post", "/api/v1/tokens")["requestBody"]["required"],
+            false
+        );
+        assert_eq!(
+            op(&doc, "post", "/api/v1/users")["requestBody"]["required"],
+            true
+        );
+        // Login's wrong password and its gate.
+        let login = &op(&doc, "post", "/api/v1/auth/login")["responses"];
+        assert!(
+            login.get("401").is_some() && login.get("429").is_some(),
+            "{login}"
+        );
+        // Enums and patterns, not bare strings.
+        let text = doc.to_string();
+        for needle in [
+            "\"failed_testing\"",
+            "\"raw.zst\"",
+            "\"bootloader\"",
+            "\"pattern\"",
+        ] {
+            assert!(text.contains(needle), "the document lacks {needle}");
+        }
+        // Unsigned integers carry their largest value.
+        assert!(text.contains(&format!("\"maximum\":{}", u32::MAX)));
+    }
 }

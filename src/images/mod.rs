@@ -136,26 +136,33 @@ impl CacheOptions {
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageRequest {
+    #[schemars(schema_with = "crate::model::schema::name")]
     pub name: String,
     /// http(s) URL the appliance downloads from (fetch only).
     #[serde(default)]
     pub url: Option<String>,
     /// Defaults to "custom".
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::word_or_null")]
     pub os: Option<String>,
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::word_or_null")]
     pub release: Option<String>,
     /// Defaults to "amd64".
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::word_or_null")]
     pub arch: Option<String>,
     /// raw, raw.gz, raw.xz, raw.zst, tar, tar.gz, tar.xz, tar.zst. Defaults to the URL's
     /// suffix, else what the content's first bytes say.
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::image_format_or_null")]
     pub format: Option<String>,
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::title_or_null")]
     pub title: Option<String>,
     /// Refuse the content (keeping nothing) unless it has this sha256.
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::sha256_or_null")]
     pub sha256: Option<String>,
     /// Refuse the content unless it has this many bytes; also checked against free space first.
     #[serde(default)]
@@ -172,13 +179,17 @@ pub struct ImageRequest {
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootRequest {
+    #[schemars(schema_with = "crate::model::schema::word")]
     pub arch: String,
+    #[schemars(schema_with = "crate::model::schema::name")]
     pub name: String,
     /// kernel, initrd or bootloader.
+    #[schemars(schema_with = "crate::model::schema::boot_kind")]
     pub kind: String,
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::sha256_or_null")]
     pub sha256: Option<String>,
     #[serde(default)]
     pub size: Option<u64>,
@@ -191,6 +202,7 @@ pub struct BootRequest {
 #[serde(deny_unknown_fields)]
 pub struct ImageEdit {
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::title_or_null")]
     pub title: Option<String>,
     /// true: make it the default of its os/arch; false: stop it being the default.
     #[serde(default)]

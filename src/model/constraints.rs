@@ -39,6 +39,7 @@ pub struct Constraints {
     pub not_in_pool: Vec<String>,
     /// Disks, as MAAS and Juju send them: `label:GB(tag,...),...`, e.g. `root:20(ssd),data:100`.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::storage_or_null")]
     pub storage: Option<String>,
     /// Answer which machine would be taken, without taking it.
     #[serde(default)]

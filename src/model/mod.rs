@@ -5,6 +5,7 @@ pub mod constraints;
 pub mod ids;
 pub mod lifecycle;
 pub mod machine;
+pub mod schema;
 pub mod status;
 pub mod testing;
 pub mod user;

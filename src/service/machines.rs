@@ -25,6 +25,7 @@ pub(crate) type NewBoot = Box<dyn FnOnce(&str) -> crate::model::BootSession + Se
 #[serde(deny_unknown_fields)]
 pub struct NewMachine {
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::hostname_or_null")]
     pub hostname: Option<String>,
     #[serde(default)]
     pub domain: Option<String>,
@@ -32,6 +33,7 @@ pub struct NewMachine {
     #[serde(default)]
     pub architecture: Option<String>,
     /// The machine's MAC addresses; the first is its boot interface.
+    #[schemars(schema_with = "crate::model::schema::macs")]
     pub mac_addresses: Vec<String>,
     #[serde(default)]
     pub power_type: Option<String>,
@@ -58,6 +60,7 @@ pub struct MachineEdit {
     #[serde(default)]
     pub generation: Option<u64>,
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::hostname_or_null")]
     pub hostname: Option<String>,
     #[serde(default)]
     pub domain: Option<String>,
@@ -121,12 +124,14 @@ pub struct ActionRequest {
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachineFilter {
+    #[schemars(schema_with = "crate::model::schema::status_key")]
     pub status: Option<String>,
     pub owner: Option<String>,
     pub zone: Option<String>,
     pub pool: Option<String>,
     pub tag: Option<String>,
     pub hostname: Option<String>,
+    #[schemars(schema_with = "crate::model::schema::mac_or_null")]
     pub mac: Option<String>,
     /// Start after this system_id (the `next` of the previous page).
     pub after: Option<String>,

@@ -17,12 +17,15 @@ const NATIVE_PREFIX: &str = "rbx_";
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schemars(schema_with = "crate::model::schema::name")]
     pub username: String,
+    #[schemars(schema_with = "crate::model::schema::password")]
     pub password: String,
     #[serde(default)]
     pub email: String,
     /// "admin" or "user" (default).
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::role_or_null")]
     pub role: Option<String>,
 }
 
@@ -30,10 +33,12 @@ pub struct NewUser {
 #[serde(deny_unknown_fields)]
 pub struct UserEdit {
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::password_or_null")]
     pub password: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::role_or_null")]
     pub role: Option<String>,
 }
 
