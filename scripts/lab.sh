@@ -29,8 +29,9 @@
 # State, logs, disks and serial consoles are under ./lab-state/ (LAB_STATE); `down` leaves no
 # process, namespace, mount or file outside it.
 #
-# Power: each BMC is ipmi_sim with a chassis-control program that starts the machine's QEMU on
-# "power on" and stops it on "power off", and keeps the boot device rackbox sets (one-time PXE).
+# Power: each BMC is ipmi_sim with a chassis-control program (scripts/lab/chassis.sh) that starts
+# the machine's QEMU (scripts/lib/qemu.sh) on "power on" and stops it on "power off", and keeps
+# the boot device rackbox sets (one-time PXE).
 # QEMU is also attached to its BMC as an external BMC (ipmi-bmc-extern + isa-ipmi-kcs), so the
 # guest sees a KCS IPMI interface as a real server does. The NIC is always the first boot entry
 # and the disk the second: machines network-boot first, as MAAS expects, and rackbox tells a
@@ -47,6 +48,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
+# shellcheck source=scripts/lib/qemu.sh
+source scripts/lib/qemu.sh
 
 NS="${LAB_NS:-rbx-lab}"
 STATE="$(realpath -m "${LAB_STATE:-lab-state}")"
@@ -89,7 +92,7 @@ install_tools() {
     command -v cargo >/dev/null 2>&1 || die "cargo is missing: rackbox is built with the machine's Rust toolchain"
     # shellcheck source=scripts/lib/deps.sh
     source scripts/lib/deps.sh
-    deps_install qemu netboot agent testos >&2 || die "installing the rack's tools failed (see above)"
+    deps_install qemu netboot agent testos lab >&2 || die "installing the rack's tools failed (see above)"
 }
 
 # --- down ------------------------------------------------------------------------------------
@@ -264,14 +267,17 @@ start_forward() {
     die "the API forward on 127.0.0.1:$API_PORT does not answer; see $STATE/socat.log"
 }
 
+# Logs in as admin with the CLI (its saved URL and token stay in the lab's own $STATE/cli, not
+# the host user's ~/.config) and makes the admin token the lab's commands and tests use.
 login() {
     local pw="$STATE/rackbox/initial-admin-password" answer
     [ -s "$pw" ] || die "no $pw: was $STATE/rackbox made by another run? (remove $STATE to start afresh)"
-    answer="$(curl -sf -H 'content-type: application/json' \
-        --data-binary "{\"username\":\"admin\",\"password\":\"$(head -n1 "$pw")\"}" \
-        "$API/api/v1/auth/login")" || die "cannot log in as admin"
-    TOKEN="$(printf '%s' "$answer" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
-    [ -n "$TOKEN" ] || die "no token in the login answer: $answer"
+    XDG_CONFIG_HOME="$STATE/cli" "$BIN" --url "$API" login --password-file "$pw" >/dev/null ||
+        die "cannot log in as admin"
+    answer="$(XDG_CONFIG_HOME="$STATE/cli" "$BIN" --url "$API" --json token create --name lab)" ||
+        die "cannot create the lab's admin token"
+    TOKEN="$(jq -r '.token // empty' <<<"$answer")"
+    [ -n "$TOKEN" ] || die "no token in the answer to 'rackbox token create'"
     (umask 077 && printf '%s\n' "$TOKEN" >"$STATE/admin-token")
     export RACKBOX_URL="$API" RACKBOX_TOKEN="$TOKEN"
 }
@@ -288,49 +294,13 @@ import_boot_resources() {
     fi
 }
 
-# The BMC's chassis-control program: ipmi_sim runs it as `get power|boot` and
-# `set power 0|1`, `set boot DEV`, `set reset 1`, `set shutdown 1`.
-write_chassis() {
-    local d="$1" qemu="$2"
-    cat >"$d/chassis.sh" <<EOF
-#!/bin/sh
-# Written by scripts/lab.sh: the power of machine $(basename "$d"), for its BMC (ipmi_sim).
-D='$d'
-running() { [ -f "\$D/qemu.pid" ] && kill -0 "\$(cat "\$D/qemu.pid")" 2>/dev/null; }
-start() { running || $qemu >>"\$D/qemu.log" 2>&1; }
-stop() {
-    if running; then
-        pid="\$(cat "\$D/qemu.pid")"; kill "\$pid"
-        i=0; while kill -0 "\$pid" 2>/dev/null && [ \$i -lt 50 ]; do sleep 0.1; i=\$((i+1)); done
-    fi
-    rm -f "\$D/qemu.pid"
-}
-echo "\$(date -u +%FT%TZ) \$*" >>"\$D/chassis.log"
-op="\$1"; shift
-case "\$op" in
-get)
-    for p in "\$@"; do
-        case "\$p" in
-        power) if running; then echo power:1; else echo power:0; fi ;;
-        boot) echo "boot:\$(cat "\$D/boot" 2>/dev/null || echo none)" ;;
-        *) echo "unknown parameter \$p"; exit 1 ;;
-        esac
-    done ;;
-set)
-    while [ \$# -ge 2 ]; do
-        case "\$1" in
-        power) if [ "\$2" = 1 ]; then start; else stop; fi ;;
-        boot) echo "\$2" >"\$D/boot" ;;
-        reset) if [ "\$2" = 1 ]; then stop; start; fi ;;
-        shutdown) stop ;;
-        *) echo "unknown parameter \$1"; exit 1 ;;
-        esac
-        shift 2
-    done ;;
-*) echo "unknown operation \$op"; exit 1 ;;
-esac
-EOF
-    chmod 755 "$d/chassis.sh"
+# The BMC's chassis-control program (scripts/lab/chassis.sh) in machine directory D, and the QEMU
+# command it runs (scripts/lib/qemu.sh).
+install_chassis() {
+    local d="$1"
+    shift
+    lab_qemu_command "$@" >"$d/qemu.cmd"
+    install -m 755 scripts/lab/chassis.sh "$d/chassis.sh"
 }
 
 # Machine i's name, firmware, MAC, directory and ports.
@@ -348,7 +318,7 @@ machine_vars() {
 # Machine i's disk, tap device and BMC (powered off). Made before rackbox starts, so that its
 # first power-state poll finds the BMCs answering.
 make_machine() {
-    local i="$1" firmware name mac d bmc_port vm_port qemu boot_type bmc_ip bmc_mac
+    local i="$1" firmware name mac d bmc_port vm_port boot_type bmc_ip bmc_mac
     machine_vars "$i"
     # Two LAN channels: 1 on the namespace's 127.0.0.1:$bmc_port (how the lab adds the machine),
     # 2 on the BMC's own address on the boot network, 192.0.2.200+i:623 (outside the DHCP range
@@ -364,52 +334,14 @@ make_machine() {
     ip -n "$NS" link set "tap$i" master br0
     ip -n "$NS" link set "tap$i" up
 
-    # graphics=off: SeaBIOS and iPXE print on the serial port too (what -nographic does).
-    # -cpu max: RDRAND, so the guest kernel's random generator is seeded at once as on a real
-    # server (the agent will not make a BMC password from an unseeded one).
-    qemu="qemu-system-x86_64 -name $name -accel $ACCEL -cpu max -m 1024 -display none -machine graphics=off"
-    qemu+=" -nodefaults -monitor none"
-    qemu+=" -daemonize -pidfile \$D/qemu.pid"
-    qemu+=" -chardev file,id=ser0,path=\$D/serial.log,append=on -serial chardev:ser0"
-    qemu+=" -netdev tap,id=n0,ifname=tap$i,script=no,downscript=no"
-    qemu+=" -drive file=\$D/disk.raw,if=none,id=disk0,format=raw"
-    qemu+=" -device virtio-blk-pci,drive=disk0,bootindex=2"
-    qemu+=" -chardev socket,id=ipmi0,host=127.0.0.1,port=$vm_port,reconnect=10"
-    qemu+=" -device ipmi-bmc-extern,id=bmc0,chardev=ipmi0 -device isa-ipmi-kcs,bmc=bmc0"
     if [ "$firmware" = uefi ]; then
         [ -e "$d/OVMF_VARS.fd" ] || cp "$OVMF_VARS" "$d/OVMF_VARS.fd"
-        qemu+=" -drive if=pflash,format=raw,readonly=on,file=$OVMF_CODE"
-        qemu+=" -drive if=pflash,format=raw,file=\$D/OVMF_VARS.fd"
-        # No option ROM: the firmware's own UEFI PXE fetches snponly.efi over TFTP.
-        qemu+=" -device virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1"
-        # The boot network is IPv4, as a rack's firmware is set up for it: without this, every
-        # hand-over from iPXE to the disk first sits through OVMF's PXE-over-IPv6 timeout.
-        qemu+=" -fw_cfg name=opt/org.tianocore/IPv6PXESupport,string=no"
-    else
-        # SeaBIOS with the iPXE option ROM QEMU ships for virtio-net.
-        qemu+=" -device virtio-net-pci,netdev=n0,mac=$mac,bootindex=1"
     fi
-    write_chassis "$d" "$qemu"
-    # ipmi_sim runs it as `lan-control.sh lan0 get NAME...` and prints NAME:VALUE lines; sets
-    # are refused (the lab's BMC addresses are fixed).
-    cat >"$d/lan-control.sh" <<EOF
-#!/bin/sh
-# Written by scripts/lab.sh: the LAN configuration the BMC of $name reports.
-[ "\$2" = get ] || { echo "the lab's BMC LAN settings are fixed"; exit 1; }
-shift 2
-for p in "\$@"; do
-    case "\$p" in
-    ip_addr) echo "ip_addr:$bmc_ip" ;;
-    ip_addr_src) echo "ip_addr_src:static" ;;
-    mac_addr) echo "mac_addr:$bmc_mac" ;;
-    subnet_mask) echo "subnet_mask:255.255.255.0" ;;
-    default_gw_ip_addr) echo "default_gw_ip_addr:192.0.2.1" ;;
-    *_mac_addr) echo "\$p:00:00:00:00:00:00" ;;
-    *) echo "\$p:0.0.0.0" ;;
-    esac
-done
-EOF
-    chmod 755 "$d/lan-control.sh"
+    install_chassis "$d" "$name" "$d" "tap$i" "$mac" "$vm_port" "$firmware" "$ACCEL"
+    # ipmi_sim runs it as `lan-control.sh lan0 get NAME...` (scripts/lab/lan-control.sh); it
+    # reports the address and MAC in bmc-lan.
+    printf '%s\n' "$bmc_ip" "$bmc_mac" >"$d/bmc-lan"
+    install -m 755 scripts/lab/lan-control.sh "$d/lan-control.sh"
     cat >"$d/lan.conf" <<EOF
 name "$name"
 set_working_mc 0x20
@@ -459,8 +391,10 @@ register_machine() {
     local i="$1" firmware name mac d bmc_port vm_port boot_type
     machine_vars "$i"
     # Kept from an earlier `up` (the state survives `down`): left as it is.
-    if curl -sf -H "Authorization: Bearer $TOKEN" "$API/api/v1/machines?mac=$mac" |
-        grep -q '"system_id"'; then
+    local known
+    known="$("$BIN" --json machine list --mac "$mac" | jq '.items | length')" ||
+        die "cannot ask rackbox whether it knows $name ($mac)"
+    if [ "$known" != 0 ]; then
         say "$name: already known to rackbox (state kept from an earlier run); power it with 'rackbox machine commission' or the BMC"
         return 0
     fi

@@ -26,6 +26,7 @@
 //! two cores); later runs reuse them. Needs qemu-system-x86_64 (scripts/deps.d/agent.sh).
 
 mod agent_support;
+mod common;
 mod power_support;
 
 use std::io::Read;
@@ -40,31 +41,13 @@ use rackbox::agent::run::{INVENTORY_BEGIN, INVENTORY_END};
 use agent_support::{
     MIB, appliance, calls_of, check_deployed, compress, deploy_task, lock, make_image, mcopy, serve,
 };
+use common::qemu::{Qemu, appliance_nic};
 use power_support::{GUEST_BMC_MAC, IpmiSim, SimMode, Sushy, SushyOptions};
 use serde_json::json;
 
-/// QEMU's arguments that give the VM a KCS IPMI interface to `sim` (an external BMC).
-fn bmc_args(sim: &IpmiSim) -> Vec<String> {
-    vec![
-        "-chardev".into(),
-        format!(
-            "socket,id=ipmi0,host=127.0.0.1,port={},reconnect=10",
-            sim.serial
-        ),
-        "-device".into(),
-        "ipmi-bmc-extern,id=bmc0,chardev=ipmi0".into(),
-        "-device".into(),
-        "isa-ipmi-kcs,bmc=bmc0".into(),
-    ]
-}
-
 /// QEMU booting the ramdisk as machine `system_id` (token tok-1) with a BMC (`sim`) and one
-/// virtio NIC with `mac`: a user-mode network with `restrict=on` (no route anywhere) whose one
-/// guestfwd leads to the fake appliance on the host's 127.0.0.1:`port`. A `cmd:` forward runs
-/// one socat per guest connection (a chardev forward would carry only one, and the agent
-/// downloads while it reports progress). `-cpu max` gives RDRAND, which seeds the guest
-/// kernel's random generator at once as on a real server (the BMC password needs it; qemu64
-/// has no hardware generator).
+/// virtio NIC with `mac` whose network leads only to the fake appliance on the host's
+/// 127.0.0.1:`port` ([`appliance_nic`]). `-cpu max` gives RDRAND, which the BMC password needs.
 fn agent_vm(
     kernel: &Path,
     initrd: &Path,
@@ -72,28 +55,21 @@ fn agent_vm(
     mac: &str,
     system_id: &str,
     sim: &IpmiSim,
-) -> Command {
-    let nic = format!(
-        "user,restrict=on,model=virtio-net-pci,mac={mac},\
-         guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{port}"
-    );
+) -> Qemu {
     let append = format!(
         "console=ttyS0 panic=-1 rackbox.url=http://10.0.2.100 rackbox.token=tok-1 \
          rackbox.system_id={system_id} BOOTIF=01-{}",
         mac.replace(':', "-")
     );
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-cpu", "max", "-nographic", "-no-reboot"])
-        .args(["-smp", "2", "-m", "768"])
-        .arg("-kernel")
-        .arg(kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", &append])
-        .args(["-nic", &nic])
-        .args(bmc_args(sim))
-        .stdin(Stdio::null());
-    cmd
+    Qemu::tcg()
+        .cpu_max()
+        .nographic()
+        .no_reboot()
+        .smp(2)
+        .memory(768)
+        .kernel(kernel, initrd, &append)
+        .nic(&appliance_nic(mac, port))
+        .ipmi_bmc(sim.serial)
 }
 
 /// The last `n` lines of a console log, for failure messages.
@@ -209,22 +185,21 @@ fn the_ramdisk_boots_and_reports_the_vm_it_runs_in() {
     let sim = IpmiSim::start(SimMode::Guest);
     let (cpus, mem_mib) = (2u32, 768u64);
     let (exited, console) = run_bounded(
-        Command::new("qemu-system-x86_64")
-            .args(["-accel", "tcg", "-nographic", "-nic", "none", "-no-reboot"])
-            .args(["-smp", &cpus.to_string(), "-m", &mem_mib.to_string()])
-            .arg("-kernel")
-            .arg(&kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .args([
-                "-append",
+        &mut Qemu::tcg()
+            .nographic()
+            .no_nic()
+            .no_reboot()
+            .smp(cpus)
+            .memory(mem_mib)
+            .kernel(
+                &kernel,
+                &initrd,
                 "console=ttyS0 panic=-1 rackbox.url=http://127.0.0.1:1 rackbox.inventory_only=1",
-            ])
-            .arg("-drive")
-            .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
-            .args(["-device", "virtio-blk-pci,drive=d0,serial=rbx-disk-1"])
-            .args(bmc_args(&sim))
-            .stdin(Stdio::null()),
+            )
+            .raw_drive(&disk, "d0")
+            .device("virtio-blk-pci,drive=d0,serial=rbx-disk-1")
+            .ipmi_bmc(sim.serial)
+            .command(),
         // TCG on a busy two-core machine: booting takes seconds to a minute or two.
         Duration::from_secs(10 * 60),
     );
@@ -310,10 +285,10 @@ async fn the_ramdisk_deploys_an_image_over_the_network() {
         .and_then(|f| f.set_len(64 * MIB))
         .expect("disk");
 
-    let disk_arg = format!("file={},if=none,id=d0,format=raw", disk.display());
-    let mut vm = agent_vm(&kernel, &initrd, &port, "52:54:00:12:34:56", "abc123", &sim);
-    vm.args(["-drive", &disk_arg])
-        .args(["-device", "virtio-blk-pci,drive=d0"]);
+    let mut vm = agent_vm(&kernel, &initrd, &port, "52:54:00:12:34:56", "abc123", &sim)
+        .raw_drive(&disk, "d0")
+        .device("virtio-blk-pci,drive=d0")
+        .command();
     let (exited, console) =
         tokio::task::spawn_blocking(move || run_bounded(&mut vm, Duration::from_secs(10 * 60)))
             .await
@@ -478,23 +453,23 @@ async fn rescue_mode_lets_the_owner_in_over_ssh_and_no_one_else() {
     // restrict=on: the guest reaches only the fake appliance; the host reaches the guest's SSH
     // server on 127.0.0.1 only.
     let nic = format!(
-        "user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:57,\
-         guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{port},\
-         hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
+        "{},hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+        appliance_nic("52:54:00:12:34:57", &port)
     );
     let mut vm = Vm::start(
-        Command::new("qemu-system-x86_64")
-            .args(["-accel", "tcg", "-nographic", "-no-reboot", "-smp", "2"])
-            .args(["-m", "768", "-nic", &nic])
-            .arg("-kernel")
-            .arg(&kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .args([
-                "-append",
+        &mut Qemu::tcg()
+            .nographic()
+            .no_reboot()
+            .smp(2)
+            .memory(768)
+            .nic(&nic)
+            .kernel(
+                &kernel,
+                &initrd,
                 "console=ttyS0 panic=-1 rackbox.url=http://10.0.2.100 rackbox.token=tok-1 \
                  rackbox.system_id=rescue1 BOOTIF=01-52-54-00-12-34-57",
-            ]),
+            )
+            .command(),
         dir.path().join("console.log"),
     );
 
@@ -664,12 +639,13 @@ async fn commissioning_finds_the_redfish_bmc_behind_the_host_interface() {
          guestfwd=tcp:169.254.95.118:443-cmd:socat - TCP:127.0.0.1:{}",
         sushy.port
     );
-    let smbios_arg = format!("file={}", smbios.display());
-    let mut vm = agent_vm(&kernel, &initrd, &port, "52:54:00:12:34:58", "abc124", &sim);
-    vm.args(["-uuid", GUEST_UUID, "-smbios", &smbios_arg])
-        .args(["-netdev", &hostif])
-        .args(["-device", "qemu-xhci,id=xhci"])
-        .args(["-device", "usb-net,netdev=hostif,bus=xhci.0"]);
+    let mut vm = agent_vm(&kernel, &initrd, &port, "52:54:00:12:34:58", "abc124", &sim)
+        .opt("-uuid", GUEST_UUID)
+        .opt("-smbios", format!("file={}", smbios.display()))
+        .netdev(&hostif)
+        .device("qemu-xhci,id=xhci")
+        .device("usb-net,netdev=hostif,bus=xhci.0")
+        .command();
     let (exited, console) =
         tokio::task::spawn_blocking(move || run_bounded(&mut vm, Duration::from_secs(10 * 60)))
             .await

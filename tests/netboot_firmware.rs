@@ -22,6 +22,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::qemu::{self, OVMF_CODE, OVMF_VARS, Qemu};
 use netns::{Lab, Rackbox, ok};
 use rackbox::model::Status;
 use serde_json::{Value, json};
@@ -34,8 +35,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const BOOT_LIMIT: Duration = Duration::from_secs(420);
 
 const MARKER: &str = "RACKBOX-TEST-RAMDISK-BOOTED";
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// Fails (never skips) when something the test needs is missing, naming what installs it.
 fn require() {
@@ -196,55 +195,39 @@ impl Rack {
         ok(netns::ip().args(["-n", &ns, "link", "set", &tap, "master", "br0"]));
         ok(netns::ip().args(["-n", &ns, "link", "set", &tap, "up"]));
         let serial = self.lab.path(&format!("{tap}-serial.log"));
-        let mut args: Vec<String> = [
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-nographic",
-            "-nodefaults",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.push("-serial".into());
-        args.push(format!("file:{}", serial.display()));
-        args.push("-netdev".into());
-        args.push(format!("tap,id=n0,ifname={tap},script=no,downscript=no"));
-        args.push("-device".into());
+        let mut vm = Qemu::tcg()
+            .memory(512)
+            .nographic()
+            .nodefaults()
+            .no_reboot()
+            .no_monitor()
+            .opt("-serial", format!("file:{}", serial.display()))
+            .netdev(&format!("tap,id=n0,ifname={tap},script=no,downscript=no"));
         match firmware {
             Firmware::Bios => {
-                args.push(format!("virtio-net-pci,netdev=n0,mac={mac},bootindex=1"));
+                vm = vm.device(&format!("virtio-net-pci,netdev=n0,mac={mac},bootindex=1"));
             }
             Firmware::Uefi => {
-                args.push(format!(
+                vm = vm.device(&format!(
                     "virtio-net-pci,netdev=n0,mac={mac},romfile=,bootindex=1"
                 ));
                 let vars = self.lab.path(&format!("{tap}-OVMF_VARS.fd"));
                 std::fs::copy(OVMF_VARS, &vars).expect("copy OVMF_VARS");
-                args.push("-drive".into());
-                args.push(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
-                args.push("-drive".into());
-                args.push(format!("if=pflash,format=raw,file={}", vars.display()));
+                vm = vm.ovmf(&vars);
             }
         }
         if disk {
             let path = self.lab.path(&format!("{tap}-disk.raw"));
             let f = std::fs::File::create(&path).expect("disk file");
             f.set_len(1 << 30).expect("blank disk");
-            args.push("-drive".into());
-            args.push(format!(
-                "file={},if=none,id=disk0,format=raw",
-                path.display()
-            ));
-            args.push("-device".into());
-            args.push("virtio-blk-pci,drive=disk0,bootindex=2".into());
+            vm = vm
+                .raw_drive(&path, "disk0")
+                .device("virtio-blk-pci,drive=disk0,bootindex=2");
         }
+        let args = vm.string_args();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let qemu_log = format!("{tap}-qemu.log");
-        let index = self.lab.spawn(&ns, "qemu-system-x86_64", &refs, &qemu_log);
+        let index = self.lab.spawn(&ns, qemu::PROGRAM, &refs, &qemu_log);
         Vm {
             serial,
             index,

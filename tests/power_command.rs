@@ -63,17 +63,29 @@ async fn failing_slow_and_confused_commands_are_clear_errors() {
     let err = driver.power_off(false).await.expect_err("slow command");
     assert!(matches!(err, PowerError::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("power_off_command"), "{err}");
-    // What the command started was killed with it.
+    // What the command started was killed with it: the command's process group (which the
+    // shell records first, field 5 of its /proc stat, with builtins only) empties, and the child
+    // it left in the background never gets to touch its marker.
     let dir = tempfile::tempdir().expect("tempdir");
     let marker = dir.path().join("still-running");
+    let group_file = dir.path().join("pgid");
     let params = map(json!({
-        "power_on_command": format!("(sleep 3; touch {}) & wait", marker.display()),
+        "power_on_command": format!(
+            "read -r _ _ _ _ g _ < /proc/$$/stat; echo $g > {}; (sleep 3; touch {}) & wait",
+            group_file.display(),
+            marker.display()
+        ),
         "power_off_command": "true",
     }));
     let spawner =
         driver_with_timeout("command", &params, Duration::from_millis(300)).expect("driver");
     assert!(spawner.power_on().await.is_err());
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let group: i32 = std::fs::read_to_string(&group_file)
+        .expect("the command wrote its process group")
+        .trim()
+        .parse()
+        .expect("a process group id");
+    wait_until_group_is_gone(group, Duration::from_secs(10)).await;
     assert!(
         !marker.exists(),
         "a child of the timed-out command lived on"
@@ -86,6 +98,56 @@ async fn failing_slow_and_confused_commands_are_clear_errors() {
     let params = map(json!({"power_on_command": "true", "power_off_command": "true"}));
     let driver = driver_for("command", &params).expect("driver");
     assert_eq!(driver.query().await.expect("query"), PowerState::Unknown);
+}
+
+/// Waits until no live process is left in process group `group` (zombies, dead and waiting to
+/// be reaped by whoever inherited them, do not count), bounded by `limit`; fails naming the
+/// processes that lived on.
+async fn wait_until_group_is_gone(group: i32, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let alive = live_members(group);
+        if alive.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a child of the timed-out command lived on: process group {group} still holds {alive:?} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The processes of group `group` that are not zombies, as (pid, command name), from /proc.
+fn live_members(group: i32) -> Vec<(i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        panic!("cannot read /proc to look for the command's processes");
+    };
+    let mut alive = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // A process may end between read_dir and this read: then it is not alive.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (state, pgrp) = (fields.first().copied(), fields.get(2).copied());
+        if pgrp == Some(group.to_string().as_str()) && state != Some("Z") {
+            let comm = head.split_once('(').map_or("", |(_, c)| c);
+            alive.push((pid, comm.to_string()));
+        }
+    }
+    alive
 }
 
 /// A power webhook: POST /on, POST /off, GET /state, with basic auth.

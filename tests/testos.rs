@@ -14,6 +14,7 @@
 //! (scripts/deps.d/testos.sh installs them all). No root is needed.
 
 mod agent_support;
+mod common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,12 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agent_support::{Shared, appliance, calls_of, fast_policy, lock, run_tool, serve};
+use common::qemu::{OVMF_CODE, OVMF_VARS, Qemu, appliance_nic};
 use rackbox::agent::Client;
 use rackbox::agent::client::{DeployTask, ImageFormat, Progress};
 use serde_json::json;
 
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// The bearer token the seed carries and the fake appliance accepts.
 const REPORT_TOKEN: &str = "rbt_testos_Zq8wK3";
 const HOSTNAME: &str = "testos-node7";
@@ -228,28 +228,19 @@ fn boot(disk: &Path, firmware: Firmware, port: u16, work: &Path) -> String {
     static ONE_VM: Mutex<()> = Mutex::new(());
     let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
 
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-nographic", "-no-reboot", "-m", "512"]);
+    let mut vm = Qemu::tcg().nographic().no_reboot().memory(512);
     if firmware == Firmware::Ovmf {
         let vars = work.join("OVMF_VARS_4M.fd");
         std::fs::copy(OVMF_VARS, &vars).expect("copy the OVMF variable store");
-        cmd.arg("-drive")
-            .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+        vm = vm.ovmf(&vars);
     }
     // restrict=on: no route anywhere; the one guestfwd leads to the fake appliance.
-    let nic = format!(
-        "user,restrict=on,model=virtio-net-pci,mac=52:54:00:7e:57:05,\
-         guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{port}"
-    );
-    cmd.args(["-nic", &nic])
-        .arg("-drive")
-        .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
-        .args(["-device", "virtio-blk-pci,drive=d0,bootindex=0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = vm
+        .nic(&appliance_nic("52:54:00:7e:57:05", port))
+        .raw_drive(disk, "d0")
+        .device("virtio-blk-pci,drive=d0,bootindex=0")
+        .command();
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start qemu-system-x86_64: {e}"));

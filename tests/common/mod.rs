@@ -1,6 +1,9 @@
-//! Shared test fixtures: machine records, a store in a temp dir, and a real `rackbox serve`
-//! started on a free loopback port.
+//! Shared test fixtures: machine records, a store in a temp dir, a real `rackbox serve`
+//! started on a free loopback port, and the QEMU command line of the tests that boot machines
+//! ([`qemu`]).
 #![allow(dead_code)]
+
+pub mod qemu;
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
