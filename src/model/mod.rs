@@ -3,6 +3,7 @@
 //! hardware inventory it carries (one set of types for both ends of the wire). Every other room uses this one; it uses none of them.
 
 pub mod agent_wire;
+pub mod api;
 pub mod constraints;
 pub mod ids;
 pub mod inventory;

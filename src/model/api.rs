@@ -1,0 +1,128 @@
+//! The native API's request bodies (`/api/v1`): what a client sends, as plain data. The HTTP
+//! face reads them (their JSON schemas are the OpenAPI document's) and the CLI writes them, so a
+//! renamed field is a compile error in both, never a 400 found at run time.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What an admin gives to add a machine by hand.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMachine {
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Defaults to "amd64/generic".
+    #[serde(default)]
+    pub architecture: Option<String>,
+    /// The machine's MAC addresses; the first is its boot interface.
+    pub mac_addresses: Vec<String>,
+    #[serde(default)]
+    pub power_type: Option<String>,
+    #[serde(default)]
+    pub power_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Commission right away. Defaults to true when a power driver is given.
+    #[serde(default)]
+    pub commission: Option<bool>,
+}
+
+/// Changes to a machine; absent fields stay as they are.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineEdit {
+    /// Refuse the edit unless the machine still has this generation.
+    #[serde(default)]
+    pub generation: Option<u64>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub architecture: Option<String>,
+    /// Replaces the tag set.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub add_tags: Vec<String>,
+    #[serde(default)]
+    pub remove_tags: Vec<String>,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+    #[serde(default)]
+    pub power_type: Option<String>,
+    /// Replaces the power parameters.
+    #[serde(default)]
+    pub power_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Owner data to set; an empty value deletes the key. The owner may change this.
+    #[serde(default)]
+    pub owner_data: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Parameters of an action request; which ones apply depends on the action.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// Refuse the action unless the machine still has this generation.
+    #[serde(default)]
+    pub generation: Option<u64>,
+    /// commission: run hardware tests afterwards.
+    #[serde(default)]
+    pub run_tests: bool,
+    /// deploy: image name in the image cache (default image when empty).
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub osystem: Option<String>,
+    #[serde(default)]
+    pub distro_series: Option<String>,
+    /// deploy: cloud-init user data (plain text).
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// release: none, quick, full or secure.
+    #[serde(default)]
+    pub erase: Option<String>,
+    /// mark_broken: why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// A note recorded with the event.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// A user to make (admins only).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub email: String,
+    /// "admin" or "user" (default).
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// Changes to a user; absent fields stay as they are.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserEdit {
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+}
