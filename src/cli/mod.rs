@@ -10,7 +10,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::model::Constraints;
-use crate::model::api::{ActionRequest, MachineEdit, NewMachine, NewUser, UserEdit};
+use crate::model::api::{
+    ActionRequest, LoginRequest, MachineEdit, NamedRequest, NewMachine, NewUser, SshKeyRequest,
+    TokenRequest, UserEdit,
+};
 
 pub use client::{CliConfig, CliError, Client};
 
@@ -387,7 +390,11 @@ pub async fn run(conn: Connection, cmd: Command) -> Result<(), CliError> {
                 Method::POST,
                 "/api/v1/auth/login",
                 &[],
-                Some(&json!({"username": username, "password": password, "token_name": "cli"})),
+                Some(&body(&LoginRequest {
+                    username: username.clone(),
+                    password,
+                    token_name: Some("cli".into()),
+                })?),
             )
             .await?;
         let token = answer["token"].as_str().unwrap_or_default().to_string();
@@ -935,7 +942,9 @@ async fn sshkey(client: &Client, out: &Output, cmd: SshKeyCmd) -> Result<(), Cli
                     Method::POST,
                     &format!("/api/v1/users/{user}/sshkeys"),
                     &[],
-                    Some(&json!({"key": key.trim()})),
+                    Some(&body(&SshKeyRequest {
+                        key: key.trim().to_string(),
+                    })?),
                 )
                 .await?;
             out.record(&v, &[("id", "id"), ("key", "key")]);
@@ -977,7 +986,16 @@ async fn token_cmd(client: &Client, out: &Output, cmd: TokenCmd) -> Result<(), C
         }
         TokenCmd::Create { name, maas, user } => {
             let v = client
-                .call(Method::POST, "/api/v1/tokens", &[], Some(&compact(json!({"name": name, "kind": if maas { "maas" } else { "native" }, "username": user}))))
+                .call(
+                    Method::POST,
+                    "/api/v1/tokens",
+                    &[],
+                    Some(&body(&TokenRequest {
+                        name,
+                        kind: Some(if maas { "maas" } else { "native" }.into()),
+                        username: user,
+                    })?),
+                )
                 .await?;
             if out.json {
                 out.raw(&v);
@@ -1014,7 +1032,7 @@ async fn named(client: &Client, out: &Output, what: &str, cmd: NamedCmd) -> Resu
                     Method::POST,
                     &format!("/api/v1/{what}"),
                     &[],
-                    Some(&json!({"name": name, "description": description})),
+                    Some(&body(&NamedRequest { name, description })?),
                 )
                 .await?;
             out.record(&v, &[("name", "name"), ("description", "description")]);

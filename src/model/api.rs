@@ -126,3 +126,44 @@ pub struct UserEdit {
     #[serde(default)]
     pub role: Option<String>,
 }
+
+/// `POST /auth/login`: a user's credentials; the answer carries a new token.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// Name for the token made by this login.
+    #[serde(default)]
+    pub token_name: Option<String>,
+}
+
+/// `POST /tokens`: a new API token.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    #[serde(default)]
+    pub name: String,
+    /// "native" (default) or "maas" (consumer:token:secret for MAAS clients).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Admins may make tokens for other users.
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+/// `POST /users/{username}/sshkeys`: an SSH public key, one line.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshKeyRequest {
+    pub key: String,
+}
+
+/// A zone, pool or tag to make, or an edit of one.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamedRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
