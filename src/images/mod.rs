@@ -132,70 +132,7 @@ impl CacheOptions {
 }
 
 /// What an import of a deployable image says about it: the query string of an upload, or the
-/// JSON body of a fetch (with `url`).
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ImageRequest {
-    pub name: String,
-    /// http(s) URL the appliance downloads from (fetch only).
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Defaults to "custom".
-    #[serde(default)]
-    pub os: Option<String>,
-    #[serde(default)]
-    pub release: Option<String>,
-    /// Defaults to "amd64".
-    #[serde(default)]
-    pub arch: Option<String>,
-    /// raw, raw.gz, raw.xz, raw.zst, tar, tar.gz, tar.xz, tar.zst. Defaults to the URL's
-    /// suffix, else what the content's first bytes say.
-    #[serde(default)]
-    pub format: Option<String>,
-    #[serde(default)]
-    pub title: Option<String>,
-    /// Refuse the content (keeping nothing) unless it has this sha256.
-    #[serde(default)]
-    pub sha256: Option<String>,
-    /// Refuse the content unless it has this many bytes; also checked against free space first.
-    #[serde(default)]
-    pub size: Option<u64>,
-    /// Make it the default image of its os/arch (the first image of an os/arch always is).
-    #[serde(default)]
-    pub default: bool,
-    /// Replace an image of the same name.
-    #[serde(default)]
-    pub replace: bool,
-}
-
-/// What an import of a boot resource says about it.
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BootRequest {
-    pub arch: String,
-    pub name: String,
-    /// kernel, initrd or bootloader.
-    pub kind: String,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub sha256: Option<String>,
-    #[serde(default)]
-    pub size: Option<u64>,
-    #[serde(default)]
-    pub replace: bool,
-}
-
-/// Changes to an image's record.
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ImageEdit {
-    #[serde(default)]
-    pub title: Option<String>,
-    /// true: make it the default of its os/arch; false: stop it being the default.
-    #[serde(default)]
-    pub default: Option<bool>,
-}
+pub use crate::model::api::{BootRequest, ImageEdit, ImageRequest};
 
 /// An image as the API shows it.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
