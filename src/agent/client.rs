@@ -8,15 +8,17 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::EraseMode;
+use crate::model::agent_wire::path;
 
 use super::inventory::Inventory;
 
-/// The path prefix of every agent call.
-pub const PREFIX: &str = "/api/agent/v1";
+// The protocol's messages are the model's, shared with the appliance.
+pub use crate::model::agent_wire::{
+    Complete, DeployTask, Enlisted, Fail, ImageFormat, PREFIX, Progress, Task,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -71,121 +73,6 @@ impl RetryPolicy {
     }
 }
 
-/// A task the appliance hands out (`GET /task`), tagged by `"task"`.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "task", rename_all = "lowercase")]
-pub enum Task {
-    /// Take the inventory; with `create_bmc_user` also give the appliance a user on the BMC.
-    Commission {
-        #[serde(default)]
-        create_bmc_user: bool,
-    },
-    Test {
-        #[serde(default)]
-        tests: Vec<String>,
-    },
-    /// Boxed: a deploy task is several times larger than every other task.
-    Deploy(Box<DeployTask>),
-    Erase {
-        #[serde(default = "default_erase")]
-        mode: EraseMode,
-    },
-    /// Rescue mode: SSH in with the owner's keys until told to power off.
-    Rescue {
-        #[serde(default)]
-        ssh_keys: Vec<String>,
-    },
-    Poweroff,
-    Reboot,
-    Wait {
-        #[serde(default = "default_wait")]
-        seconds: u64,
-    },
-}
-
-fn default_erase() -> EraseMode {
-    EraseMode::Quick
-}
-
-fn default_wait() -> u64 {
-    10
-}
-
-/// How the image at `image_url` is compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-pub enum ImageFormat {
-    #[serde(rename = "raw")]
-    Raw,
-    #[serde(rename = "raw.gz")]
-    RawGz,
-    #[serde(rename = "raw.xz")]
-    RawXz,
-    #[serde(rename = "raw.zst")]
-    RawZst,
-}
-
-/// What to write and what to tell cloud-init. Its `Debug` hides the report token: the agent
-/// logs every task it gets.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
-pub struct DeployTask {
-    /// Absolute, or relative to the appliance's base URL.
-    pub image_url: String,
-    /// SHA-256 of the bytes at `image_url` (the compressed file), hex.
-    pub image_sha256: String,
-    pub image_format: ImageFormat,
-    /// Size of the bytes at `image_url`, when known: used for progress and checked.
-    #[serde(default)]
-    pub image_size: Option<u64>,
-    /// Kernel name of the disk to write ("sda"); the largest disk when absent.
-    #[serde(default)]
-    pub target_disk: Option<String>,
-    #[serde(default)]
-    pub hostname: String,
-    #[serde(default)]
-    pub ssh_keys: Vec<String>,
-    #[serde(default)]
-    pub user_data: String,
-    #[serde(default)]
-    pub instance_id: String,
-    /// Where the deployed OS reports that it booted (`POST`, `{"message": ...}`): the deploy
-    /// becomes Deployed only then. Written into the seed's meta-data so that the OS can find
-    /// it; absent in tasks from appliances older than the report.
-    #[serde(default)]
-    pub report_url: Option<String>,
-    /// The bearer token for `report_url`.
-    #[serde(default)]
-    pub report_token: Option<String>,
-}
-
-impl std::fmt::Debug for DeployTask {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeployTask")
-            .field("image_url", &self.image_url)
-            .field("image_sha256", &self.image_sha256)
-            .field("image_format", &self.image_format)
-            .field("image_size", &self.image_size)
-            .field("target_disk", &self.target_disk)
-            .field("hostname", &self.hostname)
-            .field("ssh_keys", &self.ssh_keys)
-            .field("user_data", &self.user_data)
-            .field("instance_id", &self.instance_id)
-            .field("report_url", &self.report_url)
-            .field(
-                "report_token",
-                &self.report_token.as_ref().map(|_| "<hidden>"),
-            )
-            .finish()
-    }
-}
-
-/// `POST /progress` body.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Progress {
-    pub message: String,
-    pub percent: Option<f64>,
-    pub bytes: Option<u64>,
-}
-
 /// A secret an enlisting agent makes once per boot and sends with each `/enlist` (see
 /// [`Client::enlist`]). Its `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
@@ -201,13 +88,6 @@ impl std::fmt::Debug for EnlistKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("EnlistKey(<hidden>)")
     }
-}
-
-/// The appliance's answer to `/enlist`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct Enlisted {
-    pub system_id: String,
-    pub token: String,
 }
 
 /// Talks to one appliance.
@@ -410,32 +290,32 @@ impl Client {
 
     /// `GET /task`: the raw JSON, so that an unknown task can be reported rather than crash.
     pub async fn task(&self) -> Result<Value, ClientError> {
-        self.get_json("/task").await
+        self.get_json(path::TASK).await
     }
 
     pub async fn inventory(&self, inv: &Inventory) -> Result<(), ClientError> {
-        self.post_json("/inventory", inv).await.map(drop)
+        self.post_json(path::INVENTORY, inv).await.map(drop)
     }
 
     pub async fn progress(&self, p: &Progress) -> Result<(), ClientError> {
-        self.post_json("/progress", p).await.map(drop)
+        self.post_json(path::PROGRESS, p).await.map(drop)
     }
 
     pub async fn complete(&self, message: &str, results: Option<Value>) -> Result<(), ClientError> {
-        let mut body = serde_json::json!({ "message": message });
-        if let Some(r) = results {
-            body["results"] = r;
-        }
-        self.post_json("/complete", &body).await.map(drop)
+        let body = Complete {
+            message: message.to_string(),
+            results,
+        };
+        self.post_json(path::COMPLETE, &body).await.map(drop)
     }
 
     /// `POST /fail` with the reason and, when the task has them (test results), its findings.
     pub async fn fail(&self, reason: &str, results: Option<Value>) -> Result<(), ClientError> {
-        let mut body = serde_json::json!({ "reason": reason });
-        if let Some(r) = results {
-            body["results"] = r;
-        }
-        self.post_json("/fail", &body).await.map(drop)
+        let body = Fail {
+            reason: reason.to_string(),
+            results,
+        };
+        self.post_json(path::FAIL, &body).await.map(drop)
     }
 
     /// `POST /enlist` with no token: the appliance answers with the new machine's id and token.
@@ -445,13 +325,13 @@ impl Client {
     pub async fn enlist(&self, inv: &Inventory, key: &EnlistKey) -> Result<Enlisted, ClientError> {
         let v = self
             .post_json_with(
-                "/enlist",
+                path::ENLIST,
                 inv,
                 Some((crate::model::ENLIST_KEY_HEADER, key.0.as_str())),
             )
             .await?;
         serde_json::from_value(v).map_err(|e| ClientError::BadAnswer {
-            call: "POST /enlist".into(),
+            call: format!("POST {}", path::ENLIST),
             reason: e.to_string(),
         })
     }
@@ -519,44 +399,6 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tasks_parse_from_the_protocol() {
-        let t: Task = serde_json::from_str(
-            r#"{"task":"deploy","image_url":"/images/x.raw.zst","image_sha256":"ab",
-                "image_format":"raw.zst","image_size":10,"hostname":"n1",
-                "ssh_keys":["k"],"user_data":"","instance_id":"i-1"}"#,
-        )
-        .expect("deploy");
-        let Task::Deploy(d) = t else {
-            panic!("not a deploy: {t:?}")
-        };
-        assert_eq!(d.image_format, ImageFormat::RawZst);
-        assert_eq!(d.target_disk, None);
-        assert_eq!(d.image_size, Some(10));
-        // Tasks from appliances older than the deployed OS's report have no report fields.
-        assert_eq!((&d.report_url, &d.report_token), (&None, &None));
-        let mut with_token = d.clone();
-        with_token.report_token = Some("rbt_secret".into());
-        assert!(!format!("{with_token:?}").contains("rbt_secret"));
-        let t: Task = serde_json::from_str(r#"{"task":"erase","mode":"secure"}"#).expect("erase");
-        assert_eq!(
-            t,
-            Task::Erase {
-                mode: EraseMode::Secure
-            }
-        );
-        let t: Task = serde_json::from_str(r#"{"task":"wait","seconds":3}"#).expect("wait");
-        assert_eq!(t, Task::Wait { seconds: 3 });
-        let t: Task = serde_json::from_str(r#"{"task":"test","tests":["memory"]}"#).expect("test");
-        assert_eq!(
-            t,
-            Task::Test {
-                tests: vec!["memory".into()]
-            }
-        );
-        assert!(serde_json::from_str::<Task>(r#"{"task":"dance"}"#).is_err());
-    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -20,11 +20,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::inventory::{BmcCredentials, HostInterfaceDevice, RedfishHostInterface};
+use super::inventory::{BmcCredentials, HostInterfaceDevice, RedfishBmc, RedfishHostInterface};
 
 /// How long the host-side NIC may take to appear (USB enumeration runs after /init's module
 /// loading, and a BMC's virtual USB hub can be slow).
@@ -37,24 +36,6 @@ const MAX_MEMBERS: usize = 32;
 /// The udhcpc script of the ramdisk for the host interface: sets the address, never a route,
 /// and leaves the DHCP server's address in `/run/hostif-<nic>.server`.
 pub const DHCP_SCRIPT: &str = "/etc/udhcpc-hostif.script";
-
-/// What the Redfish service said when asked through the host interface.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RedfishBmc {
-    /// The host-side NIC the interface was found on.
-    pub host_nic: String,
-    /// The service as the host reached it, e.g. `https://169.254.95.118:443`.
-    pub service_url: String,
-    /// The Manager (the BMC) and the ComputerSystem (this machine) ids.
-    pub manager_id: String,
-    pub system_id: String,
-    /// The manager's IPv4 address on the management network; empty when it reports none.
-    pub address: String,
-    /// SHA-256 (lower-case hex) of the service's TLS certificate (DER), empty over plain HTTP.
-    pub certificate_sha256: String,
-    /// Why discovery stopped short; what was learnt before is kept.
-    pub error: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostInterfaceError {

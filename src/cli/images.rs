@@ -13,7 +13,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{CliError, Client, Output, cell, compact};
+use super::{CliError, Client, Output, body, cell};
+use crate::model::api::{BootRequest, ImageEdit, ImageRequest};
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
@@ -314,33 +315,30 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
             replace,
             no_wait,
         } => {
-            let mut query: Vec<(&str, String)> = vec![("name", name.clone())];
-            for (key, value) in [
-                ("sha256", sha256),
-                ("os", os),
-                ("release", release),
-                ("arch", arch),
-                ("format", format),
-                ("title", title),
-            ] {
-                if let Some(value) = value {
-                    query.push((key, value));
-                }
-            }
+            let request = ImageRequest {
+                name: name.clone(),
+                url: None,
+                os,
+                release,
+                arch,
+                format,
+                title,
+                sha256,
+                size: None,
+                default,
+                replace,
+            };
             if let Some(url) = as_url(&source) {
-                let mut body: serde_json::Map<String, Value> = query
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), json!(v)))
-                    .collect();
-                body.insert("url".into(), json!(url));
-                body.insert("default".into(), json!(default));
-                body.insert("replace".into(), json!(replace));
+                let fetch = ImageRequest {
+                    url: Some(url.to_string()),
+                    ..request
+                };
                 let started = client
                     .call(
                         Method::POST,
                         "/api/v1/images/fetch",
                         &[],
-                        Some(&Value::Object(body)),
+                        Some(&body(&fetch)?),
                     )
                     .await?;
                 let id = started["id"].as_str().unwrap_or_default().to_string();
@@ -361,10 +359,24 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
                 image_record(out, &v);
             } else {
                 let file = PathBuf::from(source);
-                if default {
+                // An upload says the same in its query string.
+                let mut query: Vec<(&str, String)> = vec![("name", request.name)];
+                for (key, value) in [
+                    ("sha256", request.sha256),
+                    ("os", request.os),
+                    ("release", request.release),
+                    ("arch", request.arch),
+                    ("format", request.format),
+                    ("title", request.title),
+                ] {
+                    if let Some(value) = value {
+                        query.push((key, value));
+                    }
+                }
+                if request.default {
                     query.push(("default", "true".into()));
                 }
-                if replace {
+                if request.replace {
                     query.push(("replace", "true".into()));
                 }
                 let v = upload(client, "/api/v1/images", query, &file, &name).await?;
@@ -383,7 +395,10 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
                     Method::PATCH,
                     &format!("/api/v1/images/{name}"),
                     &[],
-                    Some(&json!({"default": true})),
+                    Some(&body(&ImageEdit {
+                        title: None,
+                        default: Some(true),
+                    })?),
                 )
                 .await?;
             image_record(out, &v);
@@ -514,16 +529,21 @@ pub(super) async fn boot(client: &Client, out: &Output, cmd: BootCmd) -> Result<
             replace,
         } => {
             if let Some(url) = as_url(&source) {
-                let body = compact(json!({
-                    "arch": arch, "name": name, "kind": kind, "url": url, "sha256": sha256,
-                    "replace": replace,
-                }));
+                let fetch = BootRequest {
+                    arch: arch.clone(),
+                    name: name.clone(),
+                    kind,
+                    url: Some(url.to_string()),
+                    sha256,
+                    size: None,
+                    replace,
+                };
                 let started = client
                     .call(
                         Method::POST,
                         "/api/v1/boot-resources/fetch",
                         &[],
-                        Some(&body),
+                        Some(&body(&fetch)?),
                     )
                     .await?;
                 let id = started["id"].as_str().unwrap_or_default().to_string();

@@ -6,7 +6,14 @@ pub mod images;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
+use serde::Serialize;
 use serde_json::{Value, json};
+
+use crate::model::Constraints;
+use crate::model::api::{
+    ActionRequest, LoginRequest, MachineEdit, NamedRequest, NewMachine, NewUser, SshKeyRequest,
+    TokenRequest, UserEdit,
+};
 
 pub use client::{CliConfig, CliError, Client};
 
@@ -383,7 +390,11 @@ pub async fn run(conn: Connection, cmd: Command) -> Result<(), CliError> {
                 Method::POST,
                 "/api/v1/auth/login",
                 &[],
-                Some(&json!({"username": username, "password": password, "token_name": "cli"})),
+                Some(&body(&LoginRequest {
+                    username: username.clone(),
+                    password,
+                    token_name: Some("cli".into()),
+                })?),
             )
             .await?;
         let token = answer["token"].as_str().unwrap_or_default().to_string();
@@ -480,6 +491,13 @@ fn key_values(pairs: &[String]) -> Result<serde_json::Map<String, Value>, CliErr
 }
 
 /// Drops absent (null) and empty-list fields so the API's defaults apply.
+/// A request body as the API's own type writes it, without its null and empty-list fields.
+fn body(request: &impl Serialize) -> Result<Value, CliError> {
+    serde_json::to_value(request)
+        .map(compact)
+        .map_err(|e| CliError::Local(format!("cannot encode the request: {e}")))
+}
+
 fn compact(v: Value) -> Value {
     match v {
         Value::Object(map) => Value::Object(
@@ -492,13 +510,13 @@ fn compact(v: Value) -> Value {
 }
 
 async fn machine(client: &Client, out: &Output, cmd: MachineCmd) -> Result<(), CliError> {
-    let act = |id: String, action: &'static str, body: Value| async move {
+    let act = |id: String, action: &'static str, request: ActionRequest| async move {
         client
             .call(
                 Method::POST,
                 &format!("/api/v1/machines/{id}/actions/{action}"),
                 &[],
-                Some(&compact(body)),
+                Some(&body(&request)?),
             )
             .await
     };
@@ -568,13 +586,21 @@ async fn machine(client: &Client, out: &Output, cmd: MachineCmd) -> Result<(), C
             } else {
                 Some(key_values(&power_params)?)
             };
-            let body = compact(json!({
-                "mac_addresses": macs, "hostname": hostname, "architecture": arch, "power_type": power_type,
-                "power_parameters": params, "zone": zone, "pool": pool, "tags": tags,
-                "description": description, "commission": commission,
-            }));
+            let new = NewMachine {
+                hostname,
+                domain: None,
+                architecture: arch,
+                mac_addresses: macs,
+                power_type,
+                power_parameters: params,
+                zone,
+                pool,
+                tags,
+                description,
+                commission,
+            };
             client
-                .call(Method::POST, "/api/v1/machines", &[], Some(&body))
+                .call(Method::POST, "/api/v1/machines", &[], Some(&body(&new)?))
                 .await?
         }
         MachineCmd::Edit {
@@ -594,17 +620,24 @@ async fn machine(client: &Client, out: &Output, cmd: MachineCmd) -> Result<(), C
             } else {
                 Some(key_values(&power_params)?)
             };
-            let body = compact(json!({
-                "hostname": hostname, "description": description, "zone": zone, "pool": pool,
-                "add_tags": add_tags, "remove_tags": remove_tags, "power_type": power_type,
-                "power_parameters": params, "generation": generation,
-            }));
+            let edit = MachineEdit {
+                generation,
+                hostname,
+                description,
+                zone,
+                pool,
+                add_tags,
+                remove_tags,
+                power_type,
+                power_parameters: params,
+                ..Default::default()
+            };
             client
                 .call(
                     Method::PATCH,
                     &format!("/api/v1/machines/{system_id}"),
                     &[],
-                    Some(&body),
+                    Some(&body(&edit)?),
                 )
                 .await?
         }
@@ -623,8 +656,14 @@ async fn machine(client: &Client, out: &Output, cmd: MachineCmd) -> Result<(), C
         MachineCmd::Commission {
             system_id,
             run_tests,
-        } => act(system_id, "commission", json!({"run_tests": run_tests})).await?,
-        MachineCmd::Test { system_id } => act(system_id, "test", json!({})).await?,
+        } => {
+            let request = ActionRequest {
+                run_tests,
+                ..Default::default()
+            };
+            act(system_id, "commission", request).await?
+        }
+        MachineCmd::Test { system_id } => act(system_id, "test", ActionRequest::default()).await?,
         MachineCmd::Allocate {
             name,
             system_id,
@@ -640,13 +679,29 @@ async fn machine(client: &Client, out: &Output, cmd: MachineCmd) -> Result<(), C
             storage,
             dry_run,
         } => {
-            let body = compact(json!({
-                "name": name, "system_id": system_id, "arch": arch, "cpu_count": cpu_count, "mem": mem,
-                "tags": tags, "not_tags": not_tags, "zone": zone, "not_in_zone": not_in_zone, "pool": pool,
-                "not_in_pool": not_in_pool, "storage": storage, "dry_run": dry_run,
-            }));
+            let wanted = Constraints {
+                name,
+                system_id,
+                arch,
+                cpu_count,
+                mem,
+                tags,
+                not_tags,
+                zone,
+                not_in_zone,
+                pool,
+                not_in_pool,
+                storage,
+                dry_run,
+                comment: None,
+            };
             client
-                .call(Method::POST, "/api/v1/machines/allocate", &[], Some(&body))
+                .call(
+                    Method::POST,
+                    "/api/v1/machines/allocate",
+                    &[],
+                    Some(&body(&wanted)?),
+                )
                 .await?
         }
         MachineCmd::Deploy {
@@ -663,25 +718,53 @@ async fn machine(client: &Client, out: &Output, cmd: MachineCmd) -> Result<(), C
                     })?),
                     None => None,
                 };
-            act(system_id, "deploy", json!({"image": image, "osystem": osystem, "distro_series": distro_series, "user_data": user_data})).await?
+            let request = ActionRequest {
+                image,
+                osystem,
+                distro_series,
+                user_data,
+                ..Default::default()
+            };
+            act(system_id, "deploy", request).await?
         }
         MachineCmd::Release { system_id, erase } => {
-            act(system_id, "release", json!({"erase": erase})).await?
+            let request = ActionRequest {
+                erase: Some(erase),
+                ..Default::default()
+            };
+            act(system_id, "release", request).await?
         }
-        MachineCmd::Abort { system_id } => act(system_id, "abort", json!({})).await?,
+        MachineCmd::Abort { system_id } => {
+            act(system_id, "abort", ActionRequest::default()).await?
+        }
         MachineCmd::MarkBroken { system_id, reason } => {
-            act(system_id, "mark_broken", json!({"reason": reason})).await?
+            let request = ActionRequest {
+                reason,
+                ..Default::default()
+            };
+            act(system_id, "mark_broken", request).await?
         }
-        MachineCmd::MarkFixed { system_id } => act(system_id, "mark_fixed", json!({})).await?,
+        MachineCmd::MarkFixed { system_id } => {
+            act(system_id, "mark_fixed", ActionRequest::default()).await?
+        }
         MachineCmd::OverrideFailedTesting { system_id } => {
-            act(system_id, "override_failed_testing", json!({})).await?
+            act(
+                system_id,
+                "override_failed_testing",
+                ActionRequest::default(),
+            )
+            .await?
         }
-        MachineCmd::Rescue { system_id } => act(system_id, "rescue_mode", json!({})).await?,
+        MachineCmd::Rescue { system_id } => {
+            act(system_id, "rescue_mode", ActionRequest::default()).await?
+        }
         MachineCmd::ExitRescue { system_id } => {
-            act(system_id, "exit_rescue_mode", json!({})).await?
+            act(system_id, "exit_rescue_mode", ActionRequest::default()).await?
         }
-        MachineCmd::Lock { system_id } => act(system_id, "lock", json!({})).await?,
-        MachineCmd::Unlock { system_id } => act(system_id, "unlock", json!({})).await?,
+        MachineCmd::Lock { system_id } => act(system_id, "lock", ActionRequest::default()).await?,
+        MachineCmd::Unlock { system_id } => {
+            act(system_id, "unlock", ActionRequest::default()).await?
+        }
         MachineCmd::PowerOn { system_id } => power(client, &system_id, "on").await?,
         MachineCmd::PowerOff { system_id, soft } => {
             power(client, &system_id, if soft { "soft_off" } else { "off" }).await?
@@ -773,7 +856,17 @@ async fn user(client: &Client, out: &Output, cmd: UserCmd) -> Result<(), CliErro
         } => {
             let password = read_secret(password_file.as_deref(), "password")?;
             let v = client
-                .call(Method::POST, "/api/v1/users", &[], Some(&json!({"username": username, "password": password, "role": role, "email": email})))
+                .call(
+                    Method::POST,
+                    "/api/v1/users",
+                    &[],
+                    Some(&body(&NewUser {
+                        username,
+                        password,
+                        email,
+                        role: Some(role),
+                    })?),
+                )
                 .await?;
             out.record(&v, &[("username", "username"), ("role", "role")]);
         }
@@ -787,7 +880,10 @@ async fn user(client: &Client, out: &Output, cmd: UserCmd) -> Result<(), CliErro
                     Method::PATCH,
                     &format!("/api/v1/users/{username}"),
                     &[],
-                    Some(&json!({"password": password})),
+                    Some(&body(&UserEdit {
+                        password: Some(password),
+                        ..Default::default()
+                    })?),
                 )
                 .await?;
             out.done(&format!("password of {username} changed"));
@@ -846,7 +942,9 @@ async fn sshkey(client: &Client, out: &Output, cmd: SshKeyCmd) -> Result<(), Cli
                     Method::POST,
                     &format!("/api/v1/users/{user}/sshkeys"),
                     &[],
-                    Some(&json!({"key": key.trim()})),
+                    Some(&body(&SshKeyRequest {
+                        key: key.trim().to_string(),
+                    })?),
                 )
                 .await?;
             out.record(&v, &[("id", "id"), ("key", "key")]);
@@ -888,7 +986,16 @@ async fn token_cmd(client: &Client, out: &Output, cmd: TokenCmd) -> Result<(), C
         }
         TokenCmd::Create { name, maas, user } => {
             let v = client
-                .call(Method::POST, "/api/v1/tokens", &[], Some(&compact(json!({"name": name, "kind": if maas { "maas" } else { "native" }, "username": user}))))
+                .call(
+                    Method::POST,
+                    "/api/v1/tokens",
+                    &[],
+                    Some(&body(&TokenRequest {
+                        name,
+                        kind: Some(if maas { "maas" } else { "native" }.into()),
+                        username: user,
+                    })?),
+                )
                 .await?;
             if out.json {
                 out.raw(&v);
@@ -925,7 +1032,7 @@ async fn named(client: &Client, out: &Output, what: &str, cmd: NamedCmd) -> Resu
                     Method::POST,
                     &format!("/api/v1/{what}"),
                     &[],
-                    Some(&json!({"name": name, "description": description})),
+                    Some(&body(&NamedRequest { name, description })?),
                 )
                 .await?;
             out.record(&v, &[("name", "name"), ("description", "description")]);

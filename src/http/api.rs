@@ -18,6 +18,7 @@ use crate::images::{
     BootRequest, BootView, GcReport, ImageEdit, ImageList, ImageRequest, ImageView, ImportView,
     SyncReport, SyncRequest,
 };
+use crate::model::api::{LoginRequest, NamedRequest, SshKeyRequest, TokenRequest};
 use crate::model::{Constraints, Event, Machine, TestResults};
 use crate::service::{
     ActionRequest, CatalogKind, MachineEdit, MachineFilter, NewMachine, NewUser, PowerRequest,
@@ -57,45 +58,6 @@ pub struct MachinePage {
     pub items: Vec<MachineView>,
     pub total: usize,
     pub next: Option<String>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    pub username: String,
-    pub password: String,
-    /// Name for the token made by this login.
-    #[serde(default)]
-    pub token_name: Option<String>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    #[serde(default)]
-    pub name: String,
-    /// "native" (default) or "maas" (consumer:token:secret for MAAS clients).
-    #[serde(default)]
-    #[schemars(schema_with = "crate::model::schema::token_kind_or_null")]
-    pub kind: Option<String>,
-    /// Admins may make tokens for other users.
-    #[serde(default)]
-    pub username: Option<String>,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SshKeyRequest {
-    pub key: String,
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NamedRequest {
-    #[schemars(schema_with = "crate::model::schema::name")]
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
 }
 
 #[derive(Deserialize, JsonSchema)]

@@ -5,19 +5,19 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, limited_json};
+use crate::model::agent_wire::{
+    Complete, Deployed, Enlisted, Fail, PREFIX, Progress, Reported, Task, path,
+};
+use crate::model::{ENLIST_KEY_HEADER, Inventory, Machine};
+use crate::service::{BootPlan, ServiceError};
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
-
-use super::AppState;
-use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, limited_json};
-use crate::model::{ENLIST_KEY_HEADER, Machine};
-use crate::service::{AgentTask, BootPlan, ServiceError};
 
 /// Boot resource names the ephemeral environment is stored under (per architecture).
 pub const KERNEL: &str = "vmlinuz";
@@ -29,15 +29,16 @@ const KERNEL_PARAMS: &str = "console=tty0 console=ttyS0,115200n8 panic=30";
 /// The boot and agent routes. `/enlist` and `/inventory` read their bodies themselves, up to
 /// `lifecycle.enlist_max_inventory_kib`; the other agent calls have axum's default limit (2 MiB).
 pub fn router() -> Router<AppState> {
+    let agent = |call: &str| format!("{PREFIX}{call}");
     Router::new()
         .route("/boot/{file}", get(boot_script))
-        .route("/api/agent/v1/task", get(task))
-        .route("/api/agent/v1/inventory", post(inventory))
-        .route("/api/agent/v1/progress", post(progress))
-        .route("/api/agent/v1/complete", post(complete))
-        .route("/api/agent/v1/fail", post(fail))
-        .route("/api/agent/v1/deployed", post(deployed))
-        .route("/api/agent/v1/enlist", post(enlist))
+        .route(&agent(path::TASK), get(task))
+        .route(&agent(path::INVENTORY), post(inventory))
+        .route(&agent(path::PROGRESS), post(progress))
+        .route(&agent(path::COMPLETE), post(complete))
+        .route(&agent(path::FAIL), post(fail))
+        .route(&agent(path::DEPLOYED), post(deployed))
+        .route(&agent(path::ENLIST), post(enlist))
 }
 
 /// The iPXE script that boots the ephemeral environment.
@@ -157,7 +158,7 @@ fn bearer(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-async fn task(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<AgentTask>> {
+async fn task(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Task>> {
     let m = agent(&s, &headers)?;
     let task = match s.service.agent_task(&m, &bearer(&headers), &s.public_url) {
         Ok(t) => t,
@@ -187,22 +188,19 @@ fn inventory_too_large(s: &AppState) -> String {
     )
 }
 
-async fn inventory(State(s): State<AppState>, req: Request) -> ApiResult<StatusCode> {
-    let m = agent(&s, req.headers())?;
-    let inv: serde_json::Value =
-        limited_json(req, max_inventory(&s), || inventory_too_large(&s)).await?;
-    s.service.agent_inventory(&m, inv).await?;
-    Ok(StatusCode::NO_CONTENT)
+/// Reads an inventory body, up to `lifecycle.enlist_max_inventory_kib` (413 beyond).
+async fn read_inventory(s: &AppState, req: Request) -> Result<Inventory, ApiError> {
+    let doc: serde_json::Value =
+        limited_json(req, max_inventory(s), || inventory_too_large(s)).await?;
+    serde_json::from_value(doc)
+        .map_err(|e| ApiError::bad_request(format!("inventory does not have rackbox's shape: {e}")))
 }
 
-#[derive(Deserialize)]
-struct Progress {
-    message: String,
-    #[serde(default)]
-    percent: Option<f64>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    bytes: Option<u64>,
+async fn inventory(State(s): State<AppState>, req: Request) -> ApiResult<StatusCode> {
+    let m = agent(&s, req.headers())?;
+    let inv = read_inventory(&s, req).await?;
+    s.service.agent_inventory(&m, inv).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn progress(
@@ -215,50 +213,41 @@ async fn progress(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct Complete {
-    #[serde(default)]
-    message: String,
-    /// What the task found (deploy, erase, test reports); a testing run's `tests` are kept.
-    #[serde(default)]
-    results: Option<serde_json::Value>,
+/// Where a report took the machine.
+fn reported(m: &Machine) -> Json<Reported> {
+    Json(Reported {
+        status: m.status.key().to_string(),
+    })
 }
 
 async fn complete(
     State(s): State<AppState>,
     headers: HeaderMap,
     JsonBody(c): JsonBody<Complete>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Reported>> {
     let m = agent(&s, &headers)?;
     let m = s.service.agent_complete(&m, c.message, c.results).await?;
-    Ok(Json(json!({"status": m.status.key()})))
-}
-
-#[derive(Deserialize)]
-struct Fail {
-    reason: String,
-    #[serde(default)]
-    results: Option<serde_json::Value>,
+    Ok(reported(&m))
 }
 
 async fn fail(
     State(s): State<AppState>,
     headers: HeaderMap,
     JsonBody(f): JsonBody<Fail>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Reported>> {
     let m = agent(&s, &headers)?;
     let m = s.service.agent_fail(&m, f.reason, f.results).await?;
-    Ok(Json(json!({"status": m.status.key()})))
+    Ok(reported(&m))
 }
 
 async fn deployed(
     State(s): State<AppState>,
     headers: HeaderMap,
-    JsonBody(c): JsonBody<Complete>,
-) -> ApiResult<Json<serde_json::Value>> {
+    JsonBody(d): JsonBody<Deployed>,
+) -> ApiResult<Json<Reported>> {
     let m = agent(&s, &headers)?;
-    let m = s.service.deployed_report(&m, c.message).await?;
-    Ok(Json(json!({"status": m.status.key()})))
+    let m = s.service.deployed_report(&m, d.message).await?;
+    Ok(reported(&m))
 }
 
 /// `POST /enlist`, anonymous: the source's rate is counted before the body is read, the body
@@ -306,7 +295,7 @@ impl From<ApiError> for EnlistError {
     }
 }
 
-async fn enlist_inner(s: &AppState, req: Request) -> Result<Json<serde_json::Value>, EnlistError> {
+async fn enlist_inner(s: &AppState, req: Request) -> Result<Json<Enlisted>, EnlistError> {
     // Without connection info (a router served without it) every caller shares one bucket.
     let source = req
         .extensions()
@@ -325,8 +314,10 @@ async fn enlist_inner(s: &AppState, req: Request) -> Result<Json<serde_json::Val
         ),
         None => None,
     };
-    let inv: serde_json::Value =
-        limited_json(req, max_inventory(s), || inventory_too_large(s)).await?;
+    let inv = read_inventory(s, req).await?;
     let (m, token) = s.service.enlist(inv, key.as_deref()).await?;
-    Ok(Json(json!({"system_id": m.system_id, "token": token})))
+    Ok(Json(Enlisted {
+        system_id: m.system_id,
+        token,
+    }))
 }

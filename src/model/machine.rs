@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::inventory::Inventory;
 use super::status::Status;
 
 /// One server in the rack. Observed state (status, power state, inventory) and operator intent
@@ -47,9 +48,12 @@ pub struct Machine {
     pub disks: Vec<Disk>,
     #[serde(default)]
     pub interfaces: Vec<Interface>,
-    /// The full hardware inventory reported by commissioning, as the agent sent it.
-    #[serde(default)]
-    pub inventory: Option<serde_json::Value>,
+    /// The full hardware inventory reported by commissioning (without the BMC credentials).
+    /// A stored inventory that does not read as an [`Inventory`] (a record written before the
+    /// inventory was typed, from an agent that sent another shape) reads as none rather than
+    /// making the machine unreadable; the next commissioning records it again.
+    #[serde(default, deserialize_with = "super::inventory::lenient")]
+    pub inventory: Option<Inventory>,
     /// Set once commissioning has completed successfully at least once.
     #[serde(default)]
     pub commissioned: bool,

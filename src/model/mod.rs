@@ -1,8 +1,12 @@
 //! The data of rackbox and the rules over it, with no I/O: machines, their statuses and life cycle,
-//! allocation constraints, users and tokens. Every other room uses this one; it uses none of them.
+//! allocation constraints, users and tokens, and the messages of the agent protocol with the
+//! hardware inventory it carries (one set of types for both ends of the wire). Every other room uses this one; it uses none of them.
 
+pub mod agent_wire;
+pub mod api;
 pub mod constraints;
 pub mod ids;
+pub mod inventory;
 pub mod lifecycle;
 pub mod machine;
 pub mod schema;
@@ -11,6 +15,7 @@ pub mod testing;
 pub mod user;
 
 pub use constraints::Constraints;
+pub use inventory::Inventory;
 pub use lifecycle::{Action, ActionKind, Effect, Transition, TransitionError};
 pub use machine::{
     BootSession, DeployTarget, DiscoveredBmc, Disk, ENLIST_KEY_HEADER, EraseMode, Event, Interface,

@@ -6,14 +6,15 @@
 //! rule, [`lifecycle::agent_may`]: a call its machine's status (or a boot that is over) does not
 //! take is refused with 409 and the status. Enlistment is in `enlist.rs`.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Principal, Service, ServiceError};
+use crate::images::records::ImageFormat as StoredFormat;
+use crate::model::agent_wire::{Complete, DeployTask, ImageFormat, PREFIX, Task, path};
+use crate::model::inventory::{Bmc, BmcCredentials};
 use crate::model::lifecycle::{self, AgentCall};
 use crate::model::{
-    Action, BootSession, Disk, EraseMode, Interface, Machine, Status, TestResult, TestResults,
+    Action, BootSession, EraseMode, Interface, Inventory, Machine, Status, TestResult, TestResults,
     TestRun, ids,
 };
 use crate::store::tables;
@@ -43,179 +44,61 @@ impl BootPlan {
     }
 }
 
-/// The agent's next job, decided by the machine's status.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "task", rename_all = "snake_case")]
-pub enum AgentTask {
-    /// Take the inventory; with `create_bmc_user` (the machine's power is not configured) also
-    /// create a BMC user for rackbox, whose credentials come back with the inventory.
-    Commission {
-        #[serde(default)]
-        create_bmc_user: bool,
-    },
-    Test {
-        tests: Vec<String>,
-    },
-    Deploy(Box<DeployTask>),
-    Erase {
-        mode: EraseMode,
-    },
-    Rescue {
-        ssh_keys: Vec<String>,
-    },
-    Poweroff,
-    Reboot,
-    Wait {
-        seconds: u64,
-    },
-}
-
-/// Everything the agent needs to write an image and seed cloud-init.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct DeployTask {
-    pub image_url: String,
-    pub image_sha256: String,
-    pub image_format: String,
-    pub image_size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_disk: Option<String>,
-    pub hostname: String,
-    pub ssh_keys: Vec<String>,
-    pub user_data: String,
-    pub instance_id: String,
-    /// Where the deployed OS reports that it booted, with `report_token`.
-    pub report_url: String,
-    pub report_token: String,
-}
-
-/// The parts of the agent's inventory that rackbox's model uses (the whole document is kept too).
-#[derive(Clone, Debug, Default, Deserialize)]
-pub(super) struct InventorySummary {
-    #[serde(default)]
-    cpu_count: u32,
-    #[serde(default)]
-    memory_mib: u64,
-    #[serde(default)]
-    pub(super) architecture: Option<String>,
-    #[serde(default)]
-    disks: Vec<Disk>,
-    #[serde(default)]
-    pub(super) interfaces: Vec<InventoryNic>,
-    #[serde(default)]
-    bmc: InventoryBmc,
-}
-
-/// What the inventory says about the machine's BMC, as far as power settings go.
-#[derive(Clone, Debug, Default, Deserialize)]
-struct InventoryBmc {
-    #[serde(default)]
-    lan: Option<InventoryBmcLan>,
-    #[serde(default)]
-    redfish_host_interface: Option<InventoryRedfish>,
-    #[serde(default)]
-    redfish: Option<InventoryRedfishBmc>,
-}
-
-/// What the agent learnt from the Redfish service behind the host interface.
-#[derive(Clone, Debug, Default, Deserialize)]
-struct InventoryRedfishBmc {
-    #[serde(default)]
-    address: String,
-    #[serde(default)]
-    manager_id: String,
-    #[serde(default)]
-    system_id: String,
-    #[serde(default)]
-    certificate_sha256: String,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-struct InventoryBmcLan {
-    #[serde(default)]
-    channel: u8,
-    ip_address: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-struct InventoryRedfish {
-    #[serde(default)]
-    service_address: String,
-    #[serde(default)]
-    service_port: u16,
-}
-
-/// The BMC user the agent created: travels in the inventory's `bmc.credentials`, is taken out
-/// before the inventory is stored, and ends up only in the power parameters (masked for
-/// everyone but admins). Its `Debug` hides the password.
-#[derive(Clone, Deserialize)]
-struct BmcCredentials {
-    username: String,
-    password: String,
-}
-
-impl std::fmt::Debug for BmcCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "BmcCredentials {{ username: {:?}, password: \"********\" }}",
-            self.username
-        )
-    }
-}
-
-/// Removes `bmc.credentials` from an inventory document and returns it when it is well formed
-/// (a malformed one is dropped: its text is never echoed back).
 /// Fuzzing entry point (fuzz/fuzz_targets/agent_reports.rs): runs the pure part of what
 /// [`Service::agent_inventory`] and [`Service::agent_complete`] do with an agent's JSON body
-/// (taking the BMC credentials out, reading the inventory's shape and MACs and the BMC
+/// (reading the inventory, taking the BMC credentials out, reading its MACs and the BMC
 /// addresses, reading a testing run's results) without a store. Public only so that the fuzz
 /// crate, which is outside this crate, can reach these private parsers; not an API.
 #[doc(hidden)]
 pub fn fuzz_agent_report(body: &[u8]) {
-    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return;
-    };
-    let _ = take_bmc_credentials(&mut doc);
-    if let Ok(summary) = serde_json::from_value::<InventorySummary>(doc.clone()) {
-        for nic in &summary.interfaces {
-            let _ = ids::normalize_mac(&nic.mac);
-        }
-        if let Some(rf) = &summary.bmc.redfish {
+    if let Ok(mut inventory) = serde_json::from_slice::<Inventory>(body) {
+        let _ = take_bmc_credentials(&mut inventory);
+        let _ = inventory_interfaces(&inventory);
+        if let Some(rf) = &inventory.bmc.redfish {
             let _ = usable_bmc_address(&rf.address);
         }
-        if let Some(lan) = &summary.bmc.lan {
+        if let Some(lan) = &inventory.bmc.lan {
             let _ = usable_bmc_address(&lan.ip_address);
         }
     }
-    if let Ok(Some(results)) = testing_results(doc.get("results")) {
+    if let Ok(report) = serde_json::from_slice::<Complete>(body)
+        && let Ok(Some(results)) = testing_results(report.results.as_ref())
+    {
         let _ = TestRun::new("fuzz", 0, results).failure_reason();
     }
 }
 
-fn take_bmc_credentials(inventory: &mut serde_json::Value) -> Option<BmcCredentials> {
-    let raw = inventory
-        .get_mut("bmc")?
-        .as_object_mut()?
-        .remove("credentials")?;
-    serde_json::from_value::<BmcCredentials>(raw)
-        .ok()
+/// Takes `bmc.credentials` out of an inventory (it is never stored there) and returns them when
+/// both parts are there.
+fn take_bmc_credentials(inventory: &mut Inventory) -> Option<BmcCredentials> {
+    inventory
+        .bmc
+        .credentials
+        .take()
         .filter(|c| !c.username.is_empty() && !c.password.is_empty())
+}
+
+/// The inventory's network interfaces as the machine records them, MACs normalized.
+pub(super) fn inventory_interfaces(inventory: &Inventory) -> Result<Vec<Interface>, ServiceError> {
+    inventory
+        .interfaces
+        .iter()
+        .map(|nic| {
+            let mac = ids::normalize_mac(&nic.mac)
+                .map_err(|e| ServiceError::Invalid(format!("inventory interfaces: {e}")))?;
+            Ok(Interface {
+                name: nic.name.clone(),
+                mac,
+                boot: nic.boot,
+            })
+        })
+        .collect()
 }
 
 /// An address the BMC reports that could be one to reach it at: IPv4, not 0.0.0.0 or broadcast.
 fn usable_bmc_address(ip: &str) -> bool {
     ip.parse::<std::net::Ipv4Addr>()
         .is_ok_and(|a| !a.is_unspecified() && !a.is_broadcast())
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub(super) struct InventoryNic {
-    name: String,
-    pub(super) mac: String,
-    #[serde(default)]
-    boot: bool,
 }
 
 pub(super) fn sha256_hex(text: &str) -> String {
@@ -342,7 +225,7 @@ impl Service {
         m: &Machine,
         token: &str,
         public_url: &str,
-    ) -> Result<AgentTask, ServiceError> {
+    ) -> Result<Task, ServiceError> {
         let owner_keys = |m: &Machine| -> Result<Vec<String>, ServiceError> {
             Ok(match &m.owner {
                 Some(o) => self
@@ -354,13 +237,13 @@ impl Service {
         };
         allow(AgentCall::Task, m)?;
         if !lifecycle::boot_is_current(m) {
-            return Ok(AgentTask::Poweroff);
+            return Ok(Task::Poweroff);
         }
         Ok(match m.status {
-            Status::Commissioning => AgentTask::Commission {
+            Status::Commissioning => Task::Commission {
                 create_bmc_user: m.power.is_unconfigured(),
             },
-            Status::Testing => AgentTask::Test {
+            Status::Testing => Task::Test {
                 tests: vec!["disk-read".into(), "memory".into()],
             },
             Status::Deploying if !m.deploy_written => {
@@ -372,28 +255,36 @@ impl Service {
                 let image = images
                     .deploy_image(&target.image, &target.osystem, &m.architecture)
                     .map_err(|e| ServiceError::Conflict(format!("no image to deploy: {e}")))?;
-                AgentTask::Deploy(Box::new(DeployTask {
+                let image_format = agent_format(image.format).ok_or_else(|| {
+                    ServiceError::Conflict(format!(
+                        "no image to deploy: image {} is a {} archive; the agent writes raw \
+                         disk images (raw, raw.gz, raw.xz, raw.zst)",
+                        image.name,
+                        image.format.as_str()
+                    ))
+                })?;
+                Task::Deploy(Box::new(DeployTask {
                     image_url: format!("{public_url}/images/{}", image.name),
                     image_sha256: image.sha256.clone(),
-                    image_format: image.format.as_str().to_string(),
-                    image_size: image.size,
+                    image_format,
+                    image_size: Some(image.size),
                     target_disk: None,
                     hostname: m.hostname.clone(),
                     ssh_keys: target.ssh_keys.clone(),
                     user_data: target.user_data.clone(),
                     instance_id: format!("{}-{}", m.system_id, m.generation),
-                    report_url: format!("{public_url}/api/agent/v1/deployed"),
-                    report_token: token.to_string(),
+                    report_url: Some(format!("{public_url}{PREFIX}{}", path::DEPLOYED)),
+                    report_token: Some(token.to_string()),
                 }))
             }
-            Status::Deploying => AgentTask::Reboot,
-            Status::DiskErasing => AgentTask::Erase {
+            Status::Deploying => Task::Reboot,
+            Status::DiskErasing => Task::Erase {
                 mode: m.erase.unwrap_or(EraseMode::Quick),
             },
-            Status::EnteringRescueMode | Status::RescueMode => AgentTask::Rescue {
+            Status::EnteringRescueMode | Status::RescueMode => Task::Rescue {
                 ssh_keys: owner_keys(m)?,
             },
-            _ => AgentTask::Poweroff,
+            _ => Task::Poweroff,
         })
     }
 
@@ -402,7 +293,7 @@ impl Service {
     pub async fn agent_inventory(
         &self,
         m: &Machine,
-        inventory: serde_json::Value,
+        inventory: Inventory,
     ) -> Result<Machine, ServiceError> {
         allow(AgentCall::Inventory, m)?;
         self.record_inventory(&m.system_id, inventory, m.status)
@@ -418,23 +309,12 @@ impl Service {
     pub(super) async fn record_inventory(
         &self,
         system_id: &str,
-        mut inventory: serde_json::Value,
+        mut inventory: Inventory,
         expected: Status,
     ) -> Result<Machine, ServiceError> {
         let credentials = take_bmc_credentials(&mut inventory);
-        let summary: InventorySummary = serde_json::from_value(inventory.clone()).map_err(|e| {
-            ServiceError::Invalid(format!("inventory does not have rackbox's shape: {e}"))
-        })?;
-        let mut interfaces = Vec::new();
-        for nic in &summary.interfaces {
-            let mac = ids::normalize_mac(&nic.mac)
-                .map_err(|e| ServiceError::Invalid(format!("inventory interfaces: {e}")))?;
-            interfaces.push(Interface {
-                name: nic.name.clone(),
-                mac,
-                boot: nic.boot,
-            });
-        }
+        let interfaces = inventory_interfaces(&inventory)?;
+        let bmc = inventory.bmc.clone();
         let m = self
             .modify_machine(system_id, "agent", move |tx, m| {
                 if m.status != expected {
@@ -469,12 +349,12 @@ impl Service {
                         )));
                     }
                 }
-                m.cpu_count = summary.cpu_count;
-                m.memory_mib = summary.memory_mib;
-                if let Some(a) = &summary.architecture {
-                    m.architecture = a.clone();
+                m.cpu_count = inventory.cpu_count;
+                m.memory_mib = inventory.memory_mib;
+                if !inventory.architecture.is_empty() {
+                    m.architecture = inventory.architecture.clone();
                 }
-                m.disks = summary.disks.clone();
+                m.disks = inventory.model_disks();
                 m.interfaces = new_ifaces;
                 m.inventory = Some(inventory);
                 let said = format!(
@@ -488,7 +368,7 @@ impl Service {
             })
             .await?;
         let m = m.ok_or_else(|| ServiceError::Conflict("inventory not recorded".into()))?;
-        self.record_bmc(m, &summary.bmc, credentials).await
+        self.record_bmc(m, &bmc, credentials).await
     }
 
     /// Records the BMC the inventory names and, on a machine without power settings, takes
@@ -499,7 +379,7 @@ impl Service {
     async fn record_bmc(
         &self,
         m: Machine,
-        bmc: &InventoryBmc,
+        bmc: &Bmc,
         credentials: Option<BmcCredentials>,
     ) -> Result<Machine, ServiceError> {
         let redfish = bmc
@@ -824,5 +704,19 @@ impl DefaultTarget for Option<crate::model::DeployTarget> {
             user_data: String::new(),
             ssh_keys: Vec::new(),
         })
+    }
+}
+
+/// The wire format of a stored image the agent can write; None for the tar archives, which it
+/// cannot.
+fn agent_format(format: StoredFormat) -> Option<ImageFormat> {
+    match format {
+        StoredFormat::Raw => Some(ImageFormat::Raw),
+        StoredFormat::RawGz => Some(ImageFormat::RawGz),
+        StoredFormat::RawXz => Some(ImageFormat::RawXz),
+        StoredFormat::RawZst => Some(ImageFormat::RawZst),
+        StoredFormat::Tar | StoredFormat::TarGz | StoredFormat::TarXz | StoredFormat::TarZst => {
+            None
+        }
     }
 }

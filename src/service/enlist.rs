@@ -27,9 +27,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::boot::{InventorySummary, mint_token, sha256_hex, token_for};
+use super::boot::{inventory_interfaces, mint_token, sha256_hex, token_for};
 use super::{Principal, Service, ServiceError};
-use crate::model::{BootSession, ENLIST_KEY_HEADER, Machine, Status, ids};
+use crate::model::{BootSession, ENLIST_KEY_HEADER, Inventory, Machine, Status, ids};
 
 /// Most source addresses whose enlistments are counted at once; beyond it, new sources wait
 /// until old buckets have filled up again (so a flood of addresses cannot grow memory).
@@ -172,7 +172,7 @@ impl Service {
     /// enlistment works.
     pub async fn enlist(
         &self,
-        inventory: serde_json::Value,
+        inventory: Inventory,
         key: Option<&str>,
     ) -> Result<(Machine, String), ServiceError> {
         if !self.enlist.enabled {
@@ -181,15 +181,10 @@ impl Service {
         if let Some(k) = key {
             check_key(k)?;
         }
-        let summary: InventorySummary = serde_json::from_value(inventory.clone()).map_err(|e| {
-            ServiceError::Invalid(format!("inventory does not have rackbox's shape: {e}"))
-        })?;
         let mut macs = Vec::new();
-        for nic in &summary.interfaces {
-            let mac = ids::normalize_mac(&nic.mac)
-                .map_err(|e| ServiceError::Invalid(format!("inventory interfaces: {e}")))?;
-            if !macs.contains(&mac) {
-                macs.push(mac);
+        for nic in inventory_interfaces(&inventory)? {
+            if !macs.contains(&nic.mac) {
+                macs.push(nic.mac);
             }
         }
         if macs.is_empty() {
@@ -244,7 +239,7 @@ impl Service {
         }
         let new = super::NewMachine {
             mac_addresses: macs,
-            architecture: summary.architecture.clone(),
+            architecture: Some(inventory.architecture.clone()).filter(|a| !a.is_empty()),
             commission: Some(false),
             ..Default::default()
         };
@@ -281,7 +276,7 @@ impl Service {
     async fn enlist_again(
         &self,
         m: Machine,
-        inventory: serde_json::Value,
+        inventory: Inventory,
         key: &str,
     ) -> Result<(Machine, String), ServiceError> {
         let m = if m.status == Status::New {

@@ -19,9 +19,9 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
+pub use boot::BootPlan;
 #[doc(hidden)]
 pub use boot::fuzz_agent_report;
-pub use boot::{AgentTask, BootPlan, DeployTask};
 pub use catalog::CatalogKind;
 pub use conductor::run_conductor;
 pub use enlist::EnlistOptions;

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{Principal, Service, ServiceError, login_guard};
@@ -14,33 +14,7 @@ use crate::store::tables::{self, TOKENS, USERS};
 /// Prefix of native API tokens: `rbx_<id>_<secret>`.
 const NATIVE_PREFIX: &str = "rbx_";
 
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewUser {
-    #[schemars(schema_with = "crate::model::schema::name")]
-    pub username: String,
-    #[schemars(schema_with = "crate::model::schema::password")]
-    pub password: String,
-    #[serde(default)]
-    pub email: String,
-    /// "admin" or "user" (default).
-    #[serde(default)]
-    #[schemars(schema_with = "crate::model::schema::role_or_null")]
-    pub role: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserEdit {
-    #[serde(default)]
-    #[schemars(schema_with = "crate::model::schema::password_or_null")]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    #[schemars(schema_with = "crate::model::schema::role_or_null")]
-    pub role: Option<String>,
-}
+pub use crate::model::api::{NewUser, UserEdit};
 
 /// Which kind of credential to make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
