@@ -23,12 +23,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz.sh: cargo-fuzz is missing (scripts/deps.d/fuzz.sh installs it)" >&2
     exit 1
 fi
-jobs=()
-[ -n "${FUZZ_JOBS:-}" ] && jobs=(--jobs "$FUZZ_JOBS")
+# cargo fuzz build takes no --jobs; cargo reads the same setting from the environment.
+[ -n "${FUZZ_JOBS:-}" ] && export CARGO_BUILD_JOBS="$FUZZ_JOBS"
 
 echo "== fuzz: build"
 start=$(date +%s)
-(cd fuzz && cargo fuzz build -s none "${jobs[@]}" 2>&1 | grep -v '^ *Compiling ' || true)
+(cd fuzz && cargo fuzz build -s none 2>&1 | grep -v '^ *Compiling ' || true)
 built=$(( $(date +%s) - start ))
 bin_dir="fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release"
 mapfile -t targets < <(cd fuzz && cargo fuzz list)
