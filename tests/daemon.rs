@@ -63,23 +63,33 @@ fn first_start_without_a_password_file_generates_one() {
         .stderr(log)
         .spawn()
         .unwrap();
+    // The daemon writes the file, then prints the password: wait for both (bounded), since the
+    // file may be seen before the line reaches the log.
     let file = dir.path().join("state/initial-admin-password");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !file.exists() && Instant::now() < deadline {
+    let password = loop {
+        let password = std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let printed = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        if !password.is_empty() && printed.contains(&password) {
+            break password;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no password file with its password printed on the console within 20 s \
+             (file: {password:?}); log:\n{printed}"
+        );
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let password = std::fs::read_to_string(&file)
-        .expect("password file written")
-        .trim()
-        .to_string();
+    };
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600
     );
     let printed = std::fs::read_to_string(dir.path().join("log")).unwrap();
-    assert!(printed.contains(&password), "printed once on the console");
-    assert_eq!(printed.matches(&password).count(), 1, "and only once");
+    assert_eq!(printed.matches(&password).count(), 1, "printed only once");
     let _ = child.kill();
     let _ = child.wait();
 }
