@@ -14,7 +14,7 @@ use crate::service::CatalogKind;
 use crate::store::tables::NamedThing;
 
 /// A catalog, as a type, so that one handler serves each (the route table names
-/// `list::<Zones>`).
+/// `list::<Zones>`); the MAAS face's catalog handlers take the same types.
 pub trait Catalog {
     const KIND: CatalogKind;
 }
