@@ -54,16 +54,9 @@ pub enum Access {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let mut api = Router::new();
-    let mut added = std::collections::HashSet::new();
-    for route in api::ROUTES {
-        // Routes of one path share a method router; add it once.
-        if added.insert(route.path) {
-            api = api.route(route.path, (route.handler)());
-        }
-    }
     // The MAAS face authenticates on its own (OAuth), so it joins after the native middleware.
-    api.route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+    api::router()
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .merge(maas::router())
         .merge(boot::router())
         .layer(middleware::from_fn_with_state(
@@ -131,19 +124,4 @@ fn principal_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Princ
             ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
         })?;
     Ok(state.service.authenticate_bearer(token.trim())?)
-}
-
-/// A route of the table.
-pub struct Route {
-    pub method: Method,
-    pub path: &'static str,
-    pub access: Access,
-    pub summary: &'static str,
-    /// Builds the axum method router for this route.
-    pub handler: fn() -> axum::routing::MethodRouter<AppState>,
-    pub query: Option<openapi::SchemaFn>,
-    pub request: Option<openapi::SchemaFn>,
-    pub response: Option<openapi::SchemaFn>,
-    /// The status a successful call answers.
-    pub success: u16,
 }

@@ -21,6 +21,11 @@ fn path_params(path: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The server URL of the checked-in document, docs/openapi.json (a running appliance serves its
+/// own at /api/v1/openapi.json, with its public URL).
+pub const CHECKED_IN_SERVER: &str = "http://127.0.0.1:5240";
+
+/// The document for clients to reach the API at `server_url`.
 pub fn document(server_url: &str) -> Value {
     let mut settings = SchemaSettings::draft2020_12();
     settings.definitions_path = "/components/schemas".into();
@@ -185,6 +190,36 @@ mod tests {
 
     fn op<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
         &doc["paths"][path][method]
+    }
+
+    /// docs/openapi.json is the document the code makes, so every change to the API shows as a
+    /// diff of that file in review. `RACKBOX_BLESS=1` rewrites it.
+    #[test]
+    fn the_checked_in_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+        let made = serde_json::to_string_pretty(&document(CHECKED_IN_SERVER))
+            .expect("a JSON value serializes")
+            + "\n";
+        if std::env::var_os("RACKBOX_BLESS").is_some() {
+            std::fs::write(&path, &made).expect("docs/openapi.json is writable");
+            return;
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some((n, (old, new))) = checked_in
+            .lines()
+            .chain(std::iter::repeat(""))
+            .zip(made.lines().chain(std::iter::repeat("")))
+            .take(checked_in.lines().count().max(made.lines().count()))
+            .enumerate()
+            .find(|(_, (old, new))| old != new)
+        {
+            panic!(
+                "docs/openapi.json is not the document the code makes; line {}:\n  file: {old}\n  code: {new}\n\
+                 If the API change is meant, run `RACKBOX_BLESS=1 cargo test --lib \
+                 the_checked_in_document_is_current` and commit the file.",
+                n + 1
+            );
+        }
     }
 
     /// The precision issue 13 asked for: what the server does, the document says.

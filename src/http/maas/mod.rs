@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use futures_util::future::BoxFuture;
 
+use super::api::catalogs::{Pools, Tags, Zones};
 use super::{Access, AppState};
 use crate::service::Principal;
 pub use error::{MaasError, MaasResult};
@@ -113,7 +114,7 @@ pub struct Resource {
 }
 
 macro_rules! act {
-    ($method:ident, $op:expr, $access:ident, $doc:expr, $f:path) => {
+    ($method:ident, $op:expr, $access:ident, $doc:expr, $f:expr) => {
         Action {
             method: Method::$method,
             op: $op,
@@ -440,13 +441,19 @@ pub static RESOURCES: &[Resource] = &[
         path: "zones/",
         doc: "Manage availability zones.",
         actions: &[
-            act!(GET, None, User, "List zones.", resources::zones),
+            act!(
+                GET,
+                None,
+                User,
+                "List zones.",
+                resources::catalog_list::<Zones>
+            ),
             act!(
                 POST,
                 None,
                 Admin,
                 "Create a zone (name, description).",
-                resources::create_zone
+                resources::catalog_create::<Zones>
             ),
         ],
     },
@@ -455,13 +462,19 @@ pub static RESOURCES: &[Resource] = &[
         path: "zones/{name}/",
         doc: "Manage one availability zone.",
         actions: &[
-            act!(GET, None, User, "Read a zone.", resources::zone),
+            act!(
+                GET,
+                None,
+                User,
+                "Read a zone.",
+                resources::catalog_read::<Zones>
+            ),
             act!(
                 DELETE,
                 None,
                 Admin,
                 "Delete a zone no machine is in.",
-                resources::delete_zone
+                resources::catalog_delete::<Zones>
             ),
         ],
     },
@@ -470,13 +483,19 @@ pub static RESOURCES: &[Resource] = &[
         path: "resourcepools/",
         doc: "Manage resource pools.",
         actions: &[
-            act!(GET, None, User, "List resource pools.", resources::pools),
+            act!(
+                GET,
+                None,
+                User,
+                "List resource pools.",
+                resources::catalog_list::<Pools>
+            ),
             act!(
                 POST,
                 None,
                 Admin,
                 "Create a resource pool (name, description).",
-                resources::create_pool
+                resources::catalog_create::<Pools>
             ),
         ],
     },
@@ -485,13 +504,19 @@ pub static RESOURCES: &[Resource] = &[
         path: "resourcepools/{id}/",
         doc: "Manage one resource pool.",
         actions: &[
-            act!(GET, None, User, "Read a resource pool.", resources::pool),
+            act!(
+                GET,
+                None,
+                User,
+                "Read a resource pool.",
+                resources::catalog_read::<Pools>
+            ),
             act!(
                 DELETE,
                 None,
                 Admin,
                 "Delete a resource pool no machine is in.",
-                resources::delete_pool
+                resources::catalog_delete::<Pools>
             ),
         ],
     },
@@ -500,13 +525,19 @@ pub static RESOURCES: &[Resource] = &[
         path: "tags/",
         doc: "Manage tags.",
         actions: &[
-            act!(GET, None, User, "List tags.", resources::tags),
+            act!(
+                GET,
+                None,
+                User,
+                "List tags.",
+                resources::catalog_list::<Tags>
+            ),
             act!(
                 POST,
                 None,
                 Admin,
                 "Create a tag (name, comment).",
-                resources::create_tag
+                resources::catalog_create::<Tags>
             ),
         ],
     },
@@ -515,13 +546,19 @@ pub static RESOURCES: &[Resource] = &[
         path: "tags/{name}/",
         doc: "Manage one tag.",
         actions: &[
-            act!(GET, None, User, "Read a tag.", resources::tag),
+            act!(
+                GET,
+                None,
+                User,
+                "Read a tag.",
+                resources::catalog_read::<Tags>
+            ),
             act!(
                 DELETE,
                 None,
                 Admin,
                 "Delete a tag no machine carries.",
-                resources::delete_tag
+                resources::catalog_delete::<Tags>
             ),
             act!(
                 GET,

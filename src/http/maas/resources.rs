@@ -13,8 +13,10 @@ use super::params::Params;
 use super::render::{self, Catalog, named_id};
 use super::{Ctx, MaasError, MaasResult, Reply, json};
 use crate::http::AppState;
+use crate::http::api::catalogs::{self, Pools, Tags, Zones};
 use crate::model::Role;
 use crate::service::{CatalogKind, MachineFilter, NewUser, TokenCreated, TokenKind};
+use crate::store::tables::NamedThing;
 
 /// The MAAS API level rackbox speaks; clients compare it, not rackbox's own version.
 const MAAS_API_VERSION: &str = "2.9.2";
@@ -156,130 +158,97 @@ pub async fn delete_user(c: Ctx) -> Reply {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn zones(c: Ctx) -> Reply {
-    let zones = c.state.service.list_catalog(CatalogKind::Zone)?;
-    json(Value::Array(
-        zones
-            .iter()
-            .map(|z| render::zone(&z.name, &z.description))
-            .collect(),
-    ))
+/// How the face shows a catalog (zones, resource pools, tags): one set of handlers serves the
+/// three, instantiated per catalog in the table (`catalog_list::<Zones>`).
+pub trait FaceCatalog: catalogs::Catalog {
+    /// The parameter that carries an entry's description (a tag's is its comment).
+    const TEXT: &'static str;
+
+    /// An entry in MAAS's JSON.
+    fn render(entry: &NamedThing) -> Value;
+
+    /// The entry the path names (zones and tags by name in `{name}`).
+    fn entry(c: &Ctx) -> MaasResult<String> {
+        Ok(c.arg("name").to_string())
+    }
+
+    /// Refuses parameters of a new entry the catalog cannot honour.
+    fn check(_params: &Params) -> MaasResult<()> {
+        Ok(())
+    }
 }
 
-pub async fn create_zone(c: Ctx) -> Reply {
-    let p = c.principal()?;
-    let name = c.params.required("name")?;
-    let description = c.params.text("description")?.unwrap_or_default();
-    let z = c
-        .state
-        .service
-        .create_catalog(p, CatalogKind::Zone, &name, &description)
-        .await?;
-    json(render::zone(&z.name, &z.description))
+impl FaceCatalog for Zones {
+    const TEXT: &'static str = "description";
+
+    fn render(z: &NamedThing) -> Value {
+        render::zone(&z.name, &z.description)
+    }
 }
 
-pub async fn zone(c: Ctx) -> Reply {
-    let z = c
-        .state
-        .service
-        .catalog_entry(CatalogKind::Zone, c.arg("name"))?;
-    json(render::zone(&z.name, &z.description))
-}
+impl FaceCatalog for Pools {
+    const TEXT: &'static str = "description";
 
-pub async fn delete_zone(c: Ctx) -> Reply {
-    let p = c.principal()?;
-    c.state
-        .service
-        .delete_catalog(p, CatalogKind::Zone, c.arg("name"))
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
+    fn render(x: &NamedThing) -> Value {
+        render::pool(&x.name, &x.description)
+    }
 
-pub async fn pools(c: Ctx) -> Reply {
-    let pools = c.state.service.list_catalog(CatalogKind::Pool)?;
-    json(Value::Array(
+    /// A pool's name from its MAAS id in `{id}` (or its name: MAAS's CLI accepts both).
+    fn entry(c: &Ctx) -> MaasResult<String> {
+        let id = c.arg("id");
+        let pools = c.state.service.list_catalog(CatalogKind::Pool)?;
         pools
             .iter()
-            .map(|x| render::pool(&x.name, &x.description))
-            .collect(),
-    ))
-}
-
-pub async fn create_pool(c: Ctx) -> Reply {
-    let p = c.principal()?;
-    let name = c.params.required("name")?;
-    let description = c.params.text("description")?.unwrap_or_default();
-    let x = c
-        .state
-        .service
-        .create_catalog(p, CatalogKind::Pool, &name, &description)
-        .await?;
-    json(render::pool(&x.name, &x.description))
-}
-
-/// A pool's name from its MAAS id (or its name: MAAS's CLI accepts both).
-fn pool_name(c: &Ctx) -> MaasResult<String> {
-    let id = c.arg("id");
-    let pools = c.state.service.list_catalog(CatalogKind::Pool)?;
-    pools
-        .iter()
-        .find(|x| named_id("pool", &x.name).to_string() == id || x.name == id)
-        .map(|x| x.name.clone())
-        .ok_or_else(|| MaasError::not_found(format!("resource pool {id} does not exist")))
-}
-
-pub async fn pool(c: Ctx) -> Reply {
-    let name = pool_name(&c)?;
-    let x = c.state.service.catalog_entry(CatalogKind::Pool, &name)?;
-    json(render::pool(&x.name, &x.description))
-}
-
-pub async fn delete_pool(c: Ctx) -> Reply {
-    let p = c.principal()?;
-    let name = pool_name(&c)?;
-    c.state
-        .service
-        .delete_catalog(p, CatalogKind::Pool, &name)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-pub async fn tags(c: Ctx) -> Reply {
-    let tags = c.state.service.list_catalog(CatalogKind::Tag)?;
-    json(Value::Array(tags.iter().map(render::tag).collect()))
-}
-
-pub async fn create_tag(c: Ctx) -> Reply {
-    let p = c.principal()?;
-    let name = c.params.required("name")?;
-    if c.params.nonempty("definition")?.is_some() {
-        return Err(MaasError::bad_request(
-            "definition: rackbox tags are given to machines by hand; XPath definitions are not supported",
-        ));
+            .find(|x| named_id("pool", &x.name).to_string() == id || x.name == id)
+            .map(|x| x.name.clone())
+            .ok_or_else(|| MaasError::not_found(format!("resource pool {id} does not exist")))
     }
-    let comment = c.params.text("comment")?.unwrap_or_default();
-    let t = c
-        .state
-        .service
-        .create_catalog(p, CatalogKind::Tag, &name, &comment)
-        .await?;
-    json(render::tag(&t))
 }
 
-pub async fn tag(c: Ctx) -> Reply {
-    let t = c
-        .state
-        .service
-        .catalog_entry(CatalogKind::Tag, c.arg("name"))?;
-    json(render::tag(&t))
+impl FaceCatalog for Tags {
+    const TEXT: &'static str = "comment";
+
+    fn render(t: &NamedThing) -> Value {
+        render::tag(t)
+    }
+
+    fn check(params: &Params) -> MaasResult<()> {
+        if params.nonempty("definition")?.is_some() {
+            return Err(MaasError::bad_request(
+                "definition: rackbox tags are given to machines by hand; XPath definitions are not supported",
+            ));
+        }
+        Ok(())
+    }
 }
 
-pub async fn delete_tag(c: Ctx) -> Reply {
+pub async fn catalog_list<C: FaceCatalog>(c: Ctx) -> Reply {
+    let entries = c.state.service.list_catalog(C::KIND)?;
+    json(Value::Array(entries.iter().map(C::render).collect()))
+}
+
+pub async fn catalog_create<C: FaceCatalog>(c: Ctx) -> Reply {
     let p = c.principal()?;
-    c.state
+    let name = c.params.required("name")?;
+    C::check(&c.params)?;
+    let description = c.params.text(C::TEXT)?.unwrap_or_default();
+    let entry = c
+        .state
         .service
-        .delete_catalog(p, CatalogKind::Tag, c.arg("name"))
+        .create_catalog(p, C::KIND, &name, &description)
         .await?;
+    json(C::render(&entry))
+}
+
+pub async fn catalog_read<C: FaceCatalog>(c: Ctx) -> Reply {
+    let name = C::entry(&c)?;
+    json(C::render(&c.state.service.catalog_entry(C::KIND, &name)?))
+}
+
+pub async fn catalog_delete<C: FaceCatalog>(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let name = C::entry(&c)?;
+    c.state.service.delete_catalog(p, C::KIND, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -1,0 +1,71 @@
+//! The appliance itself: liveness, metrics, this API's document, the boot network's leases.
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::P;
+use crate::http::AppState;
+use crate::http::error::ApiResult;
+
+#[derive(Serialize, JsonSchema)]
+pub struct Health {
+    /// ok; disk_full (only logins, deletes and the appliance's own records are written: free
+    /// space on the state disk); store_failed (the database could not be reopened after an I/O
+    /// error). Anything but ok is answered with 503.
+    pub status: &'static str,
+    pub version: &'static str,
+    /// What is wrong, when something is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+pub(super) async fn healthz(State(s): State<AppState>) -> ApiResult<(StatusCode, Json<Health>)> {
+    use crate::store::StoreState;
+    let store = s.service.store();
+    let (status, detail) = match store.state() {
+        StoreState::Ok => ("ok", None),
+        StoreState::DiskFull { detail } => ("disk_full", Some(detail)),
+        StoreState::Failed { detail } => ("store_failed", Some(detail)),
+    };
+    // The database answers reads, whatever the writer's state.
+    let (status, detail) = match store.read() {
+        Ok(_) => (status, detail),
+        Err(e) => ("store_failed", Some(e.to_string())),
+    };
+    let code = if status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((
+        code,
+        Json(Health {
+            status,
+            version: env!("CARGO_PKG_VERSION"),
+            detail,
+        }),
+    ))
+}
+
+pub(super) async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::http::metrics::render(&s),
+    )
+        .into_response()
+}
+
+pub(super) async fn openapi_document(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(crate::http::openapi::document(&s.public_url))
+}
+
+pub(super) async fn leases(
+    State(s): State<AppState>,
+    Extension(p): P,
+) -> ApiResult<Json<Vec<crate::dhcp::lease::Lease>>> {
+    Ok(Json(s.service.list_leases(&p)?))
+}

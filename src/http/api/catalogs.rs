@@ -1,0 +1,74 @@
+//! Zones, resource pools and tags: three catalogs of one shape (list, create, show, delete),
+//! served by one set of handlers, each instantiated per catalog (`list::<Zones>`).
+
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+
+use super::P;
+use crate::http::AppState;
+use crate::http::error::ApiResult;
+use crate::http::extract::JsonBody;
+use crate::model::api::NamedRequest;
+use crate::service::CatalogKind;
+use crate::store::tables::NamedThing;
+
+/// A catalog, as a type, so that one handler serves each (the route table names
+/// `list::<Zones>`); the MAAS face's catalog handlers take the same types.
+pub trait Catalog {
+    const KIND: CatalogKind;
+}
+
+/// Availability zones.
+pub struct Zones;
+/// Resource pools.
+pub struct Pools;
+/// Tags.
+pub struct Tags;
+
+impl Catalog for Zones {
+    const KIND: CatalogKind = CatalogKind::Zone;
+}
+impl Catalog for Pools {
+    const KIND: CatalogKind = CatalogKind::Pool;
+}
+impl Catalog for Tags {
+    const KIND: CatalogKind = CatalogKind::Tag;
+}
+
+pub(super) async fn list<C: Catalog>(
+    State(s): State<AppState>,
+) -> ApiResult<Json<Vec<NamedThing>>> {
+    Ok(Json(s.service.list_catalog(C::KIND)?))
+}
+
+pub(super) async fn show<C: Catalog>(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<NamedThing>> {
+    Ok(Json(s.service.catalog_entry(C::KIND, &name)?))
+}
+
+pub(super) async fn create<C: Catalog>(
+    State(s): State<AppState>,
+    Extension(p): P,
+    JsonBody(req): JsonBody<NamedRequest>,
+) -> ApiResult<(StatusCode, Json<NamedThing>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.service
+                .create_catalog(&p, C::KIND, &req.name, &req.description)
+                .await?,
+        ),
+    ))
+}
+
+pub(super) async fn delete<C: Catalog>(
+    State(s): State<AppState>,
+    Extension(p): P,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.service.delete_catalog(&p, C::KIND, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
