@@ -104,10 +104,19 @@ impl<K: Hash + Eq + Clone> Counts<K> {
     }
 
     /// How long `key` must still wait at `now` (zero: it may try).
+    ///
+    /// Attempts within the free ones never wait, however close together: `now` is read before
+    /// the locks, so a concurrent attempt may have been counted with a later instant than this
+    /// one's, and `last - now` must not turn into a wait (200 concurrent logins once got 429s
+    /// that way).
     fn wait(&self, key: &K, now: Instant) -> Duration {
         match self.records.get(key) {
-            Some(r) if now.duration_since(r.last) < FORGET_AFTER => {
-                (r.last + self.delay(r.attempts)).saturating_duration_since(now)
+            Some(r) if now.saturating_duration_since(r.last) < FORGET_AFTER => {
+                let delay = self.delay(r.attempts);
+                if delay.is_zero() {
+                    return Duration::ZERO;
+                }
+                (r.last + delay).saturating_duration_since(now)
             }
             _ => Duration::ZERO,
         }
@@ -136,7 +145,8 @@ impl<K: Hash + Eq + Clone> Counts<K> {
             r.attempts = 0;
         }
         r.attempts = r.attempts.saturating_add(1);
-        r.last = now;
+        // Never backwards: a concurrent attempt may have been counted with a later instant.
+        r.last = r.last.max(now);
     }
 
     /// Gives back one counted attempt of `key`.
@@ -397,6 +407,20 @@ mod tests {
 
     fn guard() -> LoginGuard {
         LoginGuard::new(LoginOptions::default())
+    }
+
+    #[test]
+    fn free_attempts_counted_out_of_order_never_wait() {
+        // Concurrent logins read the clock before the locks: one counted at a later instant
+        // must not make an earlier-read one wait.
+        let g = guard();
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(5);
+        let source = Some("192.0.2.7".parse().unwrap());
+        g.admit("alice", source, later).unwrap();
+        for user in ["alice", "bob"] {
+            g.admit(user, source, t0).unwrap();
+        }
     }
 
     #[test]
