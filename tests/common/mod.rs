@@ -185,7 +185,7 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("rackbox starts");
-        let d = Daemon {
+        let mut d = Daemon {
             child,
             url: format!("http://127.0.0.1:{port}"),
             state_dir: state_dir.to_path_buf(),
@@ -197,11 +197,23 @@ impl Daemon {
         d
     }
 
-    fn wait_healthy(&self) {
+    /// Waits until this daemon serves: its log says it bound its port ("rackbox is serving")
+    /// and /healthz answers. Both, because another test's daemon may have taken the port
+    /// `free_port` found between its check and this daemon's bind; ours then exits, and a test
+    /// must not go on talking to the other one.
+    fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let addr = self.url.trim_start_matches("http://").to_string();
         while Instant::now() < deadline {
-            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "rackbox exited ({status}) before serving; log:\n{}",
+                    self.log()
+                );
+            }
+            if self.log().contains("rackbox is serving")
+                && let Ok(mut s) = std::net::TcpStream::connect(&addr)
+            {
                 use std::io::{Read, Write};
                 let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
                 let mut buf = String::new();
