@@ -123,8 +123,9 @@ fn option_length_ok(code: u8, len: usize) -> bool {
 /// and a message type must be present. Returns the raw option 175 presence (dhcproto keeps it
 /// as Unknown, and we only need to know it is there).
 ///
-/// The decoder joins the parts of an option sent more than once (RFC 3396), so a size is
-/// checked on the parts' total: two option 94s of 3 bytes each are one of 6, which the decoder
+/// The decoder may join the parts of an option sent more than once (RFC 3396) or read each
+/// alone, so a size is checked on each part and on the parts' total: two option 94s of 3 bytes
+/// are one of 6, and an empty option 81 after a full one is one of 0, both of which the decoder
 /// asserts against (found by fuzzing).
 fn check_options(options: &[u8]) -> Result<bool, Malformed> {
     let mut i = 0;
@@ -147,7 +148,7 @@ fn check_options(options: &[u8]) -> Result<bool, Malformed> {
             return Err(Malformed::TruncatedOption);
         }
         total[usize::from(code)] += len;
-        if !option_length_ok(code, total[usize::from(code)]) {
+        if !option_length_ok(code, len) || !option_length_ok(code, total[usize::from(code)]) {
             return Err(Malformed::BadOptionLength(code));
         }
         saw_type |= code == 53;
