@@ -18,6 +18,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${1:-15}"
+# FUZZ_RUNS=N: stop each target after N inputs instead (SECONDS stays the cap), from a fixed seed
+# (FUZZ_SEED, default 1), so that a run is repeatable: the test command does this, so that CI
+# runs the same inputs every time instead of whatever a timer allows.
+limit=(-max_total_time="$seconds")
+if [ -n "${FUZZ_RUNS:-}" ]; then
+    limit+=(-runs="$FUZZ_RUNS" -seed="${FUZZ_SEED:-1}")
+fi
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz.sh: cargo-fuzz is missing (scripts/deps.d/fuzz.sh installs it)" >&2
@@ -48,7 +55,7 @@ for t in "${targets[@]}"; do
     log="fuzz/artifacts/$t/last-run.log"
     rc=0
     "$bin_dir/$t" "$work" "fuzz/corpus/$t" \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1 || rc=$?
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)"
     # The last status line: "#123 DONE cov: 456 ft: 789 corp: 12/3Kb ...".
@@ -67,5 +74,5 @@ for t in "${targets[@]}"; do
         echo "    reproduce: $bin_dir/$t ${input:-<input>}"
     fi
 done
-echo "fuzz: ${#targets[@]} targets, ${crashes} crashes (${seconds} s each, build ${built} s)"
+echo "fuzz: ${#targets[@]} targets, ${crashes} crashes (${FUZZ_RUNS:+${FUZZ_RUNS} inputs or }${seconds} s each, build ${built} s)"
 [ "$crashes" -eq 0 ]

@@ -6,9 +6,10 @@
 # Every test binary runs, whatever an earlier one did (--no-fail-fast); the closing lines are the
 # time each test file took (for BENCHMARKS.md) and the totals, "N passed, N failed, N skipped",
 # printed whatever happened; the exit status is non-zero when anything failed.
-# After cargo test, every fuzz target runs for a bounded time (scripts/fuzz.sh,
-# RACKBOX_FUZZ_SECONDS each, default 15); its summary line "fuzz: N targets, N crashes" comes
-# before the totals, and a crash fails the run too.
+# After cargo test, every fuzz target runs on a bounded number of inputs from a fixed seed
+# (scripts/fuzz.sh: RACKBOX_FUZZ_RUNS each, default 1000000, and at most RACKBOX_FUZZ_SECONDS,
+# default 60), so CI tries the same inputs every time; its summary line "fuzz: N targets,
+# N crashes" comes before the totals, and a crash fails the run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,7 @@ test_rc=0
 cargo test --all-targets --no-fail-fast 2>&1 | tee target/test-output.txt || test_rc=$?
 echo "== fuzz"
 fuzz_rc=0
-scripts/fuzz.sh "${RACKBOX_FUZZ_SECONDS:-15}" || fuzz_rc=$?
+FUZZ_RUNS="${RACKBOX_FUZZ_RUNS:-1000000}" scripts/fuzz.sh "${RACKBOX_FUZZ_SECONDS:-60}" || fuzz_rc=$?
 echo "== time per test binary"
 awk '
     /^ *Running / { name = $2; if (name ~ /^unittests$/) name = $3 }
