@@ -15,7 +15,8 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 
 use super::blob::Ingest;
-use super::{ImageCache, ImageError, ImportTask};
+use super::import::ImportTask;
+use super::{ImageCache, ImageError};
 
 /// Why a download stopped early.
 pub(super) enum Stop {

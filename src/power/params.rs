@@ -517,8 +517,9 @@ pub(crate) enum DriverParams {
     Command(CommandParams),
 }
 
-/// Reads the parameters of one power type: each lookup marks the key as known,
-/// so that whatever is left at the end is an unknown parameter.
+/// Reads the parameters of one power type against its declarations in the tables above:
+/// what is missing, and the value taken when a parameter is absent, come from the table, so
+/// the parsers below never restate a default or whether a parameter is required.
 struct Reader<'a> {
     power_type: &'static str,
     params: &'a Map<String, Value>,
@@ -540,52 +541,89 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn declaration(&self, key: &str) -> Option<&'static PowerParamSchema> {
+        self.schema.iter().find(|f| f.name == key)
+    }
+
+    /// The value of `key` read by `parse` (which answers None for a value that counts as
+    /// absent), else its declared default read the same way, else None. An empty declared
+    /// default stands for the type's empty value, as MAAS's "" does.
+    fn value<T: Default>(
+        &self,
+        key: &str,
+        parse: impl Fn(&Self, &str, &Value) -> Result<Option<T>, PowerParamError>,
+    ) -> Result<Option<T>, PowerParamError> {
+        if let Some(given) = self.params.get(key)
+            && let Some(value) = parse(self, key, given)?
+        {
+            return Ok(Some(value));
+        }
+        match self.declaration(key).and_then(|f| f.default) {
+            Some("") => Ok(Some(T::default())),
+            Some(default) => parse(self, key, &Value::String(default.to_owned())),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`Reader::value`], for a parameter that is declared required or has a default:
+    /// absent and without a default, it is missing.
+    fn require<T: Default>(
+        &self,
+        key: &str,
+        parse: impl Fn(&Self, &str, &Value) -> Result<Option<T>, PowerParamError>,
+    ) -> Result<T, PowerParamError> {
+        self.value(key, parse)?
+            .ok_or_else(|| PowerParamError::Missing {
+                param: key.to_owned(),
+                power_type: self.power_type,
+            })
+    }
+
     /// The value as text; numbers and bools become their JSON text; empty is None.
-    fn text(&self, key: &str) -> Result<Option<String>, PowerParamError> {
-        match self.params.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-            Some(_) => Err(self.err_type(key, "a string")),
+    fn text(&self, key: &str, value: &Value) -> Result<Option<String>, PowerParamError> {
+        match value {
+            Value::Null => Ok(None),
+            Value::String(s) if s.trim().is_empty() => Ok(None),
+            Value::String(s) => Ok(Some(s.clone())),
+            Value::Number(n) => Ok(Some(n.to_string())),
+            Value::Bool(b) => Ok(Some(b.to_string())),
+            _ => Err(self.err_type(key, "a string")),
         }
     }
 
     /// Like [`Reader::text`] but only strings: for user names, passwords,
     /// commands (a number there is certainly a mistake in a form).
-    fn string(&self, key: &str) -> Result<Option<String>, PowerParamError> {
-        match self.params.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(_)) if !self.is_secret(key) => self.text(key),
-            Some(_) => Err(self.err_type(key, "a string")),
+    fn string(&self, key: &str, value: &Value) -> Result<Option<String>, PowerParamError> {
+        match value {
+            Value::Null => Ok(None),
+            Value::String(s) if s.is_empty() => Ok(None),
+            Value::String(s) => Ok(Some(s.clone())),
+            Value::Number(_) if !self.is_secret(key) => self.text(key, value),
+            _ => Err(self.err_type(key, "a string")),
         }
     }
 
     fn is_secret(&self, key: &str) -> bool {
-        self.schema.iter().any(|f| f.name == key && f.secret)
+        self.declaration(key).is_some_and(|f| f.secret)
     }
 
-    fn required(&self, key: &str, value: Option<String>) -> Result<String, PowerParamError> {
-        value.ok_or_else(|| PowerParamError::Missing {
-            param: key.to_owned(),
-            power_type: self.power_type,
-        })
-    }
-
-    fn integer(&self, key: &str, min: i64, max: i64) -> Result<Option<i64>, PowerParamError> {
+    fn integer(
+        &self,
+        key: &str,
+        value: &Value,
+        min: i64,
+        max: i64,
+    ) -> Result<Option<i64>, PowerParamError> {
         const EXPECTED: &str = "a whole number (as a number or a string)";
-        let n = match self.params.get(key) {
-            None | Some(Value::Null) => return Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
-            Some(Value::String(s)) => s
+        let n = match value {
+            Value::Null => return Ok(None),
+            Value::String(s) if s.trim().is_empty() => return Ok(None),
+            Value::String(s) => s
                 .trim()
                 .parse::<i64>()
                 .map_err(|_| self.err_type(key, EXPECTED))?,
-            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| self.err_type(key, EXPECTED))?,
-            Some(_) => return Err(self.err_type(key, EXPECTED)),
+            Value::Number(n) => n.as_i64().ok_or_else(|| self.err_type(key, EXPECTED))?,
+            _ => return Err(self.err_type(key, EXPECTED)),
         };
         if n < min || n > max {
             return Err(self.invalid(key, format!("{n} is outside {min}..={max}")));
@@ -593,36 +631,32 @@ impl<'a> Reader<'a> {
         Ok(Some(n))
     }
 
-    fn boolean(&self, key: &str) -> Result<Option<bool>, PowerParamError> {
+    fn boolean(&self, key: &str, value: &Value) -> Result<Option<bool>, PowerParamError> {
         const EXPECTED: &str = "true or false";
-        match self.params.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::Number(n)) => match n.as_i64() {
+        match value {
+            Value::Null => Ok(None),
+            Value::Bool(b) => Ok(Some(*b)),
+            Value::Number(n) => match n.as_i64() {
                 Some(0) => Ok(Some(false)),
                 Some(1) => Ok(Some(true)),
                 _ => Err(self.err_type(key, EXPECTED)),
             },
-            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
                 "" => Ok(None),
                 "true" | "yes" | "on" | "1" => Ok(Some(true)),
                 "false" | "no" | "off" | "0" => Ok(Some(false)),
                 _ => Err(self.err_type(key, EXPECTED)),
             },
-            Some(_) => Err(self.err_type(key, EXPECTED)),
+            _ => Err(self.err_type(key, EXPECTED)),
         }
     }
 
-    fn choice(&self, key: &str) -> Result<Option<String>, PowerParamError> {
-        let Some(value) = self.text(key)? else {
+    /// One of the declared choices, as the table spells it (the match ignores case).
+    fn choice(&self, key: &str, value: &Value) -> Result<Option<String>, PowerParamError> {
+        let Some(value) = self.text(key, value)? else {
             return Ok(None);
         };
-        let choices = self
-            .schema
-            .iter()
-            .find(|f| f.name == key)
-            .map(|f| f.choices)
-            .unwrap_or(&[]);
+        let choices = self.declaration(key).map(|f| f.choices).unwrap_or(&[]);
         choices
             .iter()
             .find(|c| c.eq_ignore_ascii_case(value.trim()))
@@ -631,15 +665,17 @@ impl<'a> Reader<'a> {
     }
 
     fn boot_type(&self) -> Result<BootType, PowerParamError> {
-        Ok(match self.choice("power_boot_type")?.as_deref() {
-            Some("efi") => BootType::Efi,
-            Some("legacy") => BootType::Legacy,
-            _ => BootType::Auto,
-        })
+        Ok(
+            match self.require("power_boot_type", Self::choice)?.as_str() {
+                "efi" => BootType::Efi,
+                "legacy" => BootType::Legacy,
+                _ => BootType::Auto,
+            },
+        )
     }
 
-    fn url(&self, key: &str) -> Result<Option<String>, PowerParamError> {
-        let Some(value) = self.string(key)? else {
+    fn url(&self, key: &str, value: &Value) -> Result<Option<String>, PowerParamError> {
+        let Some(value) = self.string(key, value)? else {
             return Ok(None);
         };
         let url = reqwest::Url::parse(value.trim())
@@ -715,17 +751,19 @@ impl DriverParams {
 }
 
 fn parse_ipmi(r: &Reader<'_>) -> Result<IpmiParams, PowerParamError> {
-    let address = r.required("power_address", r.text("power_address")?)?;
+    let address = r.require("power_address", Reader::text)?;
     let address = address.trim().to_owned();
     check_host(r, "power_address", &address)?;
-    let port = r.integer("power_port", 1, 65535)?.unwrap_or(623) as u16;
-    let user = r.string("power_user")?.unwrap_or_default();
+    let port = r.require("power_port", |r, key, value| {
+        r.integer(key, value, 1, 65535)
+    })? as u16;
+    let user = r.require("power_user", Reader::string)?;
     if user.len() > 16 {
         return Err(r.invalid("power_user", "IPMI user names are at most 16 bytes"));
     }
-    let pass = r.string("power_pass")?.unwrap_or_default();
-    let lan = match r.choice("power_driver")?.as_deref() {
-        Some("LAN") => IpmiLan::V15,
+    let pass = r.require("power_pass", Reader::string)?;
+    let lan = match r.require("power_driver", Reader::choice)?.as_str() {
+        "LAN" => IpmiLan::V15,
         _ => IpmiLan::V20,
     };
     let max_pass = if lan == IpmiLan::V15 { 16 } else { 20 };
@@ -735,15 +773,13 @@ fn parse_ipmi(r: &Reader<'_>) -> Result<IpmiParams, PowerParamError> {
             format!("IPMI passwords are at most {max_pass} bytes for this power_driver"),
         ));
     }
-    let cipher_suite = r
-        .choice("cipher_suite_id")?
-        .and_then(|c| c.parse::<u8>().ok())
-        .unwrap_or(3);
-    let privilege = r
-        .choice("privilege_level")?
-        .unwrap_or_else(|| "ADMIN".to_owned());
-    let k_g = r.string("k_g")?.unwrap_or_default();
-    let _mac = r.text("mac_address")?;
+    let cipher_suite = r.require("cipher_suite_id", Reader::choice)?;
+    let cipher_suite = cipher_suite
+        .parse::<u8>()
+        .map_err(|_| r.invalid("cipher_suite_id", "must be a cipher suite number"))?;
+    let privilege = r.require("privilege_level", Reader::choice)?;
+    let k_g = r.require("k_g", Reader::string)?;
+    let _mac = r.value("mac_address", Reader::text)?;
     Ok(IpmiParams {
         address,
         port,
@@ -758,7 +794,7 @@ fn parse_ipmi(r: &Reader<'_>) -> Result<IpmiParams, PowerParamError> {
 }
 
 fn parse_redfish(r: &Reader<'_>) -> Result<RedfishParams, PowerParamError> {
-    let address = r.required("power_address", r.text("power_address")?)?;
+    let address = r.require("power_address", Reader::text)?;
     let address = address.trim();
     let with_scheme = if address.contains("://") {
         address.to_owned()
@@ -787,9 +823,11 @@ fn parse_redfish(r: &Reader<'_>) -> Result<RedfishParams, PowerParamError> {
         Some(port) => format!("{}://{}:{}", url.scheme(), host, port),
         None => format!("{}://{}", url.scheme(), host),
     };
-    let user = r.required("power_user", r.string("power_user")?)?;
-    let pass = r.required("power_pass", r.string("power_pass")?)?;
-    let node_id = r.text("node_id")?.map(|s| s.trim().to_owned());
+    let user = r.require("power_user", Reader::string)?;
+    let pass = r.require("power_pass", Reader::string)?;
+    let node_id = r
+        .value("node_id", Reader::text)?
+        .map(|s| s.trim().to_owned());
     if let Some(id) = &node_id
         && id.contains('/')
         && !id.starts_with("/redfish/v1/Systems/")
@@ -799,7 +837,7 @@ fn parse_redfish(r: &Reader<'_>) -> Result<RedfishParams, PowerParamError> {
             "must be a system id (or /redfish/v1/Systems/<id>)",
         ));
     }
-    let certificate_sha256 = match r.text("certificate_sha256")? {
+    let certificate_sha256 = match r.value("certificate_sha256", Reader::text)? {
         None => None,
         Some(text) => {
             let pin = parse_sha256_fingerprint(&text).ok_or_else(|| {
@@ -824,7 +862,7 @@ fn parse_redfish(r: &Reader<'_>) -> Result<RedfishParams, PowerParamError> {
         user,
         pass: Secret(pass),
         node_id,
-        insecure_skip_verify: r.boolean("insecure_skip_verify")?.unwrap_or(false),
+        insecure_skip_verify: r.require("insecure_skip_verify", Reader::boolean)?,
         certificate_sha256,
         boot_type: r.boot_type()?,
     })
@@ -860,8 +898,8 @@ fn parse_sha256_fingerprint(text: &str) -> Option<[u8; 32]> {
 
 fn parse_command(r: &Reader<'_>) -> Result<CommandParams, PowerParamError> {
     let action = |cmd_key: &str, uri_key: &str| -> Result<Option<Action>, PowerParamError> {
-        let cmd = r.string(cmd_key)?;
-        let uri = r.url(uri_key)?;
+        let cmd = r.value(cmd_key, Reader::string)?;
+        let uri = r.value(uri_key, Reader::url)?;
         match (cmd, uri) {
             (Some(_), Some(_)) => Err(r.invalid(
                 uri_key,
@@ -890,8 +928,9 @@ fn parse_command(r: &Reader<'_>) -> Result<CommandParams, PowerParamError> {
     )?;
     let query = action("power_query_command", "power_query_uri")?;
     let netboot = action("power_netboot_command", "power_netboot_uri")?;
-    let user = r.string("power_user")?;
-    let pass = r.string("power_pass")?.unwrap_or_default();
+    let user = r.value("power_user", Reader::string)?;
+    // No password means basic authentication with an empty one, when a user is given.
+    let pass = r.value("power_pass", Reader::string)?.unwrap_or_default();
     Ok(CommandParams {
         on,
         off,
@@ -1162,6 +1201,26 @@ mod tests {
         let mut p = map(json!({"certificate_sha256": "ab".repeat(32)}));
         mask_secrets("redfish", &mut p);
         assert_eq!(p["certificate_sha256"], json!("ab".repeat(32)));
+    }
+
+    #[test]
+    fn every_declared_default_is_accepted_by_its_parser() {
+        for power_type in power_types() {
+            let required = power_type
+                .fields
+                .iter()
+                .filter(|f| f.required)
+                .map(|f| (f.name.to_owned(), json!("h")));
+            for field in power_type.fields {
+                let Some(default) = field.default else {
+                    continue;
+                };
+                let mut params: Map<String, Value> = required.clone().collect();
+                params.insert(field.name.to_owned(), json!(default));
+                validate(power_type.name, &params)
+                    .unwrap_or_else(|e| panic!("{} {}: {e}", power_type.name, field.name));
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod login_guard;
 mod machines;
 mod power_ops;
 mod reconcile;
+mod transition;
 mod users;
 
 use std::collections::BTreeMap;
