@@ -478,8 +478,19 @@ pub fn decompress(format: ImageFormat, input: impl Read, out: &mut impl Write) -
         ImageFormat::RawGz => {
             io::copy(&mut flate2::bufread::MultiGzDecoder::new(input), out).map(drop)
         }
-        ImageFormat::RawXz => lzma_rs::xz_decompress(&mut input, out)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))),
+        // lzma-rs adds header fields without checking for overflow: with overflow checks on
+        // (debug builds) a crafted stream panics inside it (found by fuzzing). The deploy fails
+        // with a message instead of the agent dying.
+        ImageFormat::RawXz => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lzma_rs::xz_decompress(&mut input, out)
+        }))
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the xz stream is corrupt (its decoder gave up on it)",
+            )
+        })?
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))),
         ImageFormat::RawZst => {
             let mut frames = 0u32;
             loop {
@@ -566,6 +577,15 @@ mod tests {
         let mut out = Vec::new();
         let decoded = decompress(ImageFormat::RawXz, &bad[..], &mut out);
         assert!(decoded.is_err() || out != data);
+    }
+
+    #[test]
+    fn an_xz_stream_that_overflows_the_decoder_is_an_error() {
+        // Found by fuzzing: lzma-rs overflows an addition on this stream's header (a panic
+        // with overflow checks on, as in tests).
+        let stream = include_bytes!("testdata/xz-header-overflow.xz");
+        let mut out = Vec::new();
+        assert!(decompress(ImageFormat::RawXz, &stream[..], &mut out).is_err());
     }
 
     #[test]
