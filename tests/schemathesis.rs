@@ -30,7 +30,8 @@ async fn the_api_answers_as_its_openapi_document_says() {
     assert!(
         st.exists(),
         "schemathesis is not installed: {} is missing. Install it as root with \
-         `source scripts/deps.d/schemathesis.sh` (set RACKBOX_TOOLS to use another directory).",
+         `bash -c 'source scripts/lib/deps.sh; deps_install schemathesis'` (set RACKBOX_TOOLS to use \
+         another directory).",
         st.display()
     );
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 # as an independent second opinion, openssl for a self-signed certificate, and
 # sushy-tools' Redfish emulator in a venv.
 #
-# Sourced by the project test script as root on Debian 12 with scripts/lib/apt.sh.
+# Sourced by the project test script as root on Debian 12 with scripts/lib/apt.sh and venv.sh.
 # Idempotent: installs only what is missing, so a second run takes a second.
 
 power_deps_missing=()
@@ -20,13 +20,6 @@ if [ "${#power_deps_missing[@]}" -gt 0 ]; then
 fi
 
 # sushy-tools 2.2.0 supports Python 3.11 (Debian 12's python3).
-power_sushy_venv="${RACKBOX_TOOLS:-/opt/rackbox-tools}/venv-sushy"
-if [ ! -x "$power_sushy_venv/bin/sushy-emulator" ]; then
-    echo "power deps: creating $power_sushy_venv with sushy-tools"
-    power_python=/usr/bin/python3
-    [ -x "$power_python" ] || power_python=python3
-    mkdir -p "$(dirname "$power_sushy_venv")"
-    "$power_python" -m venv "$power_sushy_venv"
-    "$power_sushy_venv/bin/pip" install --quiet --disable-pip-version-check 'sushy-tools==2.2.0'
-fi
-unset power_dep power_deps_missing power_sushy_venv power_python
+venv_install "${RACKBOX_TOOLS:-/opt/rackbox-tools}/venv-sushy" sushy-tools 2.2.0 \
+    || { return 1 2>/dev/null || exit 1; }
+unset power_dep power_deps_missing

@@ -6,6 +6,8 @@
 
 # shellcheck source=scripts/lib/apt.sh
 source scripts/lib/apt.sh
+# shellcheck source=scripts/lib/venv.sh
+source scripts/lib/venv.sh
 
 deps_install() {
     local names=("$@") f
