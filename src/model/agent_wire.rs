@@ -42,27 +42,37 @@ pub enum Task {
     /// Take the inventory; with `create_bmc_user` (the machine's power is not configured) also
     /// create a BMC user for rackbox, whose credentials come back with the inventory.
     Commission {
+        /// Also create a BMC user; false (the default) when the machine's power is already set up.
         #[serde(default)]
         create_bmc_user: bool,
     },
+    /// Run the named hardware tests and report their results with the completion.
     Test {
+        /// Names of the tests to run ("disk-read", "memory"); none when absent.
         #[serde(default)]
         tests: Vec<String>,
     },
     /// Boxed: a deploy task is several times larger than every other task.
     Deploy(Box<DeployTask>),
+    /// Wipe the disks before the machine returns to the pool (release with erase).
     Erase {
+        /// How thoroughly to wipe; a quick erase when absent.
         #[serde(default = "default_erase")]
         mode: EraseMode,
     },
     /// Rescue mode: SSH in with the owner's keys until told to power off.
     Rescue {
+        /// The owner's public keys; none when absent or when the machine has no owner.
         #[serde(default)]
         ssh_keys: Vec<String>,
     },
+    /// Power the machine off: there is nothing for it to do, or its boot is no longer current.
     Poweroff,
+    /// Reboot from disk: the image is written and the deployed OS should now boot.
     Reboot,
+    /// Nothing to do yet: ask for a task again after `seconds`.
     Wait {
+        /// How long to wait before asking again; ten seconds when absent.
         #[serde(default = "default_wait")]
         seconds: u64,
     },
@@ -79,12 +89,16 @@ fn default_wait() -> u64 {
 /// How the image at `image_url` is compressed: the raw disk images the agent writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub enum ImageFormat {
+    /// Uncompressed disk image, written as is.
     #[serde(rename = "raw")]
     Raw,
+    /// Gzip-compressed disk image.
     #[serde(rename = "raw.gz")]
     RawGz,
+    /// XZ-compressed disk image.
     #[serde(rename = "raw.xz")]
     RawXz,
+    /// Zstandard-compressed disk image.
     #[serde(rename = "raw.zst")]
     RawZst,
 }
@@ -97,6 +111,7 @@ pub struct DeployTask {
     pub image_url: String,
     /// SHA-256 of the bytes at `image_url` (the compressed file), hex.
     pub image_sha256: String,
+    /// How the bytes at `image_url` are compressed, so the agent knows how to unpack them.
     pub image_format: ImageFormat,
     /// Size of the bytes at `image_url`, when known: used for progress and checked.
     #[serde(default)]
@@ -104,12 +119,17 @@ pub struct DeployTask {
     /// Kernel name of the disk to write ("sda"); the largest disk when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_disk: Option<String>,
+    /// Host name for the deployed OS, written into the cloud-init seed.
     #[serde(default)]
     pub hostname: String,
+    /// Public keys cloud-init installs for the default user (the owner's keys).
     #[serde(default)]
     pub ssh_keys: Vec<String>,
+    /// Cloud-init user data, passed through as given at deploy; empty for none.
     #[serde(default)]
     pub user_data: String,
+    /// Cloud-init instance id ("system_id-generation": new for each deploy); the agent uses
+    /// "i-hostname" when empty.
     #[serde(default)]
     pub instance_id: String,
     /// Where the deployed OS reports that it booted (`POST`, a [`Deployed`]): the deploy
@@ -146,7 +166,9 @@ impl std::fmt::Debug for DeployTask {
 /// `POST /progress`: the status message says it (with the percent when known).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
+    /// The human-readable step ("downloading image"), shown as the machine's status message.
     pub message: String,
+    /// Percent done, when the agent can tell.
     #[serde(default)]
     pub percent: Option<f64>,
     /// Bytes done so far (a deploy's download); the appliance does not use it yet.
@@ -157,6 +179,7 @@ pub struct Progress {
 /// `POST /complete`: the task is done.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Complete {
+    /// What the agent did, for the event log; may be empty.
     #[serde(default)]
     pub message: String,
     /// What the task found (deploy, erase, test reports); a testing run's `tests` are kept as
@@ -169,7 +192,10 @@ pub struct Complete {
 /// its findings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Fail {
+    /// Why the task failed, in words; the machine's failure reason.
     pub reason: String,
+    /// What the task found before it failed; a testing run's `tests` are kept as the machine's test
+    /// results, as with [`Complete`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<serde_json::Value>,
 }
@@ -177,6 +203,7 @@ pub struct Fail {
 /// `POST /deployed`, from the deployed OS: it booted from its disk.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Deployed {
+    /// A note from the deployed OS for the event log; may be empty.
     #[serde(default)]
     pub message: String,
 }
@@ -191,7 +218,9 @@ pub struct Reported {
 /// The appliance's answer to `/enlist`: the new machine and its boot token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enlisted {
+    /// The id the appliance gave the new machine.
     pub system_id: String,
+    /// Boot token for the agent's further calls during this boot (the bearer token).
     pub token: String,
 }
 

@@ -11,9 +11,10 @@ use super::status::Status;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Constraints {
-    /// Hostname.
+    /// Take exactly the machine with this host name or FQDN, if it is Ready.
     #[serde(default)]
     pub name: Option<String>,
+    /// Take exactly this machine, if it is Ready.
     #[serde(default)]
     pub system_id: Option<String>,
     /// Architecture, "amd64" or "amd64/generic".
@@ -25,16 +26,22 @@ pub struct Constraints {
     /// At least this much memory, in MiB.
     #[serde(default)]
     pub mem: Option<u64>,
+    /// The machine must carry every one of these tags.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The machine must carry none of these tags.
     #[serde(default)]
     pub not_tags: Vec<String>,
+    /// The machine must be in this zone.
     #[serde(default)]
     pub zone: Option<String>,
+    /// The machine must be in none of these zones.
     #[serde(default)]
     pub not_in_zone: Vec<String>,
+    /// The machine must be in this resource pool.
     #[serde(default)]
     pub pool: Option<String>,
+    /// The machine must be in none of these pools.
     #[serde(default)]
     pub not_in_pool: Vec<String>,
     /// Disks, as MAAS and Juju send them: `label:GB(tag,...),...`, e.g. `root:20(ssd),data:100`.
@@ -52,16 +59,25 @@ pub struct Constraints {
 /// One disk asked for by a storage constraint.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DiskWish {
+    /// Label of the disk as asked (`root`, `data`); its position in the list when none is given.
     pub label: String,
     /// Minimum size in bytes (GB are 10^9 bytes, as MAAS counts them).
     pub min_bytes: u64,
+    /// Tags the disk must all carry (`ssd`).
     pub tags: Vec<String>,
 }
 
+/// Why a storage constraint could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConstraintError {
+    /// The text is not `label:GB(tag,...),...`.
     #[error("invalid storage constraint {text:?}: {why}")]
-    BadStorage { text: String, why: String },
+    BadStorage {
+        /// The storage constraint as given.
+        text: String,
+        /// Which part is wrong, and how.
+        why: String,
+    },
 }
 
 /// Parses `label:GB(tag,tag),GB,...`. The label is optional; the size may be fractional.
@@ -264,15 +280,20 @@ fn filters<'a>(c: &'a Constraints, storage: &'a [DiskWish]) -> Vec<Filter<'a>> {
 /// Why nothing could be allocated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NoMatch {
+    /// There is no Ready machine at all, whatever the constraints.
     #[error("no machine is Ready")]
     NoneReady,
     #[error(
         "no Ready machine matches {constraint} ({candidates} Ready machine(s) matched the constraints before it)"
     )]
+    /// Ready machines exist, but none passes `constraint`, the first filter that left none.
     Unmatched {
+        /// The constraint that no remaining machine met, as `key=value`.
         constraint: String,
+        /// How many Ready machines passed the filters before `constraint`.
         candidates: usize,
     },
+    /// The constraints themselves could not be read (a bad storage constraint).
     #[error(transparent)]
     Invalid(#[from] ConstraintError),
 }

@@ -20,28 +20,55 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Known but never commissioned (added by hand or enlisted): waiting for an admin to
+    /// commission it.
     New,
+    /// Booting the commissioning environment, or its agent is taking the hardware inventory.
     Commissioning,
+    /// Commissioning failed or timed out; may be commissioned again or marked broken.
     FailedCommissioning,
+    /// MAAS's status for a machine its controller lost; rackbox never moves a machine here.
     Missing,
+    /// Commissioned and in the pool, waiting to be allocated or deployed.
     Ready,
+    /// MAAS's status for a machine held back from allocation; rackbox never moves a machine here,
+    /// only releases one.
     Reserved,
+    /// Running the OS written to its disk, which reported that it booted; the owner's until
+    /// released.
     Deployed,
+    /// MAAS's status for a machine taken out of service; rackbox never moves a machine here.
     Retired,
+    /// Taken out of service by hand (mark broken) until an admin marks it fixed.
     Broken,
+    /// Network-booted to write its image, then rebooting into the new OS until it reports that it
+    /// booted.
     Deploying,
+    /// Given to an owner, waiting to be deployed or released.
     Allocated,
+    /// Deploying failed or timed out; still the owner's: deploy again or release.
     FailedDeployment,
+    /// Released without an erase: waiting for the machine to be powered off before it is Ready.
     Releasing,
+    /// Powering off or erasing failed on release; release again.
     FailedReleasing,
+    /// Released with an erase: its agent is wiping the disks before the machine is Ready.
     DiskErasing,
+    /// Wiping the disks failed or timed out; release again.
     FailedDiskErasing,
+    /// Booted into the rescue environment; its owner may SSH in until rescue mode is exited.
     RescueMode,
+    /// Waiting for the machine to network-boot the rescue environment.
     EnteringRescueMode,
+    /// The rescue environment did not come up in time or failed; exit rescue mode to go back.
     FailedEnteringRescueMode,
+    /// Powering the machine off to leave rescue mode; it goes back to its status before rescue.
     ExitingRescueMode,
+    /// Leaving rescue mode failed or timed out; exit rescue mode again.
     FailedExitingRescueMode,
+    /// Booted into the testing environment, running hardware tests.
     Testing,
+    /// A hardware test failed or testing timed out; test again, commission again, or override.
     FailedTesting,
 }
 
@@ -78,6 +105,7 @@ impl Status {
         self as u8
     }
 
+    /// The status with MAAS's number `code`; None for a number MAAS does not use.
     pub fn from_code(code: u8) -> Option<Status> {
         Status::ALL.get(usize::from(code)).copied()
     }

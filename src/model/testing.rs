@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TestStatus {
+    /// The test ran and found nothing wrong.
     Passed,
+    /// The test found a fault; the run, and the machine's testing, fail.
     Failed,
     /// Not run (nothing to test, e.g. a disk test on a machine with no disks).
     Skipped,
@@ -20,10 +22,13 @@ pub enum TestStatus {
 pub struct TestResult {
     /// The test: `memory`, `disk-read`.
     pub name: String,
+    /// How the test ended.
     pub status: TestStatus,
     /// Milliseconds since the Unix epoch, by the machine's clock.
     #[serde(default)]
     pub started_ms: u64,
+    /// When the test ended, milliseconds since the Unix epoch by the machine's clock; 0 when not
+    /// reported.
     #[serde(default)]
     pub finished_ms: u64,
     /// What the test did or found, in one line.
@@ -43,15 +48,18 @@ pub struct TestResult {
 /// A machine's latest testing run, as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TestRun {
+    /// The machine that was tested.
     pub system_id: String,
     /// When rackbox recorded the run (its clock).
     pub recorded_ms: u64,
     /// Failed when any test failed, else passed.
     pub status: TestStatus,
+    /// Every test's result, in the order the agent ran them.
     pub results: Vec<TestResult>,
 }
 
 impl TestRun {
+    /// Makes the run from the agent's results, failed when any test failed.
     pub fn new(system_id: &str, recorded_ms: u64, results: Vec<TestResult>) -> TestRun {
         let status = if results.iter().any(|r| r.status == TestStatus::Failed) {
             TestStatus::Failed
@@ -85,15 +93,18 @@ impl TestRun {
 /// What the API shows of a machine's tests: its latest run, or nothing yet.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TestResults {
+    /// The machine whose tests these are.
     pub system_id: String,
     /// When the latest run was recorded; None before the machine's first run.
     pub recorded_ms: Option<u64>,
     /// Failed when any test of the latest run failed; None before the first run.
     pub status: Option<TestStatus>,
+    /// The latest run's results; empty before the first run.
     pub results: Vec<TestResult>,
 }
 
 impl TestResults {
+    /// What to show for `system_id`, from its latest stored run if it has one.
     pub fn of(system_id: &str, run: Option<TestRun>) -> TestResults {
         match run {
             Some(r) => TestResults {

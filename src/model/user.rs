@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Manages users, adds machines by hand, and acts on every machine whoever owns it.
     Admin,
+    /// Allocates machines from the pool and acts only on the machines it owns.
     User,
 }
 
 impl Role {
+    /// Reads the role's wire name ("admin", "user"); None for anything else.
     pub fn parse(text: &str) -> Option<Role> {
         match text {
             "admin" => Some(Role::Admin),
@@ -21,6 +24,7 @@ impl Role {
         }
     }
 
+    /// The role's wire name, as [`Role::parse`] reads it.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
@@ -29,22 +33,29 @@ impl Role {
     }
 }
 
+/// A user account as stored; the API shows it without the password hash.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct User {
+    /// Login name, unique on the appliance; machines record it as their owner.
     pub username: String,
+    /// Contact address, only shown; empty when not given.
     #[serde(default)]
     pub email: String,
+    /// What the user may do.
     pub role: Role,
     /// argon2id PHC string; never leaves the store.
     pub password_hash: String,
+    /// Keys installed on the machines this user deploys; none when absent.
     #[serde(default)]
     pub ssh_keys: Vec<SshKey>,
+    /// When the account was made, milliseconds since the Unix epoch.
     pub created_ms: u64,
 }
 
 /// An SSH public key, installed on the machines the user deploys.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SshKey {
+    /// Number of the key within its user's keys, for deleting it.
     pub id: u32,
     /// The whole public key line, e.g. `ssh-ed25519 AAAA... user@host`.
     pub key: String,
@@ -55,6 +66,7 @@ pub struct SshKey {
 pub struct Token {
     /// Public part: the token's id (for MAAS keys, the OAuth token key).
     pub id: String,
+    /// The user the token acts as.
     pub username: String,
     /// What the token is for, given by its creator.
     #[serde(default)]
@@ -64,5 +76,6 @@ pub struct Token {
     /// For MAAS API keys: the OAuth consumer key that must come with the token.
     #[serde(default)]
     pub maas_consumer_key: Option<String>,
+    /// When the token was made, milliseconds since the Unix epoch.
     pub created_ms: u64,
 }
