@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMachine {
+    /// Short host name, unique on the appliance; "machine-<system_id>" when absent.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::hostname_or_null")]
     pub hostname: Option<String>,
+    /// DNS domain of the host name; "maas" when absent.
     #[serde(default)]
     pub domain: Option<String>,
     /// Defaults to "amd64/generic".
@@ -20,16 +22,23 @@ pub struct NewMachine {
     /// The machine's MAC addresses; the first is its boot interface.
     #[schemars(schema_with = "super::schema::macs")]
     pub mac_addresses: Vec<String>,
+    /// Power driver: "ipmi", "redfish", "manual" or "command"; unconfigured when absent
+    /// (commissioning may then take the settings from the BMC it finds).
     #[serde(default)]
     pub power_type: Option<String>,
+    /// The driver's parameters (power_address, power_user, power_pass, ...).
     #[serde(default)]
     pub power_parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Availability zone, which must exist; "default" when absent.
     #[serde(default)]
     pub zone: Option<String>,
+    /// Resource pool, which must exist; "default" when absent.
     #[serde(default)]
     pub pool: Option<String>,
+    /// Tags to give the machine; tags not yet known are made.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Free-form note shown with the machine.
     #[serde(default)]
     pub description: Option<String>,
     /// Commission right away. Defaults to true when a power driver is given.
@@ -44,26 +53,35 @@ pub struct MachineEdit {
     /// Refuse the edit unless the machine still has this generation.
     #[serde(default)]
     pub generation: Option<u64>,
+    /// New short host name, unique on the appliance.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::hostname_or_null")]
     pub hostname: Option<String>,
+    /// New DNS domain of the host name.
     #[serde(default)]
     pub domain: Option<String>,
+    /// New free-form note.
     #[serde(default)]
     pub description: Option<String>,
+    /// New MAAS architecture string, e.g. "arm64/generic".
     #[serde(default)]
     pub architecture: Option<String>,
     /// Replaces the tag set.
     #[serde(default)]
     pub tags: Option<Vec<String>>,
+    /// Tags to add to the machine's set (after `tags`, if given).
     #[serde(default)]
     pub add_tags: Vec<String>,
+    /// Tags to take out of the machine's set.
     #[serde(default)]
     pub remove_tags: Vec<String>,
+    /// Move the machine to this zone, which must exist.
     #[serde(default)]
     pub zone: Option<String>,
+    /// Move the machine to this pool, which must exist.
     #[serde(default)]
     pub pool: Option<String>,
+    /// New power driver: "ipmi", "redfish", "manual" or "command".
     #[serde(default)]
     pub power_type: Option<String>,
     /// Replaces the power parameters.
@@ -87,8 +105,10 @@ pub struct ActionRequest {
     /// deploy: image name in the image cache (default image when empty).
     #[serde(default)]
     pub image: Option<String>,
+    /// deploy: operating system whose default image is taken when `image` is empty.
     #[serde(default)]
     pub osystem: Option<String>,
+    /// deploy: release name (e.g. "jammy"), kept with the deploy and shown on the MAAS face.
     #[serde(default)]
     pub distro_series: Option<String>,
     /// deploy: cloud-init user data (plain text).
@@ -109,10 +129,13 @@ pub struct ActionRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// Login name, unique on the appliance.
     #[schemars(schema_with = "super::schema::name")]
     pub username: String,
+    /// Initial password; stored only as an argon2id hash.
     #[schemars(schema_with = "super::schema::password")]
     pub password: String,
+    /// Contact address; empty when absent.
     #[serde(default)]
     pub email: String,
     /// "admin" or "user" (default).
@@ -125,11 +148,14 @@ pub struct NewUser {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserEdit {
+    /// New password; stored only as an argon2id hash.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::password_or_null")]
     pub password: Option<String>,
+    /// New contact address.
     #[serde(default)]
     pub email: Option<String>,
+    /// New role, "admin" or "user"; only admins may change it.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::role_or_null")]
     pub role: Option<String>,
@@ -139,7 +165,9 @@ pub struct UserEdit {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// Login name.
     pub username: String,
+    /// The user's password, checked against its stored hash.
     pub password: String,
     /// Name for the token made by this login.
     #[serde(default)]
@@ -150,6 +178,7 @@ pub struct LoginRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    /// What the token is for, shown in token lists; empty when absent.
     #[serde(default)]
     pub name: String,
     /// "native" (default) or "maas" (consumer:token:secret for MAAS clients).
@@ -165,6 +194,7 @@ pub struct TokenRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SshKeyRequest {
+    /// The whole public key line, e.g. `ssh-ed25519 AAAA... user@host`.
     pub key: String,
 }
 
@@ -172,8 +202,10 @@ pub struct SshKeyRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamedRequest {
+    /// Unique among its kind; how machines and constraints name it.
     #[schemars(schema_with = "super::schema::name")]
     pub name: String,
+    /// Free-form note; empty when absent.
     #[serde(default)]
     pub description: String,
 }
@@ -182,6 +214,7 @@ pub struct NamedRequest {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageRequest {
+    /// Unique among images; how deploys and downloads name it (`/images/<name>`).
     #[schemars(schema_with = "super::schema::name")]
     pub name: String,
     /// http(s) URL the appliance downloads from (fetch only).
@@ -191,6 +224,7 @@ pub struct ImageRequest {
     #[serde(default)]
     #[schemars(schema_with = "super::schema::word_or_null")]
     pub os: Option<String>,
+    /// Release of the OS, e.g. "noble"; empty when absent.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::word_or_null")]
     pub release: Option<String>,
@@ -203,6 +237,7 @@ pub struct ImageRequest {
     #[serde(default)]
     #[schemars(schema_with = "super::schema::image_format_or_null")]
     pub format: Option<String>,
+    /// Human-readable name shown in image lists; empty when absent.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::title_or_null")]
     pub title: Option<String>,
@@ -225,20 +260,26 @@ pub struct ImageRequest {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootRequest {
+    /// Architecture the resource boots, e.g. "amd64".
     #[schemars(schema_with = "super::schema::word")]
     pub arch: String,
+    /// Name under the architecture, e.g. "vmlinuz"; unique with `arch`.
     #[schemars(schema_with = "super::schema::name")]
     pub name: String,
     /// kernel, initrd or bootloader.
     #[schemars(schema_with = "super::schema::boot_kind")]
     pub kind: String,
+    /// http(s) URL the appliance downloads from (fetch only; an upload carries the bytes).
     #[serde(default)]
     pub url: Option<String>,
+    /// Refuse the content (keeping nothing) unless it has this sha256.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::sha256_or_null")]
     pub sha256: Option<String>,
+    /// Refuse the content unless it has this many bytes.
     #[serde(default)]
     pub size: Option<u64>,
+    /// Replace a boot resource of the same arch and name.
     #[serde(default)]
     pub replace: bool,
 }
@@ -247,6 +288,7 @@ pub struct BootRequest {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageEdit {
+    /// New human-readable name shown in image lists.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::title_or_null")]
     pub title: Option<String>,

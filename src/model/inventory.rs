@@ -65,17 +65,30 @@ pub const SCHEMA: u32 = 1;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct Inventory {
+    /// Version of the shape the agent wrote ([`SCHEMA`]); 0 when absent (a document from before the
+    /// field).
     pub schema: u32,
+    /// MAAS architecture string, e.g. "amd64/generic".
     pub architecture: String,
+    /// Logical CPUs (hardware threads); the machine's `cpu_count`.
     pub cpu_count: u32,
+    /// Installed memory in MiB; the machine's `memory_mib`.
     pub memory_mib: u64,
+    /// How the firmware booted the ramdisk; BIOS when absent.
     pub firmware: Firmware,
+    /// Processor model and topology.
     pub cpu: Cpu,
+    /// SMBIOS identity of the system, board and BIOS.
     pub system: SystemInfo,
+    /// The BMC as seen from inside the machine (IPMI, Redfish host interface).
     pub bmc: Bmc,
+    /// Block devices; stored as the machine's `disks` ([`Inventory::model_disks`]).
     pub disks: Vec<DiskInfo>,
+    /// Physical network interfaces; stored as the machine's `interfaces`.
     pub interfaces: Vec<NicInfo>,
+    /// PCI devices, for the operator; rackbox does not act on them.
     pub pci: Vec<PciDevice>,
+    /// USB devices, for the operator; rackbox does not act on them.
     pub usb: Vec<UsbDevice>,
 }
 
@@ -101,20 +114,26 @@ impl Inventory {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Firmware {
+    /// Legacy BIOS boot (also when the agent does not say).
     #[default]
     Bios,
+    /// UEFI boot.
     Uefi,
 }
 
+/// The processors, from /proc/cpuinfo.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct Cpu {
+    /// Model name as /proc/cpuinfo gives it; empty when unknown.
     pub model: String,
+    /// Physical packages.
     pub sockets: u32,
     /// Physical cores over all sockets.
     pub cores: u32,
     /// Logical CPUs (hardware threads) over all sockets.
     pub threads: u32,
+    /// Feature flags from /proc/cpuinfo (`vmx`, `avx2`, ...).
     pub flags: Vec<String>,
 }
 
@@ -122,15 +141,25 @@ pub struct Cpu {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct SystemInfo {
+    /// System manufacturer (`sys_vendor`).
     pub vendor: String,
+    /// System product name (`product_name`).
     pub product: String,
+    /// System serial number.
     pub serial: String,
+    /// SMBIOS system UUID.
     pub uuid: String,
+    /// Board manufacturer.
     pub board_vendor: String,
+    /// Board product name.
     pub board_name: String,
+    /// BIOS vendor.
     pub bios_vendor: String,
+    /// BIOS version string.
     pub bios_version: String,
+    /// BIOS release date, as the firmware writes it.
     pub bios_date: String,
+    /// SMBIOS chassis type number (`chassis_type`, e.g. "23" for a rack mount chassis).
     pub chassis_type: String,
 }
 
@@ -168,6 +197,7 @@ pub struct Bmc {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct IpmiDeviceInfo {
+    /// Device ID byte of Get Device ID.
     pub device_id: u8,
     /// e.g. "9.08".
     pub firmware_revision: String,
@@ -175,12 +205,14 @@ pub struct IpmiDeviceInfo {
     pub ipmi_version: String,
     /// IANA enterprise number of the manufacturer.
     pub manufacturer_id: u32,
+    /// Product ID, the manufacturer's own numbering.
     pub product_id: u16,
 }
 
 /// A LAN channel of the BMC as its LAN configuration parameters describe it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BmcLan {
+    /// IPMI channel number of the LAN channel; 0 when absent.
     #[serde(default)]
     pub channel: u8,
     /// Dotted IPv4; "0.0.0.0" when the BMC has none.
@@ -188,8 +220,10 @@ pub struct BmcLan {
     /// "static", "dhcp", "bios", "other", "unspecified" or "unknown".
     #[serde(default)]
     pub ip_source: String,
+    /// Dotted IPv4 netmask; empty when not read.
     #[serde(default)]
     pub netmask: String,
+    /// Dotted IPv4 default gateway; empty when not read.
     #[serde(default)]
     pub gateway: String,
     /// Lower-case colon-separated MAC of the BMC's port.
@@ -204,7 +238,9 @@ pub struct BmcLan {
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct BmcCredentials {
+    /// Login name on the BMC.
     pub username: String,
+    /// Its password, only ever sent to the appliance; `Debug` hides it.
     pub password: String,
 }
 
@@ -225,7 +261,9 @@ impl std::fmt::Debug for BmcCredentials {
 pub struct RedfishHostInterface {
     /// IPv4 or IPv6 address of the Redfish service; empty when it is discovered otherwise.
     pub service_address: String,
+    /// TCP port of the service (usually 443); 0 when the record gives none.
     pub service_port: u16,
+    /// Host name of the service, when the record names one; empty otherwise.
     pub service_hostname: String,
     /// How the service address is assigned: "unknown", "static", "dhcp", "auto", "host".
     pub ip_discovery: String,
@@ -241,6 +279,7 @@ pub struct RedfishHostInterface {
     /// The host side's address and mask when assigned statically.
     #[serde(default)]
     pub host_address: String,
+    /// The host side's mask when assigned statically.
     #[serde(default)]
     pub host_mask: String,
     /// The host-side NIC the interface is carried on, as the record describes it.
@@ -257,6 +296,7 @@ pub struct HostInterfaceDevice {
     pub bus: String,
     /// Lower-case 4-digit hex ids: USB idVendor/idProduct, or PCI vendor/device.
     pub vendor: String,
+    /// Lower-case 4-digit hex product id (USB idProduct or PCI device).
     pub product: String,
     /// The NIC's MAC (v2 descriptors only), lower-case colon-separated.
     #[serde(default)]
@@ -271,7 +311,9 @@ pub struct SmbiosIpmi {
     pub interface_type: String,
     /// IPMI specification revision, e.g. "2.0".
     pub spec_version: String,
+    /// I2C slave address of the BMC (for SSIF); 0 otherwise.
     pub i2c_address: u8,
+    /// Base address of the interface's registers (I/O port or memory).
     pub base_address: u64,
     /// The base address is in I/O space (else memory-mapped).
     pub io_space: bool,
@@ -288,6 +330,7 @@ pub struct RedfishBmc {
     pub service_url: String,
     /// The Manager (the BMC) and the ComputerSystem (this machine) ids.
     pub manager_id: String,
+    /// The ComputerSystem (this machine) id; `manager_id` is the Manager's.
     pub system_id: String,
     /// The manager's IPv4 address on the management network; empty when it reports none.
     pub address: String,
@@ -302,19 +345,24 @@ pub struct RedfishBmc {
 pub struct DiskInfo {
     /// Kernel name, e.g. "sda", "nvme0n1", "vda".
     pub name: String,
+    /// Capacity in bytes.
     pub size_bytes: u64,
+    /// Vendor model string as the kernel reports it; empty when unknown.
     #[serde(default)]
     pub model: String,
+    /// Serial number as the kernel reports it; empty when unknown.
     #[serde(default)]
     pub serial: String,
     /// Logical sector size in bytes (512 when not said).
     #[serde(default = "default_block_size")]
     pub block_size: u32,
+    /// Spinning disk (the kernel's rotational flag); false when absent.
     #[serde(default)]
     pub rotational: bool,
     /// "ssd" or "rotary", for storage constraints.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Physical sector size in bytes; 0 when not said.
     #[serde(default)]
     pub physical_block_size: u32,
 }
@@ -323,12 +371,14 @@ pub struct DiskInfo {
 /// [`super::machine::Interface`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NicInfo {
+    /// Kernel name, e.g. "eno1", "enp1s0".
     pub name: String,
     /// Lower-case colon-separated MAC address (as the agent read it; the appliance normalizes).
     pub mac: String,
     /// The firmware booted from this interface (BOOTIF), or it carries the default route.
     #[serde(default)]
     pub boot: bool,
+    /// Bound kernel driver, e.g. "virtio_net"; empty when unknown.
     #[serde(default)]
     pub driver: String,
     /// Link speed in Mbit/s, when the link is up and the driver says.
@@ -339,6 +389,7 @@ pub struct NicInfo {
     pub link: bool,
 }
 
+/// A PCI function as `/sys/bus/pci/devices` lists it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct PciDevice {
@@ -346,6 +397,7 @@ pub struct PciDevice {
     pub address: String,
     /// Vendor id, 4 hex digits.
     pub vendor: String,
+    /// Device id, 4 hex digits.
     pub device: String,
     /// Class code, 6 hex digits (class, subclass, programming interface).
     pub class: String,
@@ -353,14 +405,19 @@ pub struct PciDevice {
     pub driver: String,
 }
 
+/// A USB device as `/sys/bus/usb/devices` lists it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct UsbDevice {
     /// Kernel path name, e.g. "1-1.2".
     pub bus_path: String,
+    /// Vendor id (idVendor), 4 hex digits.
     pub vendor: String,
+    /// Product id (idProduct), 4 hex digits.
     pub product: String,
+    /// Manufacturer string the device reports; empty when none.
     pub manufacturer: String,
+    /// Product string the device reports; empty when none.
     pub product_name: String,
 }
 

@@ -13,6 +13,7 @@ use super::status::Status;
 pub enum Action {
     /// Boot the commissioning environment and take a hardware inventory.
     Commission {
+        /// Go on to Testing once commissioning is done; false (straight to Ready) when absent.
         #[serde(default)]
         run_tests: bool,
     },
@@ -20,36 +21,47 @@ pub enum Action {
     Test,
     /// Give a Ready machine to a user.
     Allocate {
+        /// Username of the user the machine is given to.
         owner: String,
     },
     /// Write an OS image to the machine's disk.
     Deploy(DeployTarget),
     /// Take the machine back from its owner, wiping its disks as asked.
     Release {
+        /// How to wipe the disks first; none (Releasing, no Disk erasing) when absent.
         #[serde(default)]
         erase: EraseMode,
     },
     /// Stop an in-progress action.
     Abort,
+    /// Take the machine out of service (Broken) until an admin marks it fixed.
     MarkBroken {
+        /// Why, kept as the status message; "marked broken" when empty or absent.
         #[serde(default)]
         reason: String,
     },
+    /// Return a Broken machine to service: Ready if it was ever commissioned, else New.
     MarkFixed,
     /// Accept a machine whose tests failed as Ready (MAAS's override-failed-testing).
     OverrideFailedTesting,
+    /// Network-boot the rescue environment so the owner can SSH in (Entering rescue mode).
     RescueMode,
+    /// Leave rescue mode: power off and go back to the status before it.
     ExitRescueMode,
+    /// Refuse every user action on a Deployed or Deploying machine until unlocked.
     Lock,
+    /// Allow actions on a locked machine again.
     Unlock,
     /// The machine finished the work of its in-progress status (reported by the agent, the
     /// deployed OS or a power driver).
     Complete {
+        /// What the reporter said, kept as the status message; "<status> complete" when empty.
         #[serde(default)]
         message: String,
     },
     /// The work of the in-progress status failed.
     Fail {
+        /// Why it failed, kept as the status message.
         reason: String,
     },
     /// The in-progress status ran past its deadline (the reconciler).
@@ -60,25 +72,42 @@ pub enum Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
+    /// Key of [`Action::Commission`].
     Commission,
+    /// Key of [`Action::Test`].
     Test,
+    /// Key of [`Action::Allocate`].
     Allocate,
+    /// Key of [`Action::Deploy`].
     Deploy,
+    /// Key of [`Action::Release`].
     Release,
+    /// Key of [`Action::Abort`].
     Abort,
+    /// Key of [`Action::MarkBroken`].
     MarkBroken,
+    /// Key of [`Action::MarkFixed`].
     MarkFixed,
+    /// Key of [`Action::OverrideFailedTesting`].
     OverrideFailedTesting,
+    /// Key of [`Action::RescueMode`].
     RescueMode,
+    /// Key of [`Action::ExitRescueMode`].
     ExitRescueMode,
+    /// Key of [`Action::Lock`].
     Lock,
+    /// Key of [`Action::Unlock`].
     Unlock,
+    /// Key of [`Action::Complete`] (internal: reported, never requested).
     Complete,
+    /// Key of [`Action::Fail`] (internal: reported, never requested).
     Fail,
+    /// Key of [`Action::TimeOut`] (internal: the reconciler's).
     TimeOut,
 }
 
 impl ActionKind {
+    /// Every action kind, in the order of [`Action`]'s variants.
     pub const ALL: [ActionKind; 16] = [
         ActionKind::Commission,
         ActionKind::Test,
@@ -98,6 +127,7 @@ impl ActionKind {
         ActionKind::TimeOut,
     ];
 
+    /// The action's name in the API, the CLI and the event log (`mark_broken`, `time_out`).
     pub fn name(self) -> &'static str {
         match self {
             ActionKind::Commission => "commission",
@@ -119,6 +149,7 @@ impl ActionKind {
         }
     }
 
+    /// Reads an action's name as [`ActionKind::name`] writes it; dashes may stand for underscores.
     pub fn parse(name: &str) -> Option<ActionKind> {
         let n = name.trim().replace('-', "_");
         ActionKind::ALL.into_iter().find(|k| k.name() == n)
@@ -134,6 +165,7 @@ impl ActionKind {
 }
 
 impl Action {
+    /// The action without its parameters, to look up in [`TRANSITIONS`].
     pub fn kind(&self) -> ActionKind {
         match self {
             Action::Commission { .. } => ActionKind::Commission,
@@ -159,6 +191,7 @@ impl Action {
 /// Where an allowed action takes the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
+    /// This status.
     To(Status),
     /// Back to `previous_status` (abort, exit rescue, tests done).
     Previous,
@@ -387,6 +420,7 @@ pub enum AgentCall {
 }
 
 impl AgentCall {
+    /// Every agent call, in the order of its variants.
     pub const ALL: [AgentCall; 6] = [
         AgentCall::Task,
         AgentCall::Inventory,
@@ -396,6 +430,7 @@ impl AgentCall {
         AgentCall::Deployed,
     ];
 
+    /// The call's path without its slash (`task`, `deployed`), as logs and errors name it.
     pub fn name(self) -> &'static str {
         match self {
             AgentCall::Task => "task",
@@ -450,28 +485,41 @@ pub enum TransitionError {
     /// The action is not allowed in the machine's current status.
     #[error("cannot {action} machine {system_id}: it is {status}")]
     NotAllowed {
+        /// The machine that refused.
         system_id: String,
+        /// The action refused, by its [`ActionKind::name`].
         action: &'static str,
+        /// The machine's status, which does not take the action.
         status: Status,
     },
     /// The machine is locked.
     #[error("cannot {action} machine {system_id}: it is locked (unlock it first)")]
     Locked {
+        /// The machine that refused.
         system_id: String,
+        /// The action refused, by its [`ActionKind::name`].
         action: &'static str,
+        /// The machine's status.
         status: Status,
     },
     /// The machine is already in the asked-for state (lock twice, unlock an unlocked machine).
     #[error("machine {system_id} is already {what}")]
     AlreadyDone {
+        /// The machine that refused.
         system_id: String,
+        /// What it already is ("locked", "unlocked").
         what: &'static str,
+        /// The machine's status.
         status: Status,
     },
+    /// The request is not right for the action (deploy without an owner, allocate with none).
     #[error("invalid {action} request: {message}")]
     Invalid {
+        /// The action refused, by its [`ActionKind::name`].
         action: &'static str,
+        /// What is wrong with the request.
         message: String,
+        /// The machine's status.
         status: Status,
     },
 }
@@ -503,21 +551,34 @@ pub enum Effect {
 /// The outcome of a successful [`apply`]: the machine as it must be stored, and what must follow.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
+    /// The machine as it must be stored: new status, message, owner and deadline, generation
+    /// bumped.
     pub machine: Machine,
+    /// The status before the action.
     pub from: Status,
+    /// The status after the action (the same for lock and unlock).
     pub to: Status,
+    /// The new status message, also recorded with the event.
     pub message: String,
+    /// What the conductor must do once the transition is stored, in order.
     pub effects: Vec<Effect>,
 }
 
 /// How long each in-progress status may last before it times out, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deadlines {
+    /// How long Commissioning may last (30 minutes by default).
     pub commissioning_ms: u64,
+    /// How long Testing may last (60 minutes by default).
     pub testing_ms: u64,
+    /// How long Deploying may last, writing the image and the first boot together (40 minutes by
+    /// default).
     pub deploying_ms: u64,
+    /// How long Releasing may last, waiting for power-off (10 minutes by default).
     pub releasing_ms: u64,
+    /// How long Disk erasing may last (24 hours by default: a full erase of big disks is slow).
     pub disk_erasing_ms: u64,
+    /// How long Entering and Exiting rescue mode may last (20 minutes by default).
     pub rescue_ms: u64,
 }
 

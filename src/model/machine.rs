@@ -14,10 +14,12 @@ use super::status::Status;
 pub struct Machine {
     /// MAAS-style short id (six characters of a base-32 alphabet without look-alikes).
     pub system_id: String,
+    /// Short host name, unique on the appliance; the machine's DNS name is hostname.domain.
     pub hostname: String,
     /// DNS domain the hostname lives in (MAAS's default is "maas").
     #[serde(default = "default_domain")]
     pub domain: String,
+    /// Where the machine is in its life cycle; changed only by [`crate::model::lifecycle::apply`].
     pub status: Status,
     /// What the machine is doing or waiting for, in words, or why it failed.
     #[serde(default)]
@@ -39,13 +41,16 @@ pub struct Machine {
     pub locked: bool,
     /// MAAS architecture string, e.g. "amd64/generic".
     pub architecture: String,
+    /// CPU cores, from the commissioning inventory; 0 before commissioning.
     #[serde(default)]
     pub cpu_count: u32,
     /// Memory in MiB.
     #[serde(default)]
     pub memory_mib: u64,
+    /// Block devices, from the commissioning inventory; what storage constraints match against.
     #[serde(default)]
     pub disks: Vec<Disk>,
+    /// Network interfaces; those given when the machine was added, then the inventory's.
     #[serde(default)]
     pub interfaces: Vec<Interface>,
     /// The full hardware inventory reported by commissioning (without the BMC credentials).
@@ -57,14 +62,20 @@ pub struct Machine {
     /// Set once commissioning has completed successfully at least once.
     #[serde(default)]
     pub commissioned: bool,
+    /// Free-form labels set by admins; allocation constraints match them.
     #[serde(default)]
     pub tags: BTreeSet<String>,
+    /// Availability zone (MAAS's); "default" unless given when the machine is added.
     pub zone: String,
+    /// Resource pool (MAAS's); "default" unless given when the machine is added.
     pub pool: String,
+    /// Free-form note by an admin; empty when absent.
     #[serde(default)]
     pub description: String,
+    /// How to switch the machine on and off; unconfigured when absent.
     #[serde(default)]
     pub power: PowerSettings,
+    /// The last power state rackbox observed; unknown when absent.
     #[serde(default)]
     pub power_state: PowerStatus,
     /// The BMC commissioning found in the machine (MAAS's "BMC discovered"): where it is and
@@ -92,7 +103,9 @@ pub struct Machine {
     /// deployed OS must report in.
     #[serde(default)]
     pub deploy_written: bool,
+    /// When the machine was added, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// When the record was last written, milliseconds since the Unix epoch.
     pub updated_ms: u64,
 }
 
@@ -114,6 +127,7 @@ impl Machine {
         self.disks.iter().map(|d| d.size_bytes).sum()
     }
 
+    /// The machine's DNS name, `hostname.domain`; allocation's `name` matches it too.
     pub fn fqdn(&self) -> String {
         format!("{}.{}", self.hostname, self.domain)
     }
@@ -154,13 +168,18 @@ pub struct BootSession {
 pub struct Disk {
     /// Kernel name, e.g. "sda", "nvme0n1", "vda".
     pub name: String,
+    /// Capacity in bytes.
     pub size_bytes: u64,
+    /// Vendor model string as the kernel reports it; empty when unknown.
     #[serde(default)]
     pub model: String,
+    /// Serial number as the kernel reports it; empty when unknown.
     #[serde(default)]
     pub serial: String,
+    /// Logical sector size in bytes; 512 when absent.
     #[serde(default = "default_block_size")]
     pub block_size: u32,
+    /// Spinning disk (the kernel's rotational flag); false for SSDs and when absent.
     #[serde(default)]
     pub rotational: bool,
     /// Tags used by storage constraints ("ssd", "rotary", user-given).
@@ -175,6 +194,7 @@ fn default_block_size() -> u32 {
 /// A network interface of the machine.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Interface {
+    /// Kernel name, e.g. "eno1", "enp1s0".
     pub name: String,
     /// Lower-case colon-separated MAC address.
     pub mac: String,
@@ -225,6 +245,7 @@ pub struct DiscoveredBmc {
 /// The last power state rackbox observed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PowerStatus {
+    /// On or off, or unknown or error when rackbox cannot tell (then `message` says why).
     pub state: PowerState,
     /// Why the state is `error` or `unknown`.
     #[serde(default)]
@@ -244,16 +265,22 @@ impl Default for PowerStatus {
     }
 }
 
+/// Whether the machine is switched on, as rackbox last saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PowerState {
+    /// Switched on.
     On,
+    /// Switched off.
     Off,
+    /// Not read yet, or the driver cannot tell (manual power).
     Unknown,
+    /// The BMC could not be read or refused; the power status message says why.
     Error,
 }
 
 impl PowerState {
+    /// The state's wire name, as in the API.
     pub fn as_str(self) -> &'static str {
         match self {
             PowerState::On => "on",
@@ -270,8 +297,12 @@ pub struct DeployTarget {
     /// Image name in the image cache; empty means the default image for the architecture.
     #[serde(default)]
     pub image: String,
+    /// Operating system of the default image to use when `image` is empty (MAAS's osystem); any OS
+    /// with a default image for the architecture when empty too.
     #[serde(default)]
     pub osystem: String,
+    /// Release asked for on the MAAS face (e.g. "jammy"), shown in MAAS's machine JSON; the
+    /// image is chosen by `image` and `osystem`.
     #[serde(default)]
     pub distro_series: String,
     /// cloud-init user data, as given (decoded from base64 on the MAAS face).
@@ -298,6 +329,7 @@ pub enum EraseMode {
 }
 
 impl EraseMode {
+    /// Reads the release API's words: none (or empty), quick, full, secure, in any case.
     pub fn parse(text: &str) -> Option<EraseMode> {
         match text.trim().to_ascii_lowercase().as_str() {
             "none" | "" => Some(EraseMode::None),
@@ -314,13 +346,20 @@ impl EraseMode {
 pub struct Event {
     /// Store-wide sequence number; events of one machine are ordered by it.
     pub seq: u64,
+    /// The machine the event happened to.
     pub system_id: String,
+    /// When it happened, milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// Who did it: a username, or "rackbox" for the daemon's own work.
     pub actor: String,
+    /// What was done: an action's name (`deploy`, `time_out`), or a change recorded without a
+    /// status move (`netboot`, `inventory`).
     pub action: String,
+    /// The status before.
     pub from: Status,
+    /// The status after; the same as `from` when the status did not move.
     pub to: Status,
+    /// What happened, in words (the new status message or a note); may be empty.
     #[serde(default)]
     pub message: String,
 }

@@ -2,6 +2,8 @@
 //! allocation constraints, users and tokens, and the messages of the agent protocol with the
 //! hardware inventory it carries (one set of types for both ends of the wire). Every other room uses this one; it uses none of them.
 
+#![warn(missing_docs)]
+
 pub mod agent_wire;
 pub mod api;
 pub mod constraints;
