@@ -23,9 +23,17 @@ use crate::store::tables;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BootPlan {
     /// The ephemeral environment with the agent, for the machine's current work.
-    Ephemeral { system_id: String, token: String },
+    Ephemeral {
+        /// The machine booting.
+        system_id: String,
+        /// The fresh boot token its agent calls with (only its hash is stored).
+        token: String,
+    },
     /// Boot from the local disk (Deployed, and machines with nothing to do).
-    LocalDisk { system_id: String },
+    LocalDisk {
+        /// The machine booting.
+        system_id: String,
+    },
     /// An unknown machine: the ephemeral environment in enlistment mode.
     Enlist,
     /// Unknown machine and enlistment is off: boot from the local disk.

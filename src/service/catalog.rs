@@ -7,12 +7,16 @@ use crate::store::tables::{self, NamedThing, POOLS, TAGS, ZONES};
 /// Which catalog.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CatalogKind {
+    /// Availability zones: where a machine is, for allocation by `zone`.
     Zone,
+    /// Resource pools: groups of machines kept for one team or purpose, for allocation by `pool`.
     Pool,
+    /// Tags: free labels on machines, for allocation by `tags`.
     Tag,
 }
 
 impl CatalogKind {
+    /// The kind's name in messages and errors ("zone", "pool", "tag").
     pub fn name(self) -> &'static str {
         match self {
             CatalogKind::Zone => "zone",
@@ -39,17 +43,20 @@ impl CatalogKind {
 }
 
 impl Service {
+    /// Every zone, pool or tag of `kind`, by name.
     pub fn list_catalog(&self, kind: CatalogKind) -> Result<Vec<NamedThing>, ServiceError> {
         let rx = self.store.read()?;
         Ok(tables::all(&rx, kind.table())?)
     }
 
+    /// One zone, pool or tag; NotFound when there is none by that name.
     pub fn catalog_entry(&self, kind: CatalogKind, name: &str) -> Result<NamedThing, ServiceError> {
         let rx = self.store.read()?;
         tables::get(&rx, kind.table(), name)?
             .ok_or_else(|| ServiceError::not_found(kind.name(), name))
     }
 
+    /// Makes a zone, pool or tag (admins only); Conflict when the name is taken.
     pub async fn create_catalog(
         &self,
         p: &Principal,

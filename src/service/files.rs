@@ -17,16 +17,20 @@ pub const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("maas_files
 /// One stored file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredFile {
+    /// The user who uploaded it; filenames are unique per owner.
     pub owner: String,
+    /// The name the owner gave it (MAAS's filename), unique among that owner's files.
     pub filename: String,
     /// Random key for anonymous reads of this one file.
     pub key: String,
     /// The content, base64 (JSON has no bytes; an array of numbers would be four times larger).
     content_b64: String,
+    /// When it was uploaded, milliseconds since the Unix epoch.
     pub created_ms: u64,
 }
 
 impl StoredFile {
+    /// The file's bytes; Invalid when the stored base64 is damaged.
     pub fn content(&self) -> Result<Vec<u8>, ServiceError> {
         base64::engine::general_purpose::STANDARD
             .decode(&self.content_b64)
@@ -35,6 +39,7 @@ impl StoredFile {
             })
     }
 
+    /// The content as stored, base64 (the MAAS face answers with it as is).
     pub fn content_base64(&self) -> &str {
         &self.content_b64
     }

@@ -25,13 +25,20 @@ pub use crate::model::api::{ActionRequest, MachineEdit, NewMachine};
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachineFilter {
+    /// Only machines in this status, by its key (`ready`, `failed_commissioning`).
     #[schemars(schema_with = "crate::model::schema::status_key")]
     pub status: Option<String>,
+    /// Only machines allocated to this user.
     pub owner: Option<String>,
+    /// Only machines in this zone.
     pub zone: Option<String>,
+    /// Only machines in this pool.
     pub pool: Option<String>,
+    /// Only machines with this tag.
     pub tag: Option<String>,
+    /// Only the machine with this short host name.
     pub hostname: Option<String>,
+    /// Only the machine with an interface of this MAC address (any common notation).
     #[schemars(schema_with = "crate::model::schema::mac_or_null")]
     pub mac: Option<String>,
     /// Start after this system_id (the `next` of the previous page).
@@ -43,6 +50,7 @@ pub struct MachineFilter {
 /// One page of a list.
 #[derive(Clone, Debug, Serialize)]
 pub struct Page<T> {
+    /// The machines of this page, in system_id order.
     pub items: Vec<T>,
     /// How many match the filter in all.
     pub total: usize,

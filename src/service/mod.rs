@@ -3,6 +3,8 @@
 //! store's writer. After a commit it updates the in-memory machine index (lists and allocation
 //! read it without touching the disk) and hands the transition's effects to the conductor.
 
+#![warn(missing_docs)]
+
 mod boot;
 mod catalog;
 mod conductor;
@@ -42,11 +44,14 @@ use crate::store::{Store, StoreError};
 /// Who is asking.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
+    /// Login name of the caller, or "rackbox" for the daemon itself.
     pub username: String,
+    /// The caller's role, which decides what it may see and do.
     pub role: Role,
 }
 
 impl Principal {
+    /// Whether the caller may do everything (an admin or the daemon).
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
@@ -71,7 +76,12 @@ pub enum ServiceError {
     Forbidden(String),
     /// 404.
     #[error("{kind} {id} does not exist")]
-    NotFound { kind: &'static str, id: String },
+    NotFound {
+        /// What was looked for ("machine", "user", "zone").
+        kind: &'static str,
+        /// The id or name asked for.
+        id: String,
+    },
     /// 400: the request is malformed or a value is invalid.
     #[error("{0}")]
     Invalid(String),
@@ -83,29 +93,42 @@ pub enum ServiceError {
         "machine {system_id} has changed (generation {current}, request was for {given}); read it again"
     )]
     Stale {
+        /// The machine asked for.
         system_id: String,
+        /// The machine's generation now.
         current: u64,
+        /// The generation the request named.
         given: u64,
+        /// The machine's status now, so the caller can tell what changed.
         status: Status,
     },
     /// 409: a name or MAC is taken, or a thing is still in use.
     #[error("{0}")]
     Conflict(String),
     /// 409: the machine's agent made a call that its status (or its boot being over) does not
-    /// take; `status` is the machine's status now.
+    /// take.
     #[error("{message}")]
-    AgentCall { message: String, status: Status },
+    AgentCall {
+        /// Which call was refused, and why.
+        message: String,
+        /// The machine's status now.
+        status: Status,
+    },
     /// 429: a source asked too often (enlistment); try again after `retry_after_secs`.
     #[error("{message}")]
     RateLimited {
+        /// Who was limited, and the bound.
         message: String,
+        /// Seconds until the source may ask again (the Retry-After header).
         retry_after_secs: u64,
     },
     /// 503: a bound on work done at once is reached (password hashing); try again after
     /// `retry_after_secs`.
     #[error("{message}")]
     Busy {
+        /// Which bound is reached.
         message: String,
+        /// Seconds after which to try again (the Retry-After header).
         retry_after_secs: u64,
     },
     /// 507: a bound on what anonymous callers may create is reached (New machines).
@@ -123,6 +146,7 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// A NotFound for the `kind` (e.g. "machine") named `id`.
     pub fn not_found(kind: &'static str, id: impl Into<String>) -> ServiceError {
         ServiceError::NotFound {
             kind,
@@ -136,8 +160,11 @@ impl ServiceError {
 /// effect is stale.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EffectRequest {
+    /// The machine to act on.
     pub system_id: String,
+    /// The machine's generation right after the transition that asked for the effect.
     pub generation: u64,
+    /// What to do.
     pub effect: Effect,
 }
 
@@ -217,10 +244,13 @@ impl Service {
         let _ = self.images.set(images);
     }
 
+    /// The store under the service, for the daemon's readers that need no rule (DHCP leases,
+    /// the store's health).
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// How long each in-progress status may last; transitions set the machines' deadlines by it.
     pub fn deadlines(&self) -> &Deadlines {
         &self.deadlines
     }

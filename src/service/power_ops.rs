@@ -8,8 +8,14 @@ use crate::power::{self, PowerError};
 /// What a person asks of a machine's power.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PowerRequest {
+    /// Switch the machine on.
     On,
-    Off { soft: bool },
+    /// Switch the machine off.
+    Off {
+        /// Ask the OS to shut down (ACPI soft off) instead of cutting the power.
+        soft: bool,
+    },
+    /// Power-cycle the machine (off, then on).
     Cycle,
 }
 

@@ -41,6 +41,7 @@ pub async fn run_reconciler(
 /// How the power-state sync runs.
 #[derive(Clone, Copy, Debug)]
 pub struct PowerSync {
+    /// Time between two rounds of reading every machine's power state.
     pub interval: Duration,
     /// BMCs queried at once.
     pub concurrency: usize,

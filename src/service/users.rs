@@ -28,8 +28,11 @@ pub enum TokenKind {
 /// A new token; the secret is shown this once and never again.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct TokenCreated {
+    /// Public part of the token, to list and revoke it by.
     pub id: String,
+    /// The user the token acts as.
     pub username: String,
+    /// What the token is for, as its creator named it.
     pub name: String,
     /// The whole credential to give to clients.
     pub token: String,
@@ -95,10 +98,15 @@ fn check_ssh_key(key: &str) -> Result<String, ServiceError> {
 /// The part of a user that the API shows (never the password hash).
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct UserView {
+    /// Login name, unique on the appliance.
     pub username: String,
+    /// Contact address; empty when not given.
     pub email: String,
+    /// What the user may do.
     pub role: Role,
+    /// Public keys installed on the machines this user deploys.
     pub ssh_keys: Vec<SshKey>,
+    /// When the account was made, milliseconds since the Unix epoch.
     pub created_ms: u64,
 }
 
@@ -117,10 +125,15 @@ impl From<User> for UserView {
 /// A token as listed (no secret).
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct TokenView {
+    /// Public part of the token, to revoke it by.
     pub id: String,
+    /// The user the token acts as.
     pub username: String,
+    /// What the token is for, as its creator named it.
     pub name: String,
+    /// "native" (a bearer token) or "maas" (an OAuth key for MAAS clients).
     pub kind: String,
+    /// When the token was made, milliseconds since the Unix epoch.
     pub created_ms: u64,
 }
 
@@ -175,6 +188,7 @@ impl Service {
         Ok(generated.then_some(password))
     }
 
+    /// The accounts the caller may see: every one for admins, their own for users.
     pub fn list_users(&self, p: &Principal) -> Result<Vec<UserView>, ServiceError> {
         let rx = self.store.read()?;
         let users: Vec<User> = tables::all(&rx, USERS)?;
@@ -185,6 +199,7 @@ impl Service {
             .collect())
     }
 
+    /// One account; users may read only their own.
     pub fn user(&self, p: &Principal, username: &str) -> Result<UserView, ServiceError> {
         if !p.is_admin() && p.username != username {
             return Err(ServiceError::Forbidden(
@@ -196,6 +211,7 @@ impl Service {
             .ok_or_else(|| ServiceError::not_found("user", username))
     }
 
+    /// Makes an account (admins only); the role is "user" unless given.
     pub async fn create_user(&self, p: &Principal, new: NewUser) -> Result<UserView, ServiceError> {
         if !p.is_admin() {
             return Err(ServiceError::Forbidden(
@@ -232,6 +248,7 @@ impl Service {
         Ok(user.into())
     }
 
+    /// Changes an account: users may change their own password and email, admins anything.
     pub async fn edit_user(
         &self,
         p: &Principal,
@@ -360,6 +377,7 @@ impl Service {
             .await
     }
 
+    /// Removes one SSH key from an account (its owner or an admin).
     pub async fn delete_ssh_key(
         &self,
         p: &Principal,
@@ -469,6 +487,7 @@ impl Service {
             .collect())
     }
 
+    /// Revokes a token (its owner or an admin); another user's token is NotFound to a non-admin.
     pub async fn revoke_token(&self, p: &Principal, id: &str) -> Result<(), ServiceError> {
         let id = id.to_string();
         let principal = p.clone();
