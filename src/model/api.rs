@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMachine {
-    /// Short host name, unique on the appliance; "machine-<system_id>" when absent.
+    /// Short host name, unique on the appliance; `machine-<system_id>` when absent.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::hostname_or_null")]
     pub hostname: Option<String>,

@@ -55,7 +55,7 @@ pub enum Action {
     /// The machine finished the work of its in-progress status (reported by the agent, the
     /// deployed OS or a power driver).
     Complete {
-        /// What the reporter said, kept as the status message; "<status> complete" when empty.
+        /// What the reporter said, kept as the status message; `"<status> complete"` when empty.
         #[serde(default)]
         message: String,
     },
