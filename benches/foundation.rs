@@ -87,7 +87,14 @@ fn seed(state: &Path, n: usize) {
         let store =
             rackbox::store::Store::open(&state.join("rackbox.redb"), Default::default()).unwrap();
         let writer = store.take_writer();
-        let (service, _) = rackbox::service::Service::new(store, Default::default()).unwrap();
+        let images = rackbox::images::ImageCache::open(
+            store.clone(),
+            rackbox::images::CacheOptions::new(state.join("images")),
+        )
+        .await
+        .unwrap();
+        let (service, _) =
+            rackbox::service::Service::new(store, images, Default::default()).unwrap();
         let service = Arc::new(service);
         let p = rackbox::service::Principal::system();
         service

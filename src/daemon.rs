@@ -64,13 +64,12 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let writer = store.take_writer();
     // Opening the cache also cleans what a killed run left: partial imports, orphan blobs.
     let images = crate::images::ImageCache::open(store.clone(), config.cache_options()).await?;
-    let (service, effects) = Service::new(store, config.deadlines())?;
+    let (service, effects) = Service::new(store.clone(), images.clone(), config.deadlines())?;
     let service = Arc::new(
         service
             .with_enlist(config.enlist_options())
             .with_login(config.login_options()),
     );
-    service.set_images(images.clone());
     bootstrap_admin(&service, &config).await?;
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -127,7 +126,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         },
         stopped(stop_rx.clone()),
     ));
-    let watchdog = tokio::spawn(watchdog(service.clone(), stopped(stop_rx.clone())));
+    let watchdog = tokio::spawn(watchdog(store.clone(), stopped(stop_rx.clone())));
     let dhcp: Vec<_> = dhcp_servers
         .into_iter()
         .map(|server| tokio::spawn(server.run(stopped(stop_rx.clone()))))
@@ -178,9 +177,9 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     for task in tftp {
         let _ = task.await;
     }
-    // Dropping the last service handle drops the last store handle: the writer commits what is
-    // queued and exits.
+    // Dropping the last service and store handles: the writer commits what is queued and exits.
     drop(service);
+    drop(store);
     images.shutdown();
     drop(images);
     if let Some(writer) = writer {
@@ -302,7 +301,7 @@ fn write_secret_file(path: &Path, text: &str) -> Result<(), DaemonError> {
 /// Pings systemd's watchdog while the store's writer still answers and its database is open: a
 /// full disk (the writer answers, a restart would not help) keeps the pings going, a database
 /// that could not be reopened after an I/O error stops them, so systemd restarts rackbox.
-async fn watchdog(service: Arc<Service>, shutdown: impl std::future::Future<Output = ()>) {
+async fn watchdog(store: Store, shutdown: impl std::future::Future<Output = ()>) {
     let Some(timeout) = sd_notify::watchdog_enabled() else {
         return;
     };
@@ -314,23 +313,15 @@ async fn watchdog(service: Arc<Service>, shutdown: impl std::future::Future<Outp
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        let alive = tokio::time::timeout(
-            period,
-            service
-                .store()
-                .write_essential(|_| Ok::<(), StoreError>(())),
-        )
-        .await;
-        let failed = matches!(
-            service.store().state(),
-            crate::store::StoreState::Failed { .. }
-        );
+        let alive =
+            tokio::time::timeout(period, store.write_essential(|_| Ok::<(), StoreError>(()))).await;
+        let failed = matches!(store.state(), crate::store::StoreState::Failed { .. });
         match alive {
             Ok(Ok(())) | Ok(Err(StoreError::DiskFull { .. })) if !failed => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
             _ => tracing::error!(
-                state = ?service.store().state(),
+                state = ?store.state(),
                 "store writer did not answer or its database is closed; withholding the watchdog ping"
             ),
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use rackbox::model::constraints::{self, Constraints, NoMatch};
 use rackbox::model::{Disk, Machine, Status};
-use rackbox::service::{Principal, Service, ServiceError};
+use rackbox::service::{Principal, ServiceError};
 use rackbox::store::Store;
 
 fn arb_machine(i: usize) -> impl Strategy<Value = Machine> {
@@ -178,7 +178,7 @@ fn no_match_names_the_constraint() {
 async fn fifty_concurrent_allocations_over_twenty_machines() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db.redb"), Default::default()).unwrap();
-    let (service, _effects) = Service::new(store, Default::default()).unwrap();
+    let (service, _effects) = common::service_over(store, &dir.path().join("images")).await;
     let service = Arc::new(service);
     for i in 0..20 {
         service

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rackbox::model::Status;
-use rackbox::service::{Principal, Service};
+use rackbox::service::Principal;
 use rackbox::store::schema::{create_v1_database, force_version};
 use rackbox::store::{SCHEMA_VERSION, Store, StoreError, tables};
 use rand::Rng;
@@ -24,7 +24,7 @@ async fn machines_survive_reopen() {
     {
         let store = Store::open(&path, Default::default()).unwrap();
         let writer = store.take_writer();
-        let (service, _) = Service::new(store, Default::default()).unwrap();
+        let (service, _) = common::service_over(store, &dir.path().join("images")).await;
         service
             .insert_machine_record(common::machine("aaa222", Status::Ready, 4, 4096))
             .await
@@ -37,7 +37,7 @@ async fn machines_survive_reopen() {
         writer.unwrap().join().unwrap();
     }
     let store = Store::open(&path, Default::default()).unwrap();
-    let (service, _) = Service::new(store, Default::default()).unwrap();
+    let (service, _) = common::service_over(store, &dir.path().join("images")).await;
     let m = service.machine(&Principal::system(), "aaa222").unwrap();
     assert_eq!(m.status, Status::Allocated);
     assert_eq!(m.owner.as_deref(), Some("rackbox"));

@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use dhcproto::v4::{DhcpOption, MessageType};
 
-use super::lease::{Lease, LeaseState};
+use super::lease::{ClientMac, Lease, LeaseState};
 use super::message::{self, Malformed, ReplyFields, Request};
 use super::pxe::{BootClient, BootFile, BootFiles};
 use crate::config::{BootMode, BootSubnet};

@@ -1,51 +1,18 @@
-//! Leases as the store keeps them: one JSON record per address in the `dhcp_leases` table.
-//!
-//! Keyed by address, so two clients can never hold the same one even across interfaces. An ACK
-//! is sent only after its lease is in this table and the transaction is on disk: a client that
-//! saw an ACK keeps its address across a crash of the daemon.
+//! The client end of a lease: its MAC as the DHCP engine compares it. The record itself is
+//! `model::lease`; the store keeps it (`store::leases`), through the service.
 
-use std::net::Ipv4Addr;
+use crate::net::Mac;
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
+pub use crate::model::lease::{Lease, LeaseState};
 
-use crate::net::{Cidr, Mac};
-use crate::store::StoreError;
-use crate::store::tables::{decode, encode};
-
-/// address (dotted quad) -> Lease (JSON).
-pub const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_leases");
-
-/// What an address is doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LeaseState {
-    /// Held by `mac` until `expires_ms`; after that it is free, but `mac` is preferred for it.
-    Active,
-    /// Given back by the client (DHCPRELEASE); free, `mac` preferred.
-    Released,
-    /// A client found it in use (DHCPDECLINE): nobody gets it until `expires_ms`.
-    Declined,
+/// A lease's MAC, parsed back from its text.
+pub trait ClientMac {
+    /// The MAC, or None for a declined address (or a record that does not parse).
+    fn mac(&self) -> Option<Mac>;
 }
 
-/// One address's record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Lease {
-    pub ip: Ipv4Addr,
-    /// Lower-case colon-separated MAC; None for a declined address.
-    pub mac: Option<String>,
-    pub state: LeaseState,
-    /// Milliseconds since the Unix epoch.
-    pub expires_ms: u64,
-    #[serde(default)]
-    pub hostname: Option<String>,
-    /// When the record was last written.
-    pub updated_ms: u64,
-}
-
-impl Lease {
-    /// The MAC, parsed back.
-    pub fn mac(&self) -> Option<Mac> {
+impl ClientMac for Lease {
+    fn mac(&self) -> Option<Mac> {
         let text = self.mac.as_deref()?;
         let mut out = [0u8; 6];
         let mut parts = text.split(':');
@@ -54,59 +21,12 @@ impl Lease {
         }
         parts.next().is_none().then_some(Mac(out))
     }
-
-    /// Held by its client right now.
-    pub fn is_active(&self, now_ms: u64) -> bool {
-        self.state == LeaseState::Active && self.expires_ms > now_ms
-    }
-
-    /// Out of the pool because of a decline, right now.
-    pub fn is_quarantined(&self, now_ms: u64) -> bool {
-        self.state == LeaseState::Declined && self.expires_ms > now_ms
-    }
-}
-
-/// Every lease whose address is in one of `subnets`.
-pub fn load(rx: &redb::ReadTransaction, subnets: &[Cidr]) -> Result<Vec<Lease>, StoreError> {
-    let table = match rx.open_table(LEASES) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut out = Vec::new();
-    for item in table.iter()? {
-        let (k, v) = item?;
-        let lease: Lease = decode(&format!("dhcp_leases/{}", k.value()), v.value())?;
-        if subnets.iter().any(|s| s.contains(lease.ip)) {
-            out.push(lease);
-        }
-    }
-    Ok(out)
-}
-
-/// Reads one lease inside a write (tests and tools).
-pub fn get(rx: &redb::ReadTransaction, ip: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
-    let table = match rx.open_table(LEASES) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    match table.get(ip.to_string().as_str())? {
-        Some(v) => Ok(Some(decode(&format!("dhcp_leases/{ip}"), v.value())?)),
-        None => Ok(None),
-    }
-}
-
-/// Writes a lease. Encodes before touching the table, so an error writes nothing.
-pub fn put(tx: &WriteTransaction, lease: &Lease) -> Result<(), StoreError> {
-    let bytes = encode(lease)?;
-    tx.open_table(LEASES)?
-        .insert(lease.ip.to_string().as_str(), bytes.as_slice())?;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     #[test]

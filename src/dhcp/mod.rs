@@ -46,7 +46,7 @@ pub enum DhcpError {
         source: std::io::Error,
     },
     #[error("cannot load the DHCP leases: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Leases(#[from] crate::service::ServiceError),
 }
 
 /// Counters of the DHCP servers (all interfaces together), for /metrics.

@@ -15,7 +15,7 @@ use dhcproto::v4::MessageType;
 use tokio::sync::Semaphore;
 
 use super::engine::{Commit, Decision, Destination, Engine, EngineConfig, Incoming, Reply};
-use super::lease::{self, LeaseState};
+use super::lease::LeaseState;
 use super::pxe::BootFiles;
 use super::{DhcpError, DhcpStats};
 use crate::config::{BootInterface, BootMode, Config};
@@ -23,7 +23,6 @@ use crate::net::frame::{self, Outbound};
 use crate::net::socket::{DHCP_SERVER_PORT, PXE_PORT, PacketSocket, PortHolder};
 use crate::net::{InterfaceInfo, Mac, interface_info};
 use crate::service::Service;
-use crate::store::StoreError;
 
 /// At most this many lease writes (and their replies) in flight per interface.
 const MAX_IN_FLIGHT: u32 = 1024;
@@ -117,7 +116,7 @@ impl InterfaceServer {
             }
         }
         let cidrs: Vec<_> = iface.subnets.iter().map(|s| s.cidr).collect();
-        let leases = lease::load(&service.store().read()?, &cidrs)?;
+        let leases = service.leases_where(|ip| cidrs.iter().any(|c| c.contains(ip)))?;
         let engine = Engine::new(
             EngineConfig {
                 mode: iface.mode,
@@ -262,12 +261,7 @@ impl InterfaceServer {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let lease = commit.lease.clone();
-            let written = shared
-                .service
-                .store()
-                .write_essential(move |tx| -> Result<(), StoreError> { lease::put(tx, &lease) })
-                .await;
+            let written = shared.service.record_lease(commit.lease.clone()).await;
             match written {
                 Ok(()) => {
                     match commit.lease.state {

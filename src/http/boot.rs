@@ -160,17 +160,10 @@ fn bearer(headers: &HeaderMap) -> String {
 
 async fn task(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Task>> {
     let m = agent(&s, &headers)?;
-    let task = match s.service.agent_task(&m, &bearer(&headers), &s.public_url) {
-        Ok(t) => t,
-        Err(e) => {
-            // Nothing to deploy (no image): the deploy fails with the reason, never hangs.
-            let reason = e.to_string();
-            if m.status.is_in_progress() {
-                let _ = s.service.agent_fail(&m, reason.clone(), None).await;
-            }
-            return Err(e.into());
-        }
-    };
+    let task = s
+        .service
+        .agent_task(&m, &bearer(&headers), &s.public_url)
+        .await?;
     Ok(Json(task))
 }
 

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::model::ErrorKind;
 use crate::service::ServiceError;
 
 /// An error as the native API answers it.
@@ -79,45 +80,42 @@ impl ApiError {
     }
 }
 
+/// The HTTP status of a kind of failure: the one mapping both faces answer by.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The native API's `error` code of a kind of failure (errors with a more precise code say it).
+pub(super) fn kind_code(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Invalid => "bad_request",
+        ErrorKind::Unauthorized => "unauthorized",
+        ErrorKind::Forbidden => "forbidden",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::Conflict => "conflict",
+        ErrorKind::RateLimited => "rate_limited",
+        ErrorKind::Upstream => "upstream_failed",
+        ErrorKind::Busy => "busy",
+        ErrorKind::ShuttingDown => "shutting_down",
+        ErrorKind::Unavailable => "store_unavailable",
+        ErrorKind::Full => "full",
+        ErrorKind::DiskFull => "disk_full",
+        ErrorKind::Internal => "internal",
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let message = e.to_string();
-        let (status, code, machine_status) = match &e {
-            ServiceError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
-            ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-            ServiceError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
-            ServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
-            ServiceError::Transition(t) => (
-                StatusCode::CONFLICT,
-                "invalid_transition",
-                Some(t.status().key()),
-            ),
-            ServiceError::Stale { status, .. } => {
-                (StatusCode::CONFLICT, "stale_generation", Some(status.key()))
-            }
-            ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
-            ServiceError::AgentCall { status, .. } => {
-                (StatusCode::CONFLICT, "wrong_status", Some(status.key()))
-            }
-            ServiceError::RateLimited { .. } => {
-                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None)
-            }
-            ServiceError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy", None),
-            // Said in the service's log once; not an error of rackbox's.
-            ServiceError::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "full", None),
-            ServiceError::NoMatch(_) => (StatusCode::CONFLICT, "no_match", None),
-            ServiceError::PowerFailed(_) => (StatusCode::BAD_GATEWAY, "power_failed", None),
-            ServiceError::Store(crate::store::StoreError::WriterGone) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", None)
-            }
-            ServiceError::Store(crate::store::StoreError::DiskFull { .. }) => {
-                (StatusCode::INSUFFICIENT_STORAGE, "disk_full", None)
-            }
-            ServiceError::Store(crate::store::StoreError::Unavailable { .. }) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)
-            }
-            ServiceError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        let (code, machine_status) = match &e {
+            ServiceError::Transition(t) => ("invalid_transition", Some(t.status().key())),
+            ServiceError::Stale { status, .. } => ("stale_generation", Some(status.key())),
+            ServiceError::AgentCall { status, .. } => ("wrong_status", Some(status.key())),
+            ServiceError::NoMatch(_) => ("no_match", None),
+            ServiceError::PowerFailed(_) => ("power_failed", None),
+            _ => (kind_code(e.kind()), None),
         };
+        let status = status_of(e.kind());
         let retry_after = match &e {
             ServiceError::RateLimited {
                 retry_after_secs, ..

@@ -19,33 +19,25 @@ use futures_util::TryStreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::AppState;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, kind_code, status_of};
 use super::extract::{JsonBody, QueryArgs};
 use crate::images::{
-    BootRequest, BootView, DeployUse, GcReport, ImageEdit, ImageError, ImageList, ImageRequest,
-    ImageView, ImportView, Source, SyncReport, SyncRequest,
+    BootRequest, BootView, GcReport, ImageEdit, ImageError, ImageList, ImageRequest, ImageView,
+    ImportView, Source, SyncReport, SyncRequest,
 };
-use crate::service::{MachineFilter, Principal};
+use crate::service::Principal;
 
 impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> Self {
-        let (status, code) = match &e {
-            ImageError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ImageError::ChecksumMismatch { .. } => (StatusCode::BAD_REQUEST, "checksum_mismatch"),
-            ImageError::SizeMismatch { .. } => (StatusCode::BAD_REQUEST, "size_mismatch"),
-            ImageError::WrongFormat { .. } => (StatusCode::BAD_REQUEST, "wrong_format"),
-            ImageError::Aborted => (StatusCode::BAD_REQUEST, "interrupted"),
-            ImageError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            ImageError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ImageError::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
-            ImageError::Fetch(_) => (StatusCode::BAD_GATEWAY, "download_failed"),
-            ImageError::Store(crate::store::StoreError::WriterGone) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
-            }
-            ImageError::Io { .. } | ImageError::Internal(_) | ImageError::Store(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+        let code = match &e {
+            ImageError::ChecksumMismatch { .. } => "checksum_mismatch",
+            ImageError::SizeMismatch { .. } => "size_mismatch",
+            ImageError::WrongFormat { .. } => "wrong_format",
+            ImageError::Aborted => "interrupted",
+            ImageError::Fetch(_) => "download_failed",
+            _ => kind_code(e.kind()),
         };
+        let status = status_of(e.kind());
         if status.is_server_error() {
             tracing::error!(error = %e, "image request failed");
         }
@@ -115,38 +107,13 @@ pub async fn edit_image(
     Ok(Json(s.images.edit_image(&name, edit).await?))
 }
 
-/// Refused while a machine deploys the image; the deploying machines are read through the
-/// service.
+/// Refused while a machine deploys the image (the service's rule).
 pub async fn delete_image(
     State(s): State<AppState>,
+    Extension(p): P,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let filter = MachineFilter {
-        status: Some("deploying".into()),
-        limit: Some(0),
-        ..MachineFilter::default()
-    };
-    let deploying: Vec<DeployUse> = s
-        .service
-        .list_machines(&Principal::system(), &filter)?
-        .items
-        .into_iter()
-        .map(|m| DeployUse {
-            system_id: m.system_id.clone(),
-            arch: m.architecture.clone(),
-            image: m
-                .deploy
-                .as_ref()
-                .map(|d| d.image.clone())
-                .unwrap_or_default(),
-            osystem: m
-                .deploy
-                .as_ref()
-                .map(|d| d.osystem.clone())
-                .unwrap_or_default(),
-        })
-        .collect();
-    s.images.delete_image(&name, &deploying).await?;
+    s.service.delete_image(&p, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

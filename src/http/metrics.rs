@@ -44,25 +44,17 @@ pub fn render(state: &AppState) -> String {
         let n = counts.get(&status).copied().unwrap_or(0);
         let _ = writeln!(out, "rackbox_machines{{status=\"{}\"}} {n}", status.key());
     }
-    let stats = state.service.store().stats();
+    let store = state.service.store_counters();
     let _ = writeln!(
         out,
         "# HELP rackbox_store_commits_total Durable transactions committed.\n# TYPE rackbox_store_commits_total counter"
     );
-    let _ = writeln!(
-        out,
-        "rackbox_store_commits_total {}",
-        stats.commits.load(Ordering::Relaxed)
-    );
+    let _ = writeln!(out, "rackbox_store_commits_total {}", store.commits);
     let _ = writeln!(
         out,
         "# HELP rackbox_store_writes_total Writes committed (several share a transaction).\n# TYPE rackbox_store_writes_total counter"
     );
-    let _ = writeln!(
-        out,
-        "rackbox_store_writes_total {}",
-        stats.writes.load(Ordering::Relaxed)
-    );
+    let _ = writeln!(out, "rackbox_store_writes_total {}", store.writes);
     // The image cache: its file system's space and the imports under way.
     if let Ok(space) = state.images.space() {
         let _ = writeln!(

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::model::ErrorKind;
 use crate::store::StoreError;
 
 /// Why an image operation failed. Each maps to one HTTP status in the API.
@@ -58,6 +59,23 @@ pub enum ImageError {
 }
 
 impl ImageError {
+    /// What the caller is told (one HTTP status per kind, in every face).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ImageError::Invalid(_)
+            | ImageError::ChecksumMismatch { .. }
+            | ImageError::SizeMismatch { .. }
+            | ImageError::WrongFormat { .. }
+            | ImageError::Aborted => ErrorKind::Invalid,
+            ImageError::NotFound { .. } => ErrorKind::NotFound,
+            ImageError::Conflict(_) => ErrorKind::Conflict,
+            ImageError::DiskFull { .. } => ErrorKind::DiskFull,
+            ImageError::Fetch(_) => ErrorKind::Upstream,
+            ImageError::Io { .. } | ImageError::Internal(_) => ErrorKind::Internal,
+            ImageError::Store(e) => e.kind(),
+        }
+    }
+
     pub fn io(path: &Path, source: std::io::Error) -> ImageError {
         ImageError::Io {
             path: path.to_path_buf(),

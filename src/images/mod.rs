@@ -34,8 +34,9 @@ use import::Registry;
 pub use import::{Source, parse_url};
 pub use manifest::{Manifest, SyncReport, SyncRequest};
 pub use records::{BootKind, BootResource, Image, ImageFormat};
-pub use views::{BootView, DeployUse, GcReport, ImageList, ImageView, ImportView};
+pub use views::{BootView, GcReport, ImageList, ImageView, ImportView};
 
+use crate::model::Machine;
 use crate::store::Store;
 
 /// How the cache behaves; from `[images]` in the config.
@@ -350,42 +351,30 @@ impl ImageCache {
         self.image(name)
     }
 
-    /// Deletes an image's record (and its blob when nothing else uses it), unless a machine
-    /// is deploying it: by name, or as the default of its os/arch for a deploy naming none.
-    pub async fn delete_image(
-        &self,
-        name: &str,
-        deploying: &[DeployUse],
-    ) -> Result<(), ImageError> {
-        let rx = self.store.read()?;
-        let image =
-            records::image(&rx, name)?.ok_or_else(|| ImageError::not_found("image", name))?;
-        let is_default =
-            records::default_for(&rx, &image.os, &image.arch)?.as_deref() == Some(name);
-        drop(rx);
-        let users: Vec<&str> = deploying
-            .iter()
-            .filter(|d| {
-                d.image == name
-                    || (d.image.is_empty()
-                        && is_default
-                        && records::base_arch(&d.arch) == image.arch
-                        && (d.osystem.is_empty() || d.osystem == image.os))
-            })
-            .map(|d| d.system_id.as_str())
-            .collect();
-        if !users.is_empty() {
-            return Err(ImageError::Conflict(format!(
-                "image {name} is being deployed by {}; delete it when the deploy is over",
-                users.join(", ")
-            )));
-        }
+    /// Deletes an image unless `users` names machines that use it. `users` runs inside the
+    /// delete's own transaction, over the machines as they are at that moment (the image, whether
+    /// it is its OS and architecture's default, every machine): no deploy can start between the
+    /// check and the delete.
+    pub async fn delete_image_unless<F>(&self, name: &str, users: F) -> Result<(), ImageError>
+    where
+        F: FnOnce(&Image, bool, &[Machine]) -> Vec<String> + Send + 'static,
+    {
         let key = name.to_string();
         let sha = self
             .store
             .write_essential(move |tx| {
                 let image = records::get_image_in(tx, &key)?
                     .ok_or_else(|| ImageError::not_found("image", key.clone()))?;
+                let is_default =
+                    records::default_for_in(tx, &image.os, &image.arch)?.as_deref() == Some(&*key);
+                let machines = crate::store::tables::all_machines_in(tx)?;
+                let users = users(&image, is_default, &machines);
+                if !users.is_empty() {
+                    return Err(ImageError::Conflict(format!(
+                        "image {key} is being deployed by {}; delete it when the deploy is over",
+                        users.join(", ")
+                    )));
+                }
                 records::remove_image_in(tx, &image)?;
                 Ok::<String, ImageError>(image.sha256)
             })

@@ -45,17 +45,6 @@ pub struct GcReport {
     pub space: Space,
 }
 
-/// A machine deploying right now, as the delete check needs it (read through the service).
-#[derive(Clone, Debug)]
-pub struct DeployUse {
-    pub system_id: String,
-    /// The machine's architecture, e.g. "amd64/generic".
-    pub arch: String,
-    /// The image its deploy names ("" for the default one).
-    pub image: String,
-    pub osystem: String,
-}
-
 /// The state of one import, as /api/v1/images/imports shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ImportView {

@@ -6,9 +6,12 @@
 
 pub mod agent_wire;
 pub mod api;
+pub mod catalog;
 pub mod constraints;
+pub mod error;
 pub mod ids;
 pub mod inventory;
+pub mod lease;
 pub mod lifecycle;
 pub mod machine;
 pub mod schema;
@@ -17,6 +20,7 @@ pub mod testing;
 pub mod user;
 
 pub use constraints::Constraints;
+pub use error::ErrorKind;
 pub use inventory::Inventory;
 pub use lifecycle::{Action, ActionKind, Effect, Transition, TransitionError};
 pub use machine::{

@@ -228,7 +228,8 @@ impl Service {
     /// The agent's next task. `image_base` is the URL prefix images are downloaded from. A boot
     /// that is over is told to power off, whatever the machine does now: the work of a later
     /// status (a deploy's user data, the owner's keys) goes only to the boot handed out for it.
-    pub fn agent_task(
+    /// A deploy with no image the agent can write fails, with the reason, instead of hanging.
+    pub async fn agent_task(
         &self,
         m: &Machine,
         token: &str,
@@ -255,35 +256,15 @@ impl Service {
                 tests: vec!["disk-read".into(), "memory".into()],
             },
             Status::Deploying if !m.deploy_written => {
-                let target = m.deploy.clone().unwrap_or_default_target();
-                let images = self
-                    .images
-                    .get()
-                    .ok_or_else(|| ServiceError::Conflict("the image cache is not open".into()))?;
-                let image = images
-                    .deploy_image(&target.image, &target.osystem, &m.architecture)
-                    .map_err(|e| ServiceError::Conflict(format!("no image to deploy: {e}")))?;
-                let image_format = agent_format(image.format).ok_or_else(|| {
-                    ServiceError::Conflict(format!(
-                        "no image to deploy: image {} is a {} archive; the agent writes raw \
-                         disk images (raw, raw.gz, raw.xz, raw.zst)",
-                        image.name,
-                        image.format.as_str()
-                    ))
-                })?;
-                Task::Deploy(Box::new(DeployTask {
-                    image_url: format!("{public_url}/images/{}", image.name),
-                    image_sha256: image.sha256.clone(),
-                    image_format,
-                    image_size: Some(image.size),
-                    target_disk: None,
-                    hostname: m.hostname.clone(),
-                    ssh_keys: target.ssh_keys.clone(),
-                    user_data: target.user_data.clone(),
-                    instance_id: format!("{}-{}", m.system_id, m.generation),
-                    report_url: Some(format!("{public_url}{PREFIX}{}", path::DEPLOYED)),
-                    report_token: Some(token.to_string()),
-                }))
+                match self.deploy_task(m, token, public_url) {
+                    Ok(task) => task,
+                    Err(e) => {
+                        if let Err(fail) = self.agent_fail(m, e.to_string(), None).await {
+                            tracing::warn!(system_id = %m.system_id, error = %fail, "could not fail a deploy without an image");
+                        }
+                        return Err(e);
+                    }
+                }
             }
             Status::Deploying => Task::Reboot,
             Status::DiskErasing => Task::Erase {
@@ -294,6 +275,43 @@ impl Service {
             },
             _ => Task::Poweroff,
         })
+    }
+
+    /// The deploy task of a Deploying machine: its image (named, or the default of its OS and
+    /// architecture) and the owner's keys and user data. Conflict when there is no image the
+    /// agent can write.
+    fn deploy_task(
+        &self,
+        m: &Machine,
+        token: &str,
+        public_url: &str,
+    ) -> Result<Task, ServiceError> {
+        let target = m.deploy.clone().unwrap_or_default_target();
+        let image = self
+            .images
+            .deploy_image(&target.image, &target.osystem, &m.architecture)
+            .map_err(|e| ServiceError::Conflict(format!("no image to deploy: {e}")))?;
+        let image_format = agent_format(image.format).ok_or_else(|| {
+            ServiceError::Conflict(format!(
+                "no image to deploy: image {} is a {} archive; the agent writes raw \
+                 disk images (raw, raw.gz, raw.xz, raw.zst)",
+                image.name,
+                image.format.as_str()
+            ))
+        })?;
+        Ok(Task::Deploy(Box::new(DeployTask {
+            image_url: format!("{public_url}/images/{}", image.name),
+            image_sha256: image.sha256.clone(),
+            image_format,
+            image_size: Some(image.size),
+            target_disk: None,
+            hostname: m.hostname.clone(),
+            ssh_keys: target.ssh_keys.clone(),
+            user_data: target.user_data.clone(),
+            instance_id: format!("{}-{}", m.system_id, m.generation),
+            report_url: Some(format!("{public_url}{PREFIX}{}", path::DEPLOYED)),
+            report_token: Some(token.to_string()),
+        })))
     }
 
     /// The inventory the commissioning agent took (`/inventory`): see

@@ -1,7 +1,11 @@
 //! Zones, resource pools and tags: named groupings of machines.
 
+use std::net::Ipv4Addr;
+
 use super::{Principal, Service, ServiceError};
 use crate::model::ids::{self, now_ms};
+use crate::model::lease::Lease;
+use crate::store::leases;
 use crate::store::tables::{self, NamedThing, POOLS, TAGS, ZONES};
 
 /// Which catalog.
@@ -134,19 +138,30 @@ impl Service {
 
 impl Service {
     /// Every DHCP lease the boot network's servers recorded (admins), by address.
-    pub fn list_leases(
-        &self,
-        p: &Principal,
-    ) -> Result<Vec<crate::dhcp::lease::Lease>, ServiceError> {
+    pub fn list_leases(&self, p: &Principal) -> Result<Vec<Lease>, ServiceError> {
         if !p.is_admin() {
             return Err(ServiceError::Forbidden(
                 "only admins may read DHCP leases".into(),
             ));
         }
-        let rx = self.store.read()?;
-        let mut leases: Vec<crate::dhcp::lease::Lease> =
-            tables::all(&rx, crate::dhcp::lease::LEASES)?;
+        let mut leases = self.leases_where(|_| true)?;
         leases.sort_by_key(|l| l.ip);
         Ok(leases)
+    }
+
+    /// The recorded leases whose address `wanted` takes: what a DHCP server starts from.
+    pub fn leases_where(
+        &self,
+        wanted: impl Fn(Ipv4Addr) -> bool,
+    ) -> Result<Vec<Lease>, ServiceError> {
+        Ok(leases::load(&self.store.read()?, wanted)?)
+    }
+
+    /// Records a lease durably: a DHCP server sends its ACK only after this returns Ok.
+    pub async fn record_lease(&self, lease: Lease) -> Result<(), ServiceError> {
+        Ok(self
+            .store
+            .write_essential(move |tx| leases::put(tx, &lease))
+            .await?)
     }
 }

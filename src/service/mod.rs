@@ -10,6 +10,7 @@ mod catalog;
 mod conductor;
 mod enlist;
 mod files;
+mod images;
 mod login_guard;
 mod machines;
 mod power_ops;
@@ -18,6 +19,7 @@ mod transition;
 mod users;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
@@ -36,9 +38,11 @@ pub use reconcile::{PowerSync, run_power_sync, run_reconciler};
 pub use users::{NewUser, TokenCreated, TokenKind, UserEdit};
 pub use users::{TokenView, UserView};
 
+use crate::images::ImageCache;
 use crate::model::constraints::NoMatch;
 use crate::model::lifecycle::Deadlines;
-use crate::model::{Effect, Machine, Role, Status, TransitionError};
+use crate::model::{Effect, ErrorKind, Machine, Role, Status, TransitionError};
+pub use crate::store::StoreState;
 use crate::store::{Store, StoreError};
 
 /// Who is asking.
@@ -140,12 +144,66 @@ pub enum ServiceError {
     /// 502: the machine's BMC failed or could not be reached.
     #[error("power control failed: {0}")]
     PowerFailed(String),
-    /// 500/503.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// The store failed: shutting down, disk full, could not write (503/507) or a fault (500).
+    /// The faces see its kind and message, never the store's own error type.
+    #[error("{message}")]
+    Store {
+        /// What the caller is told.
+        kind: ErrorKind,
+        /// The store's message.
+        message: String,
+    },
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::Store {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::images::ImageError> for ServiceError {
+    fn from(e: crate::images::ImageError) -> Self {
+        use crate::images::ImageError;
+        match e {
+            ImageError::NotFound { kind, id } => ServiceError::NotFound { kind, id },
+            ImageError::Conflict(message) => ServiceError::Conflict(message),
+            ImageError::Store(e) => e.into(),
+            e => match e.kind() {
+                ErrorKind::Invalid => ServiceError::Invalid(e.to_string()),
+                kind => ServiceError::Store {
+                    kind,
+                    message: e.to_string(),
+                },
+            },
+        }
+    }
 }
 
 impl ServiceError {
+    /// What the caller is told: one HTTP status per kind, the same in the native and the MAAS
+    /// face.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::Unauthorized(_) => ErrorKind::Unauthorized,
+            ServiceError::Forbidden(_) => ErrorKind::Forbidden,
+            ServiceError::NotFound { .. } => ErrorKind::NotFound,
+            ServiceError::Invalid(_) => ErrorKind::Invalid,
+            ServiceError::Transition(_)
+            | ServiceError::Stale { .. }
+            | ServiceError::Conflict(_)
+            | ServiceError::AgentCall { .. }
+            | ServiceError::NoMatch(_) => ErrorKind::Conflict,
+            ServiceError::RateLimited { .. } => ErrorKind::RateLimited,
+            ServiceError::Busy { .. } => ErrorKind::Busy,
+            ServiceError::Full(_) => ErrorKind::Full,
+            ServiceError::PowerFailed(_) => ErrorKind::Upstream,
+            ServiceError::Store { kind, .. } => *kind,
+        }
+    }
+
     /// A NotFound for the `kind` (e.g. "machine") named `id`.
     pub fn not_found(kind: &'static str, id: impl Into<String>) -> ServiceError {
         ServiceError::NotFound {
@@ -168,6 +226,15 @@ pub struct EffectRequest {
     pub effect: Effect,
 }
 
+/// The store's counters, for /metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreCounters {
+    /// Transactions committed (one fsync each).
+    pub commits: u64,
+    /// Writes committed (several share a transaction).
+    pub writes: u64,
+}
+
 /// The life-cycle service. Share it as `Arc<Service>`.
 pub struct Service {
     store: Store,
@@ -178,8 +245,8 @@ pub struct Service {
     /// Where effects go (power drivers, the agent hand-off). Unbounded: effects are few and small,
     /// and a commit must never wait on a slow BMC.
     effects: mpsc::UnboundedSender<EffectRequest>,
-    /// The image cache, once the daemon has opened it (deploy tasks name its images).
-    images: std::sync::OnceLock<Arc<crate::images::ImageCache>>,
+    /// The image cache (deploy tasks name its images; deleting one checks the deploys).
+    images: Arc<ImageCache>,
     /// Whether unknown machines that network-boot are enlisted, and the bounds on it.
     enlist: enlist::EnlistOptions,
     /// Enlistments per source address (anonymous callers), by `enlist`'s burst and interval.
@@ -196,6 +263,7 @@ impl Service {
     /// effects, for the conductor.
     pub fn new(
         store: Store,
+        images: Arc<ImageCache>,
         deadlines: Deadlines,
     ) -> Result<(Service, mpsc::UnboundedReceiver<EffectRequest>), ServiceError> {
         let rx = store.read()?;
@@ -211,7 +279,7 @@ impl Service {
                 index: RwLock::new(index),
                 deadlines,
                 effects: tx,
-                images: std::sync::OnceLock::new(),
+                images,
                 enlist: enlist::EnlistOptions::default(),
                 enlist_rate: enlist::RateLimiter::new(&enlist::EnlistOptions::default()),
                 enlist_lock: tokio::sync::Mutex::new(()),
@@ -239,15 +307,24 @@ impl Service {
         &self.enlist
     }
 
-    /// Gives the service the image cache (once).
-    pub fn set_images(&self, images: Arc<crate::images::ImageCache>) {
-        let _ = self.images.set(images);
+    /// Whether the store takes writes, for `/healthz`: its writer's state, and `Failed` too when
+    /// the database does not answer reads.
+    pub fn store_health(&self) -> StoreState {
+        match self.store.read() {
+            Ok(_) => self.store.state(),
+            Err(e) => StoreState::Failed {
+                detail: e.to_string(),
+            },
+        }
     }
 
-    /// The store under the service, for the daemon's readers that need no rule (DHCP leases,
-    /// the store's health).
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The store's counters since the start, for /metrics.
+    pub fn store_counters(&self) -> StoreCounters {
+        let stats = self.store.stats();
+        StoreCounters {
+            commits: stats.commits.load(Ordering::Relaxed),
+            writes: stats.writes.load(Ordering::Relaxed),
+        }
     }
 
     /// How long each in-progress status may last; transitions set the machines' deadlines by it.

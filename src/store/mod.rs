@@ -17,6 +17,7 @@
 //! can record what its machines do. Once the disk has room for the reserve again it is made
 //! anew and the store is [`StoreState::Ok`]. `/healthz` and the watchdog read [`Store::state`].
 
+pub mod leases;
 pub mod reserve;
 pub mod schema;
 pub mod tables;
@@ -76,6 +77,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What the caller is told: shutting down, disk full, try again, or a fault of rackbox's.
+    pub fn kind(&self) -> crate::model::ErrorKind {
+        use crate::model::ErrorKind;
+        match self {
+            StoreError::WriterGone => ErrorKind::ShuttingDown,
+            StoreError::DiskFull { .. } => ErrorKind::DiskFull,
+            StoreError::Unavailable { .. } => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+
     /// Whether this error is the operating system's "no space left on device" (or quota).
     fn is_disk_full(&self) -> bool {
         let text = format!("{self:?}");

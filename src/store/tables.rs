@@ -34,14 +34,7 @@ pub const TAGS: TableDefinition<&str, &[u8]> = TableDefinition::new("tags");
 /// database without it simply has no results yet, so it needs no schema version.
 pub const TEST_RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("test_results");
 
-/// A zone, resource pool or tag: a name with a description.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct NamedThing {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    pub created_ms: u64,
-}
+pub use crate::model::catalog::NamedThing;
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(StoreError::Encode)
@@ -252,6 +245,17 @@ pub fn get_user(rx: &redb::ReadTransaction, username: &str) -> Result<Option<Use
 
 pub fn get_token(rx: &redb::ReadTransaction, id: &str) -> Result<Option<Token>, StoreError> {
     get(rx, TOKENS, id)
+}
+
+/// Every machine as a write transaction sees it (checks that must hold at the commit).
+pub fn all_machines_in(tx: &WriteTransaction) -> Result<Vec<Machine>, StoreError> {
+    let t = tx.open_table(MACHINES)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        out.push(decode(&format!("machines/{}", k.value()), v.value())?);
+    }
+    Ok(out)
 }
 
 /// Every machine, from a snapshot (the service keeps an index built from this at start-up).

@@ -82,6 +82,23 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A service over `store`, with an empty image cache in `images_dir`.
+pub async fn service_over(
+    store: rackbox::store::Store,
+    images_dir: &Path,
+) -> (
+    rackbox::service::Service,
+    tokio::sync::mpsc::UnboundedReceiver<rackbox::service::EffectRequest>,
+) {
+    let images = rackbox::images::ImageCache::open(
+        store.clone(),
+        rackbox::images::CacheOptions::new(images_dir.to_path_buf()),
+    )
+    .await
+    .expect("open the image cache");
+    rackbox::service::Service::new(store, images, Default::default()).expect("the service")
+}
+
 /// Writes machine records into the store of `state_dir` (before a daemon opens it).
 pub fn seed(state_dir: &Path, machines: Vec<Machine>) {
     let state_dir = state_dir.to_path_buf();
@@ -101,8 +118,8 @@ fn seed_now(state_dir: &Path, machines: Vec<Machine>) {
             rackbox::store::Store::open(&state_dir.join("rackbox.redb"), Default::default())
                 .unwrap();
         let writer = store.take_writer();
-        let (service, _effects) =
-            rackbox::service::Service::new(store, Default::default()).unwrap();
+        let images = tempfile::tempdir().unwrap();
+        let (service, _effects) = service_over(store, images.path()).await;
         for m in machines {
             service.insert_machine_record(m).await.unwrap();
         }

@@ -24,17 +24,11 @@ pub struct Health {
 }
 
 pub(super) async fn healthz(State(s): State<AppState>) -> ApiResult<(StatusCode, Json<Health>)> {
-    use crate::store::StoreState;
-    let store = s.service.store();
-    let (status, detail) = match store.state() {
+    use crate::service::StoreState;
+    let (status, detail) = match s.service.store_health() {
         StoreState::Ok => ("ok", None),
         StoreState::DiskFull { detail } => ("disk_full", Some(detail)),
         StoreState::Failed { detail } => ("store_failed", Some(detail)),
-    };
-    // The database answers reads, whatever the writer's state.
-    let (status, detail) = match store.read() {
-        Ok(_) => (status, detail),
-        Err(e) => ("store_failed", Some(e.to_string())),
     };
     let code = if status == "ok" {
         StatusCode::OK
@@ -66,6 +60,6 @@ pub(super) async fn openapi_document(State(s): State<AppState>) -> Json<serde_js
 pub(super) async fn leases(
     State(s): State<AppState>,
     Extension(p): P,
-) -> ApiResult<Json<Vec<crate::dhcp::lease::Lease>>> {
+) -> ApiResult<Json<Vec<crate::model::lease::Lease>>> {
     Ok(Json(s.service.list_leases(&p)?))
 }

@@ -10,8 +10,8 @@ use crate::http::AppState;
 use crate::http::error::ApiResult;
 use crate::http::extract::JsonBody;
 use crate::model::api::NamedRequest;
+use crate::model::catalog::NamedThing;
 use crate::service::CatalogKind;
-use crate::store::tables::NamedThing;
 
 /// A catalog, as a type, so that one handler serves each (the route table names
 /// `list::<Zones>`); the MAAS face's catalog handlers take the same types.

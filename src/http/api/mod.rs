@@ -20,12 +20,12 @@ use crate::images::{
     SyncReport, SyncRequest,
 };
 use crate::model::api::{LoginRequest, NamedRequest, SshKeyRequest, TokenRequest};
+use crate::model::catalog::NamedThing;
 use crate::model::{Constraints, Event, TestResults};
 use crate::service::{
     ActionRequest, MachineEdit, MachineFilter, NewMachine, NewUser, Principal, TokenCreated,
     TokenView, UserEdit, UserView,
 };
-use crate::store::tables::NamedThing;
 use appliance::Health;
 use catalogs::{Pools, Tags, Zones};
 use events::EventQuery;
@@ -120,7 +120,7 @@ pub const ROUTES: &[Route] = &[
     route!(GET "/api/v1/events", Admin, 200, events::all,
         "Every machine's history, newest first", query: EventQuery, response: Vec<Event>),
     route!(GET "/api/v1/leases", Admin, 200, appliance::leases,
-        "DHCP leases of the boot network, by address", response: Vec<crate::dhcp::lease::Lease>),
+        "DHCP leases of the boot network, by address", response: Vec<crate::model::lease::Lease>),
     route!(GET "/api/v1/users", Admin, 200, users::list, "List users", response: Vec<UserView>),
     route!(POST "/api/v1/users", Admin, 201, users::create,
         "Create a user", request: NewUser, response: UserView),

@@ -53,29 +53,7 @@ impl MaasError {
 
 impl From<ServiceError> for MaasError {
     fn from(e: ServiceError) -> Self {
-        let status = match &e {
-            ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ServiceError::Transition(_)
-            | ServiceError::Stale { .. }
-            | ServiceError::Conflict(_)
-            | ServiceError::AgentCall { .. }
-            | ServiceError::NoMatch(_) => StatusCode::CONFLICT,
-            ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ServiceError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Full(_) => StatusCode::INSUFFICIENT_STORAGE,
-            ServiceError::PowerFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Store(crate::store::StoreError::WriterGone)
-            | ServiceError::Store(crate::store::StoreError::Unavailable { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ServiceError::Store(crate::store::StoreError::DiskFull { .. }) => {
-                StatusCode::INSUFFICIENT_STORAGE
-            }
-            ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = crate::http::error::status_of(e.kind());
         if status.is_server_error() {
             tracing::error!(error = %e, "MAAS API request failed");
         }

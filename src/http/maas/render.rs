@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::PREFIX;
+use crate::model::catalog::NamedThing;
 use crate::model::{Disk, Interface, Machine};
-use crate::store::tables::NamedThing;
 
 /// The MTU rackbox reports until the boot network room knows the real one.
 const DEFAULT_MTU: u64 = 1500;

@@ -15,8 +15,8 @@ use super::{Ctx, MaasError, MaasResult, Reply, json};
 use crate::http::AppState;
 use crate::http::api::catalogs::{self, Pools, Tags, Zones};
 use crate::model::Role;
+use crate::model::catalog::NamedThing;
 use crate::service::{CatalogKind, MachineFilter, NewUser, TokenCreated, TokenKind};
-use crate::store::tables::NamedThing;
 
 /// The MAAS API level rackbox speaks; clients compare it, not rackbox's own version.
 const MAAS_API_VERSION: &str = "2.9.2";
