@@ -367,7 +367,7 @@ impl Client {
             .headers()
             .get(reqwest::header::CONTENT_RANGE)
             .and_then(|v| v.to_str().ok())
-            .and_then(crate::images::fetch::content_range)
+            .and_then(crate::model::agent_wire::content_range)
             .is_some_and(|(first, _)| first == offset);
         if resp.status() != reqwest::StatusCode::PARTIAL_CONTENT || !starts_at_offset {
             return Err(ClientError::BadAnswer {

@@ -17,20 +17,13 @@ use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use super::blob::Ingest;
 use super::import::ImportTask;
 use super::{ImageCache, ImageError};
+use crate::model::agent_wire::content_range;
 
 /// Why a download stopped early.
 pub(super) enum Stop {
     /// The writer refused more bytes (disk full, too long): its outcome says why.
     Writer,
     Failed(ImageError),
-}
-
-/// `bytes <start>-<end>/<total>` -> (start, total).
-pub(crate) fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (start, _end) = range.split_once('-')?;
-    Some((start.trim().parse().ok()?, total.trim().parse().ok()))
 }
 
 pub(super) async fn download(
@@ -213,17 +206,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn content_range_parses() {
-        assert_eq!(
-            super::content_range("bytes 100-199/200"),
-            Some((100, Some(200)))
-        );
-        assert_eq!(super::content_range("bytes 5-9/*"), Some((5, None)));
-        assert_eq!(super::content_range("items 1-2/3"), None);
-    }
 }

@@ -15,6 +15,15 @@ use super::machine::EraseMode;
 /// The path prefix of every agent call.
 pub const PREFIX: &str = "/api/agent/v1";
 
+/// Reads a resumed download's `Content-Range: bytes <start>-<end>/<total>` into (start, total;
+/// None for `*`). The agent resumes an image with it, and the image cache a mirror's file.
+pub fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, _end) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, total.trim().parse().ok()))
+}
+
 /// The calls, under [`PREFIX`].
 pub mod path {
     /// `GET`: the next [`super::Task`].
@@ -227,6 +236,13 @@ pub struct Enlisted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_range_parses() {
+        assert_eq!(content_range("bytes 100-199/200"), Some((100, Some(200))));
+        assert_eq!(content_range("bytes 5-9/*"), Some((5, None)));
+        assert_eq!(content_range("items 1-2/3"), None);
+    }
 
     #[test]
     fn tasks_parse_from_the_protocol() {
