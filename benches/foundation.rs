@@ -76,6 +76,7 @@ fn machine(i: usize) -> Machine {
         status_deadline_ms: None,
         boot_session: None,
         deploy_written: false,
+        owed_effect: None,
         created_ms: 1,
         updated_ms: 1,
     }

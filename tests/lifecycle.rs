@@ -503,3 +503,56 @@ fn a_boot_ends_when_the_machine_leaves_its_work() {
     let t = lifecycle::apply(&m, &Action::Lock, 1, &d).unwrap();
     assert!(lifecycle::boot_is_current(&t.machine));
 }
+
+/// The conductor's work is recorded on the machine by the transition that asks for it: a new
+/// effect replaces an older one, a new status without one drops it, and a flag keeps it.
+#[test]
+fn transitions_record_the_power_work_owed() {
+    use rackbox::model::Effect;
+    use rackbox::model::lifecycle::OwedEffect;
+    let d = Deadlines::default();
+    let ready = common::machine("own222", S::Ready, 2, 2048);
+    assert_eq!(ready.owed_effect, None);
+
+    let commissioning = lifecycle::apply(&ready, &action_for(ActionKind::Commission), 1, &d)
+        .expect("commission")
+        .machine;
+    assert_eq!(
+        commissioning.owed_effect,
+        Some(OwedEffect {
+            effect: Effect::PowerOnNetboot,
+            generation: commissioning.generation
+        })
+    );
+    // Locking is a flag: a deploy's power-on is still owed.
+    let mut allocated = common::machine("own333", S::Allocated, 2, 2048);
+    allocated.owner = Some("alice".into());
+    let deploying = lifecycle::apply(&allocated, &action_for(ActionKind::Deploy), 2, &d)
+        .expect("deploy")
+        .machine;
+    assert_eq!(
+        deploying.owed_effect.map(|o| o.effect),
+        Some(Effect::PowerOnNetboot)
+    );
+    let locked = lifecycle::apply(&deploying, &Action::Lock, 2, &d)
+        .expect("lock")
+        .machine;
+    assert_eq!(locked.owed_effect, deploying.owed_effect);
+    // Abort owes a power-off instead, at its own generation.
+    let aborted = lifecycle::apply(&commissioning, &Action::Abort, 3, &d)
+        .expect("abort")
+        .machine;
+    assert_eq!(
+        aborted.owed_effect,
+        Some(OwedEffect {
+            effect: Effect::PowerOff,
+            generation: aborted.generation
+        })
+    );
+    // A time-out is a new status that asks for nothing: the power-on is no longer wanted.
+    let timed_out = lifecycle::apply(&commissioning, &Action::TimeOut, 4, &d)
+        .expect("time out")
+        .machine;
+    assert_eq!(timed_out.status, S::FailedCommissioning);
+    assert_eq!(timed_out.owed_effect, None);
+}

@@ -211,3 +211,106 @@ async fn manual_power_waits_for_an_operator() {
     .await;
     assert_eq!(m["status"], "commissioning", "nothing claims it booted");
 }
+
+/// The command driver's parameters for a machine whose every power operation appends a line to
+/// `log` (the power-on slowly), with its state in `state`.
+fn logging_commands(log: &std::path::Path, state: &std::path::Path, on_delay_secs: u32) -> Value {
+    let (log, state) = (log.display(), state.display());
+    json!({
+        "power_on_command": format!("sleep {on_delay_secs}; echo on >> {log}; echo on > {state}"),
+        "power_off_command": format!("echo off >> {log}; echo off > {state}"),
+        "power_query_command": format!("cat {state} 2>/dev/null || echo off"),
+        "power_netboot_command": format!("echo netboot >> {log}"),
+    })
+}
+
+/// The lines of the power log, once it has `n` of them (bounded).
+async fn log_lines(log: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the power log never had {n} lines: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One machine's power work runs in the order it was asked for: an abort while commissioning's
+/// power-on is under way switches the machine off after it is on, never before (which would
+/// leave it running the commissioning environment with nobody waiting for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_powers_off_after_the_power_on_under_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, state) = (dir.path().join("power.log"), dir.path().join("power.state"));
+    let daemon = Daemon::start();
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let (s, m) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines",
+            Some(&admin),
+            Some(
+                json!({"mac_addresses": ["52:54:00:77:00:21"], "power_type": "command",
+                        "power_parameters": logging_commands(&log, &state, 2)}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(m["status"], "commissioning");
+    let id = m["system_id"].as_str().unwrap().to_string();
+    // The power-on has started (the one-time network boot is set); abort now.
+    assert_eq!(log_lines(&log, 1).await, vec!["netboot"]);
+    let (s, m) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/machines/{id}/actions/abort"),
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(log_lines(&log, 3).await, vec!["netboot", "on", "off"]);
+    let m = wait_for(&api, &admin, &id, "power off", |m| {
+        m["power_state"]["state"] == "off"
+    })
+    .await;
+    assert_eq!(m["status"], "new", "{m}");
+}
+
+/// Power work owed when rackbox stopped is done when it starts again: a machine stored in
+/// Commissioning that is owed its power-on (rackbox was killed between the commit and the BMC
+/// call) is switched on with a network boot by the next daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_work_owed_at_a_restart_is_carried_out() {
+    use rackbox::model::lifecycle::OwedEffect;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, state) = (dir.path().join("power.log"), dir.path().join("power.state"));
+    let mut m = common::machine("owe222", Status::Commissioning, 2, 2048);
+    m.power.power_type = "command".into();
+    m.power.parameters = logging_commands(&log, &state, 0)
+        .as_object()
+        .cloned()
+        .unwrap();
+    m.owed_effect = Some(OwedEffect {
+        effect: rackbox::model::Effect::PowerOnNetboot,
+        generation: m.generation,
+    });
+    let state_dir = dir.path().join("state");
+    common::seed(&state_dir, vec![m]);
+    let daemon = Daemon::start_in(&state_dir, "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(log_lines(&log, 2).await, vec!["netboot", "on"]);
+    let m = wait_for(&api, &admin, "owe222", "power on", |m| {
+        m["power_state"]["state"] == "on"
+    })
+    .await;
+    assert_eq!(m["status"], "commissioning", "{m}");
+}

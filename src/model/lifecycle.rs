@@ -358,6 +358,73 @@ pub fn rule(status: Status, kind: ActionKind) -> Option<Next> {
         .map(|(_, _, next)| *next)
 }
 
+/// Deploying has two stages, which only the agent's reports move between: writing the image
+/// (`deploy_written` false: a network boot gets the ephemeral environment and the deploy task),
+/// then waiting for the deployed OS (`deploy_written` true: a network boot goes to the local
+/// disk, and only the deployed OS's `/deployed` report completes the deploy). The agent's
+/// `complete` in the first stage moves to the second ([`record_image_written`]); any new status
+/// starts again from the first (see [`apply`]).
+///
+/// Records that the agent wrote the image: the second stage of Deploying. Refused when the
+/// machine is no longer Deploying.
+pub fn record_image_written(m: &mut Machine, said: &str) -> Result<(), TransitionError> {
+    if m.status != S::Deploying {
+        return Err(TransitionError::NotAllowed {
+            system_id: m.system_id.clone(),
+            action: "complete",
+            status: m.status,
+        });
+    }
+    m.deploy_written = true;
+    m.status_message = if said.is_empty() {
+        "image written; waiting for the deployed OS to boot and report in".into()
+    } else {
+        format!("{said}; waiting for the deployed OS to boot and report in")
+    };
+    Ok(())
+}
+
+/// What an agent's `complete` report does to the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// A test failed: the run fails with this reason, whatever the agent concluded.
+    Fail(String),
+    /// Deploying, image not yet written: the second stage of Deploying
+    /// ([`record_image_written`]); Deployed only once the deployed OS reports in.
+    ImageWritten,
+    /// Nothing: the machine already is where the report would take it (a repeated report whose
+    /// answer the agent lost; an agent that started again in Rescue mode after a reboot has its
+    /// SSH server up again).
+    AlreadyThere,
+    /// The work is done: `complete` by the table.
+    Complete,
+}
+
+/// What an agent's `complete` report means for `m` (`test_failure` is a testing run's failed
+/// tests, in words).
+pub fn agent_completion(m: &Machine, test_failure: Option<String>) -> Completion {
+    if let Some(reason) = test_failure {
+        return Completion::Fail(reason);
+    }
+    match m.status {
+        S::Deploying if m.deploy_written => Completion::AlreadyThere,
+        S::Deploying => Completion::ImageWritten,
+        S::RescueMode => Completion::AlreadyThere,
+        _ => Completion::Complete,
+    }
+}
+
+/// What a power-off the conductor carried out completes, with the message of that `complete`:
+/// Releasing (without erase) and Exiting rescue mode need nothing more than the machine being
+/// off. Other statuses wait for their own reports.
+pub fn completed_by_power_off(status: Status) -> Option<&'static str> {
+    match status {
+        S::Releasing => Some("released; powered off"),
+        S::ExitingRescueMode => Some("left rescue mode; powered off"),
+        _ => None,
+    }
+}
+
 /// The statuses whose work is done by the agent in the ephemeral environment: a network boot
 /// in one of them is handed the environment with a fresh boot token (Deploying only until the
 /// image is written: see [`boots_ephemeral`]).
@@ -538,7 +605,7 @@ impl TransitionError {
 
 /// Work the world must do after a transition is committed. The service hands effects to the
 /// conductor (power drivers, the agent); the life cycle never does I/O itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// Switch the machine on (or cycle it) with a one-time network boot: it must boot rackbox's
@@ -546,6 +613,18 @@ pub enum Effect {
     PowerOnNetboot,
     /// Switch the machine off.
     PowerOff,
+}
+
+/// An effect the conductor owes a machine, recorded on it by the transition that asked for it.
+/// The conductor carries out a machine's owed effects one at a time, in order, and settles each
+/// by the generation it was owed at: a newer transition's effect replaces an older one that has
+/// not started, and is carried out after one that has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct OwedEffect {
+    /// What to do.
+    pub effect: Effect,
+    /// The machine's generation right after the transition that asked for it.
+    pub generation: u64,
 }
 
 /// The outcome of a successful [`apply`]: the machine as it must be stored, and what must follow.
@@ -844,6 +923,19 @@ pub fn apply(
     m.status_message = message.clone();
     m.status_deadline_ms = deadlines.for_status(to).map(|d| now_ms.saturating_add(d));
     m.generation += 1;
+    // The conductor owes the machine this transition's effect. A new status that asks for none
+    // no longer wants an older one that has not been carried out (a power-on for commissioning
+    // that timed out); a flag (lock, unlock) leaves it owed.
+    match effects.last() {
+        Some(effect) => {
+            m.owed_effect = Some(OwedEffect {
+                effect: *effect,
+                generation: m.generation,
+            })
+        }
+        None if to != from => m.owed_effect = None,
+        None => {}
+    }
     m.updated_ms = now_ms;
     Ok(Transition {
         machine: m,

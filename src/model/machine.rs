@@ -103,6 +103,11 @@ pub struct Machine {
     /// deployed OS must report in.
     #[serde(default)]
     pub deploy_written: bool,
+    /// The power work the conductor owes the machine: the latest transition's effect, until the
+    /// conductor has carried it out (or tried, and recorded why it failed). Kept with the
+    /// machine, so that work owed when rackbox stopped is done once it runs again.
+    #[serde(default)]
+    pub owed_effect: Option<super::lifecycle::OwedEffect>,
     /// When the machine was added, milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// When the record was last written, milliseconds since the Unix epoch.

@@ -12,7 +12,7 @@ use super::{Principal, Service, ServiceError};
 use crate::images::records::ImageFormat as StoredFormat;
 use crate::model::agent_wire::{Complete, DeployTask, ImageFormat, PREFIX, Task, path};
 use crate::model::inventory::{Bmc, BmcCredentials};
-use crate::model::lifecycle::{self, AgentCall};
+use crate::model::lifecycle::{self, AgentCall, Completion};
 use crate::model::{
     Action, BootSession, EraseMode, Interface, Inventory, Machine, Status, TestResult, TestResults,
     TestRun, ids,
@@ -548,34 +548,30 @@ impl Service {
         results: Option<serde_json::Value>,
     ) -> Result<Machine, ServiceError> {
         allow(AgentCall::Complete, m)?;
-        if m.status == Status::Deploying && m.deploy_written {
-            // Said already (the agent repeats a report whose answer it lost).
+        if lifecycle::agent_completion(m, None) == Completion::AlreadyThere {
             return Ok(m.clone());
         }
-        if let Some(tests) = test_results(m, results.as_ref())? {
-            let run = self.record_test_run(m, tests).await?;
-            if let Some(reason) = run.failure_reason() {
-                return self
-                    .report_in(&m.system_id, Action::Fail { reason }, m.status, "agent")
-                    .await;
+        let test_failure = match test_results(m, results.as_ref())? {
+            Some(tests) => self.record_test_run(m, tests).await?.failure_reason(),
+            None => None,
+        };
+        match lifecycle::agent_completion(m, test_failure) {
+            Completion::AlreadyThere => Ok(m.clone()),
+            Completion::ImageWritten => self.mark_deploy_written(m, message).await,
+            Completion::Fail(reason) => {
+                self.report_in(&m.system_id, Action::Fail { reason }, m.status, "agent")
+                    .await
+            }
+            Completion::Complete => {
+                self.report_in(
+                    &m.system_id,
+                    Action::Complete { message },
+                    m.status,
+                    "agent",
+                )
+                .await
             }
         }
-        if m.status == Status::Deploying {
-            // The image is on the disk; Deployed only once the deployed OS reports in.
-            return self.mark_deploy_written(m, message).await;
-        }
-        if m.status == Status::RescueMode {
-            // An agent that started again in rescue mode (the machine rebooted) has its SSH
-            // server up again: the machine already is where the report would take it.
-            return Ok(m.clone());
-        }
-        self.report_in(
-            &m.system_id,
-            Action::Complete { message },
-            m.status,
-            "agent",
-        )
-        .await
     }
 
     /// The agent's task failed: the machine goes to the matching failed status with the reason
@@ -672,18 +668,7 @@ impl Service {
     ) -> Result<Machine, ServiceError> {
         let m = self
             .modify_machine(&m.system_id, "agent", move |_, m| {
-                if m.status != Status::Deploying {
-                    return Err(ServiceError::Conflict(format!(
-                        "machine {} is {}, not deploying",
-                        m.system_id, m.status
-                    )));
-                }
-                m.deploy_written = true;
-                m.status_message = if message.is_empty() {
-                    "image written; waiting for the deployed OS to boot and report in".into()
-                } else {
-                    format!("{message}; waiting for the deployed OS to boot and report in")
-                };
+                lifecycle::record_image_written(m, &message)?;
                 Ok(Some(("image_written", m.status_message.clone())))
             })
             .await?;

@@ -191,7 +191,7 @@ impl Service {
         } else {
             "added"
         };
-        let (machine, effects) = self
+        let machine = self
             .store
             .write(move |tx| -> Result<_, ServiceError> {
                 for i in &interfaces {
@@ -250,6 +250,7 @@ impl Service {
                     status_deadline_ms: None,
                     boot_session: None,
                     deploy_written: false,
+                    owed_effect: None,
                     created_ms: now,
                     updated_ms: now,
                 };
@@ -270,7 +271,6 @@ impl Service {
                         message: said.into(),
                     },
                 )?;
-                let mut effects = Vec::new();
                 if commission {
                     let t = lifecycle::apply(
                         &machine,
@@ -280,14 +280,13 @@ impl Service {
                     )?;
                     tables::put_machine(tx, &t.machine, Some(&machine))?;
                     tables::append_event(tx, event_for(&t, &actor, "commission", None))?;
-                    effects = t.effects;
                     machine = t.machine;
                 }
-                Ok((machine, effects))
+                Ok(machine)
             })
             .await?;
         self.index_put(machine.clone());
-        self.send_effects(&machine, &effects);
+        self.wake_conductor(&machine);
         tracing::info!(system_id = %machine.system_id, hostname = %machine.hostname, by = %p.username, "machine added");
         Ok(machine)
     }

@@ -28,7 +28,7 @@ pub use boot::BootPlan;
 #[doc(hidden)]
 pub use boot::fuzz_agent_report;
 pub use catalog::CatalogKind;
-pub use conductor::run_conductor;
+pub use conductor::{CONDUCTOR_PASS, run_conductor};
 pub use enlist::EnlistOptions;
 pub use files::StoredFile;
 pub use login_guard::LoginOptions;
@@ -41,7 +41,7 @@ pub use users::{TokenView, UserView};
 use crate::images::ImageCache;
 use crate::model::constraints::NoMatch;
 use crate::model::lifecycle::Deadlines;
-use crate::model::{Effect, ErrorKind, Machine, Role, Status, TransitionError};
+use crate::model::{ErrorKind, Machine, Role, Status, TransitionError};
 pub use crate::store::StoreState;
 use crate::store::{Store, StoreError};
 
@@ -213,17 +213,28 @@ impl ServiceError {
     }
 }
 
-/// An effect to carry out on a machine once its transition is durable. `generation` is the
-/// machine's generation right after the transition: a conductor that finds a newer one knows the
-/// effect is stale.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EffectRequest {
-    /// The machine to act on.
-    pub system_id: String,
-    /// The machine's generation right after the transition that asked for the effect.
-    pub generation: u64,
-    /// What to do.
-    pub effect: Effect,
+/// The conductor's queue: the ids of machines that may owe power work
+/// ([`Machine::owed_effect`]). A wake carries no work: the conductor reads what is owed from the
+/// machine itself, so a lost wake only delays the work until its periodic pass.
+pub type ConductorWakes = mpsc::UnboundedReceiver<String>;
+
+/// What a [`Service::modify_machine`] change writes.
+pub(crate) enum Change {
+    /// Nothing: the machine is left as it is.
+    Skip,
+    /// The changed machine, without an event (the conductor's own bookkeeping).
+    Quiet,
+    /// The changed machine and an event (action, message) in its history.
+    Event(&'static str, String),
+}
+
+impl From<Option<(&'static str, String)>> for Change {
+    fn from(event: Option<(&'static str, String)>) -> Change {
+        match event {
+            Some((action, message)) => Change::Event(action, message),
+            None => Change::Skip,
+        }
+    }
 }
 
 /// The store's counters, for /metrics.
@@ -242,9 +253,9 @@ pub struct Service {
     /// the truth: writes re-read the record inside the transaction.
     index: RwLock<BTreeMap<String, Arc<Machine>>>,
     deadlines: Deadlines,
-    /// Where effects go (power drivers, the agent hand-off). Unbounded: effects are few and small,
-    /// and a commit must never wait on a slow BMC.
-    effects: mpsc::UnboundedSender<EffectRequest>,
+    /// Wakes the conductor for a machine that owes power work. Unbounded: wakes are few and
+    /// small, and a commit must never wait on a slow BMC.
+    wakes: mpsc::UnboundedSender<String>,
     /// The image cache (deploy tasks name its images; deleting one checks the deploys).
     images: Arc<ImageCache>,
     /// Whether unknown machines that network-boot are enlisted, and the bounds on it.
@@ -265,27 +276,27 @@ impl Service {
         store: Store,
         images: Arc<ImageCache>,
         deadlines: Deadlines,
-    ) -> Result<(Service, mpsc::UnboundedReceiver<EffectRequest>), ServiceError> {
+    ) -> Result<(Service, ConductorWakes), ServiceError> {
         let rx = store.read()?;
         let machines = crate::store::tables::all_machines(&rx)?;
         let index = machines
             .into_iter()
             .map(|m| (m.system_id.clone(), Arc::new(m)))
             .collect();
-        let (tx, effects) = mpsc::unbounded_channel();
+        let (tx, wakes) = mpsc::unbounded_channel();
         Ok((
             Service {
                 store,
                 index: RwLock::new(index),
                 deadlines,
-                effects: tx,
+                wakes: tx,
                 images,
                 enlist: enlist::EnlistOptions::default(),
                 enlist_rate: enlist::RateLimiter::new(&enlist::EnlistOptions::default()),
                 enlist_lock: tokio::sync::Mutex::new(()),
                 login: login_guard::LoginGuard::new(LoginOptions::default()),
             },
-            effects,
+            wakes,
         ))
     }
 
@@ -366,33 +377,30 @@ impl Service {
         }
     }
 
-    fn send_effects(&self, machine: &Machine, effects: &[Effect]) {
-        for effect in effects {
-            let _ = self.effects.send(EffectRequest {
-                system_id: machine.system_id.clone(),
-                generation: machine.generation,
-                effect: *effect,
-            });
+    /// Tells the conductor about a machine that owes power work. A conductor that has stopped
+    /// (shutdown) finds the work on the machine when rackbox starts again.
+    fn wake_conductor(&self, machine: &Machine) {
+        if machine.owed_effect.is_some() {
+            let _ = self.wakes.send(machine.system_id.clone());
         }
     }
 
     /// Changes one machine in place, without a status transition (power state, status message,
-    /// boot token, inventory). `change` edits a copy of the stored record and names the event to
-    /// record, or answers None to write nothing; it may read other tables through the transaction
-    /// but must not write them. The generation is bumped and the index updated here.
-    pub(crate) async fn modify_machine<F>(
+    /// boot token, inventory). `change` edits a copy of the stored record and says what to write
+    /// ([`Change`]: an `Option` of the event to record converts, None writing nothing); it may
+    /// read other tables through the transaction but must not write them. The generation is
+    /// bumped and the index updated here.
+    pub(crate) async fn modify_machine<F, C>(
         &self,
         system_id: &str,
         actor: &str,
         change: F,
     ) -> Result<Option<Machine>, ServiceError>
     where
-        F: FnOnce(
-                &redb::WriteTransaction,
-                &mut Machine,
-            ) -> Result<Option<(&'static str, String)>, ServiceError>
+        F: FnOnce(&redb::WriteTransaction, &mut Machine) -> Result<C, ServiceError>
             + Send
             + 'static,
+        C: Into<Change>,
     {
         let id = system_id.to_string();
         let actor = actor.to_string();
@@ -403,25 +411,29 @@ impl Service {
                     crate::store::tables::get_in(tx, crate::store::tables::MACHINES, &id)?
                         .ok_or_else(|| ServiceError::not_found("machine", &id))?;
                 let mut m = old.clone();
-                let Some((action, message)) = change(tx, &mut m)? else {
-                    return Ok(None);
+                let event = match change(tx, &mut m)?.into() {
+                    Change::Skip => return Ok(None),
+                    Change::Quiet => None,
+                    Change::Event(action, message) => Some((action, message)),
                 };
                 m.generation = old.generation + 1;
                 m.updated_ms = crate::model::ids::now_ms();
                 crate::store::tables::put_machine(tx, &m, Some(&old))?;
-                crate::store::tables::append_event(
-                    tx,
-                    crate::model::Event {
-                        seq: 0,
-                        system_id: id.clone(),
-                        at_ms: m.updated_ms,
-                        actor,
-                        action: action.to_string(),
-                        from: old.status,
-                        to: m.status,
-                        message,
-                    },
-                )?;
+                if let Some((action, message)) = event {
+                    crate::store::tables::append_event(
+                        tx,
+                        crate::model::Event {
+                            seq: 0,
+                            system_id: id.clone(),
+                            at_ms: m.updated_ms,
+                            actor,
+                            action: action.to_string(),
+                            from: old.status,
+                            to: m.status,
+                            message,
+                        },
+                    )?;
+                }
                 Ok(Some(m))
             })
             .await?;
@@ -429,6 +441,39 @@ impl Service {
             self.index_put(m.clone());
         }
         Ok(changed)
+    }
+
+    /// Machines that owe power work, for the conductor's periodic pass.
+    pub fn machines_owing_work(&self) -> Vec<String> {
+        self.index_snapshot()
+            .iter()
+            .filter(|m| m.owed_effect.is_some())
+            .map(|m| m.system_id.clone())
+            .collect()
+    }
+
+    /// Marks the effect owed at `generation` as carried out (or tried, its failure recorded).
+    /// A newer one owed meanwhile stays owed.
+    pub async fn settle_effect(
+        &self,
+        system_id: &str,
+        generation: u64,
+    ) -> Result<(), ServiceError> {
+        let settled = self
+            .modify_machine(system_id, "rackbox", move |_, m| {
+                if m.owed_effect.is_some_and(|o| o.generation == generation) {
+                    m.owed_effect = None;
+                    Ok(Change::Quiet)
+                } else {
+                    Ok(Change::Skip)
+                }
+            })
+            .await;
+        match settled {
+            // A machine deleted meanwhile owes nothing.
+            Ok(_) | Err(ServiceError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Counts of machines by status, for /metrics.

@@ -227,7 +227,7 @@ impl Service {
             "machine status changed"
         );
         self.index_put(t.machine.clone());
-        self.send_effects(&t.machine, &t.effects);
+        self.wake_conductor(&t.machine);
         Ok(t.machine)
     }
 

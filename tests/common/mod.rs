@@ -60,6 +60,7 @@ pub fn machine(id: &str, status: Status, cpu: u32, mem: u64) -> Machine {
         status_deadline_ms: None,
         boot_session: None,
         deploy_written: false,
+        owed_effect: None,
         created_ms: 1,
         updated_ms: 1,
     }
@@ -86,10 +87,7 @@ pub fn free_port() -> u16 {
 pub async fn service_over(
     store: rackbox::store::Store,
     images_dir: &Path,
-) -> (
-    rackbox::service::Service,
-    tokio::sync::mpsc::UnboundedReceiver<rackbox::service::EffectRequest>,
-) {
+) -> (rackbox::service::Service, rackbox::service::ConductorWakes) {
     let images = rackbox::images::ImageCache::open(
         store.clone(),
         rackbox::images::CacheOptions::new(images_dir.to_path_buf()),
