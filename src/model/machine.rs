@@ -270,7 +270,8 @@ impl Default for PowerStatus {
     }
 }
 
-/// Whether the machine is switched on, as rackbox last saw it.
+/// Whether the machine is switched on: what a power driver answers (on, off, or unknown when it
+/// cannot tell), and what rackbox last recorded, which may also be `error`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PowerState {
@@ -278,9 +279,10 @@ pub enum PowerState {
     On,
     /// Switched off.
     Off,
-    /// Not read yet, or the driver cannot tell (manual power).
+    /// Not read yet, or the driver cannot tell (manual power, a command driver without a query).
     Unknown,
-    /// The BMC could not be read or refused; the power status message says why.
+    /// The BMC could not be read or refused; the power status message says why. Never a
+    /// driver's answer: rackbox records it when the driver fails.
     Error,
 }
 
@@ -293,6 +295,12 @@ impl PowerState {
             PowerState::Unknown => "unknown",
             PowerState::Error => "error",
         }
+    }
+}
+
+impl std::fmt::Display for PowerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

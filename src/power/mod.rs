@@ -65,32 +65,14 @@ pub use poll::{Backoff, query_many};
 
 use params::DriverParams;
 
+/// What a driver's query answers: on, off or unknown (never `Error`, which is what the service
+/// records when a driver fails).
+pub use crate::model::PowerState;
+
 /// The deadline of one power operation when none is given: long enough for a
 /// slow BMC's session setup plus a few lost packets, short enough that an
 /// operator is told within a minute that a BMC is dead.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Whether a machine is on, as its BMC reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PowerState {
-    /// Powered on.
-    On,
-    /// Powered off.
-    Off,
-    /// The driver cannot tell (manual power, a command driver without a query).
-    Unknown,
-}
-
-impl std::fmt::Display for PowerState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PowerState::On => "on",
-            PowerState::Off => "off",
-            PowerState::Unknown => "unknown",
-        })
-    }
-}
 
 /// A power operation, for callers that keep operations as data (a queue, an
 /// audit log) and run them with [`PowerDriver::run`].

@@ -83,11 +83,7 @@ impl Service {
             return Ok(PowerState::Unknown);
         }
         let d = driver(&m)?;
-        let state = d.query().await.map(|s| match s {
-            power::PowerState::On => PowerState::On,
-            power::PowerState::Off => PowerState::Off,
-            power::PowerState::Unknown => PowerState::Unknown,
-        });
+        let state = d.query().await;
         self.record_power_result(system_id, state).await
     }
 

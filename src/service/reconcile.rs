@@ -87,9 +87,7 @@ pub async fn run_power_sync(
         };
         for (id, result) in results {
             let (state, message) = match result {
-                Ok(power::PowerState::On) => (PowerState::On, String::new()),
-                Ok(power::PowerState::Off) => (PowerState::Off, String::new()),
-                Ok(power::PowerState::Unknown) => (PowerState::Unknown, String::new()),
+                Ok(state) => (state, String::new()),
                 Err(e) => (PowerState::Error, e.to_string()),
             };
             let entry = backoff.entry(id.clone()).or_insert_with(|| {
