@@ -820,7 +820,7 @@ async fn commissioning_takes_power_settings_from_the_discovered_bmc() {
     let mut owned = common::machine("bmc222", Status::New, 0, 0);
     owned.interfaces[0].mac = "52:54:00:bb:00:02".into();
     owned.power = rackbox::model::PowerSettings {
-        power_type: "command".into(),
+        power_type: Some(rackbox::model::PowerType::Command),
         parameters: json!({"power_on_command": "true", "power_off_command": "true"})
             .as_object()
             .cloned()

@@ -5,7 +5,7 @@ mod common;
 
 use common::{ADMIN_PASSWORD, Api, Daemon};
 use rackbox::http::Access;
-use rackbox::model::Status;
+use rackbox::model::{PowerType, Status};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -252,7 +252,7 @@ async fn fixture() -> (Daemon, Fixture) {
         .map(|i| {
             let mut m = common::machine(&format!("rdy{i:03}"), Status::Ready, 4, 4096);
             // The command power driver, with commands that succeed: power routes can be walked.
-            m.power.power_type = "command".into();
+            m.power.power_type = Some(PowerType::Command);
             m.power.parameters = serde_json::from_value(json!({
                 "power_on_command": "true", "power_off_command": "true", "power_query_command": "echo on"
             }))
@@ -383,6 +383,11 @@ async fn bad_requests_get_400_with_a_message() {
             "/api/v1/machines",
             r#"{"mac_addresses": ["52:54:00:00:00:09"], "power_type": "ipmi"}"#,
             "power_address",
+        ),
+        (
+            "/api/v1/machines",
+            r#"{"mac_addresses": ["52:54:00:00:00:09"], "power_type": "wol"}"#,
+            "unknown variant `wol`, expected one of `ipmi`, `redfish`, `manual`, `command`",
         ),
         (
             "/api/v1/machines/allocate",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{ADMIN_PASSWORD, Api, Daemon};
 use power_support::{IpmiSim, PASSWORD, SimMode};
-use rackbox::model::Status;
+use rackbox::model::{PowerType, Status};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -103,7 +103,7 @@ async fn release_powers_off_and_returns_to_ready() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = common::machine("rel222", Status::Allocated, 4, 4096);
     m.owner = Some("admin".into());
-    m.power.power_type = "ipmi".into();
+    m.power.power_type = Some(PowerType::Ipmi);
     m.power.parameters = sim.params();
     common::seed(dir.path(), vec![m]);
     let daemon = Daemon::start_in(dir.path(), "");
@@ -293,7 +293,7 @@ async fn power_work_owed_at_a_restart_is_carried_out() {
     let dir = tempfile::tempdir().unwrap();
     let (log, state) = (dir.path().join("power.log"), dir.path().join("power.state"));
     let mut m = common::machine("owe222", Status::Commissioning, 2, 2048);
-    m.power.power_type = "command".into();
+    m.power.power_type = Some(PowerType::Command);
     m.power.parameters = logging_commands(&log, &state, 0)
         .as_object()
         .cloned()

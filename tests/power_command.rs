@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rackbox::power::{PowerError, PowerState, driver_for, driver_with_timeout};
+use rackbox::power::{PowerError, PowerState, PowerType, driver_for, driver_with_timeout};
 use serde_json::{Value, json};
 
 use power_support::{PASSWORD, USER, map};
@@ -27,8 +27,8 @@ async fn shell_commands_switch_query_and_netboot() {
         "power_query_command": format!("cat {s} 2>/dev/null || echo off"),
         "power_netboot_command": format!("echo \"$RACKBOX_POWER_OP efi=$RACKBOX_BOOT_EFI\" > {}", boot.display()),
     }));
-    rackbox::power::validate("command", &params).expect("valid");
-    let driver = driver_for("command", &params).expect("driver");
+    rackbox::power::validate(PowerType::Command, &params).expect("valid");
+    let driver = driver_for(PowerType::Command, &params).expect("driver");
     assert_eq!(driver.query().await.expect("query"), PowerState::Off);
     driver.power_on().await.expect("on");
     assert_eq!(driver.query().await.expect("query"), PowerState::On);
@@ -50,7 +50,8 @@ async fn failing_slow_and_confused_commands_are_clear_errors() {
         "power_off_command": "sleep 30",
         "power_query_command": "echo maybe",
     }));
-    let driver = driver_with_timeout("command", &params, Duration::from_secs(1)).expect("driver");
+    let driver =
+        driver_with_timeout(PowerType::Command, &params, Duration::from_secs(1)).expect("driver");
     let err = driver.power_on().await.expect_err("failing command");
     let text = err.to_string();
     assert!(matches!(err, PowerError::CommandFailed { .. }), "{err:?}");
@@ -77,8 +78,8 @@ async fn failing_slow_and_confused_commands_are_clear_errors() {
         ),
         "power_off_command": "true",
     }));
-    let spawner =
-        driver_with_timeout("command", &params, Duration::from_millis(300)).expect("driver");
+    let spawner = driver_with_timeout(PowerType::Command, &params, Duration::from_millis(300))
+        .expect("driver");
     assert!(spawner.power_on().await.is_err());
     let group: i32 = std::fs::read_to_string(&group_file)
         .expect("the command wrote its process group")
@@ -96,7 +97,7 @@ async fn failing_slow_and_confused_commands_are_clear_errors() {
 
     // No query configured: the state is unknown, not guessed.
     let params = map(json!({"power_on_command": "true", "power_off_command": "true"}));
-    let driver = driver_for("command", &params).expect("driver");
+    let driver = driver_for(PowerType::Command, &params).expect("driver");
     assert_eq!(driver.query().await.expect("query"), PowerState::Unknown);
 }
 
@@ -236,7 +237,7 @@ async fn webhook_urls_with_basic_auth() {
         "power_user": USER,
         "power_pass": PASSWORD,
     }));
-    let driver = driver_for("command", &params).expect("driver");
+    let driver = driver_for(PowerType::Command, &params).expect("driver");
     assert_eq!(driver.query().await.expect("query"), PowerState::Off);
     driver.power_on().await.expect("on");
     assert_eq!(power.lock().map(|s| s.clone()).unwrap_or_default(), "on");
@@ -246,7 +247,7 @@ async fn webhook_urls_with_basic_auth() {
 
     let mut wrong = params.clone();
     wrong.insert("power_pass".into(), Value::String("nope".into()));
-    let driver = driver_for("command", &wrong).expect("driver");
+    let driver = driver_for(PowerType::Command, &wrong).expect("driver");
     let err = driver.power_on().await.expect_err("wrong password");
     assert!(
         matches!(err, PowerError::AuthenticationFailed { .. }),

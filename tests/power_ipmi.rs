@@ -7,7 +7,9 @@ mod power_support;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use rackbox::power::{PowerError, PowerState, driver_for, driver_with_timeout, query_many};
+use rackbox::power::{
+    PowerError, PowerState, PowerType, driver_for, driver_with_timeout, query_many,
+};
 use serde_json::{Value, json};
 
 use power_support::{
@@ -37,7 +39,7 @@ fn ipmitool_power(sim: &IpmiSim) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_on_starts_qemu_and_power_off_stops_it() {
     let sim = IpmiSim::start(SimMode::Qemu);
-    let driver = driver_for("ipmi", &sim.params()).expect("driver");
+    let driver = driver_for(PowerType::Ipmi, &sim.params()).expect("driver");
 
     assert_eq!(driver.query().await.expect("query"), PowerState::Off);
     assert_eq!(ipmitool_power(&sim), "off");
@@ -74,7 +76,7 @@ async fn power_on_starts_qemu_and_power_off_stops_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cycle_restarts_qemu_and_switches_on_an_off_machine() {
     let sim = IpmiSim::start(SimMode::Qemu);
-    let driver = driver_for("ipmi", &sim.params()).expect("driver");
+    let driver = driver_for(PowerType::Ipmi, &sim.params()).expect("driver");
 
     // Off: a cycle switches it on.
     driver.power_cycle().await.expect("cycle from off");
@@ -102,7 +104,7 @@ async fn ipmi_1_5_session_works_with_straight_password_auth() {
     let sim = IpmiSim::start_with_auths(SimMode::Qemu, "straight");
     let mut params = sim.params();
     params.insert("power_driver".into(), json!("LAN"));
-    let driver = driver_for("ipmi", &params).expect("driver");
+    let driver = driver_for(PowerType::Ipmi, &params).expect("driver");
     assert_eq!(
         driver.query().await.expect("query over IPMI 1.5"),
         PowerState::Off
@@ -116,7 +118,8 @@ async fn ipmi_1_5_session_works_with_straight_password_auth() {
     assert_eq!(ipmitool_power(&sim), "on");
 
     params.insert("power_pass".into(), json!("not-the-password"));
-    let driver = driver_with_timeout("ipmi", &params, Duration::from_secs(4)).expect("driver");
+    let driver =
+        driver_with_timeout(PowerType::Ipmi, &params, Duration::from_secs(4)).expect("driver");
     let err = driver
         .query()
         .await
@@ -138,7 +141,8 @@ async fn ipmi_1_5_md5_limit_is_reported_as_such() {
     let sim = IpmiSim::start_with_auths(SimMode::Qemu, "md5");
     let mut params = sim.params();
     params.insert("power_driver".into(), json!("LAN"));
-    let driver = driver_with_timeout("ipmi", &params, Duration::from_secs(4)).expect("driver");
+    let driver =
+        driver_with_timeout(PowerType::Ipmi, &params, Duration::from_secs(4)).expect("driver");
     let err = driver.query().await.expect_err("MD5-signed answers");
     assert!(matches!(err, PowerError::Unsupported(_)), "{err:?}");
     let text = err.to_string();
@@ -151,7 +155,7 @@ async fn ipmi_1_5_md5_limit_is_reported_as_such() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_time_pxe_boot_is_set_and_ipmitool_agrees() {
     let sim = IpmiSim::start(SimMode::BootFlagsKept);
-    let driver = driver_for("ipmi", &sim.params()).expect("driver");
+    let driver = driver_for(PowerType::Ipmi, &sim.params()).expect("driver");
 
     let boot = driver
         .set_boot_network_once(false)
@@ -191,7 +195,7 @@ async fn one_time_pxe_boot_is_set_and_ipmitool_agrees() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bmc_that_drops_the_boot_override_is_an_error() {
     let sim = IpmiSim::start(SimMode::BootFlagsDropped);
-    let driver = driver_for("ipmi", &sim.params()).expect("driver");
+    let driver = driver_for(PowerType::Ipmi, &sim.params()).expect("driver");
     let err = driver
         .set_boot_network_once(true)
         .await
@@ -215,7 +219,7 @@ async fn a_bmc_that_drops_the_boot_override_is_an_error() {
 async fn power_through_an_external_chassis_control_program() {
     // The same BMC kind as the boot tests: on and off go through its program.
     let sim = IpmiSim::start(SimMode::BootFlagsKept);
-    let driver = driver_for("ipmi", &sim.params()).expect("driver");
+    let driver = driver_for(PowerType::Ipmi, &sim.params()).expect("driver");
     driver.power_on().await.expect("power on");
     assert_eq!(driver.query().await.expect("query"), PowerState::On);
     assert_eq!(ipmitool_power(&sim), "on");
@@ -229,7 +233,8 @@ async fn wrong_password_is_an_authentication_error() {
     let sim = IpmiSim::start(SimMode::Qemu);
     let mut params = sim.params();
     params.insert("power_pass".into(), json!("not-the-password"));
-    let driver = driver_with_timeout("ipmi", &params, Duration::from_secs(4)).expect("driver");
+    let driver =
+        driver_with_timeout(PowerType::Ipmi, &params, Duration::from_secs(4)).expect("driver");
     let err = driver.query().await.expect_err("wrong password");
     let text = format!("{err} / {err:?}");
     assert_no_password(&text);
@@ -241,7 +246,8 @@ async fn wrong_password_is_an_authentication_error() {
     assert!(text.contains("wrong password"), "{text}");
     let mut params = sim.params();
     params.insert("power_user".into(), json!("nobody"));
-    let driver = driver_with_timeout("ipmi", &params, Duration::from_secs(4)).expect("driver");
+    let driver =
+        driver_with_timeout(PowerType::Ipmi, &params, Duration::from_secs(4)).expect("driver");
     let err = driver.query().await.expect_err("unknown user");
     assert!(
         matches!(err, PowerError::AuthenticationFailed { .. }),
@@ -256,7 +262,8 @@ async fn nobody_on_the_port_is_unreachable() {
     let port = power_support::free_udp_port();
     let params = map(json!({"power_address": "127.0.0.1", "power_port": port,
         "power_user": "admin", "power_pass": PASSWORD}));
-    let driver = driver_with_timeout("ipmi", &params, Duration::from_secs(3)).expect("driver");
+    let driver =
+        driver_with_timeout(PowerType::Ipmi, &params, Duration::from_secs(3)).expect("driver");
     let err = driver.power_on().await.expect_err("nobody there");
     assert!(matches!(err, PowerError::Unreachable { .. }), "{err:?}");
     assert!(
@@ -274,7 +281,8 @@ async fn a_silent_bmc_times_out() {
     let port = silent.local_addr().expect("addr").port();
     let params = map(json!({"power_address": "127.0.0.1", "power_port": port,
         "power_user": "admin", "power_pass": PASSWORD}));
-    let driver = driver_with_timeout("ipmi", &params, Duration::from_secs(2)).expect("driver");
+    let driver =
+        driver_with_timeout(PowerType::Ipmi, &params, Duration::from_secs(2)).expect("driver");
     let err = driver.query().await.expect_err("silent BMC");
     assert!(matches!(err, PowerError::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("opening an IPMI session"), "{err}");
@@ -293,8 +301,8 @@ async fn cipher_suite_17_is_refused_with_the_reason() {
     let sim = IpmiSim::start(SimMode::Qemu);
     let mut params = sim.params();
     params.insert("cipher_suite_id".into(), json!("17"));
-    rackbox::power::validate("ipmi", &params).expect("17 is a valid MAAS value");
-    let err = driver_for("ipmi", &params).expect_err("suite 17");
+    rackbox::power::validate(PowerType::Ipmi, &params).expect("17 is a valid MAAS value");
+    let err = driver_for(PowerType::Ipmi, &params).expect_err("suite 17");
     assert!(matches!(err, PowerError::Unsupported(_)), "{err:?}");
     let text = err.to_string();
     assert!(
@@ -314,12 +322,12 @@ async fn one_dead_bmc_does_not_hold_up_the_others() {
         map(json!({"power_address": "127.0.0.1", "power_port": port,
             "power_user": "admin", "power_pass": PASSWORD}))
     };
-    let machines: Vec<(&str, String, serde_json::Map<String, Value>)> = vec![
-        ("silent", "ipmi".into(), dead(silent_port)),
-        ("live-a", "ipmi".into(), live_a.params()),
-        ("refused", "ipmi".into(), dead(refused_port)),
-        ("live-b", "ipmi".into(), live_b.params()),
-        ("manual", "manual".into(), serde_json::Map::new()),
+    let machines: Vec<(&str, PowerType, serde_json::Map<String, Value>)> = vec![
+        ("silent", PowerType::Ipmi, dead(silent_port)),
+        ("live-a", PowerType::Ipmi, live_a.params()),
+        ("refused", PowerType::Ipmi, dead(refused_port)),
+        ("live-b", PowerType::Ipmi, live_b.params()),
+        ("manual", PowerType::Manual, serde_json::Map::new()),
     ];
     let results = query_many(machines, 3, Duration::from_secs(3)).await;
     let names: Vec<&str> = results.iter().map(|(id, _)| *id).collect();
@@ -354,7 +362,7 @@ async fn one_dead_bmc_does_not_hold_up_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_closed_after_each_operation() {
     let sim = IpmiSim::start(SimMode::Qemu);
-    let driver = driver_for("ipmi", &sim.params()).expect("driver");
+    let driver = driver_for(PowerType::Ipmi, &sim.params()).expect("driver");
     for round in 0..80 {
         let state = driver.query().await;
         assert!(state.is_ok(), "round {round}: {state:?}\n{}", sim.log());
@@ -368,7 +376,7 @@ async fn sessions_are_closed_after_each_operation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_bmc_is_waited_for_and_each_power_change_is_made_once() {
     let sim = IpmiSim::start(SimMode::SlowChassis);
-    let driver = driver_for("ipmi", &sim.params()).expect("driver");
+    let driver = driver_for(PowerType::Ipmi, &sim.params()).expect("driver");
     driver
         .power_on()
         .await
@@ -391,7 +399,7 @@ async fn a_slow_bmc_is_waited_for_and_each_power_change_is_made_once() {
 async fn a_lost_answer_to_a_chassis_control_is_confirmed_by_the_power_state() {
     let sim = IpmiSim::start(SimMode::BootFlagsKept);
     let relay = FaultyRelay::start(&sim, Fault::AnswerToEachPowerChange);
-    let driver = driver_for("ipmi", &relay.params(&sim)).expect("driver");
+    let driver = driver_for(PowerType::Ipmi, &relay.params(&sim)).expect("driver");
     driver
         .power_on()
         .await
@@ -414,7 +422,7 @@ async fn a_lost_answer_to_a_chassis_control_is_confirmed_by_the_power_state() {
 async fn a_lost_power_up_request_is_sent_again() {
     let sim = IpmiSim::start(SimMode::BootFlagsKept);
     let relay = FaultyRelay::start(&sim, Fault::FirstControlRequest);
-    let driver = driver_for("ipmi", &relay.params(&sim)).expect("driver");
+    let driver = driver_for(PowerType::Ipmi, &relay.params(&sim)).expect("driver");
     driver
         .power_on()
         .await
@@ -430,8 +438,8 @@ async fn a_lost_power_up_request_is_sent_again() {
 async fn a_bmc_that_goes_silent_mid_operation_fails_saying_what_was_confirmed() {
     let sim = IpmiSim::start(SimMode::BootFlagsKept);
     let relay = FaultyRelay::start(&sim, Fault::AllAfterFirstRead);
-    let driver =
-        driver_with_timeout("ipmi", &relay.params(&sim), Duration::from_secs(8)).expect("driver");
+    let driver = driver_with_timeout(PowerType::Ipmi, &relay.params(&sim), Duration::from_secs(8))
+        .expect("driver");
     let err = driver.power_on().await.expect_err("nothing gets through");
     assert!(matches!(err, PowerError::NotConfirmed { .. }), "{err:?}");
     let text = err.to_string();
@@ -453,8 +461,8 @@ async fn a_bmc_that_goes_silent_mid_operation_fails_saying_what_was_confirmed() 
 async fn lan_2_0_never_falls_back_to_ipmi_1_5_on_a_forged_answer() {
     let sim = IpmiSim::start(SimMode::BootFlagsKept);
     let relay = FaultyRelay::start(&sim, Fault::ForgeIpmi15StraightOnly);
-    let driver =
-        driver_with_timeout("ipmi", &relay.params(&sim), Duration::from_secs(6)).expect("driver");
+    let driver = driver_with_timeout(PowerType::Ipmi, &relay.params(&sim), Duration::from_secs(6))
+        .expect("driver");
     let err = driver.query().await.expect_err("a downgrade is refused");
     assert!(relay.lost() >= 1, "the relay forged no answer");
     assert!(

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Json, Router};
-use rackbox::power::{PowerError, PowerState, driver_for, driver_with_timeout, query_many};
+use rackbox::power::{
+    PowerError, PowerState, PowerType, driver_for, driver_with_timeout, query_many,
+};
 use serde_json::{Value, json};
 
 use power_support::{PASSWORD, Sushy, USER, map, wait_until_async};
@@ -52,7 +54,7 @@ async fn the_system_path(sushy: &Sushy) -> String {
 #[tokio::test]
 async fn power_on_off_and_cycle_against_sushy() {
     let sushy = Sushy::start(false);
-    let driver = driver_for("redfish", &sushy.params()).expect("driver");
+    let driver = driver_for(PowerType::Redfish, &sushy.params()).expect("driver");
     let state_is = |want: PowerState| {
         let driver = &driver;
         async move {
@@ -95,7 +97,7 @@ async fn power_on_off_and_cycle_against_sushy() {
 #[tokio::test]
 async fn boot_override_read_back_is_reported_honestly() {
     let sushy = Sushy::start(false);
-    let driver = driver_for("redfish", &sushy.params()).expect("driver");
+    let driver = driver_for(PowerType::Redfish, &sushy.params()).expect("driver");
     let boot = driver
         .set_boot_network_once(true)
         .await
@@ -132,11 +134,11 @@ async fn node_id_selects_the_system_or_names_the_problem() {
 
     let mut params = sushy.params();
     params.insert("node_id".into(), json!(id));
-    let driver = driver_for("redfish", &params).expect("driver");
+    let driver = driver_for(PowerType::Redfish, &params).expect("driver");
     assert_eq!(driver.query().await.expect("query"), PowerState::Off);
 
     params.insert("node_id".into(), json!("no-such-system"));
-    let driver = driver_for("redfish", &params).expect("driver");
+    let driver = driver_for(PowerType::Redfish, &params).expect("driver");
     let err = driver.query().await.expect_err("unknown node");
     let text = err.to_string();
     assert!(matches!(err, PowerError::Params(_)), "{err:?}");
@@ -148,7 +150,7 @@ async fn wrong_password_is_an_authentication_error() {
     let sushy = Sushy::start(false);
     let mut params = sushy.params();
     params.insert("power_pass".into(), json!("not-the-password"));
-    let driver = driver_for("redfish", &params).expect("driver");
+    let driver = driver_for(PowerType::Redfish, &params).expect("driver");
     let err = driver.power_on().await.expect_err("wrong password");
     assert!(
         matches!(err, PowerError::AuthenticationFailed { .. }),
@@ -163,7 +165,7 @@ async fn wrong_password_is_an_authentication_error() {
 #[tokio::test]
 async fn self_signed_certificate_needs_insecure_skip_verify() {
     let sushy = Sushy::start(true);
-    let driver = driver_for("redfish", &sushy.params()).expect("driver");
+    let driver = driver_for(PowerType::Redfish, &sushy.params()).expect("driver");
     let err = driver.query().await.expect_err("untrusted certificate");
     assert!(matches!(err, PowerError::Tls { .. }), "{err:?}");
     let text = err.to_string();
@@ -173,7 +175,7 @@ async fn self_signed_certificate_needs_insecure_skip_verify() {
 
     let mut params = sushy.params();
     params.insert("insecure_skip_verify".into(), json!(true));
-    let driver = driver_for("redfish", &params).expect("driver");
+    let driver = driver_for(PowerType::Redfish, &params).expect("driver");
     assert_eq!(
         driver.query().await.expect("query over TLS"),
         PowerState::Off
@@ -186,7 +188,7 @@ async fn pinned_certificate_is_trusted_without_insecure_skip_verify() {
     let pin = sushy.cert_sha256();
     let mut params = sushy.params();
     params.insert("certificate_sha256".into(), json!(pin));
-    let driver = driver_for("redfish", &params).expect("driver");
+    let driver = driver_for(PowerType::Redfish, &params).expect("driver");
     assert_eq!(
         driver
             .query()
@@ -223,7 +225,7 @@ async fn a_wrong_pin_is_a_tls_error_naming_both_fingerprints() {
     // The pin wins over insecure_skip_verify: a wrong pin is refused even so.
     for skip in [false, true] {
         params.insert("insecure_skip_verify".into(), json!(skip));
-        let driver = driver_for("redfish", &params).expect("driver");
+        let driver = driver_for(PowerType::Redfish, &params).expect("driver");
         let err = driver
             .query()
             .await
@@ -265,7 +267,7 @@ async fn openssl_fingerprint_form_is_accepted() {
     assert!(openssl.contains(':'), "{openssl}");
     let mut params = sushy.params();
     params.insert("certificate_sha256".into(), json!(openssl));
-    let driver = driver_for("redfish", &params).expect("driver");
+    let driver = driver_for(PowerType::Redfish, &params).expect("driver");
     assert_eq!(
         driver
             .query()
@@ -313,7 +315,7 @@ async fn forgetful_service() -> String {
 async fn a_service_that_drops_the_boot_override_is_an_error() {
     let url = forgetful_service().await;
     let params = map(json!({"power_address": url, "power_user": USER, "power_pass": PASSWORD}));
-    let driver = driver_for("redfish", &params).expect("driver");
+    let driver = driver_for(PowerType::Redfish, &params).expect("driver");
     let err = driver
         .set_boot_network_once(true)
         .await
@@ -343,7 +345,8 @@ async fn a_service_that_never_answers_times_out_and_nobody_is_unreachable() {
     // The kernel completes the handshake (backlog); nobody ever reads.
     let (_mute, url) = mute_service();
     let params = map(json!({"power_address": url, "power_user": USER, "power_pass": PASSWORD}));
-    let driver = driver_with_timeout("redfish", &params, Duration::from_secs(2)).expect("driver");
+    let driver =
+        driver_with_timeout(PowerType::Redfish, &params, Duration::from_secs(2)).expect("driver");
     let err = driver.query().await.expect_err("mute service");
     assert!(matches!(err, PowerError::Timeout { .. }), "{err:?}");
     assert!(err.is_transient());
@@ -351,7 +354,8 @@ async fn a_service_that_never_answers_times_out_and_nobody_is_unreachable() {
     let port = power_support::free_tcp_port();
     let params = map(json!({"power_address": format!("http://127.0.0.1:{port}"),
         "power_user": USER, "power_pass": PASSWORD}));
-    let driver = driver_with_timeout("redfish", &params, Duration::from_secs(2)).expect("driver");
+    let driver =
+        driver_with_timeout(PowerType::Redfish, &params, Duration::from_secs(2)).expect("driver");
     let err = driver.power_on().await.expect_err("nobody there");
     assert!(matches!(err, PowerError::Unreachable { .. }), "{err:?}");
     assert!(
@@ -368,9 +372,9 @@ async fn a_dead_service_does_not_hold_up_the_others() {
     let dead =
         |url: &str| map(json!({"power_address": url, "power_user": USER, "power_pass": PASSWORD}));
     let machines = vec![
-        ("mute", "redfish".to_owned(), dead(&mute_url)),
-        ("refused", "redfish".to_owned(), dead(&refused)),
-        ("sushy", "redfish".to_owned(), sushy.params()),
+        ("mute", PowerType::Redfish, dead(&mute_url)),
+        ("refused", PowerType::Redfish, dead(&refused)),
+        ("sushy", PowerType::Redfish, sushy.params()),
     ];
     let results = query_many(machines, 2, Duration::from_secs(3)).await;
     assert!(

@@ -10,7 +10,7 @@ mod power_support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use rackbox::power::{PowerError, driver_for};
+use rackbox::power::{PowerError, PowerType, driver_for};
 use serde_json::json;
 
 use power_support::{IpmiSim, PASSWORD, SimMode, Sushy, map};
@@ -66,13 +66,13 @@ async fn the_password_is_in_no_log_and_no_error() {
     // IPMI: a failing and a succeeding call.
     let mut wrong = sim.params();
     wrong.insert("power_pass".into(), json!(format!("{PASSWORD}x")));
-    let err = driver_for("ipmi", &wrong)
+    let err = driver_for(PowerType::Ipmi, &wrong)
         .expect("driver")
         .query()
         .await
         .expect_err("wrong password");
     check("ipmi wrong password", &err);
-    let ipmi = driver_for("ipmi", &sim.params()).expect("driver");
+    let ipmi = driver_for(PowerType::Ipmi, &sim.params()).expect("driver");
     ipmi.power_on().await.expect("ipmi power on");
     ipmi.query().await.expect("ipmi query");
     assert!(!format!("{ipmi:?}").contains(PASSWORD));
@@ -80,13 +80,13 @@ async fn the_password_is_in_no_log_and_no_error() {
     // Redfish: a failing and a succeeding call.
     let mut wrong = sushy.params();
     wrong.insert("power_pass".into(), json!("wrong"));
-    let err = driver_for("redfish", &wrong)
+    let err = driver_for(PowerType::Redfish, &wrong)
         .expect("driver")
         .query()
         .await
         .expect_err("wrong password");
     check("redfish wrong password", &err);
-    let redfish = driver_for("redfish", &sushy.params()).expect("driver");
+    let redfish = driver_for(PowerType::Redfish, &sushy.params()).expect("driver");
     redfish.query().await.expect("redfish query");
     redfish
         .set_boot_network_once(true)
@@ -100,7 +100,7 @@ async fn the_password_is_in_no_log_and_no_error() {
         "power_off_command": "true",
         "power_pass": PASSWORD,
     }));
-    let err = driver_for("command", &params)
+    let err = driver_for(PowerType::Command, &params)
         .expect("driver")
         .power_on()
         .await

@@ -5,8 +5,8 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::{CliError, Client, Output, body, key_values};
-use crate::model::Constraints;
 use crate::model::api::{ActionRequest, MachineEdit, NewMachine};
+use crate::model::{Constraints, PowerType};
 
 #[derive(Subcommand, Debug)]
 pub enum MachineCmd {
@@ -45,7 +45,7 @@ pub enum MachineCmd {
         arch: Option<String>,
         /// ipmi, redfish, manual or command.
         #[arg(long)]
-        power_type: Option<String>,
+        power_type: Option<PowerType>,
         /// Power parameter as key=value (repeat).
         #[arg(long = "power-param")]
         power_params: Vec<String>,
@@ -78,8 +78,9 @@ pub enum MachineCmd {
         add_tags: Vec<String>,
         #[arg(long = "remove-tag")]
         remove_tags: Vec<String>,
+        /// ipmi, redfish, manual or command.
         #[arg(long)]
-        power_type: Option<String>,
+        power_type: Option<PowerType>,
         /// Power parameter as key=value (repeat); replaces all parameters.
         #[arg(long = "power-param")]
         power_params: Vec<String>,

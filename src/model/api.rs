@@ -5,6 +5,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::PowerType;
+
 /// What an admin gives to add a machine by hand.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,10 +24,10 @@ pub struct NewMachine {
     /// The machine's MAC addresses; the first is its boot interface.
     #[schemars(schema_with = "super::schema::macs")]
     pub mac_addresses: Vec<String>,
-    /// Power driver: "ipmi", "redfish", "manual" or "command"; unconfigured when absent
-    /// (commissioning may then take the settings from the BMC it finds).
+    /// Power driver; unconfigured when absent (commissioning may then take the settings from
+    /// the BMC it finds).
     #[serde(default)]
-    pub power_type: Option<String>,
+    pub power_type: Option<PowerType>,
     /// The driver's parameters (power_address, power_user, power_pass, ...).
     #[serde(default)]
     pub power_parameters: Option<serde_json::Map<String, serde_json::Value>>,
@@ -81,9 +83,9 @@ pub struct MachineEdit {
     /// Move the machine to this pool, which must exist.
     #[serde(default)]
     pub pool: Option<String>,
-    /// New power driver: "ipmi", "redfish", "manual" or "command".
+    /// New power driver.
     #[serde(default)]
-    pub power_type: Option<String>,
+    pub power_type: Option<PowerType>,
     /// Replaces the power parameters.
     #[serde(default)]
     pub power_parameters: Option<serde_json::Map<String, serde_json::Value>>,

@@ -208,12 +208,76 @@ pub struct Interface {
     pub boot: bool,
 }
 
-/// How rackbox switches the machine on and off: a driver name and its parameters, MAAS-style.
+/// A power driver rackbox has: MAAS's `power_type` values it speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerType {
+    /// IPMI over LAN.
+    Ipmi,
+    /// DMTF Redfish over HTTPS.
+    Redfish,
+    /// No remote power control: an operator switches the machine.
+    Manual,
+    /// Shell commands or HTTP URLs (webhooks) that switch the machine.
+    Command,
+}
+
+impl PowerType {
+    /// Every power type, in the order the API lists them.
+    pub const ALL: [PowerType; 4] = [
+        PowerType::Ipmi,
+        PowerType::Redfish,
+        PowerType::Manual,
+        PowerType::Command,
+    ];
+
+    /// The type's wire name, as in the API and MAAS.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerType::Ipmi => "ipmi",
+            PowerType::Redfish => "redfish",
+            PowerType::Manual => "manual",
+            PowerType::Command => "command",
+        }
+    }
+
+    /// rackbox itself switches the machine (every type but manual).
+    pub fn is_remote(self) -> bool {
+        self != PowerType::Manual
+    }
+}
+
+impl std::fmt::Display for PowerType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PowerType {
+    type Err = String;
+
+    /// Reads a wire name exactly as [`PowerType::as_str`] writes it (form fields, the CLI).
+    fn from_str(text: &str) -> Result<PowerType, String> {
+        PowerType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == text)
+            .ok_or_else(|| {
+                format!(
+                    "'{}' is none of rackbox's power types (ipmi, redfish, manual, command)",
+                    text.chars().take(64).collect::<String>()
+                )
+            })
+    }
+}
+
+/// How rackbox switches the machine on and off: a driver and its parameters, MAAS-style.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PowerSettings {
-    /// "ipmi", "redfish", "manual", "command"; empty means not configured yet.
-    #[serde(default)]
-    pub power_type: String,
+    /// The driver, or "" when none is configured yet (as MAAS shows it, and as records have
+    /// always held it).
+    #[serde(default, with = "power_type_or_empty")]
+    #[schemars(schema_with = "super::schema::power_type_or_empty")]
+    pub power_type: Option<PowerType>,
     /// Driver parameters (power_address, power_user, power_pass, ...). Secrets are masked for
     /// everyone but admins.
     #[serde(default)]
@@ -224,16 +288,49 @@ impl PowerSettings {
     /// Nothing configured: no driver, or manual with no parameters. Commissioning may fill
     /// such settings from the BMC it discovers; any other settings are the operator's.
     pub fn is_unconfigured(&self) -> bool {
-        self.power_type.is_empty() || (self.power_type == "manual" && self.parameters.is_empty())
+        match self.power_type {
+            None => true,
+            Some(PowerType::Manual) => self.parameters.is_empty(),
+            Some(_) => false,
+        }
+    }
+
+    /// The driver rackbox switches the machine with; none for manual power or none at all.
+    pub fn remote(&self) -> Option<PowerType> {
+        self.power_type.filter(|t| t.is_remote())
+    }
+
+    /// The power type's wire name, "" when none is configured.
+    pub fn type_name(&self) -> &'static str {
+        self.power_type.map_or("", PowerType::as_str)
+    }
+}
+
+/// [`PowerSettings::power_type`] on the wire and in redb: the type's name, or "" for none (an
+/// absent field or null reads as none too).
+mod power_type_or_empty {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use super::PowerType;
+
+    pub fn serialize<S: Serializer>(t: &Option<PowerType>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(t.map_or("", PowerType::as_str))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PowerType>, D::Error> {
+        match Option::<String>::deserialize(d)?.as_deref() {
+            None | Some("") => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(D::Error::custom),
+        }
     }
 }
 
 /// A BMC found from inside the machine during commissioning.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DiscoveredBmc {
-    /// The power driver that speaks to it ("ipmi", or "redfish" when found through the
-    /// Redfish host interface).
-    pub power_type: String,
+    /// The power driver that speaks to it (ipmi, or redfish when found through the Redfish
+    /// host interface).
+    pub power_type: PowerType,
     /// The BMC's LAN address as the BMC itself reports it.
     pub address: String,
     /// The BMC user commissioning created for rackbox, if it did; its password is only in the
@@ -375,4 +472,76 @@ pub struct Event {
     /// What happened, in words (the new status message or a note); may be empty.
     #[serde(default)]
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A machine record as stored before the power type was an enum: `power_type` a string,
+    /// "" when not configured.
+    fn record(power: serde_json::Value) -> serde_json::Value {
+        json!({
+            "system_id": "abc123", "hostname": "node1", "status": Status::Ready,
+            "generation": 4, "architecture": "amd64/generic", "zone": "default",
+            "pool": "default", "created_ms": 1, "updated_ms": 2, "power": power,
+            "discovered_bmc": {"power_type": "redfish", "address": "10.0.0.9", "applied": false,
+                               "discovered_ms": 3},
+        })
+    }
+
+    #[test]
+    fn old_records_power_types_still_load_and_are_written_back_the_same() {
+        for (stored, power_type) in [
+            (json!({"power_type": "", "parameters": {}}), None),
+            (json!({"parameters": {}}), None),
+            (json!({"power_type": null}), None),
+            (json!({"power_type": "ipmi"}), Some(PowerType::Ipmi)),
+            (json!({"power_type": "redfish"}), Some(PowerType::Redfish)),
+            (json!({"power_type": "manual"}), Some(PowerType::Manual)),
+            (json!({"power_type": "command"}), Some(PowerType::Command)),
+        ] {
+            let m: Machine = serde_json::from_value(record(stored.clone())).expect("loads");
+            assert_eq!(m.power.power_type, power_type, "{stored}");
+            let written = serde_json::to_value(&m).expect("json");
+            assert_eq!(
+                written["power"]["power_type"],
+                json!(power_type.map_or("", PowerType::as_str)),
+                "{stored}"
+            );
+            let bmc = m.discovered_bmc.expect("discovered BMC");
+            assert_eq!(bmc.power_type, PowerType::Redfish);
+        }
+        let err = serde_json::from_value::<Machine>(record(json!({"power_type": "wol"})))
+            .expect_err("an unknown type");
+        assert!(err.to_string().contains("'wol'"), "{err}");
+    }
+
+    #[test]
+    fn power_types_read_their_wire_names_only() {
+        for t in PowerType::ALL {
+            assert_eq!(t.as_str().parse::<PowerType>(), Ok(t));
+            assert_eq!(serde_json::to_value(t).expect("json"), json!(t.as_str()));
+        }
+        for bad in ["", "IPMI", " ipmi", "wol"] {
+            let err = bad.parse::<PowerType>().expect_err(bad);
+            assert!(err.contains("ipmi, redfish, manual, command"), "{err}");
+        }
+    }
+
+    #[test]
+    fn unconfigured_power_is_none_or_manual_without_parameters() {
+        let mut power = PowerSettings::default();
+        assert!(power.is_unconfigured() && power.remote().is_none());
+        assert_eq!(power.type_name(), "");
+        power.power_type = Some(PowerType::Manual);
+        assert!(power.is_unconfigured() && power.remote().is_none());
+        power.parameters.insert("note".into(), json!("x"));
+        assert!(!power.is_unconfigured());
+        power.power_type = Some(PowerType::Ipmi);
+        assert_eq!(power.remote(), Some(PowerType::Ipmi));
+        assert_eq!(power.type_name(), "ipmi");
+    }
 }

@@ -108,3 +108,11 @@ const STORAGE: &str = concat!(
     r"^([A-Za-z0-9_.-]+:)?[0-9]{1,6}(\.[0-9]{1,3})?(\([A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*\))?",
     r"(,([A-Za-z0-9_.-]+:)?[0-9]{1,6}(\.[0-9]{1,3})?(\([A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*\))?)*$"
 );
+
+/// A machine's power type as stored and shown (`machine::PowerSettings::power_type`): a
+/// [`super::machine::PowerType`]'s name, or "" when none is configured.
+pub fn power_type_or_empty(_: &mut SchemaGenerator) -> Schema {
+    let mut names = vec![String::new()];
+    names.extend(super::machine::PowerType::ALL.map(|t| t.as_str().to_string()));
+    json_schema!({"type": "string", "enum": names})
+}

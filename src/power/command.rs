@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::params::{Action, CommandParams};
-use super::{BootOverride, PowerDriver, PowerError, PowerFuture, PowerState, Scrubber};
+use super::{BootOverride, PowerDriver, PowerError, PowerFuture, PowerState, PowerType, Scrubber};
 
 /// Runs a machine's configured power commands or URLs.
 pub(crate) struct CommandDriver {
@@ -351,8 +351,8 @@ pub(crate) fn parse_state(text: &str) -> Option<PowerState> {
 }
 
 impl PowerDriver for CommandDriver {
-    fn power_type(&self) -> &'static str {
-        "command"
+    fn power_type(&self) -> PowerType {
+        PowerType::Command
     }
 
     fn power_on(&self) -> PowerFuture<'_, ()> {

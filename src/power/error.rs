@@ -10,21 +10,19 @@
 
 use std::time::Duration;
 
-/// A power parameter (or the power type) a user gave is missing, unknown or
-/// malformed. The message always names the parameter, never its value when the
-/// parameter is a secret.
+use crate::model::PowerType;
+
+/// A power parameter a user gave is missing, unknown or malformed. The message
+/// always names the parameter, never its value when the parameter is a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PowerParamError {
-    /// The power type is none of the drivers rackbox has.
-    #[error("unknown power_type '{0}' (rackbox knows: ipmi, redfish, manual, command)")]
-    UnknownPowerType(String),
     /// A required parameter is absent or empty.
     #[error("power parameter '{param}' is required for power_type {power_type}")]
     Missing {
         /// The parameter's name.
         param: String,
         /// The driver that needs it.
-        power_type: &'static str,
+        power_type: PowerType,
     },
     /// A parameter the driver does not know (a typo, or one of another driver).
     #[error("unknown power parameter '{param}' for power_type {power_type}")]
@@ -32,7 +30,7 @@ pub enum PowerParamError {
         /// The parameter's name as given.
         param: String,
         /// The driver that does not know it.
-        power_type: &'static str,
+        power_type: PowerType,
     },
     /// A parameter of the wrong JSON type (an object where a string belongs...).
     #[error("power parameter '{param}' must be {expected}")]

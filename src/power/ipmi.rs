@@ -52,8 +52,8 @@ use super::ipmi_wire::{
 };
 use super::params::{IpmiLan, IpmiParams};
 use super::{
-    BootOverride, PowerDriver, PowerError, PowerFuture, PowerParamError, PowerState, Scrubber,
-    contain_blocking,
+    BootOverride, PowerDriver, PowerError, PowerFuture, PowerParamError, PowerState, PowerType,
+    Scrubber, contain_blocking,
 };
 
 /// Tries to open a session, and late answers skipped per request: a UDP
@@ -184,8 +184,8 @@ impl IpmiDriver {
 }
 
 impl PowerDriver for IpmiDriver {
-    fn power_type(&self) -> &'static str {
-        "ipmi"
+    fn power_type(&self) -> PowerType {
+        PowerType::Ipmi
     }
 
     fn power_on(&self) -> PowerFuture<'_, ()> {

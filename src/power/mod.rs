@@ -68,6 +68,8 @@ use params::DriverParams;
 /// What a driver's query answers: on, off or unknown (never `Error`, which is what the service
 /// records when a driver fails).
 pub use crate::model::PowerState;
+/// Which driver: the machine's `power_type`.
+pub use crate::model::PowerType;
 
 /// The deadline of one power operation when none is given: long enough for a
 /// slow BMC's session setup plus a few lost packets, short enough that an
@@ -138,8 +140,8 @@ pub type PowerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PowerError>>
 ///
 /// Each method finishes within the driver's timeout.
 pub trait PowerDriver: Send + Sync + std::fmt::Debug {
-    /// The power type ("ipmi", "redfish", "command", "manual").
-    fn power_type(&self) -> &'static str;
+    /// The driver's power type.
+    fn power_type(&self) -> PowerType;
 
     /// Switches the machine on. Succeeds when it already is.
     fn power_on(&self) -> PowerFuture<'_, ()>;
@@ -187,7 +189,7 @@ pub trait PowerDriver: Send + Sync + std::fmt::Debug {
 
 /// The driver for a machine's power settings, with [`DEFAULT_TIMEOUT`].
 pub fn driver_for(
-    power_type: &str,
+    power_type: PowerType,
     params: &Map<String, Value>,
 ) -> Result<Box<dyn PowerDriver>, PowerError> {
     driver_with_timeout(power_type, params, DEFAULT_TIMEOUT)
@@ -199,7 +201,7 @@ pub fn driver_for(
 /// cannot do (IPMI cipher suite 17, K_g): better at configuration time than at
 /// the first power-on.
 pub fn driver_with_timeout(
-    power_type: &str,
+    power_type: PowerType,
     params: &Map<String, Value>,
     timeout: Duration,
 ) -> Result<Box<dyn PowerDriver>, PowerError> {
@@ -220,8 +222,8 @@ pub fn driver_with_timeout(
 pub struct ManualDriver;
 
 impl PowerDriver for ManualDriver {
-    fn power_type(&self) -> &'static str {
-        "manual"
+    fn power_type(&self) -> PowerType {
+        PowerType::Manual
     }
 
     fn power_on(&self) -> PowerFuture<'_, ()> {
@@ -319,7 +321,7 @@ mod tests {
 
     #[tokio::test]
     async fn manual_driver_waits_for_an_operator() {
-        let d = driver_for("manual", &Map::new()).unwrap();
+        let d = driver_for(PowerType::Manual, &Map::new()).unwrap();
         let err = d.power_on().await.unwrap_err();
         assert!(matches!(err, PowerError::Manual { .. }));
         assert!(err.to_string().contains("waiting for an operator"), "{err}");
@@ -334,17 +336,17 @@ mod tests {
     fn driver_debug_never_shows_the_password() {
         let cases = [
             (
-                "ipmi",
+                PowerType::Ipmi,
                 json!({"power_address": "127.0.0.1", "power_user": "admin",
                     "power_pass": PASSWORD}),
             ),
             (
-                "redfish",
+                PowerType::Redfish,
                 json!({"power_address": "http://127.0.0.1:1", "power_user": "admin",
                     "power_pass": PASSWORD}),
             ),
             (
-                "command",
+                PowerType::Command,
                 json!({"power_on_uri": "http://127.0.0.1:1/on",
                     "power_off_uri": "http://127.0.0.1:1/off",
                     "power_user": "admin", "power_pass": PASSWORD}),

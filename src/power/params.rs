@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::{MASK, PowerParamError};
+use crate::model::PowerType;
 
 /// The JSON type a parameter takes, for the API's published schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,8 +54,8 @@ pub struct PowerParamSchema {
 /// One power driver and its parameters, as published by the API.
 #[derive(Debug, Clone, Serialize)]
 pub struct PowerTypeSchema {
-    /// The power_type value ("ipmi", "redfish", "manual", "command").
-    pub name: &'static str,
+    /// The power type (its wire name: "ipmi", "redfish", "manual", "command").
+    pub name: PowerType,
     /// What the driver does, in a sentence.
     pub description: &'static str,
     /// Its parameters.
@@ -338,44 +339,51 @@ const COMMAND_FIELDS: &[PowerParamSchema] = &[
     ),
 ];
 
-static POWER_TYPES: &[PowerTypeSchema] = &[
-    PowerTypeSchema {
-        name: "ipmi",
-        description: "IPMI over LAN (RMCP+ cipher suite 3, or IPMI 1.5)",
-        fields: IPMI_FIELDS,
-    },
-    PowerTypeSchema {
-        name: "redfish",
-        description: "DMTF Redfish over HTTPS",
-        fields: REDFISH_FIELDS,
-    },
-    PowerTypeSchema {
-        name: "manual",
-        description: "no remote power control: an operator switches the machine",
-        fields: &[],
-    },
-    PowerTypeSchema {
-        name: "command",
-        description: "shell commands or HTTP URLs (webhook) that switch the machine",
-        fields: COMMAND_FIELDS,
-    },
-];
+const IPMI: PowerTypeSchema = PowerTypeSchema {
+    name: PowerType::Ipmi,
+    description: "IPMI over LAN (RMCP+ cipher suite 3, or IPMI 1.5)",
+    fields: IPMI_FIELDS,
+};
 
-/// Every power driver and its parameters.
+const REDFISH: PowerTypeSchema = PowerTypeSchema {
+    name: PowerType::Redfish,
+    description: "DMTF Redfish over HTTPS",
+    fields: REDFISH_FIELDS,
+};
+
+const MANUAL: PowerTypeSchema = PowerTypeSchema {
+    name: PowerType::Manual,
+    description: "no remote power control: an operator switches the machine",
+    fields: &[],
+};
+
+const COMMAND: PowerTypeSchema = PowerTypeSchema {
+    name: PowerType::Command,
+    description: "shell commands or HTTP URLs (webhook) that switch the machine",
+    fields: COMMAND_FIELDS,
+};
+
+/// Every power driver and its parameters, in the order of [`PowerType::ALL`].
 pub fn power_types() -> &'static [PowerTypeSchema] {
-    POWER_TYPES
+    &[IPMI, REDFISH, MANUAL, COMMAND]
 }
 
-fn schema_of(power_type: &str) -> Option<&'static PowerTypeSchema> {
-    POWER_TYPES.iter().find(|t| t.name == power_type)
+fn schema_of(power_type: PowerType) -> &'static PowerTypeSchema {
+    match power_type {
+        PowerType::Ipmi => &IPMI,
+        PowerType::Redfish => &REDFISH,
+        PowerType::Manual => &MANUAL,
+        PowerType::Command => &COMMAND,
+    }
 }
 
 /// Whether `key` holds a secret for machines of `power_type`.
 ///
-/// For an unknown power type the answer errs on the side of hiding: any key
-/// that looks like a password, key or token counts as secret.
-pub fn is_secret(power_type: &str, key: &str) -> bool {
-    match schema_of(power_type) {
+/// Without a power type (parameters kept for a machine whose power is not
+/// configured yet) the answer errs on the side of hiding: any key that looks
+/// like a password, key or token counts as secret.
+pub fn is_secret(power_type: Option<PowerType>, key: &str) -> bool {
+    match power_type.map(schema_of) {
         Some(schema) => schema.fields.iter().any(|f| f.name == key && f.secret),
         None => {
             let key = key.to_ascii_lowercase();
@@ -388,7 +396,7 @@ pub fn is_secret(power_type: &str, key: &str) -> bool {
 
 /// Replaces every secret value in `params` with `"********"` (empty values are
 /// left empty, so a form can still tell "not set" from "set").
-pub fn mask_secrets(power_type: &str, params: &mut Map<String, Value>) {
+pub fn mask_secrets(power_type: Option<PowerType>, params: &mut Map<String, Value>) {
     for (key, value) in params.iter_mut() {
         if is_secret(power_type, key) {
             let empty = matches!(value, Value::Null) || value.as_str().is_some_and(str::is_empty);
@@ -401,7 +409,7 @@ pub fn mask_secrets(power_type: &str, params: &mut Map<String, Value>) {
 
 /// Checks `params` against the schema of `power_type`: every required
 /// parameter present, no unknown one, each of the right type and range.
-pub fn validate(power_type: &str, params: &Map<String, Value>) -> Result<(), PowerParamError> {
+pub fn validate(power_type: PowerType, params: &Map<String, Value>) -> Result<(), PowerParamError> {
     DriverParams::parse(power_type, params).map(|_| ())
 }
 
@@ -521,7 +529,7 @@ pub(crate) enum DriverParams {
 /// what is missing, and the value taken when a parameter is absent, come from the table, so
 /// the parsers below never restate a default or whether a parameter is required.
 struct Reader<'a> {
-    power_type: &'static str,
+    power_type: PowerType,
     params: &'a Map<String, Value>,
     schema: &'static [PowerParamSchema],
 }
@@ -727,25 +735,20 @@ fn check_host(reader: &Reader<'_>, key: &str, host: &str) -> Result<(), PowerPar
 
 impl DriverParams {
     pub(crate) fn parse(
-        power_type: &str,
+        power_type: PowerType,
         params: &Map<String, Value>,
     ) -> Result<DriverParams, PowerParamError> {
-        let Some(schema) = schema_of(power_type) else {
-            return Err(PowerParamError::UnknownPowerType(
-                power_type.chars().take(64).collect(),
-            ));
-        };
         let reader = Reader {
-            power_type: schema.name,
+            power_type,
             params,
-            schema: schema.fields,
+            schema: schema_of(power_type).fields,
         };
         reader.no_unknown()?;
-        match schema.name {
-            "ipmi" => parse_ipmi(&reader).map(DriverParams::Ipmi),
-            "redfish" => parse_redfish(&reader).map(DriverParams::Redfish),
-            "command" => parse_command(&reader).map(DriverParams::Command),
-            _ => Ok(DriverParams::Manual),
+        match power_type {
+            PowerType::Ipmi => parse_ipmi(&reader).map(DriverParams::Ipmi),
+            PowerType::Redfish => parse_redfish(&reader).map(DriverParams::Redfish),
+            PowerType::Command => parse_command(&reader).map(DriverParams::Command),
+            PowerType::Manual => Ok(DriverParams::Manual),
         }
     }
 }
@@ -913,7 +916,7 @@ fn parse_command(r: &Reader<'_>) -> Result<CommandParams, PowerParamError> {
     let require = |a: Option<Action>, cmd_key: &str, uri_key: &str| {
         a.ok_or_else(|| PowerParamError::Missing {
             param: format!("{cmd_key} (or {uri_key})"),
-            power_type: "command",
+            power_type: PowerType::Command,
         })
     };
     let on = require(
@@ -944,7 +947,7 @@ fn parse_command(r: &Reader<'_>) -> Result<CommandParams, PowerParamError> {
 /// The boot type a machine's parameters ask for (`power_boot_type`), so the
 /// service can decide the `efi` flag of a one-time network boot: `Some(true)`
 /// for efi, `Some(false)` for legacy, `None` for auto or a driver without it.
-pub fn requested_boot_efi(power_type: &str, params: &Map<String, Value>) -> Option<bool> {
+pub fn requested_boot_efi(power_type: PowerType, params: &Map<String, Value>) -> Option<bool> {
     match DriverParams::parse(power_type, params).ok()? {
         DriverParams::Ipmi(p) => p.boot_type.efi(),
         DriverParams::Redfish(p) => p.boot_type.efi(),
@@ -968,8 +971,8 @@ mod tests {
     fn ipmi_accepts_strings_and_numbers_and_defaults() {
         let p = map(json!({"power_address": "10.0.0.5", "power_user": "admin",
             "power_pass": "pw", "power_port": 6230, "cipher_suite_id": 3, "k_g": ""}));
-        validate("ipmi", &p).unwrap();
-        let Ok(DriverParams::Ipmi(ipmi)) = DriverParams::parse("ipmi", &p) else {
+        validate(PowerType::Ipmi, &p).unwrap();
+        let Ok(DriverParams::Ipmi(ipmi)) = DriverParams::parse(PowerType::Ipmi, &p) else {
             panic!("not ipmi")
         };
         assert_eq!(ipmi.port, 6230);
@@ -977,69 +980,85 @@ mod tests {
         assert_eq!(ipmi.lan, IpmiLan::V20);
         let p = map(json!({"power_address": "bmc1.example", "power_port": "623",
             "power_driver": "LAN", "power_boot_type": "EFI"}));
-        validate("ipmi", &p).unwrap();
-        assert_eq!(requested_boot_efi("ipmi", &p), Some(true));
+        validate(PowerType::Ipmi, &p).unwrap();
+        assert_eq!(requested_boot_efi(PowerType::Ipmi, &p), Some(true));
     }
 
     #[test]
     fn errors_name_the_parameter() {
-        let cases: Vec<(&str, Value, &str)> = vec![
-            ("ipmi", json!({}), "power_address"),
-            ("ipmi", json!({"power_address": ""}), "power_address"),
-            ("ipmi", json!({"power_address": "a b"}), "power_address"),
+        let cases: Vec<(PowerType, Value, &str)> = vec![
+            (PowerType::Ipmi, json!({}), "power_address"),
             (
-                "ipmi",
+                PowerType::Ipmi,
+                json!({"power_address": ""}),
+                "power_address",
+            ),
+            (
+                PowerType::Ipmi,
+                json!({"power_address": "a b"}),
+                "power_address",
+            ),
+            (
+                PowerType::Ipmi,
                 json!({"power_address": "h", "power_port": "x"}),
                 "power_port",
             ),
             (
-                "ipmi",
+                PowerType::Ipmi,
                 json!({"power_address": "h", "power_port": 70000}),
                 "power_port",
             ),
             (
-                "ipmi",
+                PowerType::Ipmi,
                 json!({"power_address": "h", "power_pass": {"a": 1}}),
                 "power_pass",
             ),
             (
-                "ipmi",
+                PowerType::Ipmi,
                 json!({"power_address": "h", "power_driver": "LAN3"}),
                 "power_driver",
             ),
             (
-                "ipmi",
+                PowerType::Ipmi,
                 json!({"power_address": "h", "cipher_suite_id": "5"}),
                 "cipher_suite_id",
             ),
-            ("ipmi", json!({"power_address": "h", "bogus": "1"}), "bogus"),
             (
-                "redfish",
+                PowerType::Ipmi,
+                json!({"power_address": "h", "bogus": "1"}),
+                "bogus",
+            ),
+            (
+                PowerType::Redfish,
                 json!({"power_address": "h", "power_user": "u"}),
                 "power_pass",
             ),
             (
-                "redfish",
+                PowerType::Redfish,
                 json!({"power_address": "h", "power_user": "u", "power_pass": "p",
                     "insecure_skip_verify": "maybe"}),
                 "insecure_skip_verify",
             ),
             (
-                "redfish",
+                PowerType::Redfish,
                 json!({"power_address": "ftp://h", "power_user": "u", "power_pass": "p"}),
                 "power_address",
             ),
             (
-                "command",
+                PowerType::Command,
                 json!({"power_off_command": "x"}),
                 "power_on_command",
             ),
             (
-                "command",
+                PowerType::Command,
                 json!({"power_on_command": "x", "power_off_uri": "notaurl"}),
                 "power_off_uri",
             ),
-            ("manual", json!({"power_address": "h"}), "power_address"),
+            (
+                PowerType::Manual,
+                json!({"power_address": "h"}),
+                "power_address",
+            ),
         ];
         for (ty, params, name) in cases {
             let err = validate(ty, &map(params.clone())).expect_err(&format!("{ty} {params}"));
@@ -1048,15 +1067,13 @@ mod tests {
                 "{ty} {params}: '{err}' does not name {name}"
             );
         }
-        let err = validate("wol", &Map::new()).unwrap_err();
-        assert!(err.to_string().contains("wol"), "{err}");
     }
 
     #[test]
     fn long_password_error_does_not_show_it() {
         let pass = "x-secret-password-that-is-far-too-long";
         let p = map(json!({"power_address": "h", "power_pass": pass}));
-        let err = validate("ipmi", &p).unwrap_err();
+        let err = validate(PowerType::Ipmi, &p).unwrap_err();
         assert!(err.to_string().contains("power_pass"));
         assert!(!err.to_string().contains(pass));
         assert!(!format!("{err:?}").contains(pass));
@@ -1064,13 +1081,13 @@ mod tests {
 
     #[test]
     fn secrets_are_masked() {
-        assert!(is_secret("ipmi", "power_pass"));
-        assert!(is_secret("ipmi", "k_g"));
-        assert!(!is_secret("ipmi", "power_user"));
-        assert!(is_secret("redfish", "power_pass"));
-        assert!(is_secret("unknown-type", "api_token"));
+        assert!(is_secret(Some(PowerType::Ipmi), "power_pass"));
+        assert!(is_secret(Some(PowerType::Ipmi), "k_g"));
+        assert!(!is_secret(Some(PowerType::Ipmi), "power_user"));
+        assert!(is_secret(Some(PowerType::Redfish), "power_pass"));
+        assert!(is_secret(None, "api_token"));
         let mut p = map(json!({"power_address": "h", "power_pass": "hunter2", "k_g": ""}));
-        mask_secrets("ipmi", &mut p);
+        mask_secrets(Some(PowerType::Ipmi), &mut p);
         assert_eq!(p["power_pass"], json!(MASK));
         assert_eq!(p["k_g"], json!(""));
         assert_eq!(p["power_address"], json!("h"));
@@ -1080,7 +1097,7 @@ mod tests {
     fn redfish_address_forms() {
         let base = |addr: &str| {
             let p = map(json!({"power_address": addr, "power_user": "u", "power_pass": "p"}));
-            match DriverParams::parse("redfish", &p) {
+            match DriverParams::parse(PowerType::Redfish, &p) {
                 Ok(DriverParams::Redfish(r)) => r.base,
                 other => panic!("{other:?}"),
             }
@@ -1099,7 +1116,7 @@ mod tests {
             json!({"power_address": address, "power_user": "u", "power_pass": "p",
             "certificate_sha256": pin}),
         );
-        match DriverParams::parse("redfish", &p)? {
+        match DriverParams::parse(PowerType::Redfish, &p)? {
             DriverParams::Redfish(r) => Ok(r.certificate_sha256),
             other => panic!("{other:?}"),
         }
@@ -1138,7 +1155,7 @@ mod tests {
         // The pin wins over insecure_skip_verify; both may be given.
         let p = map(json!({"power_address": "https://bmc", "power_user": "u",
             "power_pass": "p", "insecure_skip_verify": true, "certificate_sha256": colons}));
-        let Ok(DriverParams::Redfish(r)) = DriverParams::parse("redfish", &p) else {
+        let Ok(DriverParams::Redfish(r)) = DriverParams::parse(PowerType::Redfish, &p) else {
             panic!("not redfish")
         };
         assert_eq!(r.certificate_sha256, Some(want));
@@ -1189,7 +1206,7 @@ mod tests {
     fn certificate_sha256_is_published_and_not_secret() {
         let redfish = power_types()
             .iter()
-            .find(|t| t.name == "redfish")
+            .find(|t| t.name == PowerType::Redfish)
             .expect("redfish");
         let names: Vec<&str> = redfish.fields.iter().map(|f| f.name).collect();
         let skip = names
@@ -1197,9 +1214,9 @@ mod tests {
             .position(|n| *n == "insecure_skip_verify")
             .expect("insecure_skip_verify");
         assert_eq!(names.get(skip + 1), Some(&"certificate_sha256"));
-        assert!(!is_secret("redfish", "certificate_sha256"));
+        assert!(!is_secret(Some(PowerType::Redfish), "certificate_sha256"));
         let mut p = map(json!({"certificate_sha256": "ab".repeat(32)}));
-        mask_secrets("redfish", &mut p);
+        mask_secrets(Some(PowerType::Redfish), &mut p);
         assert_eq!(p["certificate_sha256"], json!("ab".repeat(32)));
     }
 
@@ -1225,9 +1242,10 @@ mod tests {
 
     #[test]
     fn schema_is_published_for_every_driver() {
-        let names: Vec<&str> = power_types().iter().map(|t| t.name).collect();
-        assert_eq!(names, ["ipmi", "redfish", "manual", "command"]);
+        let names: Vec<PowerType> = power_types().iter().map(|t| t.name).collect();
+        assert_eq!(names, PowerType::ALL);
         let json = serde_json::to_value(power_types()).unwrap();
+        assert_eq!(json[0]["name"], "ipmi");
         assert_eq!(json[0]["fields"][0]["name"], "power_address");
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt, stream};
 use serde_json::{Map, Value};
 
-use super::{PowerError, PowerState, driver_with_timeout, panic_text};
+use super::{PowerError, PowerState, PowerType, driver_with_timeout, panic_text};
 
 /// Queries every machine's power state, at most `concurrency` at a time, each
 /// bounded by `timeout`.
@@ -18,7 +18,7 @@ use super::{PowerError, PowerState, driver_with_timeout, panic_text};
 /// `machines`. A driver that panics yields [`PowerError::DriverPanicked`] for
 /// its machine only.
 pub async fn query_many<Id>(
-    machines: Vec<(Id, String, Map<String, Value>)>,
+    machines: Vec<(Id, PowerType, Map<String, Value>)>,
     concurrency: usize,
     timeout: Duration,
 ) -> Vec<(Id, Result<PowerState, PowerError>)> {
@@ -33,7 +33,7 @@ pub async fn query_many<Id>(
     let mut results: Vec<(usize, Result<PowerState, PowerError>)> = stream::iter(jobs)
         .map(|(index, power_type, params)| async move {
             let work = async {
-                let driver = driver_with_timeout(&power_type, &params, timeout)?;
+                let driver = driver_with_timeout(power_type, &params, timeout)?;
                 // The driver bounds itself; this outer bound is a second fence
                 // for a driver that would not (a grace of one second for it to
                 // report its own, more precise, timeout first).
@@ -41,7 +41,7 @@ pub async fn query_many<Id>(
                     Ok(result) => result,
                     Err(_) => Err(PowerError::Timeout {
                         what: "power driver",
-                        address: power_type.clone(),
+                        address: power_type.to_string(),
                         after: timeout,
                         during: "querying the power state".to_owned(),
                     }),
@@ -148,9 +148,9 @@ mod tests {
     #[tokio::test]
     async fn query_many_keeps_order_and_reports_each_machine() {
         let machines = vec![
-            (1u32, "manual".to_owned(), Map::new()),
-            (2u32, "no-such-driver".to_owned(), Map::new()),
-            (3u32, "manual".to_owned(), Map::new()),
+            (1u32, PowerType::Manual, Map::new()),
+            (2u32, PowerType::Ipmi, Map::new()),
+            (3u32, PowerType::Manual, Map::new()),
         ];
         let results = query_many(machines, 2, Duration::from_secs(1)).await;
         let ids: Vec<u32> = results.iter().map(|(id, _)| *id).collect();

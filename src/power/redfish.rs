@@ -29,8 +29,8 @@ use sha2::{Digest, Sha256};
 
 use super::params::RedfishParams;
 use super::{
-    BootOverride, PowerDriver, PowerError, PowerFuture, PowerParamError, PowerState, Scrubber,
-    panic_text,
+    BootOverride, PowerDriver, PowerError, PowerFuture, PowerParamError, PowerState, PowerType,
+    Scrubber, panic_text,
 };
 
 const WHAT: &str = "Redfish service";
@@ -453,7 +453,7 @@ impl RedfishDriver {
                         members.len(),
                         ids()
                     ),
-                    power_type: "redfish",
+                    power_type: PowerType::Redfish,
                 })),
             },
         }
@@ -627,8 +627,8 @@ pub(crate) fn judge_boot(
 }
 
 impl PowerDriver for RedfishDriver {
-    fn power_type(&self) -> &'static str {
-        "redfish"
+    fn power_type(&self) -> PowerType {
+        PowerType::Redfish
     }
 
     fn power_on(&self) -> PowerFuture<'_, ()> {

@@ -14,8 +14,8 @@ use crate::model::agent_wire::{Complete, DeployTask, ImageFormat, PREFIX, Task, 
 use crate::model::inventory::{Bmc, BmcCredentials};
 use crate::model::lifecycle::{self, AgentCall, Completion};
 use crate::model::{
-    Action, BootSession, EraseMode, Interface, Inventory, Machine, Status, TestResult, TestResults,
-    TestRun, ids,
+    Action, BootSession, EraseMode, Interface, Inventory, Machine, PowerType, Status, TestResult,
+    TestResults, TestRun, ids,
 };
 use crate::store::tables;
 
@@ -430,7 +430,7 @@ impl Service {
                     );
                 }
                 (
-                    "redfish",
+                    PowerType::Redfish,
                     rf.address.clone(),
                     format!(
                         "Redfish BMC discovered at {} through the host interface (manager {}, \
@@ -442,7 +442,7 @@ impl Service {
             (None, Some(lan)) => {
                 params.insert("power_address".into(), lan.ip_address.clone().into());
                 (
-                    "ipmi",
+                    PowerType::Ipmi,
                     lan.ip_address.clone(),
                     format!(
                         "BMC discovered at {} (IPMI LAN channel {})",
@@ -484,7 +484,7 @@ impl Service {
                     match crate::power::validate(power_type, &params) {
                         Ok(()) => {
                             m.power = crate::model::PowerSettings {
-                                power_type: power_type.into(),
+                                power_type: Some(power_type),
                                 parameters: params,
                             };
                             applied = true;
@@ -507,11 +507,11 @@ impl Service {
                         .unwrap_or("");
                     said.push_str(&format!(
                         "; the machine's power settings ({} {theirs}) are kept",
-                        m.power.power_type
+                        m.power.type_name()
                     ));
                 }
                 m.discovered_bmc = Some(crate::model::DiscoveredBmc {
-                    power_type: power_type.into(),
+                    power_type,
                     address,
                     user,
                     applied,

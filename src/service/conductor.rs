@@ -98,12 +98,12 @@ fn logged(id: &str, what: &str, result: Result<impl Sized, ServiceError>) {
 async fn carry_out(service: &Service, machine: &Machine, owed: OwedEffect) {
     let id = machine.system_id.as_str();
     let status = machine.status;
-    let power_type = machine.power.power_type.clone();
     let params = machine.power.parameters.clone();
-    if power_type.is_empty() || power_type == "manual" {
-        return manual(service, id, status, owed.effect, power_type.is_empty()).await;
-    }
-    let driver = match power::driver_for(&power_type, &params) {
+    let Some(power_type) = machine.power.remote() else {
+        let unconfigured = machine.power.power_type.is_none();
+        return manual(service, id, status, owed.effect, unconfigured).await;
+    };
+    let driver = match power::driver_for(power_type, &params) {
         Ok(d) => d,
         Err(e) => {
             return power_failed(service, id, status, "configure the power driver", e).await;
@@ -111,7 +111,7 @@ async fn carry_out(service: &Service, machine: &Machine, owed: OwedEffect) {
     };
     match owed.effect {
         Effect::PowerOnNetboot => {
-            let efi = power::requested_boot_efi(&power_type, &params).unwrap_or(false);
+            let efi = power::requested_boot_efi(power_type, &params).unwrap_or(false);
             match driver.set_boot_network_once(efi).await {
                 Ok(b) => {
                     for w in &b.warnings {
@@ -139,7 +139,7 @@ async fn carry_out(service: &Service, machine: &Machine, owed: OwedEffect) {
                     .set_power_state(id, PowerState::On, String::new())
                     .await,
             );
-            tracing::info!(system_id = %id, power_type, "powered on with a one-time network boot");
+            tracing::info!(system_id = %id, %power_type, "powered on with a one-time network boot");
         }
         Effect::PowerOff => {
             if let Err(e) = driver.power_off(false).await {
@@ -152,7 +152,7 @@ async fn carry_out(service: &Service, machine: &Machine, owed: OwedEffect) {
                     .set_power_state(id, PowerState::Off, String::new())
                     .await,
             );
-            tracing::info!(system_id = %id, power_type, "powered off");
+            tracing::info!(system_id = %id, %power_type, "powered off");
             if let Some(message) = lifecycle::completed_by_power_off(status) {
                 let done = Action::Complete {
                     message: message.into(),

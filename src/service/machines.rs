@@ -12,7 +12,9 @@ use super::{Principal, Service, ServiceError};
 use crate::model::constraints::{self, Constraints, NoMatch};
 use crate::model::ids::{self, now_ms};
 use crate::model::lifecycle::{self, Action, Transition};
-use crate::model::{Event, Interface, Machine, PowerSettings, PowerState, PowerStatus, Status};
+use crate::model::{
+    Event, Interface, Machine, PowerSettings, PowerState, PowerStatus, PowerType, Status,
+};
 use crate::store::tables::{self, NamedThing, POOLS, TAGS, ZONES};
 
 /// Makes the boot of a machine that is added network-booted (enlistment), from the system_id
@@ -61,20 +63,18 @@ pub struct Page<T> {
 /// A copy of the power settings with secret values replaced by "********" (for non-admins).
 pub fn mask_power(power: &PowerSettings) -> PowerSettings {
     let mut masked = power.clone();
-    crate::power::mask_secrets(&masked.power_type, &mut masked.parameters);
+    crate::power::mask_secrets(masked.power_type, &mut masked.parameters);
     masked
 }
 
 /// Checks a power type and its parameters against the driver's schema; the error names the
-/// parameter. An empty power type means "not configured yet".
-fn check_power(
-    power_type: &str,
-    params: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(), ServiceError> {
-    if power_type.is_empty() {
+/// parameter. No power type means "not configured yet".
+fn check_power(power: &PowerSettings) -> Result<(), ServiceError> {
+    let Some(power_type) = power.power_type else {
         return Ok(());
-    }
-    crate::power::validate(power_type, params).map_err(|e| ServiceError::Invalid(e.to_string()))
+    };
+    crate::power::validate(power_type, &power.parameters)
+        .map_err(|e| ServiceError::Invalid(e.to_string()))
 }
 
 pub(super) fn may_see(p: &Principal, m: &Machine) -> bool {
@@ -177,13 +177,11 @@ impl Service {
         }
         check_tags(&new.tags)?;
         let power = PowerSettings {
-            power_type: new.power_type.clone().unwrap_or_default(),
+            power_type: new.power_type,
             parameters: new.power_parameters.clone().unwrap_or_default(),
         };
-        check_power(&power.power_type, &power.parameters)?;
-        let commission = new
-            .commission
-            .unwrap_or(!power.power_type.is_empty() && power.power_type != "manual");
+        check_power(&power)?;
+        let commission = new.commission.unwrap_or(power.remote().is_some());
         let deadlines = self.deadlines;
         let actor = p.username.clone();
         let said = if boot.is_some() {
@@ -483,13 +481,12 @@ impl Service {
                     m.pool = x;
                 }
                 if edit.power_type.is_some() || edit.power_parameters.is_some() {
-                    let power_type = edit.power_type.unwrap_or(m.power.power_type.clone());
-                    let parameters = edit.power_parameters.unwrap_or(m.power.parameters.clone());
-                    check_power(&power_type, &parameters)?;
-                    m.power = PowerSettings {
-                        power_type,
-                        parameters,
+                    let power = PowerSettings {
+                        power_type: edit.power_type.or(m.power.power_type),
+                        parameters: edit.power_parameters.unwrap_or(m.power.parameters.clone()),
                     };
+                    check_power(&power)?;
+                    m.power = power;
                 }
                 if let Some(data) = edit.owner_data {
                     for (k, v) in data {
@@ -726,16 +723,16 @@ impl Service {
     /// Machines with a remote power driver, for the power-state sync.
     pub fn powered_machines(
         &self,
-    ) -> Vec<(String, String, serde_json::Map<String, serde_json::Value>)> {
+    ) -> Vec<(
+        String,
+        PowerType,
+        serde_json::Map<String, serde_json::Value>,
+    )> {
         self.index_snapshot()
             .iter()
-            .filter(|m| matches!(m.power.power_type.as_str(), "ipmi" | "redfish" | "command"))
-            .map(|m| {
-                (
-                    m.system_id.clone(),
-                    m.power.power_type.clone(),
-                    m.power.parameters.clone(),
-                )
+            .filter_map(|m| {
+                let power_type = m.power.remote()?;
+                Some((m.system_id.clone(), power_type, m.power.parameters.clone()))
             })
             .collect()
     }

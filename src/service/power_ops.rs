@@ -2,7 +2,7 @@
 //! from its BMC now. Owners and admins may; the BMC's answer is recorded like the sync's.
 
 use super::{Principal, Service, ServiceError};
-use crate::model::{Machine, PowerState};
+use crate::model::{Machine, PowerState, PowerType};
 use crate::power::{self, PowerError};
 
 /// What a person asks of a machine's power.
@@ -31,16 +31,16 @@ fn may_power(p: &Principal, m: &Machine) -> Result<(), ServiceError> {
 }
 
 fn driver(m: &Machine) -> Result<Box<dyn power::PowerDriver>, ServiceError> {
-    match m.power.power_type.as_str() {
-        "" => Err(ServiceError::Conflict(format!(
+    match m.power.power_type {
+        None => Err(ServiceError::Conflict(format!(
             "machine {} has no power driver configured; set power_type and its parameters",
             m.system_id
         ))),
-        "manual" => Err(ServiceError::Conflict(format!(
+        Some(PowerType::Manual) => Err(ServiceError::Conflict(format!(
             "machine {} has manual power: an operator switches it by hand",
             m.system_id
         ))),
-        t => power::driver_for(t, &m.power.parameters)
+        Some(t) => power::driver_for(t, &m.power.parameters)
             .map_err(|e| ServiceError::PowerFailed(e.to_string())),
     }
 }
@@ -79,7 +79,7 @@ impl Service {
         system_id: &str,
     ) -> Result<PowerState, ServiceError> {
         let m = self.machine(p, system_id)?;
-        if matches!(m.power.power_type.as_str(), "" | "manual") {
+        if m.power.remote().is_none() {
             return Ok(PowerState::Unknown);
         }
         let d = driver(&m)?;

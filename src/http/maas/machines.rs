@@ -14,7 +14,7 @@ use super::params::{ParamError, Params};
 use super::render::{self, AGENT_NAME_KEY, Catalog};
 use super::{Ctx, MaasError, MaasResult, Reply, json};
 use crate::model::constraints::parse_storage;
-use crate::model::{Constraints, Machine, ids};
+use crate::model::{Constraints, Machine, PowerType, ids};
 use crate::service::{
     ActionRequest, CatalogKind, MachineEdit, MachineFilter, NewMachine, PowerRequest, Principal,
     ServiceError,
@@ -34,6 +34,17 @@ fn visible(c: &Ctx) -> MaasResult<(Principal, Arc<Machine>)> {
     let p = c.principal()?.clone();
     let m = c.state.service.machine(&p, c.arg("system_id"))?;
     Ok((p, m))
+}
+
+/// The power type, when one is given (MAAS clients send "" for none).
+fn power_type(params: &Params) -> Result<Option<PowerType>, ParamError> {
+    params
+        .nonempty("power_type")?
+        .map(|t| {
+            t.parse()
+                .map_err(|e: String| ParamError::invalid("power_type", e))
+        })
+        .transpose()
 }
 
 /// "amd64" means "amd64/generic" in MAAS; a separate subarchitecture may complete it.
@@ -164,7 +175,7 @@ pub async fn create(c: Ctx) -> Reply {
         domain: c.params.nonempty("domain")?,
         architecture: architecture(&c.params)?,
         mac_addresses: c.params.all("mac_addresses")?,
-        power_type: c.params.nonempty("power_type")?,
+        power_type: power_type(&c.params)?,
         power_parameters: parse_power_parameters(&c.params)?,
         zone: c.params.nonempty("zone")?,
         pool: c.params.nonempty("pool")?,
@@ -192,7 +203,7 @@ pub async fn update(c: Ctx) -> Reply {
         architecture: architecture(&c.params)?,
         zone: c.params.nonempty("zone")?,
         pool: c.params.nonempty("pool")?,
-        power_type: c.params.nonempty("power_type")?,
+        power_type: power_type(&c.params)?,
         power_parameters: parse_power_parameters(&c.params)?,
         ..Default::default()
     };

@@ -256,7 +256,7 @@ pub fn machine(m: &Machine, catalog: &Catalog) -> Value {
         "swap_size": null,
         "architecture": m.architecture,
         "power_state": m.power_state.state.as_str(),
-        "power_type": m.power.power_type,
+        "power_type": m.power.type_name(),
         "hardware_info": {
             "system_vendor": "Unknown",
             "system_product": "Unknown",
