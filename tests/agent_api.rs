@@ -146,6 +146,36 @@ async fn commissioning_through_the_agent_endpoints() {
     assert_eq!(m["memory_mib"], 2048);
     assert_eq!(m["disks"][0]["size_bytes"], 8_589_934_592u64);
     assert_eq!(m["inventory"]["firmware"], "bios");
+    // The API shows the boot as what it was handed out for, never its token's hash, and none
+    // of the record's bookkeeping; list items leave the inventory out.
+    assert_eq!(
+        m["boot"],
+        json!({"issued_for": "commissioning", "over": true}),
+        "{m}"
+    );
+    let (_, page) = api
+        .call(Method::GET, "/api/v1/machines", Some(&admin), None)
+        .await;
+    let item = &page["items"][0];
+    assert_eq!(item["system_id"], "com222", "{page}");
+    assert!(item.get("inventory").is_none(), "{item}");
+    assert_eq!(item["boot"], m["boot"]);
+    let hash = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(agent.token.as_bytes()))
+    };
+    for shown in [&m, item] {
+        let text = shown.to_string();
+        for internal in [
+            "boot_session",
+            "token_sha256",
+            "status_deadline_ms",
+            "deploy_written",
+            &hash,
+        ] {
+            assert!(!text.contains(internal), "{internal} shown: {text}");
+        }
+    }
     // Its agent asks what next: a Ready machine powers off. A report about work that is over
     // is refused with the machine's status.
     let (s, task) = agent.call(Method::GET, "task", None).await;

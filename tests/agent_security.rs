@@ -237,7 +237,10 @@ async fn enlisting_a_known_mac_gets_no_token_and_the_real_agent_keeps_its_own() 
 
 /// What an attack must not change: the machines' status and message, their hardware and
 /// power, and their boots (background work such as the conductor's status message for manual
-/// power may still bump a generation meanwhile).
+/// power may still bump a generation meanwhile). A boot shows as what it was handed out for
+/// and whether it is over (the API never shows its token's hash); a boot replaced by another
+/// for the same status would also stop the old token, which each attack test still uses
+/// afterwards and finds answered.
 async fn machines(api: &Api, admin: &str, ids: &[&str]) -> Vec<Value> {
     let mut all = Vec::new();
     for id in ids {
@@ -251,7 +254,7 @@ fn essentials(m: &Value) -> Value {
         "status": m["status"], "status_message": m["status_message"],
         "cpu_count": m["cpu_count"], "memory_mib": m["memory_mib"], "disks": m["disks"],
         "interfaces": m["interfaces"], "inventory": m["inventory"], "power": m["power"],
-        "discovered_bmc": m["discovered_bmc"], "boot_session": m["boot_session"],
+        "discovered_bmc": m["discovered_bmc"], "boot": m["boot"],
     })
 }
 
@@ -482,6 +485,8 @@ async fn agent_calls_outside_their_statuses_are_refused_with_the_status() {
     )
     .await;
     assert_eq!((s, v["status"].as_str()), (200, Some("deploying")), "{v}");
+    let m = machine(&api, &admin, "dpl301").await;
+    assert_eq!(m["image_written"], true, "{m}");
     // A repeated complete (a lost answer) is taken and changes nothing; progress is over.
     let (s, _) = agent(&api, &deploy, Method::POST, "complete", Some(json!({}))).await;
     assert_eq!(s, 200);
@@ -510,7 +515,9 @@ async fn agent_calls_outside_their_statuses_are_refused_with_the_status() {
     )
     .await;
     assert_eq!((s, v["status"].as_str()), (200, Some("deployed")), "{v}");
-    let deployed = essentials(&machine(&api, &admin, "dpl301").await);
+    let m = machine(&api, &admin, "dpl301").await;
+    assert_eq!(m["image_written"], false, "only while deploying: {m}");
+    let deployed = essentials(&m);
 
     // Deployed: the deployed OS still holds the token (it is in its seed); it moves nothing
     // and rewrites no status message.

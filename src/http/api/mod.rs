@@ -29,7 +29,7 @@ use crate::service::{
 use appliance::Health;
 use catalogs::{Pools, Tags, Zones};
 use events::EventQuery;
-pub use machines::{MachinePage, MachineView, PowerAnswer};
+pub use machines::{MachineDetail, MachinePage, MachineView, PowerAnswer};
 use session::WhoAmI;
 
 /// A route of the table: one method on one path, who may call it, what the document says of it,
@@ -97,7 +97,7 @@ pub const ROUTES: &[Route] = &[
         "Allocate the smallest Ready machine that satisfies the constraints",
         request: Constraints, response: MachineView),
     route!(GET "/api/v1/machines/{system_id}", User, 200, machines::show,
-        "Show a machine", response: MachineView),
+        "Show a machine, with its hardware inventory", response: MachineDetail),
     route!(PATCH "/api/v1/machines/{system_id}", User, 200, machines::edit,
         "Edit a machine (admins; owners may change owner_data)",
         request: MachineEdit, response: MachineView),
