@@ -441,16 +441,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::model::{Machine, Status};
+    use crate::model::Machine;
 
     /// A machine record as stored before the inventory was typed, with `inventory` holding
     /// whatever the agent sent.
     fn record(inventory: serde_json::Value) -> serde_json::Value {
-        json!({
-            "system_id": "abc123", "hostname": "node1", "status": Status::Ready,
-            "generation": 4, "architecture": "amd64/generic", "zone": "default",
-            "pool": "default", "created_ms": 1, "updated_ms": 2, "inventory": inventory,
-        })
+        crate::model::machine::tests::stored_record(json!({"inventory": inventory}))
     }
 
     #[test]

@@ -475,21 +475,34 @@ pub struct Event {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
 
+    /// A machine record as stored with the fewest fields, and `fields` (an object) on top: what
+    /// an older rackbox may have written.
+    pub(crate) fn stored_record(fields: serde_json::Value) -> serde_json::Value {
+        let mut record = json!({
+            "system_id": "abc123", "hostname": "node1", "status": Status::Ready,
+            "generation": 4, "architecture": "amd64/generic", "zone": "default",
+            "pool": "default", "created_ms": 1, "updated_ms": 2,
+        });
+        if let (Some(record), serde_json::Value::Object(fields)) = (record.as_object_mut(), fields)
+        {
+            record.extend(fields);
+        }
+        record
+    }
+
     /// A machine record as stored before the power type was an enum: `power_type` a string,
     /// "" when not configured.
     fn record(power: serde_json::Value) -> serde_json::Value {
-        json!({
-            "system_id": "abc123", "hostname": "node1", "status": Status::Ready,
-            "generation": 4, "architecture": "amd64/generic", "zone": "default",
-            "pool": "default", "created_ms": 1, "updated_ms": 2, "power": power,
+        stored_record(json!({
+            "power": power,
             "discovered_bmc": {"power_type": "redfish", "address": "10.0.0.9", "applied": false,
                                "discovered_ms": 3},
-        })
+        }))
     }
 
     #[test]
