@@ -23,7 +23,7 @@ pub use crate::model::inventory::{
 };
 
 /// MAAS architecture string for the CPU this binary runs on.
-pub fn architecture() -> String {
+pub(crate) fn architecture() -> String {
     match std::env::consts::ARCH {
         "x86_64" => "amd64/generic".into(),
         "aarch64" => "arm64/generic".into(),
@@ -106,7 +106,7 @@ pub fn memory_blocks_mib(block_size_hex: &str, blocks: usize) -> Option<u64> {
 }
 
 /// Block devices that are not disks a machine could be deployed on.
-pub fn is_ignored_block_device(name: &str) -> bool {
+pub(crate) fn is_ignored_block_device(name: &str) -> bool {
     ["loop", "ram", "zram", "sr", "fd", "nbd", "dm-", "md"]
         .iter()
         .any(|p| name.starts_with(p))
