@@ -14,7 +14,7 @@ use crate::store::StoreError;
 use crate::store::tables::{decode, encode};
 
 /// address (dotted quad) -> Lease (JSON).
-pub const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_leases");
+pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_leases");
 
 /// What an address is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -36,11 +36,11 @@ pub struct Lease {
     pub mac: Option<String>,
     pub state: LeaseState,
     /// Milliseconds since the Unix epoch.
-    pub expires_ms: u64,
+    pub(crate) expires_ms: u64,
     #[serde(default)]
-    pub hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     /// When the record was last written.
-    pub updated_ms: u64,
+    pub(crate) updated_ms: u64,
 }
 
 impl Lease {
@@ -56,18 +56,18 @@ impl Lease {
     }
 
     /// Held by its client right now.
-    pub fn is_active(&self, now_ms: u64) -> bool {
+    pub(crate) fn is_active(&self, now_ms: u64) -> bool {
         self.state == LeaseState::Active && self.expires_ms > now_ms
     }
 
     /// Out of the pool because of a decline, right now.
-    pub fn is_quarantined(&self, now_ms: u64) -> bool {
+    pub(crate) fn is_quarantined(&self, now_ms: u64) -> bool {
         self.state == LeaseState::Declined && self.expires_ms > now_ms
     }
 }
 
 /// Every lease whose address is in one of `subnets`.
-pub fn load(rx: &redb::ReadTransaction, subnets: &[Cidr]) -> Result<Vec<Lease>, StoreError> {
+pub(crate) fn load(rx: &redb::ReadTransaction, subnets: &[Cidr]) -> Result<Vec<Lease>, StoreError> {
     let table = match rx.open_table(LEASES) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -98,7 +98,7 @@ pub fn get(rx: &redb::ReadTransaction, ip: Ipv4Addr) -> Result<Option<Lease>, St
 }
 
 /// Writes a lease. Encodes before touching the table, so an error writes nothing.
-pub fn put(tx: &WriteTransaction, lease: &Lease) -> Result<(), StoreError> {
+pub(crate) fn put(tx: &WriteTransaction, lease: &Lease) -> Result<(), StoreError> {
     let bytes = encode(lease)?;
     tx.open_table(LEASES)?
         .insert(lease.ip.to_string().as_str(), bytes.as_slice())?;
