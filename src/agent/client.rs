@@ -157,10 +157,6 @@ impl Client {
         self.token = Some(token);
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// Resolves an image URL the appliance gave: absolute, or a path on the appliance.
     pub(crate) fn resolve(&self, url: &str) -> String {
         if url.contains("://") {
@@ -285,11 +281,11 @@ impl Client {
     }
 
     /// `GET /task`: the raw JSON, so that an unknown task can be reported rather than crash.
-    pub async fn task(&self) -> Result<Value, ClientError> {
+    pub(crate) async fn task(&self) -> Result<Value, ClientError> {
         self.get_json(path::TASK).await
     }
 
-    pub async fn inventory(&self, inv: &Inventory) -> Result<(), ClientError> {
+    pub(crate) async fn inventory(&self, inv: &Inventory) -> Result<(), ClientError> {
         self.post_json(path::INVENTORY, inv).await.map(drop)
     }
 

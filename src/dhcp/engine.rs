@@ -147,10 +147,6 @@ impl Engine {
         engine
     }
 
-    pub fn mode(&self) -> BootMode {
-        self.cfg.mode
-    }
-
     /// Leases held by clients right now.
     pub fn active_leases(&self, now_ms: u64) -> u64 {
         self.leases.values().filter(|l| l.is_active(now_ms)).count() as u64

@@ -60,7 +60,7 @@ impl Cidr {
     }
 
     /// Whether two networks share any address.
-    pub fn overlaps(&self, other: &Cidr) -> bool {
+    pub(crate) fn overlaps(&self, other: &Cidr) -> bool {
         self.contains(other.network) || other.contains(self.network)
     }
 }
@@ -109,7 +109,7 @@ impl Ipv4Range {
         self.start <= ip && ip <= self.end
     }
 
-    pub fn overlaps(&self, other: &Ipv4Range) -> bool {
+    pub(crate) fn overlaps(&self, other: &Ipv4Range) -> bool {
         self.start <= other.end && other.start <= self.end
     }
 

@@ -115,7 +115,7 @@ impl ReadTransfer {
     }
 
     /// The first thing to send.
-    pub fn start(&mut self) -> Step {
+    pub(crate) fn start(&mut self) -> Step {
         if self.phase != Phase::Idle {
             return Step::KeepWaiting;
         }
