@@ -1,5 +1,5 @@
 //! The agent's hardware inventory parsers, fed what the machine's firmware and kernel say:
-//! SMBIOS type 38 and 42 records (`agent::inventory`), the BMC's answers to IPMI requests
+//! SMBIOS type 38 and 42 records (`agent::smbios`), the BMC's answers to IPMI requests
 //! (`agent::bmc::parse_*`), /proc/cpuinfo and /proc/meminfo, /proc/net/route and the kernel
 //! command line (`agent::cmdline`). Never panics.
 //!
@@ -10,7 +10,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use rackbox::agent::{bmc, cmdline, inventory};
+use rackbox::agent::{bmc, cmdline, inventory, smbios};
 
 fuzz_target!(|data: &[u8]| {
     let mut input = common::Cursor(data);
@@ -19,15 +19,15 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(raw);
     match which % 8 {
         0 => {
-            let _ = inventory::parse_smbios_type38(raw);
+            let _ = smbios::parse_type38(raw);
         }
         1 => {
-            if let Some(hi) = inventory::parse_smbios_type42(raw) {
+            if let Some(hi) = smbios::parse_type42(raw) {
                 let _ = serde_json::to_string(&hi);
             }
         }
         2 => {
-            let _ = inventory::parse_host_interface_device(raw);
+            let _ = smbios::parse_host_interface_device(raw);
         }
         3 => {
             let _ = bmc::parse_device_id(raw);

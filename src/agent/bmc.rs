@@ -23,36 +23,36 @@ use super::inventory::{Bmc, BmcCredentials, BmcLan, IpmiDeviceInfo};
 
 /// The user rackbox creates on a machine's BMC (MAAS's name, so an operator moving from MAAS
 /// finds the same account).
-pub const BMC_USER: &str = "maas";
+pub(crate) const BMC_USER: &str = "maas";
 /// Length of the generated password: 16 characters fit both the 16-byte (IPMI 1.5) and the
 /// 20-byte (IPMI 2.0) password forms.
-pub const PASSWORD_LEN: usize = 16;
+pub(crate) const PASSWORD_LEN: usize = 16;
 /// How long one request may wait for its answer.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub const NETFN_APP: u8 = 0x06;
-pub const NETFN_TRANSPORT: u8 = 0x0c;
-pub const CMD_GET_DEVICE_ID: u8 = 0x01;
-pub const CMD_GET_CHANNEL_INFO: u8 = 0x42;
-pub const CMD_SET_USER_ACCESS: u8 = 0x43;
-pub const CMD_GET_USER_ACCESS: u8 = 0x44;
-pub const CMD_SET_USER_NAME: u8 = 0x45;
-pub const CMD_GET_USER_NAME: u8 = 0x46;
-pub const CMD_SET_USER_PASSWORD: u8 = 0x47;
-pub const CMD_GET_LAN_CONFIG: u8 = 0x02;
+pub(crate) const NETFN_APP: u8 = 0x06;
+pub(crate) const NETFN_TRANSPORT: u8 = 0x0c;
+pub(crate) const CMD_GET_DEVICE_ID: u8 = 0x01;
+pub(crate) const CMD_GET_CHANNEL_INFO: u8 = 0x42;
+pub(crate) const CMD_SET_USER_ACCESS: u8 = 0x43;
+pub(crate) const CMD_GET_USER_ACCESS: u8 = 0x44;
+pub(crate) const CMD_SET_USER_NAME: u8 = 0x45;
+pub(crate) const CMD_GET_USER_NAME: u8 = 0x46;
+pub(crate) const CMD_SET_USER_PASSWORD: u8 = 0x47;
+pub(crate) const CMD_GET_LAN_CONFIG: u8 = 0x02;
 
 /// LAN configuration parameters (IPMI 2.0, table 23-4).
-pub const LAN_IP_ADDRESS: u8 = 3;
-pub const LAN_IP_SOURCE: u8 = 4;
-pub const LAN_MAC: u8 = 5;
-pub const LAN_NETMASK: u8 = 6;
-pub const LAN_GATEWAY: u8 = 12;
-pub const LAN_VLAN: u8 = 20;
+pub(crate) const LAN_IP_ADDRESS: u8 = 3;
+pub(crate) const LAN_IP_SOURCE: u8 = 4;
+pub(crate) const LAN_MAC: u8 = 5;
+pub(crate) const LAN_NETMASK: u8 = 6;
+pub(crate) const LAN_GATEWAY: u8 = 12;
+pub(crate) const LAN_VLAN: u8 = 20;
 
 /// Channel medium type of a LAN channel (802.3).
-pub const MEDIUM_LAN: u8 = 4;
+pub(crate) const MEDIUM_LAN: u8 = 4;
 /// Privilege level "administrator".
-pub const PRIV_ADMIN: u8 = 4;
+pub(crate) const PRIV_ADMIN: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BmcError {
@@ -87,19 +87,19 @@ pub enum BmcError {
 
 /// One request/response exchange with the BMC. Answers are the data after the completion
 /// code; a non-zero completion code is [`BmcError::Refused`].
-pub trait Ipmi {
+pub(crate) trait Ipmi {
     fn call(&mut self, netfn: u8, cmd: u8, data: &[u8]) -> Result<Vec<u8>, BmcError>;
 }
 
 // --- requests (pure) -----------------------------------------------------------------------
 
 /// Get LAN Configuration Parameters of `param` on `channel` (set and block selector 0).
-pub fn get_lan_config(channel: u8, param: u8) -> [u8; 4] {
+pub(crate) fn get_lan_config(channel: u8, param: u8) -> [u8; 4] {
     [channel & 0x0f, param, 0, 0]
 }
 
 /// Set User Name: the name NUL-padded to 16 bytes.
-pub fn set_user_name(user_id: u8, name: &str) -> Result<Vec<u8>, BmcError> {
+pub(crate) fn set_user_name(user_id: u8, name: &str) -> Result<Vec<u8>, BmcError> {
     if name.len() > 16 {
         return Err(BmcError::TooLong);
     }
@@ -110,18 +110,16 @@ pub fn set_user_name(user_id: u8, name: &str) -> Result<Vec<u8>, BmcError> {
     Ok(data)
 }
 
-/// What Set User Password does.
+/// What Set User Password does (the operations rackbox uses; 0 disables, 3 tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PasswordOp {
-    Disable = 0,
+pub(crate) enum PasswordOp {
     Enable = 1,
     Set = 2,
-    Test = 3,
 }
 
 /// Set User Password. `wide` stores a 20-byte (IPMI 2.0) password, else a 16-byte one; the
-/// password is NUL-padded. Enable and disable carry no password.
-pub fn set_user_password(
+/// password is NUL-padded. Enable carries no password.
+pub(crate) fn set_user_password(
     user_id: u8,
     op: PasswordOp,
     password: &str,
@@ -132,7 +130,7 @@ pub fn set_user_password(
         return Err(BmcError::TooLong);
     }
     let mut data = vec![(user_id & 0x3f) | if wide { 0x80 } else { 0 }, op as u8];
-    if matches!(op, PasswordOp::Set | PasswordOp::Test) {
+    if op == PasswordOp::Set {
         let mut field = vec![0u8; size];
         field[..password.len()].copy_from_slice(password.as_bytes());
         data.extend_from_slice(&field);
@@ -142,7 +140,7 @@ pub fn set_user_password(
 
 /// Set User Access on `channel`: change the bits, IPMI messaging on, link authentication and
 /// callback-only off, privilege limit `privilege`.
-pub fn set_user_access(channel: u8, user_id: u8, privilege: u8) -> [u8; 4] {
+pub(crate) fn set_user_access(channel: u8, user_id: u8, privilege: u8) -> [u8; 4] {
     // 0x80: change the bits that follow; 0x10: IPMI messaging enabled. The last byte is the
     // session limit: 0 keeps the BMC's.
     [
@@ -237,7 +235,7 @@ pub fn parse_user_name(data: &[u8]) -> Result<String, BmcError> {
 /// How long a password waits for the kernel's random generator to be seeded. Early in a
 /// ramdisk on a machine without a hardware generator (a VM without RDRAND or virtio-rng) it may
 /// not be for minutes; a blocking read would stall commissioning.
-pub const ENTROPY_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const ENTROPY_WAIT: Duration = Duration::from_secs(30);
 
 /// Letters and digits from `bytes` (rejection sampling: no bias), up to `len` of them.
 pub fn password_from_bytes(bytes: &[u8], len: usize) -> String {
@@ -254,7 +252,7 @@ pub fn password_from_bytes(bytes: &[u8], len: usize) -> String {
 /// A random password of [`PASSWORD_LEN`] letters and digits from the kernel's seeded generator
 /// (getrandom without blocking, retried until `wait` has passed); None when it is not seeded by
 /// then: no weak password is ever made.
-pub fn random_password(wait: Duration) -> Option<String> {
+pub(crate) fn random_password(wait: Duration) -> Option<String> {
     let deadline = Instant::now() + wait;
     loop {
         let mut buf = [0u8; 64];
@@ -277,7 +275,7 @@ pub fn random_password(wait: Duration) -> Option<String> {
 
 /// The channels (1 to 11) whose medium is 802.3 LAN. Channels that do not exist answer with
 /// an error and are skipped.
-pub fn lan_channels(ipmi: &mut impl Ipmi) -> Vec<u8> {
+pub(crate) fn lan_channels(ipmi: &mut impl Ipmi) -> Vec<u8> {
     (1u8..=11)
         .filter(|&ch| {
             ipmi.call(NETFN_APP, CMD_GET_CHANNEL_INFO, &[ch])
@@ -289,7 +287,7 @@ pub fn lan_channels(ipmi: &mut impl Ipmi) -> Vec<u8> {
 
 /// The address configuration of LAN channel `channel`. The address is required; the other
 /// parameters are left empty when the BMC does not support them.
-pub fn read_lan(ipmi: &mut impl Ipmi, channel: u8) -> Result<BmcLan, BmcError> {
+pub(crate) fn read_lan(ipmi: &mut impl Ipmi, channel: u8) -> Result<BmcLan, BmcError> {
     let mut get = |param: u8| {
         ipmi.call(
             NETFN_TRANSPORT,
@@ -321,14 +319,14 @@ pub fn read_lan(ipmi: &mut impl Ipmi, channel: u8) -> Result<BmcLan, BmcError> {
 /// What discovery found: the BMC's identity and its LAN channel (the first one with an
 /// address, else the first one).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Discovered {
-    pub device: Option<IpmiDeviceInfo>,
-    pub lan: Option<BmcLan>,
+pub(crate) struct Discovered {
+    pub(crate) device: Option<IpmiDeviceInfo>,
+    pub(crate) lan: Option<BmcLan>,
 }
 
 /// Reads the BMC's identity and LAN configuration; what cannot be read is left out (and
 /// logged), never an error.
-pub fn discover(ipmi: &mut impl Ipmi) -> Discovered {
+pub(crate) fn discover(ipmi: &mut impl Ipmi) -> Discovered {
     let device = match ipmi
         .call(NETFN_APP, CMD_GET_DEVICE_ID, &[])
         .and_then(|d| parse_device_id(&d))
@@ -360,14 +358,18 @@ pub fn discover(ipmi: &mut impl Ipmi) -> Discovered {
 }
 
 /// A BMC address rackbox could use: an IPv4 address that is not 0.0.0.0 or broadcast.
-pub fn has_address(ip: &str) -> bool {
+pub(crate) fn has_address(ip: &str) -> bool {
     ip.parse::<Ipv4Addr>()
         .is_ok_and(|a| !a.is_unspecified() && !a.is_broadcast())
 }
 
 /// The user slot for rackbox: the one already named `name`, else the first empty one (slot 1
 /// is the anonymous user and is never taken).
-pub fn choose_user_slot(ipmi: &mut impl Ipmi, channel: u8, name: &str) -> Result<u8, BmcError> {
+pub(crate) fn choose_user_slot(
+    ipmi: &mut impl Ipmi,
+    channel: u8,
+    name: &str,
+) -> Result<u8, BmcError> {
     let data = ipmi.call(NETFN_APP, CMD_GET_USER_ACCESS, &[channel & 0x0f, 1])?;
     let max = parse_max_users(&data)?;
     let mut empty = None;
@@ -391,7 +393,7 @@ pub fn choose_user_slot(ipmi: &mut impl Ipmi, channel: u8, name: &str) -> Result
 
 /// Creates (or takes over) the BMC user `name` with `password`: admin on LAN `channel`, IPMI
 /// messaging on, enabled. Returns the slot. The password is never logged.
-pub fn ensure_user(
+pub(crate) fn ensure_user(
     ipmi: &mut impl Ipmi,
     channel: u8,
     name: &str,
@@ -439,7 +441,7 @@ pub fn fill(root: &Path, bmc: &mut Bmc, create_user: bool) {
 
 /// Discovery through the device at `device` (`/dev/ipmi0`), and with `create_user` a BMC user
 /// for rackbox on the LAN channel found. Blocking: call it on a blocking thread.
-pub fn discover_device(
+pub(crate) fn discover_device(
     device: &Path,
     create_user: bool,
 ) -> Result<(Discovered, Option<BmcCredentials>), BmcError> {
@@ -531,14 +533,14 @@ const IPMICTL_SEND_COMMAND: u64 = ioc(2, 13, std::mem::size_of::<RawReq>());
 const IPMICTL_RECEIVE_MSG_TRUNC: u64 = ioc(3, 11, std::mem::size_of::<RawRecv>());
 
 /// The kernel's IPMI character device: requests to the BMC over the system interface.
-pub struct DevIpmi {
+pub(crate) struct DevIpmi {
     file: File,
     timeout: Duration,
     msgid: libc::c_long,
 }
 
 impl DevIpmi {
-    pub fn open(path: &Path, timeout: Duration) -> Result<DevIpmi, BmcError> {
+    pub(crate) fn open(path: &Path, timeout: Duration) -> Result<DevIpmi, BmcError> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -65,7 +65,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The delay before attempt `n + 1` (n counted from 1).
-    pub fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let factor = 1u32
             .checked_shl(attempt.saturating_sub(1))
             .unwrap_or(u32::MAX);
@@ -76,10 +76,10 @@ impl RetryPolicy {
 /// A secret an enlisting agent makes once per boot and sends with each `/enlist` (see
 /// [`Client::enlist`]). Its `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct EnlistKey(String);
+pub(crate) struct EnlistKey(String);
 
 impl EnlistKey {
-    pub fn random() -> EnlistKey {
+    pub(crate) fn random() -> EnlistKey {
         EnlistKey(crate::model::ids::random_token(32))
     }
 }
@@ -153,20 +153,12 @@ impl Client {
         })
     }
 
-    pub fn set_token(&mut self, token: String) {
+    pub(crate) fn set_token(&mut self, token: String) {
         self.token = Some(token);
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    pub fn policy(&self) -> RetryPolicy {
-        self.policy
-    }
-
     /// Resolves an image URL the appliance gave: absolute, or a path on the appliance.
-    pub fn resolve(&self, url: &str) -> String {
+    pub(crate) fn resolve(&self, url: &str) -> String {
         if url.contains("://") {
             url.to_string()
         } else {
@@ -289,19 +281,23 @@ impl Client {
     }
 
     /// `GET /task`: the raw JSON, so that an unknown task can be reported rather than crash.
-    pub async fn task(&self) -> Result<Value, ClientError> {
+    pub(crate) async fn task(&self) -> Result<Value, ClientError> {
         self.get_json(path::TASK).await
     }
 
-    pub async fn inventory(&self, inv: &Inventory) -> Result<(), ClientError> {
+    pub(crate) async fn inventory(&self, inv: &Inventory) -> Result<(), ClientError> {
         self.post_json(path::INVENTORY, inv).await.map(drop)
     }
 
-    pub async fn progress(&self, p: &Progress) -> Result<(), ClientError> {
+    pub(crate) async fn progress(&self, p: &Progress) -> Result<(), ClientError> {
         self.post_json(path::PROGRESS, p).await.map(drop)
     }
 
-    pub async fn complete(&self, message: &str, results: Option<Value>) -> Result<(), ClientError> {
+    pub(crate) async fn complete(
+        &self,
+        message: &str,
+        results: Option<Value>,
+    ) -> Result<(), ClientError> {
         let body = Complete {
             message: message.to_string(),
             results,
@@ -310,7 +306,11 @@ impl Client {
     }
 
     /// `POST /fail` with the reason and, when the task has them (test results), its findings.
-    pub async fn fail(&self, reason: &str, results: Option<Value>) -> Result<(), ClientError> {
+    pub(crate) async fn fail(
+        &self,
+        reason: &str,
+        results: Option<Value>,
+    ) -> Result<(), ClientError> {
         let body = Fail {
             reason: reason.to_string(),
             results,
@@ -322,7 +322,11 @@ impl Client {
     /// `key` is this boot's enlistment key, the same on every attempt: when an answer is lost
     /// and the call is repeated, it is what tells the appliance that the machine it made is
     /// this agent's (a known MAC without it is refused with 409).
-    pub async fn enlist(&self, inv: &Inventory, key: &EnlistKey) -> Result<Enlisted, ClientError> {
+    pub(crate) async fn enlist(
+        &self,
+        inv: &Inventory,
+        key: &EnlistKey,
+    ) -> Result<Enlisted, ClientError> {
         let v = self
             .post_json_with(
                 path::ENLIST,
@@ -339,7 +343,7 @@ impl Client {
     /// Starts downloading `url` (absolute or on the appliance), retrying until the headers of a
     /// 2xx answer arrive. The body is read by the caller, with no overall timeout: an image may
     /// take an hour on a slow link, and a stalled body is caught by the stream's read timeout.
-    pub async fn download(&self, url: &str) -> Result<reqwest::Response, ClientError> {
+    pub(crate) async fn download(&self, url: &str) -> Result<reqwest::Response, ClientError> {
         let url = self.resolve(url);
         let call = format!("GET {url}");
         self.send_with_retry(&call, &url, || self.http.get(&url))
@@ -349,7 +353,7 @@ impl Client {
     /// The rest of a download that broke off: bytes `offset..` of `url`, asked for with a
     /// `Range` header and retried like every call. Only a 206 that starts at `offset` is
     /// accepted: anything else cannot be spliced onto the bytes already written.
-    pub async fn download_from(
+    pub(crate) async fn download_from(
         &self,
         url: &str,
         offset: u64,

@@ -13,19 +13,19 @@ pub struct BootParams {
     /// Base URL of the appliance, e.g. `http://192.0.2.1:5240`.
     pub url: Option<String>,
     /// Per-boot bearer token; absent when enlisting.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// The machine's system_id as the appliance knows it.
-    pub system_id: Option<String>,
+    pub(crate) system_id: Option<String>,
     /// Unknown machine: send the inventory to `/enlist` first and get a token back.
-    pub enlist: bool,
+    pub(crate) enlist: bool,
     /// Print the inventory between markers on the console and power off, talking to nobody
     /// (used to test the ramdisk itself).
-    pub inventory_only: bool,
+    pub(crate) inventory_only: bool,
     /// Serial console the agent also writes its log to (e.g. `ttyS0`).
-    pub console: Option<String>,
+    pub(crate) console: Option<String>,
     /// MAC address of the interface the firmware booted from (`BOOTIF=01-aa-bb-cc-dd-ee-ff`),
     /// lower case with colons.
-    pub boot_mac: Option<String>,
+    pub(crate) boot_mac: Option<String>,
 }
 
 /// Splits a kernel command line into words the way the kernel does: on whitespace, with

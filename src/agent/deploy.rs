@@ -86,15 +86,15 @@ pub enum DeployError {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Deployed {
     pub disk: String,
-    pub image_bytes: u64,
-    pub written_bytes: u64,
+    pub(crate) image_bytes: u64,
+    pub(crate) written_bytes: u64,
     pub sha256: String,
     pub seed_partition: u32,
-    pub seed_offset: u64,
+    pub(crate) seed_offset: u64,
 }
 
 /// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -19,33 +19,33 @@ use super::run::{self, AgentConfig, Outcome};
 #[derive(Args, Debug)]
 pub struct AgentArgs {
     #[command(subcommand)]
-    pub command: Option<AgentCommand>,
+    pub(crate) command: Option<AgentCommand>,
     /// The machine's system_id [else rackbox.system_id= on the kernel command line].
     #[arg(long)]
-    pub system_id: Option<String>,
+    pub(crate) system_id: Option<String>,
     /// Enlist first: send the inventory to the appliance and get a token [else rackbox.enlist=1].
     #[arg(long)]
-    pub enlist: bool,
+    pub(crate) enlist: bool,
     /// Use this disk or file instead of the inventory's disks (repeatable).
     #[arg(long = "device")]
-    pub devices: Vec<PathBuf>,
+    pub(crate) devices: Vec<PathBuf>,
     /// Print the inventory between markers and stop (power off as PID 1)
     /// [else rackbox.inventory_only=1].
     #[arg(long)]
-    pub inventory_only: bool,
+    pub(crate) inventory_only: bool,
     /// Where to read the kernel command line.
     #[arg(long, default_value = "/proc/cmdline")]
     pub cmdline: PathBuf,
     /// Where /proc, /sys and /dev are.
     #[arg(long, default_value = "/")]
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     /// Power off or reboot when the appliance says so even when not PID 1.
     #[arg(long)]
-    pub power_control: bool,
+    pub(crate) power_control: bool,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum AgentCommand {
+pub(crate) enum AgentCommand {
     /// Print this machine's inventory JSON to stdout.
     Inventory,
 }

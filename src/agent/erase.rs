@@ -33,7 +33,6 @@ const CHUNK: usize = 4 * 1024 * 1024;
 // Block-device ioctls from <linux/fs.h> (_IO(0x12, n) and _IOR(0x12, 114, size_t)).
 const BLKRRPART: libc::c_ulong = 0x125f;
 const BLKSSZGET: libc::c_ulong = 0x1268;
-const BLKDISCARD: libc::c_ulong = 0x1277;
 const BLKSECDISCARD: libc::c_ulong = 0x127d;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,19 +56,19 @@ pub enum EraseError {
 
 /// What was done to one disk.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct EraseReport {
+pub(crate) struct EraseReport {
     pub path: String,
     /// "quick", "full", "nvme-format-crypto", "nvme-format-user-data", "ata-security-erase",
     /// "ata-security-erase-enhanced", "secure-discard", or "full" after a secure erase was not
     /// possible.
-    pub method: String,
-    pub bytes_zeroed: u64,
+    pub(crate) method: String,
+    pub(crate) bytes_zeroed: u64,
     /// Why a secure erase fell back to a full one, for the operator.
-    pub note: String,
+    pub(crate) note: String,
 }
 
 /// An open disk or file with what erasing needs to know about it.
-pub struct Target {
+pub(crate) struct Target {
     file: File,
     path: String,
     size: u64,
@@ -79,7 +78,7 @@ pub struct Target {
 
 impl Target {
     /// Opens a disk (or a file standing in for one) for writing.
-    pub fn open(path: &Path) -> Result<Target, EraseError> {
+    pub(crate) fn open(path: &Path) -> Result<Target, EraseError> {
         let shown = path.display().to_string();
         let open_err = |source| EraseError::Open {
             path: shown.clone(),
@@ -115,15 +114,11 @@ impl Target {
         self.size
     }
 
-    pub fn sector(&self) -> u64 {
+    pub(crate) fn sector(&self) -> u64 {
         self.sector
     }
 
-    pub fn is_block(&self) -> bool {
-        self.is_block
-    }
-
-    pub fn file(&mut self) -> &mut File {
+    pub(crate) fn file(&mut self) -> &mut File {
         &mut self.file
     }
 
@@ -133,7 +128,7 @@ impl Target {
 
     /// Writes zeros over `[start, end)`, calling `progress(bytes done in this call)` after each
     /// chunk.
-    pub fn zero_range(
+    pub(crate) fn zero_range(
         &mut self,
         start: u64,
         end: u64,
@@ -196,7 +191,7 @@ fn logical_sector_size(file: &File) -> u64 {
 
 /// The byte ranges a quick erase zeroes: the first and last MiB of the disk and of each
 /// partition in `extents` (start, length), clamped to the disk and merged.
-pub fn quick_ranges(size: u64, extents: &[(u64, u64)]) -> Vec<(u64, u64)> {
+pub(crate) fn quick_ranges(size: u64, extents: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut ranges = vec![(0, MIB.min(size)), (size.saturating_sub(MIB), size)];
     for &(start, len) in extents {
         let end = start.saturating_add(len).min(size);
@@ -219,7 +214,7 @@ pub fn quick_ranges(size: u64, extents: &[(u64, u64)]) -> Vec<(u64, u64)> {
 }
 
 /// Erases one disk. `progress(done, total)` is called as bytes are zeroed.
-pub fn erase(
+pub(crate) fn erase(
     path: &Path,
     mode: EraseMode,
     progress: &mut dyn FnMut(u64, u64),
@@ -335,18 +330,6 @@ fn secure_discard(t: &Target) -> Result<(), String> {
             std::io::Error::last_os_error()
         ))
     }
-}
-
-/// Discards every block (BLKDISCARD) of a block device: not an erase (the data may still be
-/// readable), but it tells an SSD the blocks are free after a deploy's zeroing or a release.
-/// Returns whether the device accepted it.
-pub fn discard(t: &Target) -> bool {
-    if !t.is_block {
-        return false;
-    }
-    let range: [u64; 2] = [0, t.size];
-    // SAFETY: as for BLKSECDISCARD: two u64 read through a pointer to a live array.
-    unsafe { libc::ioctl(t.file.as_raw_fd(), BLKDISCARD, range.as_ptr()) == 0 }
 }
 
 #[cfg(test)]

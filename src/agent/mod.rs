@@ -3,7 +3,7 @@
 //! protocol under `/api/agent/v1`) and uses nothing of the daemon's rooms but `model`.
 //!
 //! - [`cmdline`]: the settings the boot loader passes on the kernel command line.
-//! - [`inventory`]: the hardware, from /proc, /sys and SMBIOS.
+//! - [`inventory`]: the hardware, from /proc, /sys and SMBIOS ([`smbios`]: its records' parsers).
 //! - [`bmc`]: the BMC in-band (/dev/ipmi0): its LAN address, and a BMC user for the appliance.
 //! - [`client`]: the protocol, with bounded retries.
 //! - [`run`]: the task loop (commission, test, deploy, erase, rescue, wait, power off, reboot).
@@ -18,14 +18,15 @@ pub mod client;
 pub mod cmdline;
 pub mod deploy;
 pub mod entry;
-pub mod erase;
+pub(crate) mod erase;
 pub mod inventory;
 pub mod partition;
 pub mod redfish_host;
-pub mod rescue;
+pub(crate) mod rescue;
 pub mod run;
-pub mod secure_erase;
+pub(crate) mod secure_erase;
 pub mod seed;
+pub mod smbios;
 
-pub use client::{Client, ClientError, EnlistKey, RetryPolicy, Task};
-pub use run::{AgentConfig, AgentError, Outcome, run, run_boot};
+pub use client::{Client, ClientError, RetryPolicy, Task};
+pub use run::{AgentConfig, AgentError, Outcome, run};

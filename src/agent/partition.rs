@@ -109,15 +109,15 @@ pub fn parse_mbr(sector0: &[u8]) -> Option<[(u8, u32, u32); 4]> {
 /// The fields of a GPT header this module uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GptHeader {
-    pub header_size: u32,
-    pub my_lba: u64,
-    pub alternate_lba: u64,
+    pub(crate) header_size: u32,
+    pub(crate) my_lba: u64,
+    pub(crate) alternate_lba: u64,
     pub first_usable: u64,
-    pub last_usable: u64,
-    pub entries_lba: u64,
+    pub(crate) last_usable: u64,
+    pub(crate) entries_lba: u64,
     pub entry_count: u32,
     pub entry_size: u32,
-    pub entries_crc: u32,
+    pub(crate) entries_crc: u32,
     /// The header's bytes as read (header_size of them), kept so unknown fields survive.
     pub raw: Vec<u8>,
 }
@@ -214,7 +214,7 @@ pub fn gpt_extents(entries: &[u8], entry_size: usize) -> Vec<Extent> {
 
 /// Chooses the seed's extent: `size` bytes ending at the last MiB boundary at or before
 /// `usable_end` (exclusive, bytes), after every existing extent and at or after `min_start`.
-pub fn choose_extent(
+pub(crate) fn choose_extent(
     used: &[Extent],
     sector: u64,
     size: u64,
@@ -307,7 +307,7 @@ fn write_at(dev: &mut File, offset: u64, data: &[u8]) -> Result<(), PartitionErr
 }
 
 /// Detects the table on `dev`.
-pub fn detect(dev: &mut File, sector: u64) -> Result<TableKind, PartitionError> {
+pub(crate) fn detect(dev: &mut File, sector: u64) -> Result<TableKind, PartitionError> {
     let s0 = read_at(dev, 0, 512)?;
     let entries = parse_mbr(&s0).ok_or(PartitionError::NoTable)?;
     if entries.iter().any(|e| e.0 == MBR_PROTECTIVE) {
@@ -322,7 +322,7 @@ pub fn detect(dev: &mut File, sector: u64) -> Result<TableKind, PartitionError> 
 /// Adds a partition of `size` bytes at the end of the disk `dev` (`disk_bytes` long, logical
 /// sectors of `sector` bytes) to its MBR or GPT. `mbr_type` is the MBR type byte to use.
 /// For GPT the backup header and entries are moved to the disk's end.
-pub fn add_seed_partition(
+pub(crate) fn add_seed_partition(
     dev: &mut File,
     disk_bytes: u64,
     sector: u64,
@@ -440,7 +440,7 @@ pub fn add_gpt_entry(
 
 /// Partition extents of the table on `dev`, in bytes (start, length); empty when there is no
 /// table. Erasing uses it to find the signatures at each partition's start and end.
-pub fn extents_bytes(dev: &mut File, sector: u64) -> Vec<(u64, u64)> {
+pub(crate) fn extents_bytes(dev: &mut File, sector: u64) -> Vec<(u64, u64)> {
     let Ok(s0) = read_at(dev, 0, 512) else {
         return Vec::new();
     };

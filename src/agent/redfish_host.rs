@@ -27,18 +27,18 @@ use super::inventory::{BmcCredentials, HostInterfaceDevice, RedfishBmc, RedfishH
 
 /// How long the host-side NIC may take to appear (USB enumeration runs after /init's module
 /// loading, and a BMC's virtual USB hub can be slow).
-pub const NIC_WAIT: Duration = Duration::from_secs(20);
+pub(crate) const NIC_WAIT: Duration = Duration::from_secs(20);
 /// Each request to the service.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Members read from one collection at most (a BMC with more NICs or systems than this is not
 /// one machine's BMC).
 const MAX_MEMBERS: usize = 32;
 /// The udhcpc script of the ramdisk for the host interface: sets the address, never a route,
 /// and leaves the DHCP server's address in `/run/hostif-<nic>.server`.
-pub const DHCP_SCRIPT: &str = "/etc/udhcpc-hostif.script";
+pub(crate) const DHCP_SCRIPT: &str = "/etc/udhcpc-hostif.script";
 
 #[derive(Debug, thiserror::Error)]
-pub enum HostInterfaceError {
+pub(crate) enum HostInterfaceError {
     #[error("the host interface record names no USB or PCI device to look for")]
     NoDevice,
     #[error("no NIC with {bus} id {vendor}:{product} appeared within {wait:?}")]
@@ -61,7 +61,7 @@ pub enum HostInterfaceError {
 /// Finds the host-side NIC the record describes under `<root>/sys/class/net`: by MAC when the
 /// (v2) record gives one, else by the USB device's idVendor/idProduct (in the USB device's
 /// directory, the parent of the network interface's) or the PCI vendor/device.
-pub fn find_nic(root: &Path, dev: &HostInterfaceDevice) -> Option<String> {
+pub(crate) fn find_nic(root: &Path, dev: &HostInterfaceDevice) -> Option<String> {
     let net = root.join("sys/class/net");
     let mut names: Vec<String> = std::fs::read_dir(&net)
         .ok()?
@@ -100,7 +100,7 @@ pub fn find_nic(root: &Path, dev: &HostInterfaceDevice) -> Option<String> {
 }
 
 /// The prefix length of a dotted IPv4 netmask (contiguous ones only).
-pub fn prefix_len(mask: &str) -> Option<u8> {
+pub(crate) fn prefix_len(mask: &str) -> Option<u8> {
     let bits = u32::from(mask.parse::<Ipv4Addr>().ok()?);
     let ones = bits.leading_ones();
     (bits.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
@@ -108,7 +108,7 @@ pub fn prefix_len(mask: &str) -> Option<u8> {
 
 /// Where the service is: the record's address (or, when the service address is handed out by
 /// DHCP, the DHCP server's) and port (443 when the record says 0).
-pub fn service_address(
+pub(crate) fn service_address(
     hi: &RedfishHostInterface,
     dhcp_server: Option<&str>,
 ) -> Result<SocketAddr, HostInterfaceError> {
@@ -143,12 +143,12 @@ pub fn service_address(
 }
 
 /// The service's base URL: HTTPS, as DSP0270 requires.
-pub fn service_url(at: SocketAddr) -> String {
+pub(crate) fn service_url(at: SocketAddr) -> String {
     format!("https://{at}")
 }
 
 /// The `@odata.id`s of a collection's members (at most [`MAX_MEMBERS`]).
-pub fn member_paths(collection: &Value) -> Vec<String> {
+pub(crate) fn member_paths(collection: &Value) -> Vec<String> {
     collection["Members"]
         .as_array()
         .map(|m| {
@@ -162,7 +162,7 @@ pub fn member_paths(collection: &Value) -> Vec<String> {
 }
 
 /// The last segment of an `@odata.id`: the resource's id.
-pub fn id_of(path: &str) -> String {
+pub(crate) fn id_of(path: &str) -> String {
     path.trim_end_matches('/')
         .rsplit('/')
         .next()
@@ -172,7 +172,10 @@ pub fn id_of(path: &str) -> String {
 
 /// Which of the systems is this machine: the one whose UUID is the machine's SMBIOS UUID, else
 /// the only one.
-pub fn pick_system<'a>(systems: &'a [(String, Value)], uuid: &str) -> Option<&'a (String, Value)> {
+pub(crate) fn pick_system<'a>(
+    systems: &'a [(String, Value)],
+    uuid: &str,
+) -> Option<&'a (String, Value)> {
     let uuid = uuid.trim().to_ascii_lowercase();
     systems
         .iter()
@@ -188,7 +191,7 @@ pub fn pick_system<'a>(systems: &'a [(String, Value)], uuid: &str) -> Option<&'a
 /// The manager's address on the management network from its EthernetInterfaces: the first
 /// enabled interface's first IPv4 address that is not unspecified, link-local (the host
 /// interface's own side) or the service address this host used.
-pub fn external_ipv4(interfaces: &[Value], service_address: &str) -> Option<String> {
+pub(crate) fn external_ipv4(interfaces: &[Value], service_address: &str) -> Option<String> {
     interfaces
         .iter()
         .filter(|i| i["InterfaceEnabled"].as_bool() != Some(false))

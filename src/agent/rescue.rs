@@ -15,7 +15,7 @@ const BIN_DIRS: &[&str] = &["/bin", "/usr/sbin", "/usr/bin", "/sbin"];
 const LISTEN_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
-pub enum RescueError {
+pub(crate) enum RescueError {
     #[error(
         "the owner has no SSH keys, so nobody could log in: add one (rackbox sshkey add) and enter rescue mode again"
     )]
@@ -43,25 +43,25 @@ pub enum RescueError {
 }
 
 /// The running SSH server.
-pub struct Rescue {
+pub(crate) struct Rescue {
     /// dropbear in the foreground (`-F`): the agent owns it and sees when it stops.
     child: tokio::process::Child,
     /// Root of the files the agent writes (`/` in the ramdisk).
     root: PathBuf,
-    pub port: u16,
+    pub(crate) port: u16,
     /// The host key's fingerprint (`SHA256:...`), for the owner to check on first login.
-    pub fingerprint: String,
-    pub keys: usize,
+    pub(crate) fingerprint: String,
+    pub(crate) keys: usize,
 }
 
 impl Rescue {
     /// Whether dropbear is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Writes the owner's current keys (the owner may have added one since).
-    pub fn update_keys(&mut self, keys: &[String]) -> Result<(), RescueError> {
+    pub(crate) fn update_keys(&mut self, keys: &[String]) -> Result<(), RescueError> {
         self.keys = write_authorized_keys(&self.root, keys)?;
         Ok(())
     }
@@ -80,7 +80,7 @@ fn find(program: &'static str) -> Result<PathBuf, RescueError> {
 
 /// The authorized_keys text: one key per line; blank keys dropped; a key with a line break in it
 /// refused (it would smuggle in a second line, with options of its own).
-pub fn authorized_keys(keys: &[String]) -> Result<String, RescueError> {
+pub(crate) fn authorized_keys(keys: &[String]) -> Result<String, RescueError> {
     let mut text = String::new();
     for (index, key) in keys.iter().enumerate() {
         let key = key.trim();
@@ -101,7 +101,7 @@ pub fn authorized_keys(keys: &[String]) -> Result<String, RescueError> {
 
 /// Writes `<root>/root/.ssh/authorized_keys` (directory 0700, file 0600, replaced atomically).
 /// Returns how many keys it holds.
-pub fn write_authorized_keys(root: &Path, keys: &[String]) -> Result<usize, RescueError> {
+pub(crate) fn write_authorized_keys(root: &Path, keys: &[String]) -> Result<usize, RescueError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let text = authorized_keys(keys)?;
     let dir = root.join("root/.ssh");

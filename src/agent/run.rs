@@ -42,18 +42,18 @@ pub struct AgentConfig {
     pub url: String,
     /// Per-boot token; None together with `enlist` to enlist first.
     pub token: Option<String>,
-    pub system_id: Option<String>,
+    pub(crate) system_id: Option<String>,
     pub enlist: bool,
     /// This boot's enlistment key, sent with every `/enlist` (see [`Client::enlist`]); made
     /// when the agent first enlists. Not before: making it reads the kernel's random generator,
     /// which on a machine without a hardware generator (qemu64, some old servers) blocks until
     /// the kernel has gathered entropy, and a boot that does not enlist must not wait for that.
-    pub enlist_key: Option<EnlistKey>,
+    pub(crate) enlist_key: Option<EnlistKey>,
     /// The inventory this boot enlists with, once taken: an attempt after an error sends the
     /// same document (the BMC user's password in it must stay the one the BMC has).
-    pub enlist_inventory: Option<Inventory>,
+    pub(crate) enlist_inventory: Option<Inventory>,
     /// BOOTIF from the command line, to mark the boot interface.
-    pub boot_mac: Option<String>,
+    pub(crate) boot_mac: Option<String>,
     /// Disks (or files standing in for them) to use instead of the inventory's: erase erases
     /// all of them, deploy writes the first (or the one named by the task). For tests and
     /// for an operator who wants to keep the agent off some disks.
@@ -66,7 +66,7 @@ pub struct AgentConfig {
     /// Memory the memory test exercises, at most.
     pub memory_test_mib: u64,
     /// The port rescue mode's SSH server listens on.
-    pub ssh_port: u16,
+    pub(crate) ssh_port: u16,
 }
 
 impl AgentConfig {
@@ -113,7 +113,7 @@ impl From<ClientError> for Failure {
 }
 
 /// The inventory JSON between its markers, as inventory-only mode prints it.
-pub fn inventory_report(inv: &Inventory) -> String {
+pub(crate) fn inventory_report(inv: &Inventory) -> String {
     let json = serde_json::to_string(inv).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     format!("{INVENTORY_BEGIN}\n{json}\n{INVENTORY_END}\n")
 }
@@ -172,7 +172,7 @@ pub async fn run(cfg: AgentConfig) -> Result<Outcome, AgentError> {
 /// Enlistment is refused for a machine the appliance knows (409): then this agent has nothing
 /// to do on this boot and the machine powers off; its next network boot is decided by its
 /// status.
-pub async fn run_boot(cfg: &mut AgentConfig) -> Result<Outcome, AgentError> {
+pub(crate) async fn run_boot(cfg: &mut AgentConfig) -> Result<Outcome, AgentError> {
     if cfg.url.is_empty() {
         return Err(AgentError::NoUrl);
     }
@@ -359,7 +359,7 @@ fn disks(cfg: &AgentConfig, inv: &Inventory) -> Vec<PathBuf> {
 }
 
 /// The deploy target: the disk the task names, else the largest.
-pub fn choose_target(
+pub(crate) fn choose_target(
     cfg: &AgentConfig,
     inv: &Inventory,
     name: Option<&str>,
@@ -609,7 +609,7 @@ async fn hardware_tests(client: &Client, cfg: &AgentConfig, tests: &[String]) ->
 }
 
 /// Writes two address-dependent patterns over `mib` MiB and reads them back.
-pub fn memory_test(mib: u64) -> Result<Value, String> {
+pub(crate) fn memory_test(mib: u64) -> Result<Value, String> {
     let words = usize::try_from(mib * 1024 * 1024 / 8).map_err(|e| e.to_string())?;
     let mut buf: Vec<u64> = Vec::new();
     buf.try_reserve_exact(words)
@@ -667,7 +667,7 @@ fn disk_size(path: &Path) -> Option<u64> {
 }
 
 /// Flushes the filesystems and powers off or reboots the machine. Returns only on failure.
-pub fn power(outcome: Outcome) -> std::io::Error {
+pub(crate) fn power(outcome: Outcome) -> std::io::Error {
     // SAFETY: sync() takes no arguments and cannot fail.
     unsafe { libc::sync() };
     let cmd = match outcome {

@@ -87,28 +87,28 @@ struct SgIoHdr {
 
 /// What a hardware erase did, for the erase report.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Erased {
+pub(crate) struct Erased {
     /// `nvme-format-crypto`, `nvme-format-user-data`, `ata-security-erase`,
     /// `ata-security-erase-enhanced`.
-    pub method: String,
-    pub note: String,
+    pub(crate) method: String,
+    pub(crate) note: String,
 }
 
 // ---------------------------------------------------------------- NVMe, pure
 
 /// What Identify Controller says about formatting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NvmeController {
+pub(crate) struct NvmeController {
     /// OACS bit 1: Format NVM is supported.
     pub format: bool,
     /// FNA bit 1: a secure erase erases every namespace of the controller.
-    pub erase_all_namespaces: bool,
+    pub(crate) erase_all_namespaces: bool,
     /// FNA bit 2: cryptographic erase is supported.
-    pub crypto_erase: bool,
+    pub(crate) crypto_erase: bool,
 }
 
 /// Parses the 4096-byte Identify Controller data structure (OACS at 256, FNA at 524).
-pub fn parse_nvme_controller(id: &[u8]) -> Option<NvmeController> {
+pub(crate) fn parse_nvme_controller(id: &[u8]) -> Option<NvmeController> {
     let oacs = u16::from_le_bytes([*id.get(256)?, *id.get(257)?]);
     let fna = *id.get(524)?;
     Some(NvmeController {
@@ -121,7 +121,7 @@ pub fn parse_nvme_controller(id: &[u8]) -> Option<NvmeController> {
 /// Command dword 10 of a Format NVM that keeps the namespace's current format (LBA format,
 /// metadata and protection settings from Identify Namespace's FLBAS at 26 and DPS at 29) and
 /// asks for Secure Erase Settings `ses` (1 user data erase, 2 cryptographic erase).
-pub fn nvme_format_cdw10(id_ns: &[u8], ses: u32) -> Option<u32> {
+pub(crate) fn nvme_format_cdw10(id_ns: &[u8], ses: u32) -> Option<u32> {
     let flbas = u32::from(*id_ns.get(26)?);
     let dps = u32::from(*id_ns.get(29)?);
     let lbaf = flbas & 0xf;
@@ -136,15 +136,15 @@ pub fn nvme_format_cdw10(id_ns: &[u8], ses: u32) -> Option<u32> {
 
 /// The security word (128) and erase times of ATA IDENTIFY DEVICE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AtaSecurity {
-    pub supported: bool,
-    pub enabled: bool,
-    pub locked: bool,
-    pub frozen: bool,
-    pub enhanced_erase: bool,
+pub(crate) struct AtaSecurity {
+    pub(crate) supported: bool,
+    pub(crate) enabled: bool,
+    pub(crate) locked: bool,
+    pub(crate) frozen: bool,
+    pub(crate) enhanced_erase: bool,
     /// Minutes the drive says a (normal, enhanced) erase takes; 0 when it does not say.
-    pub erase_minutes: u32,
-    pub enhanced_erase_minutes: u32,
+    pub(crate) erase_minutes: u32,
+    pub(crate) enhanced_erase_minutes: u32,
 }
 
 fn word(id: &[u8], n: usize) -> Option<u16> {
@@ -163,7 +163,7 @@ fn erase_time(w: u16) -> u32 {
 }
 
 /// Parses the 512-byte IDENTIFY DEVICE data (little-endian words).
-pub fn parse_ata_identify(id: &[u8]) -> Option<AtaSecurity> {
+pub(crate) fn parse_ata_identify(id: &[u8]) -> Option<AtaSecurity> {
     let w82 = word(id, 82)?;
     let w128 = word(id, 128)?;
     // 0x0000 and 0xffff mean the word is not provided.
@@ -181,14 +181,14 @@ pub fn parse_ata_identify(id: &[u8]) -> Option<AtaSecurity> {
 
 /// ATA PASS-THROUGH(16) transfer directions and protocols used here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AtaProtocol {
+pub(crate) enum AtaProtocol {
     NonData,
     PioIn,
     PioOut,
 }
 
 /// ATA PASS-THROUGH(16) (SAT-3) for a 28-bit command with one 512-byte block of data (or none).
-pub fn ata_pass_through_16(command: u8, protocol: AtaProtocol) -> [u8; 16] {
+pub(crate) fn ata_pass_through_16(command: u8, protocol: AtaProtocol) -> [u8; 16] {
     let (proto, flags) = match protocol {
         // Non-data: no transfer fields.
         AtaProtocol::NonData => (3u8, 0u8),
@@ -225,7 +225,7 @@ pub fn ata_pass_through_16(command: u8, protocol: AtaProtocol) -> [u8; 16] {
 /// The 512-byte data block of SECURITY SET PASSWORD / ERASE UNIT / DISABLE PASSWORD: word 0
 /// (bit 0 master/user = 0 user, bit 1 enhanced erase; bit 8 security level high = 0), then the
 /// 32-byte password.
-pub fn ata_security_block(password: &[u8], enhanced: bool) -> [u8; 512] {
+pub(crate) fn ata_security_block(password: &[u8], enhanced: bool) -> [u8; 512] {
     let mut b = [0u8; 512];
     b[0] = if enhanced { 0b10 } else { 0 };
     let n = password.len().min(32);
@@ -260,7 +260,7 @@ fn nvme_admin(
 }
 
 /// NVMe Format NVM with a secure erase, when the controller says it can.
-pub fn nvme_format(file: &std::fs::File) -> Result<Erased, String> {
+pub(crate) fn nvme_format(file: &std::fs::File) -> Result<Erased, String> {
     // SAFETY: NVME_IOCTL_ID takes no argument and returns the namespace id or -1.
     let nsid = unsafe { libc::ioctl(file.as_raw_fd(), NVME_IOCTL_ID) };
     let nsid = u32::try_from(nsid)
@@ -376,7 +376,7 @@ fn ata(
 }
 
 /// The sense key of fixed (0x70/0x71) or descriptor (0x72/0x73) sense data; 0 when absent.
-pub fn sense_key(sense: &[u8]) -> u8 {
+pub(crate) fn sense_key(sense: &[u8]) -> u8 {
     match sense.first().map(|b| b & 0x7f) {
         Some(0x70 | 0x71) => sense.get(2).map_or(0, |b| b & 0xf),
         Some(0x72 | 0x73) => sense.get(1).map_or(0, |b| b & 0xf),
@@ -386,7 +386,7 @@ pub fn sense_key(sense: &[u8]) -> u8 {
 
 /// ATA SECURITY ERASE UNIT (enhanced when the drive has it), as hdparm does it: set a user
 /// password, ERASE PREPARE, ERASE UNIT with the password (which also clears it).
-pub fn ata_security_erase(file: &std::fs::File) -> Result<Erased, String> {
+pub(crate) fn ata_security_erase(file: &std::fs::File) -> Result<Erased, String> {
     let mut id = [0u8; 512];
     ata(
         file,

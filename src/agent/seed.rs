@@ -27,7 +27,7 @@ use std::io::{Cursor, Write};
 
 /// Size of the seed filesystem: small, yet big enough for generous user data (cloud-init caps
 /// user data far below this on most clouds) and a whole number of MiB for alignment.
-pub const SEED_BYTES: u64 = 8 * 1024 * 1024;
+pub(crate) const SEED_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Volume label NoCloud looks for (the FAT label field is 11 bytes, space padded).
 const LABEL: [u8; 11] = *b"CIDATA     ";
@@ -44,22 +44,22 @@ pub enum SeedError {
 
 /// What the seed says about the deployed machine.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SeedInput {
-    pub instance_id: String,
-    pub hostname: String,
-    pub ssh_keys: Vec<String>,
+pub(crate) struct SeedInput {
+    pub(crate) instance_id: String,
+    pub(crate) hostname: String,
+    pub(crate) ssh_keys: Vec<String>,
     /// The user's data as given; empty when none.
-    pub user_data: String,
+    pub(crate) user_data: String,
     /// Where the deployed OS reports in (`rackbox-report-url`); empty when none.
-    pub report_url: String,
+    pub(crate) report_url: String,
     /// Bearer token for `report_url` (`rackbox-report-token`); empty when none.
-    pub report_token: String,
+    pub(crate) report_token: String,
 }
 
 /// The meta-data key holding the URL the deployed OS reports to.
-pub const REPORT_URL_KEY: &str = "rackbox-report-url";
+pub(crate) const REPORT_URL_KEY: &str = "rackbox-report-url";
 /// The meta-data key holding the bearer token of that report.
-pub const REPORT_TOKEN_KEY: &str = "rackbox-report-token";
+pub(crate) const REPORT_TOKEN_KEY: &str = "rackbox-report-token";
 
 /// Quotes a string as YAML: a JSON string is valid YAML and escapes everything that matters.
 fn yaml_str(s: &str) -> String {
@@ -68,7 +68,7 @@ fn yaml_str(s: &str) -> String {
 
 /// `meta-data`: instance-id, local-hostname, the report address when there is one, and
 /// public-keys.
-pub fn meta_data(input: &SeedInput) -> String {
+pub(crate) fn meta_data(input: &SeedInput) -> String {
     let mut out = format!(
         "instance-id: {}\nlocal-hostname: {}\n",
         yaml_str(&input.instance_id),
@@ -107,7 +107,7 @@ fn clean_keys(keys: &[String]) -> Vec<&str> {
 /// block above it); when it has a block list, the keys are inserted at its head with its
 /// indentation; when it is in flow style (`[a, b]`) the user data is left as is, and the keys
 /// still arrive through meta-data's public-keys.
-pub fn user_data(input: &SeedInput) -> String {
+pub(crate) fn user_data(input: &SeedInput) -> String {
     let keys = clean_keys(&input.ssh_keys);
     let ud = input.user_data.as_str();
     if ud.trim().is_empty() {
@@ -174,7 +174,7 @@ pub fn user_data(input: &SeedInput) -> String {
 
 /// Builds the `CIDATA` vfat filesystem image holding `meta-data` and `user-data`, with FAT
 /// sectors of `sector_size` bytes (the disk's logical sector size, which Linux requires).
-pub fn build_fat(input: &SeedInput, sector_size: u16) -> Result<Vec<u8>, SeedError> {
+pub(crate) fn build_fat(input: &SeedInput, sector_size: u16) -> Result<Vec<u8>, SeedError> {
     let files = [
         ("meta-data", meta_data(input)),
         ("user-data", user_data(input)),
@@ -209,7 +209,7 @@ pub fn build_fat(input: &SeedInput, sector_size: u16) -> Result<Vec<u8>, SeedErr
 }
 
 /// The MBR partition type for the seed: FAT16 with LBA addressing (what an 8 MiB FAT is).
-pub const MBR_TYPE_FAT16_LBA: u8 = 0x0e;
+pub(crate) const MBR_TYPE_FAT16_LBA: u8 = 0x0e;
 
 #[cfg(test)]
 mod tests {

@@ -44,7 +44,7 @@ pub struct Incoming<'a> {
 
 /// Where a reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Destination {
+pub(crate) enum Destination {
     /// To a relay agent's giaddr, port 67, through the kernel (it may be behind a router).
     Relay(Ipv4Addr),
     /// To a client that has an address, through the kernel.
@@ -58,18 +58,18 @@ pub enum Destination {
 pub struct Reply {
     pub kind: MessageType,
     pub payload: Vec<u8>,
-    pub to: Destination,
+    pub(crate) to: Destination,
     /// Our address to send from (the subnet's server identifier).
     pub from: Ipv4Addr,
     /// Our port to send from (67, or 4011 for boot-server answers).
-    pub from_port: u16,
+    pub(crate) from_port: u16,
 }
 
 /// A lease change to make durable, and what it replaced (to undo it in memory if the write fails).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
     pub lease: Lease,
-    pub previous: Option<Lease>,
+    pub(crate) previous: Option<Lease>,
 }
 
 /// Why a request got no answer (beyond being malformed).
@@ -145,10 +145,6 @@ impl Engine {
             engine.leases.insert(lease.ip, lease);
         }
         engine
-    }
-
-    pub fn mode(&self) -> BootMode {
-        self.cfg.mode
     }
 
     /// Leases held by clients right now.

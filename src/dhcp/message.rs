@@ -17,7 +17,7 @@ use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use crate::net::Mac;
 
 /// Smallest BOOTP message: the fixed header (236 bytes) and the magic cookie.
-pub const MIN_LEN: usize = 240;
+pub(crate) const MIN_LEN: usize = 240;
 /// Largest message we accept: what fits one 1500-byte IPv4/UDP packet.
 pub const MAX_LEN: usize = 1472;
 /// Replies are padded to at least this size: BOOTP relays and some ROMs drop shorter ones.
@@ -52,31 +52,31 @@ pub struct Request {
     pub message: Message,
     pub kind: MessageType,
     pub mac: Mac,
-    pub requested_ip: Option<Ipv4Addr>,
-    pub server_id: Option<Ipv4Addr>,
+    pub(crate) requested_ip: Option<Ipv4Addr>,
+    pub(crate) server_id: Option<Ipv4Addr>,
     /// Option 93, or the arch number in a `PXEClient:Arch:xxxxx` vendor class.
     pub arch: Option<u16>,
     pub vendor_class: Option<Vec<u8>>,
     /// Option 77 names iPXE, or option 175 (iPXE's feature set) is present.
-    pub is_ipxe: bool,
+    pub(crate) is_ipxe: bool,
     /// Option 97, echoed back only when sent.
-    pub machine_id: Option<Vec<u8>>,
+    pub(crate) machine_id: Option<Vec<u8>>,
     /// Option 82, echoed back to the relay.
-    pub relay_info: Option<RelayAgentInformation>,
-    pub hostname: Option<String>,
+    pub(crate) relay_info: Option<RelayAgentInformation>,
+    pub(crate) hostname: Option<String>,
 }
 
 impl Request {
     pub fn xid(&self) -> u32 {
         self.message.xid()
     }
-    pub fn ciaddr(&self) -> Ipv4Addr {
+    pub(crate) fn ciaddr(&self) -> Ipv4Addr {
         self.message.ciaddr()
     }
-    pub fn giaddr(&self) -> Ipv4Addr {
+    pub(crate) fn giaddr(&self) -> Ipv4Addr {
         self.message.giaddr()
     }
-    pub fn broadcast(&self) -> bool {
+    pub(crate) fn broadcast(&self) -> bool {
         self.message.flags().broadcast()
     }
 }

@@ -12,12 +12,12 @@ pub mod engine;
 pub mod lease;
 pub mod message;
 pub mod pxe;
-pub mod server;
+pub(crate) mod server;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use server::{InterfaceServer, bind_all};
+pub(crate) use server::bind_all;
 
 /// What can stop a boot interface's server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -53,29 +53,29 @@ pub enum DhcpError {
 #[derive(Debug, Default)]
 pub struct DhcpStats {
     /// Frames the filter let through (UDP to port 67 or 4011).
-    pub packets_in: AtomicU64,
+    pub(crate) packets_in: AtomicU64,
     /// Frames or messages dropped as malformed (bad lengths, bogus options, not DHCP).
-    pub malformed: AtomicU64,
+    pub(crate) malformed: AtomicU64,
     /// Well-formed requests not answered (other server chosen, not a boot client in proxy mode...).
-    pub ignored: AtomicU64,
-    pub offers: AtomicU64,
-    pub acks: AtomicU64,
-    pub naks: AtomicU64,
-    pub declines: AtomicU64,
-    pub releases: AtomicU64,
+    pub(crate) ignored: AtomicU64,
+    pub(crate) offers: AtomicU64,
+    pub(crate) acks: AtomicU64,
+    pub(crate) naks: AtomicU64,
+    pub(crate) declines: AtomicU64,
+    pub(crate) releases: AtomicU64,
     /// DISCOVERs that found no free address.
-    pub pool_exhausted: AtomicU64,
+    pub(crate) pool_exhausted: AtomicU64,
     /// Lease writes that failed (the reply was not sent).
-    pub persist_failures: AtomicU64,
+    pub(crate) persist_failures: AtomicU64,
     /// Replies that could not be sent.
-    pub send_failures: AtomicU64,
+    pub(crate) send_failures: AtomicU64,
     /// Leases held right now (a gauge).
     pub active_leases: AtomicU64,
 }
 
 impl DhcpStats {
     /// Appends the counters in Prometheus text format.
-    pub fn render_prometheus(&self, out: &mut String) {
+    pub(crate) fn render_prometheus(&self, out: &mut String) {
         let counters: [(&str, &str, &AtomicU64); 11] = [
             (
                 "packets_in",

@@ -10,7 +10,7 @@ use super::message::Request;
 
 /// What kind of boot client this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BootClient {
+pub(crate) enum BootClient {
     /// No sign of network boot (an OS's DHCP client): address only.
     Plain,
     /// iPXE is already running: give it its per-machine script over HTTP.
@@ -31,7 +31,7 @@ pub enum BootClient {
 
 impl BootClient {
     /// Classifies a request.
-    pub fn of(request: &Request) -> BootClient {
+    pub(crate) fn of(request: &Request) -> BootClient {
         if request.is_ipxe {
             return BootClient::Ipxe;
         }
@@ -53,12 +53,12 @@ impl BootClient {
     }
 
     /// Whether this client is network booting at all (what proxy mode answers).
-    pub fn is_boot_client(self) -> bool {
+    pub(crate) fn is_boot_client(self) -> bool {
         self != BootClient::Plain
     }
 
     /// Whether it speaks HTTP boot (needs option 60 `HTTPClient`).
-    pub fn is_http(self) -> bool {
+    pub(crate) fn is_http(self) -> bool {
         matches!(self, BootClient::UefiHttp | BootClient::Arm64Http)
     }
 }
@@ -77,7 +77,7 @@ pub struct BootFiles {
 
 /// What to put in siaddr/file and options 66/67.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BootFile {
+pub(crate) enum BootFile {
     /// A file name on the TFTP server (siaddr / option 66).
     Tftp(String),
     /// A full http:// URL.
@@ -85,7 +85,7 @@ pub enum BootFile {
 }
 
 impl BootFile {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             BootFile::Tftp(s) | BootFile::Url(s) => s,
         }
@@ -94,7 +94,7 @@ impl BootFile {
 
 impl BootFiles {
     /// The boot file for a client, or None when there is nothing to boot it with.
-    pub fn choose(&self, client: BootClient, mac: Mac) -> Option<BootFile> {
+    pub(crate) fn choose(&self, client: BootClient, mac: Mac) -> Option<BootFile> {
         match client {
             BootClient::Plain | BootClient::Unsupported(_) => None,
             BootClient::Ipxe => Some(BootFile::Url(format!(

@@ -52,14 +52,14 @@ struct Shared {
 }
 
 /// A bound boot interface, ready to [`InterfaceServer::run`].
-pub struct InterfaceServer {
+pub(crate) struct InterfaceServer {
     shared: Arc<Shared>,
     in_flight: Arc<Semaphore>,
 }
 
 /// Opens every boot interface that is not `off`. Fails (and the daemon does not start) when an
 /// interface is missing, has no IPv4 address, or its sockets cannot be opened.
-pub fn bind_all(
+pub(crate) fn bind_all(
     config: &Config,
     service: &Arc<Service>,
     stats: &Arc<DhcpStats>,
@@ -176,7 +176,7 @@ impl InterfaceServer {
 
     /// Serves until `shutdown` completes, then waits for lease writes in flight (their clients
     /// get their ACKs) before returning.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+    pub(crate) async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut buf = vec![0u8; 2048];
         let mut tick = tokio::time::interval(HOUSEKEEPING);

@@ -37,21 +37,21 @@ impl Cidr {
             .unwrap_or(0)
     }
 
-    pub fn network(&self) -> Ipv4Addr {
+    pub(crate) fn network(&self) -> Ipv4Addr {
         self.network
     }
 
-    pub fn prefix(&self) -> u8 {
+    pub(crate) fn prefix(&self) -> u8 {
         self.prefix
     }
 
     /// The subnet mask (option 1).
-    pub fn mask(&self) -> Ipv4Addr {
+    pub(crate) fn mask(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.mask_bits())
     }
 
     /// The directed broadcast address (option 28).
-    pub fn broadcast(&self) -> Ipv4Addr {
+    pub(crate) fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) | !self.mask_bits())
     }
 
@@ -60,7 +60,7 @@ impl Cidr {
     }
 
     /// Whether two networks share any address.
-    pub fn overlaps(&self, other: &Cidr) -> bool {
+    pub(crate) fn overlaps(&self, other: &Cidr) -> bool {
         self.contains(other.network) || other.contains(self.network)
     }
 }
@@ -109,7 +109,7 @@ impl Ipv4Range {
         self.start <= ip && ip <= self.end
     }
 
-    pub fn overlaps(&self, other: &Ipv4Range) -> bool {
+    pub(crate) fn overlaps(&self, other: &Ipv4Range) -> bool {
         self.start <= other.end && other.start <= self.end
     }
 

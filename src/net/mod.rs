@@ -8,7 +8,7 @@
 
 pub mod cidr;
 pub mod frame;
-pub mod socket;
+pub(crate) mod socket;
 
 use std::net::Ipv4Addr;
 
@@ -54,7 +54,7 @@ pub enum InterfaceError {
 }
 
 /// An interface's index (for binding a packet socket).
-pub fn interface_index(name: &str) -> Result<u32, InterfaceError> {
+pub(crate) fn interface_index(name: &str) -> Result<u32, InterfaceError> {
     nix::net::if_::if_nametoindex(name).map_err(|source| InterfaceError::NotFound {
         name: name.to_string(),
         source,
@@ -63,16 +63,16 @@ pub fn interface_index(name: &str) -> Result<u32, InterfaceError> {
 
 /// What the DHCP server needs to know about its interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InterfaceInfo {
+pub(crate) struct InterfaceInfo {
     pub name: String,
-    pub index: u32,
+    pub(crate) index: u32,
     pub mac: Mac,
     /// IPv4 addresses with their prefix length, in the order the kernel lists them.
-    pub addresses: Vec<(Ipv4Addr, u8)>,
+    pub(crate) addresses: Vec<(Ipv4Addr, u8)>,
 }
 
 /// Reads an interface's index, MAC and IPv4 addresses (getifaddrs).
-pub fn interface_info(name: &str) -> Result<InterfaceInfo, InterfaceError> {
+pub(crate) fn interface_info(name: &str) -> Result<InterfaceInfo, InterfaceError> {
     let index = interface_index(name)?;
     let mut mac = None;
     let mut addresses = Vec::new();

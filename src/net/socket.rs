@@ -8,17 +8,16 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockFilter, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
 /// Port DHCP servers listen on.
-pub const DHCP_SERVER_PORT: u16 = 67;
+pub(crate) const DHCP_SERVER_PORT: u16 = 67;
 /// Port DHCP clients listen on.
-pub const DHCP_CLIENT_PORT: u16 = 68;
+pub(crate) const DHCP_CLIENT_PORT: u16 = 68;
 /// Port of the PXE boot server (proxyDHCP's second exchange).
-pub const PXE_PORT: u16 = 4011;
+pub(crate) const PXE_PORT: u16 = 4011;
 
 // Classic BPF opcodes (linux/filter.h).
 const LD_W_ABS: u16 = 0x20;
@@ -78,7 +77,7 @@ fn link_addr(ifindex: u32, protocol: u16, mac: Option<[u8; 6]>) -> io::Result<So
 }
 
 /// An `AF_PACKET` socket bound to one interface, filtered to DHCP/PXE requests.
-pub struct PacketSocket {
+pub(crate) struct PacketSocket {
     fd: AsyncFd<Socket>,
 }
 
@@ -87,7 +86,7 @@ impl PacketSocket {
     ///
     /// The socket is created listening to no protocol, gets its filter, and only then is bound
     /// to IPv4 on the interface, so no unfiltered frame is ever queued on it.
-    pub fn open(ifindex: u32) -> io::Result<PacketSocket> {
+    pub(crate) fn open(ifindex: u32) -> io::Result<PacketSocket> {
         let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
         socket.attach_filter(&dhcp_filter())?;
         socket.bind(&link_addr(ifindex, libc::ETH_P_IP as u16, None)?)?;
@@ -101,7 +100,7 @@ impl PacketSocket {
     }
 
     /// Receives one frame into `buf`, returning its length (a frame longer than `buf` is cut).
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;
             // SAFETY: recv only writes initialised bytes into the buffer, and u8 has no invalid
@@ -115,7 +114,7 @@ impl PacketSocket {
     }
 
     /// Sends one complete Ethernet frame out of the bound interface.
-    pub async fn send(&self, frame: &[u8]) -> io::Result<usize> {
+    pub(crate) async fn send(&self, frame: &[u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.writable().await?;
             match guard.try_io(|fd| fd.get_ref().send(frame)) {
@@ -123,10 +122,6 @@ impl PacketSocket {
                 Err(_would_block) => continue,
             }
         }
-    }
-
-    pub fn raw_fd(&self) -> i32 {
-        self.fd.get_ref().as_raw_fd()
     }
 }
 
@@ -136,14 +131,14 @@ impl PacketSocket {
 /// a packet socket does not. And while it holds the port, unicast requests to the port (renewals,
 /// PXE boot-server requests on 4011) are not answered by the kernel with ICMP "port unreachable";
 /// the packet socket reads them. Its own receive queue stays empty: a filter drops everything.
-pub struct PortHolder {
+pub(crate) struct PortHolder {
     socket: tokio::net::UdpSocket,
 }
 
 impl PortHolder {
     /// Binds `0.0.0.0:port` on the interface `ifname`, with SO_REUSEADDR so that another DHCP
     /// server on the same host but another interface can bind the port too.
-    pub fn bind(ifname: &str, port: u16) -> io::Result<PortHolder> {
+    pub(crate) fn bind(ifname: &str, port: u16) -> io::Result<PortHolder> {
         let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         socket.attach_filter(&drop_all_filter())?;
         socket.set_reuse_address(true)?;
@@ -156,7 +151,7 @@ impl PortHolder {
         })
     }
 
-    pub async fn send_to(&self, payload: &[u8], to: SocketAddrV4) -> io::Result<usize> {
+    pub(crate) async fn send_to(&self, payload: &[u8], to: SocketAddrV4) -> io::Result<usize> {
         self.socket.send_to(payload, to).await
     }
 }

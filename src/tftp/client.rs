@@ -47,9 +47,9 @@ pub struct ReadSummary {
     /// Bytes written to the sink.
     pub bytes: u64,
     /// DATA blocks received in order.
-    pub blocks: u64,
+    pub(crate) blocks: u64,
     /// Options the server acknowledged (empty: no OACK, RFC 1350 defaults).
-    pub option_ack: Vec<TftpOption>,
+    pub(crate) option_ack: Vec<TftpOption>,
     /// Block size in use.
     pub block_size: u16,
     /// Window size in use.

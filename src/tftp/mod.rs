@@ -21,15 +21,13 @@ pub mod client;
 pub mod options;
 pub mod packet;
 pub mod path;
-pub mod root;
+pub(crate) mod root;
 mod server;
-pub mod stats;
-pub mod transfer;
+pub(crate) mod stats;
+pub(crate) mod transfer;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -120,18 +118,6 @@ pub enum TftpError {
     /// The request socket keeps failing: the server stops so the supervisor restarts it.
     #[error("TFTP request socket failed: {0}")]
     Socket(std::io::Error),
-}
-
-/// Binds the server and runs it until `shutdown` completes.
-///
-/// Use [`TftpServer::bind`] then [`TftpServer::run`] instead when the caller needs the
-/// bound address first (a port-0 bind in tests).
-pub async fn serve(
-    config: TftpConfig,
-    stats: Arc<TftpStats>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), TftpError> {
-    TftpServer::bind(config, stats).await?.run(shutdown).await
 }
 
 #[cfg(test)]

@@ -11,11 +11,11 @@ use std::time::Duration;
 use super::packet::TftpOption;
 
 /// Block size every client gets without the blksize option (RFC 1350).
-pub const DEFAULT_BLOCK_SIZE: u16 = 512;
+pub(crate) const DEFAULT_BLOCK_SIZE: u16 = 512;
 /// Smallest block size RFC 2348 allows.
 pub const MIN_BLOCK_SIZE: u16 = 8;
 /// Largest block size RFC 2348 allows (fits a 64 KiB IP datagram).
-pub const MAX_BLOCK_SIZE: u16 = 65464;
+pub(crate) const MAX_BLOCK_SIZE: u16 = 65464;
 
 /// What the server is willing to go up to, from its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

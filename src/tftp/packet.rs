@@ -9,21 +9,23 @@ use std::fmt;
 
 /// Opcodes of RFC 1350 and RFC 2347 (OACK), as sent in the first two bytes.
 mod opcode {
-    pub const READ_REQUEST: u16 = 1;
-    pub const WRITE_REQUEST: u16 = 2;
-    pub const DATA: u16 = 3;
-    pub const ACK: u16 = 4;
-    pub const ERROR: u16 = 5;
-    pub const OPTION_ACK: u16 = 6;
+    pub(crate) const READ_REQUEST: u16 = 1;
+    pub(crate) const WRITE_REQUEST: u16 = 2;
+    pub(crate) const DATA: u16 = 3;
+    pub(crate) const ACK: u16 = 4;
+    pub(crate) const ERROR: u16 = 5;
+    pub(crate) const OPTION_ACK: u16 = 6;
 }
 
 /// Length of the opcode + block number header of DATA and ACK packets.
-pub const DATA_HEADER_LEN: usize = 4;
+pub(crate) const DATA_HEADER_LEN: usize = 4;
 
 /// A TFTP error code (RFC 1350 section 5, RFC 2347 for code 8).
 ///
 /// A newtype rather than an enum because clients may send codes outside the
 /// registry, and the server must still parse (and log) their ERROR packets.
+/// The codes a read-only server never sends (3 disk full, 6 file already exists,
+/// 7 no such user) have no constant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ErrorCode(pub u16);
 
@@ -34,16 +36,10 @@ impl ErrorCode {
     pub const FILE_NOT_FOUND: Self = Self(1);
     /// Access violation: what a refused path or a write request gets.
     pub const ACCESS_VIOLATION: Self = Self(2);
-    /// Disk full or allocation exceeded.
-    pub const DISK_FULL: Self = Self(3);
     /// Illegal TFTP operation: a malformed or unexpected packet.
     pub const ILLEGAL_OPERATION: Self = Self(4);
     /// Unknown transfer ID: a packet from a port that is not the transfer's peer.
     pub const UNKNOWN_TRANSFER_ID: Self = Self(5);
-    /// File already exists.
-    pub const FILE_EXISTS: Self = Self(6);
-    /// No such user.
-    pub const NO_SUCH_USER: Self = Self(7);
     /// Option negotiation refused (RFC 2347). Firmware sends it after a tsize probe.
     pub const OPTION_REFUSED: Self = Self(8);
 }
@@ -79,7 +75,7 @@ impl Mode {
     }
 
     /// The name as sent on the wire.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Octet => "octet",
             Self::NetAscii => "netascii",
@@ -297,7 +293,7 @@ impl<'a> Packet<'a> {
     }
 
     /// Appends the wire form of this packet to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Self::ReadRequest(request) => encode_request(opcode::READ_REQUEST, request, out),
             Self::WriteRequest(request) => encode_request(opcode::WRITE_REQUEST, request, out),
@@ -333,7 +329,7 @@ impl<'a> Packet<'a> {
 
 /// The 4-byte header of a DATA packet, so the sender can put the payload read from
 /// disk right after it without an intermediate copy.
-pub fn data_header(block: u16) -> [u8; DATA_HEADER_LEN] {
+pub(crate) fn data_header(block: u16) -> [u8; DATA_HEADER_LEN] {
     let [op_hi, op_lo] = opcode::DATA.to_be_bytes();
     let [block_hi, block_lo] = block.to_be_bytes();
     [op_hi, op_lo, block_hi, block_lo]

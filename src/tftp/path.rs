@@ -67,7 +67,7 @@ pub fn relative_path(requested: &[u8]) -> Result<PathBuf, PathRefusal> {
 ///
 /// Blocking file system calls: run it on a blocking thread. Returns the open file and
 /// its size, taken from the open descriptor so it describes what will be streamed.
-pub fn open_under_root(
+pub(crate) fn open_under_root(
     canonical_root: &Path,
     requested: &[u8],
 ) -> Result<(File, u64), PathRefusal> {

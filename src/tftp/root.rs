@@ -20,18 +20,18 @@ use super::path::relative_path;
 
 /// What one [`materialize`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RootReport {
+pub(crate) struct RootReport {
     /// Entries made as hard links to their source.
-    pub linked: usize,
+    pub(crate) linked: usize,
     /// Entries made as copies (the source is on another file system).
-    pub copied: usize,
+    pub(crate) copied: usize,
     /// Entries that already were what the list asks for.
-    pub unchanged: usize,
+    pub(crate) unchanged: usize,
     /// Files, links and directories removed because the list does not name them.
-    pub removed: usize,
+    pub(crate) removed: usize,
     /// Names of the list that cannot be a path under the root (never expected from the
     /// image cache, whose names are checked words): skipped, not served.
-    pub refused: Vec<String>,
+    pub(crate) refused: Vec<String>,
 }
 
 /// Why the root could not be brought in line with the list.
@@ -42,7 +42,7 @@ pub struct RootError {
     pub path: PathBuf,
     /// What the file system said.
     #[source]
-    pub source: io::Error,
+    pub(crate) source: io::Error,
 }
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> RootError + '_ {
@@ -56,7 +56,7 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> RootError + '_ {
 /// `amd64/undionly.kpxe` -> the file to serve), creating `root` if needed.
 ///
 /// Blocking file system calls: run it on a blocking thread.
-pub fn materialize(
+pub(crate) fn materialize(
     root: &Path,
     files: &BTreeMap<String, PathBuf>,
 ) -> Result<RootReport, RootError> {

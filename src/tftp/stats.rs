@@ -18,11 +18,11 @@ pub struct TftpStats {
     /// Transfers the client ended with an ERROR packet (firmware tsize probes included).
     pub client_aborts: AtomicU64,
     /// Payload bytes of DATA packets sent, retransmissions included.
-    pub bytes_sent: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
     /// DATA or OACK packets sent again after a timeout or a client's gap report.
     pub retransmissions: AtomicU64,
     /// ERROR packets the server sent.
-    pub errors_sent: AtomicU64,
+    pub(crate) errors_sent: AtomicU64,
     /// Requests refused because the path escapes the root (`..`, absolute, symlink out).
     pub refused_paths: AtomicU64,
     /// Requests for files that do not exist, are not regular files or cannot be read.

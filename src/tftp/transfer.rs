@@ -11,7 +11,7 @@
 
 /// What the socket loop must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Send the OACK (again) and wait for ACK 0.
     SendOptionAck,
     /// Send DATA blocks `first..=last` (1-based indexes), then wait.
@@ -47,7 +47,7 @@ enum Phase {
 
 /// State of one read transfer.
 #[derive(Debug, Clone)]
-pub struct ReadTransfer {
+pub(crate) struct ReadTransfer {
     /// DATA blocks in the file: size / block size + 1, because the last block is always
     /// shorter than a full block (possibly empty) to mark the end.
     total_blocks: u64,
@@ -68,12 +68,12 @@ pub struct ReadTransfer {
 }
 
 /// Number of DATA blocks needed for `file_size` bytes at `block_size`.
-pub fn total_blocks(file_size: u64, block_size: u16) -> u64 {
+pub(crate) fn total_blocks(file_size: u64, block_size: u16) -> u64 {
     file_size / u64::from(block_size.max(1)) + 1
 }
 
 /// The block number carried on the wire for a 1-based block index.
-pub fn wire_block_number(index: u64) -> u16 {
+pub(crate) fn wire_block_number(index: u64) -> u16 {
     (index % 65536) as u16
 }
 
@@ -98,15 +98,10 @@ impl ReadTransfer {
         }
     }
 
-    /// Number of DATA blocks in this transfer.
-    pub fn total_blocks(&self) -> u64 {
-        self.total_blocks
-    }
-
     /// How far the client has come: `None` while the OACK waits for ACK 0, then
     /// the highest block index acknowledged. It only grows; the driver's stall
     /// limit measures the time since it last did.
-    pub fn progress(&self) -> Option<u64> {
+    pub(crate) fn progress(&self) -> Option<u64> {
         match self.phase {
             Phase::Idle | Phase::AwaitingOptionAck => None,
             Phase::Sending | Phase::Finished => Some(self.acknowledged),
@@ -114,12 +109,13 @@ impl ReadTransfer {
     }
 
     /// Whether the transfer has ended (completed, given up or aborted).
-    pub fn is_finished(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_finished(&self) -> bool {
         self.phase == Phase::Finished
     }
 
     /// The first thing to send.
-    pub fn start(&mut self) -> Step {
+    pub(crate) fn start(&mut self) -> Step {
         if self.phase != Phase::Idle {
             return Step::KeepWaiting;
         }
@@ -133,7 +129,7 @@ impl ReadTransfer {
     }
 
     /// The client acknowledged wire block number `block`.
-    pub fn on_ack(&mut self, block: u16) -> Step {
+    pub(crate) fn on_ack(&mut self, block: u16) -> Step {
         match self.phase {
             Phase::Idle | Phase::Finished => Step::KeepWaiting,
             Phase::AwaitingOptionAck if block == 0 => {
@@ -165,7 +161,7 @@ impl ReadTransfer {
     }
 
     /// The retransmission timeout expired without progress.
-    pub fn on_timeout(&mut self) -> Step {
+    pub(crate) fn on_timeout(&mut self) -> Step {
         match self.phase {
             Phase::Idle | Phase::Finished => Step::KeepWaiting,
             _ if self.retries_left == 0 => {
@@ -184,7 +180,7 @@ impl ReadTransfer {
     }
 
     /// The client sent an ERROR (firmware's "tsize probe, then ERROR 8" among others).
-    pub fn on_client_error(&mut self) -> Step {
+    pub(crate) fn on_client_error(&mut self) -> Step {
         if self.phase == Phase::Finished {
             return Step::KeepWaiting;
         }
