@@ -1,12 +1,10 @@
-//! Files users store on the appliance through the MAAS API (Juju keeps its agent tools and
-//! bootstrap state there). Each user has their own namespace of filenames; a random key lets a
-//! machine fetch one file without credentials (MAAS's anon_resource_uri).
+//! Files users store on the appliance through the MAAS API ([`StoredFile`]): each user's own
+//! namespace of filenames, and a random key per file for reads without credentials.
 
-use base64::Engine;
 use redb::TableDefinition;
-use serde::{Deserialize, Serialize};
 
 use super::{Principal, Service, ServiceError};
+use crate::model::file::{DamagedFile, StoredFile};
 use crate::model::ids::{self, now_ms};
 use crate::store::tables;
 
@@ -14,34 +12,9 @@ use crate::store::tables;
 /// none yet see no files, so no schema migration is needed.
 pub const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("maas_files");
 
-/// One stored file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StoredFile {
-    /// The user who uploaded it; filenames are unique per owner.
-    pub owner: String,
-    /// The name the owner gave it (MAAS's filename), unique among that owner's files.
-    pub filename: String,
-    /// Random key for anonymous reads of this one file.
-    pub key: String,
-    /// The content, base64 (JSON has no bytes; an array of numbers would be four times larger).
-    content_b64: String,
-    /// When it was uploaded, milliseconds since the Unix epoch.
-    pub created_ms: u64,
-}
-
-impl StoredFile {
-    /// The file's bytes; Invalid when the stored base64 is damaged.
-    pub fn content(&self) -> Result<Vec<u8>, ServiceError> {
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.content_b64)
-            .map_err(|e| {
-                ServiceError::Invalid(format!("stored file {} is damaged: {e}", self.filename))
-            })
-    }
-
-    /// The content as stored, base64 (the MAAS face answers with it as is).
-    pub fn content_base64(&self) -> &str {
-        &self.content_b64
+impl From<DamagedFile> for ServiceError {
+    fn from(e: DamagedFile) -> Self {
+        ServiceError::Invalid(e.to_string())
     }
 }
 
@@ -67,13 +40,13 @@ impl Service {
         content: &[u8],
     ) -> Result<StoredFile, ServiceError> {
         check_filename(filename)?;
-        let file = StoredFile {
-            owner: p.username.clone(),
-            filename: filename.to_string(),
-            key: ids::random_token(30),
-            content_b64: base64::engine::general_purpose::STANDARD.encode(content),
-            created_ms: now_ms(),
-        };
+        let file = StoredFile::new(
+            p.username.clone(),
+            filename.to_string(),
+            ids::random_token(30),
+            content,
+            now_ms(),
+        );
         let f = file.clone();
         self.store
             .write(move |tx| -> Result<(), ServiceError> {

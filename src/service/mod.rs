@@ -27,10 +27,8 @@ use tokio::sync::mpsc;
 pub use boot::BootPlan;
 #[doc(hidden)]
 pub use boot::fuzz_agent_report;
-pub use catalog::CatalogKind;
 pub use conductor::{CONDUCTOR_PASS, run_conductor};
 pub use enlist::EnlistOptions;
-pub use files::StoredFile;
 pub use login_guard::LoginOptions;
 pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, mask_power};
 pub use power_ops::PowerRequest;
@@ -39,7 +37,9 @@ pub use users::{NewUser, TokenCreated, TokenKind, UserEdit};
 pub use users::{TokenView, UserView};
 
 use crate::images::ImageCache;
+pub use crate::model::catalog::CatalogKind;
 use crate::model::constraints::NoMatch;
+pub use crate::model::file::StoredFile;
 use crate::model::lifecycle::Deadlines;
 use crate::model::{ErrorKind, Machine, Role, Status, TransitionError};
 pub use crate::store::StoreState;
