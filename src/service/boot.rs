@@ -17,7 +17,6 @@ use crate::model::{
     Action, BootSession, EraseMode, Interface, Inventory, Machine, PowerType, Status, TestResult,
     TestResults, TestRun, ids,
 };
-use crate::store::tables;
 
 /// What a network-booting machine is told to boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -366,7 +365,7 @@ impl Service {
                     new_ifaces = m.interfaces.clone();
                 }
                 for i in &new_ifaces {
-                    if let Some(owner) = tables::machine_by_mac_in(tx, &i.mac)?
+                    if let Some(owner) = tx.mac_owner(&i.mac)?
                         && owner != m.system_id
                     {
                         return Err(ServiceError::Conflict(format!(
@@ -601,7 +600,8 @@ impl Service {
         let id = m.system_id.clone();
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                let now: Machine = tables::get_in(tx, tables::MACHINES, &id)?
+                let now = tx
+                    .machine(&id)?
                     .ok_or_else(|| ServiceError::not_found("machine", &id))?;
                 if now.status != Status::Testing {
                     return Err(ServiceError::Conflict(format!(
@@ -609,7 +609,7 @@ impl Service {
                         now.status
                     )));
                 }
-                tables::put_in(tx, tables::TEST_RESULTS, &id, &stored)?;
+                tx.put_test_run(&stored)?;
                 Ok(())
             })
             .await?;
@@ -625,8 +625,7 @@ impl Service {
         system_id: &str,
     ) -> Result<TestResults, ServiceError> {
         let m = self.machine(p, system_id)?;
-        let rx = self.store.read()?;
-        let run = tables::get(&rx, tables::TEST_RESULTS, &m.system_id)?;
+        let run = self.store.read()?.test_run(&m.system_id)?;
         Ok(TestResults::of(&m.system_id, run))
     }
 

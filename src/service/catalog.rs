@@ -4,30 +4,21 @@ use std::net::Ipv4Addr;
 
 use super::{Principal, Service, ServiceError};
 use crate::model::catalog::CatalogKind;
+use crate::model::catalog::NamedThing;
 use crate::model::ids::{self, now_ms};
 use crate::model::lease::Lease;
-use crate::store::leases;
-use crate::store::tables::{self, NamedThing, POOLS, TAGS, ZONES};
-
-fn table(kind: CatalogKind) -> redb::TableDefinition<'static, &'static str, &'static [u8]> {
-    match kind {
-        CatalogKind::Zone => ZONES,
-        CatalogKind::Pool => POOLS,
-        CatalogKind::Tag => TAGS,
-    }
-}
 
 impl Service {
     /// Every zone, pool or tag of `kind`, by name.
     pub fn list_catalog(&self, kind: CatalogKind) -> Result<Vec<NamedThing>, ServiceError> {
-        let rx = self.store.read()?;
-        Ok(tables::all(&rx, table(kind))?)
+        Ok(self.store.read()?.catalog(kind)?)
     }
 
     /// One zone, pool or tag; NotFound when there is none by that name.
     pub fn catalog_entry(&self, kind: CatalogKind, name: &str) -> Result<NamedThing, ServiceError> {
-        let rx = self.store.read()?;
-        tables::get(&rx, table(kind), name)?
+        self.store
+            .read()?
+            .catalog_entry(kind, name)?
             .ok_or_else(|| ServiceError::not_found(kind.name(), name))
     }
 
@@ -54,14 +45,14 @@ impl Service {
         let t = thing.clone();
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
-                if tables::get_in::<NamedThing>(tx, table(kind), &t.name)?.is_some() {
+                if tx.catalog_entry(kind, &t.name)?.is_some() {
                     return Err(ServiceError::Conflict(format!(
                         "{} {} exists",
                         kind.name(),
                         t.name
                     )));
                 }
-                tables::put_in(tx, table(kind), &t.name, &t)?;
+                tx.put_catalog(kind, &t)?;
                 Ok(())
             })
             .await?;
@@ -98,7 +89,7 @@ impl Service {
         let n = name.to_string();
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                if !tables::remove_in(tx, table(kind), &n)? {
+                if !tx.remove_catalog(kind, &n)? {
                     return Err(ServiceError::not_found(kind.name(), &n));
                 }
                 Ok(())
@@ -125,14 +116,14 @@ impl Service {
         &self,
         wanted: impl Fn(Ipv4Addr) -> bool,
     ) -> Result<Vec<Lease>, ServiceError> {
-        Ok(leases::load(&self.store.read()?, wanted)?)
+        Ok(self.store.read()?.leases(wanted)?)
     }
 
     /// Records a lease durably: a DHCP server sends its ACK only after this returns Ok.
     pub async fn record_lease(&self, lease: Lease) -> Result<(), ServiceError> {
         Ok(self
             .store
-            .write_essential(move |tx| leases::put(tx, &lease))
+            .write_essential(move |tx| tx.put_lease(&lease))
             .await?)
     }
 }

@@ -9,7 +9,6 @@ use super::{ActionRequest, Principal, Service, ServiceError};
 use crate::model::ids::now_ms;
 use crate::model::lifecycle::{self, Action, ActionKind, Transition};
 use crate::model::{DeployTarget, EraseMode, Event, Machine, Status};
-use crate::store::tables;
 
 /// Whether `p` may request `kind` on `m`. Admins may do everything; users act on machines they
 /// own, and deploy (which allocates) a Ready one.
@@ -179,8 +178,10 @@ impl Service {
         let t = self
             .store
             .write_essential(move |tx| -> Result<Transition, ServiceError> {
-                let mut m: Machine = tables::get_in(tx, tables::MACHINES, &id)?
+                let old = tx
+                    .machine(&id)?
                     .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                let mut m = old.clone();
                 if let Some(g) = generation
                     && g != m.generation
                 {
@@ -211,11 +212,10 @@ impl Service {
                 }
                 let t = lifecycle::apply(&m, &action, now, &deadlines)?;
                 transitions.push((t.clone(), action.kind().name()));
-                let old: Option<Machine> = tables::get_in(tx, tables::MACHINES, &id)?;
-                tables::put_machine(tx, &t.machine, old.as_ref())?;
-                for (step, name) in &transitions {
-                    tables::append_event(tx, event_for(step, &actor, name, comment.as_deref()))?;
-                }
+                let events = transitions
+                    .iter()
+                    .map(|(step, name)| event_for(step, &actor, name, comment.as_deref()));
+                tx.put_machine(&t.machine, Some(&old), events)?;
                 Ok(t)
             })
             .await?;
