@@ -8,6 +8,8 @@
 
 use sha2::{Digest, Sha256};
 
+use super::machines::macs_free;
+use super::transition::read_machine;
 use super::{Principal, Service, ServiceError};
 use crate::images::records::ImageFormat as StoredFormat;
 use crate::model::agent_wire::{Complete, DeployTask, ImageFormat, PREFIX, Task, path};
@@ -364,16 +366,7 @@ impl Service {
                 if new_ifaces.is_empty() {
                     new_ifaces = m.interfaces.clone();
                 }
-                for i in &new_ifaces {
-                    if let Some(owner) = tx.mac_owner(&i.mac)?
-                        && owner != m.system_id
-                    {
-                        return Err(ServiceError::Conflict(format!(
-                            "MAC {} already belongs to machine {owner}",
-                            i.mac
-                        )));
-                    }
-                }
+                macs_free(tx, &new_ifaces, Some(&m.system_id))?;
                 m.cpu_count = inventory.cpu_count;
                 m.memory_mib = inventory.memory_mib;
                 if !inventory.architecture.is_empty() {
@@ -600,9 +593,7 @@ impl Service {
         let id = m.system_id.clone();
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                let now = tx
-                    .machine(&id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                let now = read_machine(tx, &id, None)?;
                 if now.status != Status::Testing {
                     return Err(ServiceError::Conflict(format!(
                         "machine {id} is {}, not testing",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::transition::event_for;
+use super::transition::{apply_in, read_machine};
 use super::{Principal, Service, ServiceError};
 use crate::model::catalog::CatalogKind;
 use crate::model::constraints::{self, Constraints, NoMatch};
@@ -100,6 +100,26 @@ fn ensure_tags(tx: &Tx<'_>, tags: &BTreeSet<String>, now: u64) -> Result<(), Ser
     Ok(())
 }
 
+/// Refuses interfaces whose MAC belongs to a machine (other than `system_id`, the machine they
+/// are for when it is stored already).
+pub(super) fn macs_free(
+    tx: &Tx<'_>,
+    interfaces: &[Interface],
+    system_id: Option<&str>,
+) -> Result<(), ServiceError> {
+    for i in interfaces {
+        if let Some(owner) = tx.mac_owner(&i.mac)?
+            && Some(owner.as_str()) != system_id
+        {
+            return Err(ServiceError::Conflict(format!(
+                "MAC {} already belongs to machine {owner}",
+                i.mac
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_tags(tags: &[String]) -> Result<(), ServiceError> {
     for t in tags {
         ids::check_name("tag", t).map_err(ServiceError::Invalid)?;
@@ -175,14 +195,7 @@ impl Service {
         let machine = self
             .store
             .write(move |tx| -> Result<_, ServiceError> {
-                for i in &interfaces {
-                    if let Some(owner) = tx.mac_owner(&i.mac)? {
-                        return Err(ServiceError::Conflict(format!(
-                            "MAC {} already belongs to machine {owner}",
-                            i.mac
-                        )));
-                    }
-                }
+                macs_free(tx, &interfaces, None)?;
                 let zone = new.zone.clone().unwrap_or_else(|| "default".into());
                 let pool = new.pool.clone().unwrap_or_else(|| "default".into());
                 named_exists(tx, CatalogKind::Zone, &zone)?;
@@ -250,14 +263,8 @@ impl Service {
                 };
                 tx.put_machine(&machine, None, [added])?;
                 if commission {
-                    let t = lifecycle::apply(
-                        &machine,
-                        &Action::Commission { run_tests: false },
-                        now,
-                        &deadlines,
-                    )?;
-                    let event = event_for(&t, &actor, "commission", None);
-                    tx.put_machine(&t.machine, Some(&machine), [event])?;
+                    let action = Action::Commission { run_tests: false };
+                    let t = apply_in(tx, &machine, &action, &actor, None, now, &deadlines)?;
                     machine = t.machine;
                 }
                 Ok(machine)
@@ -276,16 +283,7 @@ impl Service {
         let m = machine.clone();
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
-                for i in &m.interfaces {
-                    if let Some(owner) = tx.mac_owner(&i.mac)?
-                        && owner != m.system_id
-                    {
-                        return Err(ServiceError::Conflict(format!(
-                            "MAC {} already belongs to machine {owner}",
-                            i.mac
-                        )));
-                    }
-                }
+                macs_free(tx, &m.interfaces, Some(&m.system_id))?;
                 let old = tx.machine(&m.system_id)?;
                 ensure_tags(tx, &m.tags, m.updated_ms)?;
                 tx.put_machine(&m, old.as_ref(), [])?;
@@ -411,19 +409,7 @@ impl Service {
         let machine = self
             .store
             .write(move |tx| -> Result<Machine, ServiceError> {
-                let old = tx
-                    .machine(&id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
-                if let Some(g) = edit.generation
-                    && g != old.generation
-                {
-                    return Err(ServiceError::Stale {
-                        system_id: id.clone(),
-                        current: old.generation,
-                        given: g,
-                        status: old.status,
-                    });
-                }
+                let old = read_machine(tx, &id, edit.generation)?;
                 let changes_machine = !only_owner_data;
                 if old.locked && changes_machine {
                     return Err(lifecycle::TransitionError::Locked {
@@ -511,9 +497,7 @@ impl Service {
         let id = system_id.to_string();
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                let m = tx
-                    .machine(&id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                let m = read_machine(tx, &id, None)?;
                 if m.locked {
                     return Err(lifecycle::TransitionError::Locked {
                         system_id: id.clone(),
@@ -578,16 +562,11 @@ impl Service {
                         {
                             continue;
                         }
-                        let t = lifecycle::apply(
-                            &m,
-                            &Action::Allocate {
-                                owner: owner.clone(),
-                            },
-                            now_ms(),
-                            &deadlines,
-                        )?;
-                        let event = event_for(&t, &owner, "allocate", comment.as_deref());
-                        tx.put_machine(&t.machine, Some(&m), [event])?;
+                        let action = Action::Allocate {
+                            owner: owner.clone(),
+                        };
+                        let comment = comment.as_deref();
+                        let t = apply_in(tx, &m, &action, &owner, comment, now_ms(), &deadlines)?;
                         return Ok(Some(t));
                     }
                     Ok(None)

@@ -404,9 +404,7 @@ impl Service {
         let changed = self
             .store
             .write_essential(move |tx| -> Result<Option<Machine>, ServiceError> {
-                let old = tx
-                    .machine(&id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                let old = transition::read_machine(tx, &id, None)?;
                 let mut m = old.clone();
                 let event = match change(tx, &mut m)?.into() {
                     Change::Skip => return Ok(None),
