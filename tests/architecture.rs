@@ -102,14 +102,21 @@ fn room_of(src: &Path, file: &Path) -> String {
     name.strip_suffix(".rs").unwrap_or(&name).to_string()
 }
 
-/// Every `crate::a::b...` path in the code of `text` (line comments left out), with its line.
-fn crate_paths(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+/// The code of each line of `text` (a line comment left out), with its number from 1.
+fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().map(|(n, line)| {
         let code = match line.find("//") {
             Some(i) => &line[..i],
             None => line,
         };
+        (n + 1, code)
+    })
+}
+
+/// Every `crate::a::b...` path in the code of `text` (line comments left out), with its line.
+fn crate_paths(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (n, code) in code_lines(text) {
         let mut rest = code;
         while let Some(i) = rest.find("crate::") {
             let before = rest[..i].chars().last();
@@ -123,9 +130,9 @@ fn crate_paths(text: &str) -> Vec<(usize, String)> {
                 match group(&tail[end..]) {
                     // `crate::config::{BootMode, BootSubnet}`: each item is a path of its own.
                     Some(items) => {
-                        out.extend(items.iter().map(|item| (n + 1, format!("{path}::{item}"))))
+                        out.extend(items.iter().map(|item| (n, format!("{path}::{item}"))))
                     }
-                    None => out.push((n + 1, path.to_string())),
+                    None => out.push((n, path.to_string())),
                 }
             }
             rest = &tail[end..];
@@ -231,14 +238,10 @@ fn the_scan_finds_paths_and_skips_comments_and_macros() {
 /// into redb, in the code of `text` (line comments left out), with their lines.
 fn past_the_store(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let code = match line.find("//") {
-            Some(i) => &line[..i],
-            None => line,
-        };
+    for (n, code) in code_lines(text) {
         for word in ["redb::", "use redb", ".raw()", "open_table"] {
             if code.contains(word) {
-                out.push((n + 1, word.to_string()));
+                out.push((n, word.to_string()));
             }
         }
     }
