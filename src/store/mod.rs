@@ -337,10 +337,9 @@ impl Store {
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let run: JobFn = Box::new(move |tx| Box::new(f(&Tx { tx })) as JobResult);
+        let (job, answer) = job(class, f);
         self.jobs
-            .send(Job { run, class, reply })
+            .send(job)
             .await
             .map_err(|_| E::from(StoreError::WriterGone))?;
         let result = answer.await.map_err(|_| E::from(StoreError::WriterGone))?;
@@ -354,14 +353,9 @@ impl Store {
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let run: JobFn = Box::new(move |tx| Box::new(f(&Tx { tx })) as JobResult);
+        let (job, answer) = job(WriteClass::Essential, f);
         self.jobs
-            .blocking_send(Job {
-                run,
-                class: WriteClass::Essential,
-                reply,
-            })
+            .blocking_send(job)
             .map_err(|_| E::from(StoreError::WriterGone))?;
         let result = answer
             .blocking_recv()
@@ -375,6 +369,18 @@ impl Store {
     pub fn take_writer(&self) -> Option<JoinHandle<()>> {
         self.writer.lock().ok().and_then(|mut w| w.take())
     }
+}
+
+/// A write for the writer thread: `f`, handed the transaction's [`Tx`], and where its answer goes.
+fn job<T, E, F>(class: WriteClass, f: F) -> (Job, oneshot::Receiver<Result<JobResult, StoreError>>)
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let run: JobFn = Box::new(move |tx| Box::new(f(&Tx { tx })) as JobResult);
+    (Job { run, class, reply }, answer)
 }
 
 fn unbox<T: 'static, E: From<StoreError> + 'static>(
