@@ -1,10 +1,10 @@
-//! Zones, resource pools and tags: named groupings of machines.
+//! Zones, resource pools and tags: named groupings of machines; and the DHCP leases the boot
+//! network's servers record.
 
 use std::net::Ipv4Addr;
 
 use super::{Principal, Service, ServiceError};
-use crate::model::catalog::CatalogKind;
-use crate::model::catalog::NamedThing;
+use crate::model::catalog::{CatalogKind, NamedThing};
 use crate::model::ids::{self, now_ms};
 use crate::model::lease::Lease;
 
