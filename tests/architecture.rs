@@ -2,6 +2,8 @@
 //! `crate::<room>` path in a room's files (code, not comments) must name a room it may use, or
 //! one of the few items it may borrow from a room it otherwise may not. A new import across a
 //! wall fails here with the file and line, instead of the house decaying one `use` at a time.
+//! And the service, which may use the store, reaches it only through its typed operations: no
+//! redb, no table definitions, no escape hatch.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,14 +102,21 @@ fn room_of(src: &Path, file: &Path) -> String {
     name.strip_suffix(".rs").unwrap_or(&name).to_string()
 }
 
-/// Every `crate::a::b...` path in the code of `text` (line comments left out), with its line.
-fn crate_paths(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+/// The code of each line of `text` (a line comment left out), with its number from 1.
+fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().map(|(n, line)| {
         let code = match line.find("//") {
             Some(i) => &line[..i],
             None => line,
         };
+        (n + 1, code)
+    })
+}
+
+/// Every `crate::a::b...` path in the code of `text` (line comments left out), with its line.
+fn crate_paths(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (n, code) in code_lines(text) {
         let mut rest = code;
         while let Some(i) = rest.find("crate::") {
             let before = rest[..i].chars().last();
@@ -121,9 +130,9 @@ fn crate_paths(text: &str) -> Vec<(usize, String)> {
                 match group(&tail[end..]) {
                     // `crate::config::{BootMode, BootSubnet}`: each item is a path of its own.
                     Some(items) => {
-                        out.extend(items.iter().map(|item| (n + 1, format!("{path}::{item}"))))
+                        out.extend(items.iter().map(|item| (n, format!("{path}::{item}"))))
                     }
-                    None => out.push((n + 1, path.to_string())),
+                    None => out.push((n, path.to_string())),
                 }
             }
             rest = &tail[end..];
@@ -221,6 +230,73 @@ fn the_scan_finds_paths_and_skips_comments_and_macros() {
             (3, "service::Service::new".to_string()),
             (4, "config::BootMode".to_string()),
             (4, "config::BootSubnet".to_string()),
+        ]
+    );
+}
+
+/// The words that would reach past the store's typed operations (store::Tx, store::Snapshot)
+/// into redb, in the code of `text` (line comments left out), with their lines.
+fn past_the_store(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (n, code) in code_lines(text) {
+        for word in ["redb::", "use redb", ".raw()", "open_table"] {
+            if code.contains(word) {
+                out.push((n, word.to_string()));
+            }
+        }
+    }
+    for (line, path) in crate_paths(text) {
+        if path.starts_with("store::tables") {
+            out.push((line, format!("crate::{path}")));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The service speaks to the store in domain operations (get, list, put with its events, leases),
+/// never in redb transactions or tables: the seam a second store backend would fill stays sealed.
+/// (The image cache alone keeps tables of its own, through `Tx::raw` and `Snapshot::raw`.)
+#[test]
+fn the_service_reaches_the_store_only_through_its_typed_operations() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/service");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    files.sort();
+    assert!(
+        files.len() > 5,
+        "src/service has only {} files",
+        files.len()
+    );
+    let mut wrong = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read a source file");
+        for (line, word) in past_the_store(&text) {
+            wrong.push(format!(
+                "service/{}:{line}: names {word}; use the store's typed operations (store::Tx, store::Snapshot) or add one",
+                file.strip_prefix(&dir).unwrap_or(file).display()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the service reaches past the store's operations:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_store_seal_finds_redb_tables_and_the_escape_hatch() {
+    let text = "use redb::ReadableTable;\n// redb:: in a comment\nlet t = tx.raw().open_table(X);\nuse crate::store::{Tx, tables};\nf(crate::store::tables::MACHINES)\n";
+    assert_eq!(
+        past_the_store(text),
+        vec![
+            (1, "redb::".to_string()),
+            (1, "use redb".to_string()),
+            (3, ".raw()".to_string()),
+            (3, "open_table".to_string()),
+            (4, "crate::store::tables".to_string()),
+            (5, "crate::store::tables::MACHINES".to_string()),
         ]
     );
 }

@@ -857,7 +857,8 @@ fn sigkill_during_a_lease_storm_loses_no_acked_lease() {
     .expect("open the store");
     let rx = store.read().expect("read");
     for (ip, mac) in &seen {
-        let lease = rackbox::store::leases::get(&rx, ip.parse().expect("ip"))
+        let lease = rx
+            .lease(ip.parse().expect("ip"))
             .expect("read lease")
             .unwrap_or_else(|| panic!("the lease of {ip} ({mac}) is gone"));
         assert_eq!(lease.mac.as_deref(), Some(mac.as_str()), "{ip}");

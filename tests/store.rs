@@ -8,9 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rackbox::model::Status;
+use rackbox::model::catalog::CatalogKind;
 use rackbox::service::Principal;
 use rackbox::store::schema::{create_v1_database, force_version};
-use rackbox::store::{SCHEMA_VERSION, Store, StoreError, tables};
+use rackbox::store::{SCHEMA_VERSION, Store, StoreError};
 use rand::Rng;
 use redb::{ReadableDatabase, TableDefinition};
 
@@ -117,17 +118,17 @@ fn a_version_1_database_is_migrated() {
     create_v1_database(&path, &[m]).unwrap();
     let store = Store::open(&path, Default::default()).unwrap();
     let rx = store.read().unwrap();
-    let zones: Vec<tables::NamedThing> = tables::all(&rx, tables::ZONES).unwrap();
+    let zones = rx.catalog(CatalogKind::Zone).unwrap();
     let names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
     assert_eq!(
         names,
         vec!["default", "rack7"],
         "default zone made, machine's zone carried over"
     );
-    let tags: Vec<tables::NamedThing> = tables::all(&rx, tables::TAGS).unwrap();
+    let tags = rx.catalog(CatalogKind::Tag).unwrap();
     assert_eq!(tags.len(), 1);
     assert_eq!(tags[0].name, "gpu");
-    let machines = tables::all_machines(&rx).unwrap();
+    let machines = rx.machines().unwrap();
     assert_eq!(machines.len(), 1, "the machine survives the migration");
 }
 
@@ -161,7 +162,7 @@ fn child_writer() {
                     let k = key.clone();
                     let r = store
                         .write(move |t| -> Result<(), StoreError> {
-                            t.open_table(TORTURE)?.insert(k.as_str(), i)?;
+                            t.raw().open_table(TORTURE)?.insert(k.as_str(), i)?;
                             Ok(())
                         })
                         .await;

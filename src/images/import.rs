@@ -611,7 +611,7 @@ enum Record {
 /// Writes an import's record; answers the digest of the record it replaced. Checks before it
 /// writes (the store's rule): a record that appeared meanwhile without `replace` is refused.
 fn commit_record(
-    tx: &redb::WriteTransaction,
+    tx: &crate::store::Tx<'_>,
     record: Record,
     make_default: bool,
     replace: bool,

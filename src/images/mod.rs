@@ -367,7 +367,7 @@ impl ImageCache {
                     .ok_or_else(|| ImageError::not_found("image", key.clone()))?;
                 let is_default =
                     records::default_for_in(tx, &image.os, &image.arch)?.as_deref() == Some(&*key);
-                let machines = crate::store::tables::all_machines_in(tx)?;
+                let machines = tx.machines()?;
                 let users = users(&image, is_default, &machines);
                 if !users.is_empty() {
                     return Err(ImageError::Conflict(format!(

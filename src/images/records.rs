@@ -5,13 +5,12 @@
 //! name is only a key in a table. The checks here still refuse anything path-like, so a name is
 //! safe to show in a URL, a log line or a TFTP request.
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ImageError;
-use crate::store::StoreError;
-use crate::store::tables;
+use crate::store::{Snapshot, StoreError, Tx, tables};
 
 /// image name -> [`Image`] (JSON).
 pub const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
@@ -255,30 +254,33 @@ pub fn base_arch(machine_arch: &str) -> &str {
 }
 
 // --- reads from a snapshot -------------------------------------------------------------------
+//
+// These tables are the image cache's own (their records are this room's types), so it reaches
+// them through the store's escape hatch, `Snapshot::raw` and `Tx::raw`, here alone.
 
-pub fn image(rx: &ReadTransaction, name: &str) -> Result<Option<Image>, StoreError> {
-    tables::get(rx, IMAGES, name)
+pub fn image(rx: &Snapshot, name: &str) -> Result<Option<Image>, StoreError> {
+    tables::get(rx.raw(), IMAGES, name)
 }
 
-pub fn all_images(rx: &ReadTransaction) -> Result<Vec<Image>, StoreError> {
-    tables::all(rx, IMAGES)
+pub fn all_images(rx: &Snapshot) -> Result<Vec<Image>, StoreError> {
+    tables::all(rx.raw(), IMAGES)
 }
 
 pub fn boot_resource(
-    rx: &ReadTransaction,
+    rx: &Snapshot,
     arch: &str,
     name: &str,
 ) -> Result<Option<BootResource>, StoreError> {
-    tables::get(rx, BOOT_RESOURCES, &boot_key(arch, name))
+    tables::get(rx.raw(), BOOT_RESOURCES, &boot_key(arch, name))
 }
 
-pub fn all_boot_resources(rx: &ReadTransaction) -> Result<Vec<BootResource>, StoreError> {
-    tables::all(rx, BOOT_RESOURCES)
+pub fn all_boot_resources(rx: &Snapshot) -> Result<Vec<BootResource>, StoreError> {
+    tables::all(rx.raw(), BOOT_RESOURCES)
 }
 
 /// Every (os/arch, image name) default.
-pub fn all_defaults(rx: &ReadTransaction) -> Result<Vec<(String, String)>, StoreError> {
-    let t = match rx.open_table(IMAGE_DEFAULTS) {
+pub fn all_defaults(rx: &Snapshot) -> Result<Vec<(String, String)>, StoreError> {
+    let t = match rx.raw().open_table(IMAGE_DEFAULTS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
@@ -291,12 +293,8 @@ pub fn all_defaults(rx: &ReadTransaction) -> Result<Vec<(String, String)>, Store
     Ok(out)
 }
 
-pub fn default_for(
-    rx: &ReadTransaction,
-    os: &str,
-    arch: &str,
-) -> Result<Option<String>, StoreError> {
-    let t = match rx.open_table(IMAGE_DEFAULTS) {
+pub fn default_for(rx: &Snapshot, os: &str, arch: &str) -> Result<Option<String>, StoreError> {
+    let t = match rx.raw().open_table(IMAGE_DEFAULTS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -306,9 +304,7 @@ pub fn default_for(
 }
 
 /// Every digest a record points at: what gc must keep.
-pub fn referenced_digests(
-    rx: &ReadTransaction,
-) -> Result<std::collections::BTreeSet<String>, StoreError> {
+pub fn referenced_digests(rx: &Snapshot) -> Result<std::collections::BTreeSet<String>, StoreError> {
     let mut set: std::collections::BTreeSet<String> =
         all_images(rx)?.into_iter().map(|i| i.sha256).collect();
     set.extend(all_boot_resources(rx)?.into_iter().map(|b| b.sha256));
@@ -317,26 +313,27 @@ pub fn referenced_digests(
 
 // --- writes inside a transaction (validate before calling: these change tables) -------------
 
-pub fn get_image_in(tx: &WriteTransaction, name: &str) -> Result<Option<Image>, StoreError> {
-    tables::get_in(tx, IMAGES, name)
+pub fn get_image_in(tx: &Tx<'_>, name: &str) -> Result<Option<Image>, StoreError> {
+    tables::get_in(tx.raw(), IMAGES, name)
 }
 
-pub fn put_image_in(tx: &WriteTransaction, image: &Image) -> Result<(), StoreError> {
-    tables::put_in(tx, IMAGES, &image.name, image)
+pub fn put_image_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
+    tables::put_in(tx.raw(), IMAGES, &image.name, image)
 }
 
 /// Removes an image. When it was the default of its os/arch, another image of that os/arch
 /// (the first by name) becomes the default, so deploys naming none keep working while any fits.
-pub fn remove_image_in(tx: &WriteTransaction, image: &Image) -> Result<(), StoreError> {
+pub fn remove_image_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
     let key = default_key(&image.os, &image.arch);
     let names_it = tx
+        .raw()
         .open_table(IMAGE_DEFAULTS)?
         .get(key.as_str())?
         .is_some_and(|v| v.value() == image.name);
-    tables::remove_in(tx, IMAGES, &image.name)?;
+    tables::remove_in(tx.raw(), IMAGES, &image.name)?;
     if names_it {
         let successor = {
-            let t = tx.open_table(IMAGES)?;
+            let t = tx.raw().open_table(IMAGES)?;
             let mut found = None;
             for item in t.iter()? {
                 let (k, v) = item?;
@@ -348,7 +345,7 @@ pub fn remove_image_in(tx: &WriteTransaction, image: &Image) -> Result<(), Store
             }
             found
         };
-        let mut defaults = tx.open_table(IMAGE_DEFAULTS)?;
+        let mut defaults = tx.raw().open_table(IMAGE_DEFAULTS)?;
         match successor {
             Some(name) => defaults.insert(key.as_str(), name.as_str())?,
             None => defaults.remove(key.as_str())?,
@@ -357,18 +354,14 @@ pub fn remove_image_in(tx: &WriteTransaction, image: &Image) -> Result<(), Store
     Ok(())
 }
 
-pub fn default_for_in(
-    tx: &WriteTransaction,
-    os: &str,
-    arch: &str,
-) -> Result<Option<String>, StoreError> {
-    let t = tx.open_table(IMAGE_DEFAULTS)?;
+pub fn default_for_in(tx: &Tx<'_>, os: &str, arch: &str) -> Result<Option<String>, StoreError> {
+    let t = tx.raw().open_table(IMAGE_DEFAULTS)?;
     let v = t.get(default_key(os, arch).as_str())?;
     Ok(v.map(|v| v.value().to_string()))
 }
 
-pub fn set_default_in(tx: &WriteTransaction, image: &Image) -> Result<(), StoreError> {
-    tx.open_table(IMAGE_DEFAULTS)?.insert(
+pub fn set_default_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
+    tx.raw().open_table(IMAGE_DEFAULTS)?.insert(
         default_key(&image.os, &image.arch).as_str(),
         image.name.as_str(),
     )?;
@@ -376,14 +369,9 @@ pub fn set_default_in(tx: &WriteTransaction, image: &Image) -> Result<(), StoreE
 }
 
 /// Drops the default for os/arch when it names `name` (an image moving to another os/arch).
-pub fn clear_default_in(
-    tx: &WriteTransaction,
-    os: &str,
-    arch: &str,
-    name: &str,
-) -> Result<(), StoreError> {
+pub fn clear_default_in(tx: &Tx<'_>, os: &str, arch: &str, name: &str) -> Result<(), StoreError> {
     let key = default_key(os, arch);
-    let mut t = tx.open_table(IMAGE_DEFAULTS)?;
+    let mut t = tx.raw().open_table(IMAGE_DEFAULTS)?;
     let names_it = t.get(key.as_str())?.is_some_and(|v| v.value() == name);
     if names_it {
         t.remove(key.as_str())?;
@@ -391,20 +379,20 @@ pub fn clear_default_in(
     Ok(())
 }
 
-pub fn put_boot_in(tx: &WriteTransaction, boot: &BootResource) -> Result<(), StoreError> {
-    tables::put_in(tx, BOOT_RESOURCES, &boot.key(), boot)
+pub fn put_boot_in(tx: &Tx<'_>, boot: &BootResource) -> Result<(), StoreError> {
+    tables::put_in(tx.raw(), BOOT_RESOURCES, &boot.key(), boot)
 }
 
 pub fn get_boot_in(
-    tx: &WriteTransaction,
+    tx: &Tx<'_>,
     arch: &str,
     name: &str,
 ) -> Result<Option<BootResource>, StoreError> {
-    tables::get_in(tx, BOOT_RESOURCES, &boot_key(arch, name))
+    tables::get_in(tx.raw(), BOOT_RESOURCES, &boot_key(arch, name))
 }
 
-pub fn remove_boot_in(tx: &WriteTransaction, arch: &str, name: &str) -> Result<bool, StoreError> {
-    tables::remove_in(tx, BOOT_RESOURCES, &boot_key(arch, name))
+pub fn remove_boot_in(tx: &Tx<'_>, arch: &str, name: &str) -> Result<bool, StoreError> {
+    tables::remove_in(tx.raw(), BOOT_RESOURCES, &boot_key(arch, name))
 }
 
 #[cfg(test)]

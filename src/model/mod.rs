@@ -1,6 +1,7 @@
 //! The data of rackbox and the rules over it, with no I/O: machines, their statuses and life cycle,
-//! allocation constraints, users and tokens, and the messages of the agent protocol with the
-//! hardware inventory it carries (one set of types for both ends of the wire). Every other room uses this one; it uses none of them.
+//! allocation constraints, users and tokens, zones/pools/tags, the files users store, and the
+//! messages of the agent protocol with the hardware inventory it carries (one set of types for both
+//! ends of the wire). Every other room uses this one; it uses none of them.
 
 #![warn(missing_docs)]
 
@@ -9,6 +10,7 @@ pub mod api;
 pub mod catalog;
 pub mod constraints;
 pub mod error;
+pub mod file;
 pub mod ids;
 pub mod inventory;
 pub mod lease;

@@ -8,6 +8,8 @@
 
 use sha2::{Digest, Sha256};
 
+use super::machines::macs_free;
+use super::transition::read_machine;
 use super::{Principal, Service, ServiceError};
 use crate::images::records::ImageFormat as StoredFormat;
 use crate::model::agent_wire::{Complete, DeployTask, ImageFormat, PREFIX, Task, path};
@@ -17,7 +19,6 @@ use crate::model::{
     Action, BootSession, EraseMode, Interface, Inventory, Machine, PowerType, Status, TestResult,
     TestResults, TestRun, ids,
 };
-use crate::store::tables;
 
 /// What a network-booting machine is told to boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -365,16 +366,7 @@ impl Service {
                 if new_ifaces.is_empty() {
                     new_ifaces = m.interfaces.clone();
                 }
-                for i in &new_ifaces {
-                    if let Some(owner) = tables::machine_by_mac_in(tx, &i.mac)?
-                        && owner != m.system_id
-                    {
-                        return Err(ServiceError::Conflict(format!(
-                            "MAC {} already belongs to machine {owner}",
-                            i.mac
-                        )));
-                    }
-                }
+                macs_free(tx, &new_ifaces, Some(&m.system_id))?;
                 m.cpu_count = inventory.cpu_count;
                 m.memory_mib = inventory.memory_mib;
                 if !inventory.architecture.is_empty() {
@@ -601,15 +593,14 @@ impl Service {
         let id = m.system_id.clone();
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                let now: Machine = tables::get_in(tx, tables::MACHINES, &id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                let now = read_machine(tx, &id, None)?;
                 if now.status != Status::Testing {
                     return Err(ServiceError::Conflict(format!(
                         "machine {id} is {}, not testing",
                         now.status
                     )));
                 }
-                tables::put_in(tx, tables::TEST_RESULTS, &id, &stored)?;
+                tx.put_test_run(&stored)?;
                 Ok(())
             })
             .await?;
@@ -625,8 +616,7 @@ impl Service {
         system_id: &str,
     ) -> Result<TestResults, ServiceError> {
         let m = self.machine(p, system_id)?;
-        let rx = self.store.read()?;
-        let run = tables::get(&rx, tables::TEST_RESULTS, &m.system_id)?;
+        let run = self.store.read()?.test_run(&m.system_id)?;
         Ok(TestResults::of(&m.system_id, run))
     }
 

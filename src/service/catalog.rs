@@ -1,62 +1,24 @@
-//! Zones, resource pools and tags: named groupings of machines.
+//! Zones, resource pools and tags: named groupings of machines; and the DHCP leases the boot
+//! network's servers record.
 
 use std::net::Ipv4Addr;
 
 use super::{Principal, Service, ServiceError};
+use crate::model::catalog::{CatalogKind, NamedThing};
 use crate::model::ids::{self, now_ms};
 use crate::model::lease::Lease;
-use crate::store::leases;
-use crate::store::tables::{self, NamedThing, POOLS, TAGS, ZONES};
-
-/// Which catalog.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CatalogKind {
-    /// Availability zones: where a machine is, for allocation by `zone`.
-    Zone,
-    /// Resource pools: groups of machines kept for one team or purpose, for allocation by `pool`.
-    Pool,
-    /// Tags: free labels on machines, for allocation by `tags`.
-    Tag,
-}
-
-impl CatalogKind {
-    /// The kind's name in messages and errors ("zone", "pool", "tag").
-    pub fn name(self) -> &'static str {
-        match self {
-            CatalogKind::Zone => "zone",
-            CatalogKind::Pool => "pool",
-            CatalogKind::Tag => "tag",
-        }
-    }
-
-    fn table(self) -> redb::TableDefinition<'static, &'static str, &'static [u8]> {
-        match self {
-            CatalogKind::Zone => ZONES,
-            CatalogKind::Pool => POOLS,
-            CatalogKind::Tag => TAGS,
-        }
-    }
-
-    fn used_by(self, m: &crate::model::Machine, name: &str) -> bool {
-        match self {
-            CatalogKind::Zone => m.zone == name,
-            CatalogKind::Pool => m.pool == name,
-            CatalogKind::Tag => m.tags.contains(name),
-        }
-    }
-}
 
 impl Service {
     /// Every zone, pool or tag of `kind`, by name.
     pub fn list_catalog(&self, kind: CatalogKind) -> Result<Vec<NamedThing>, ServiceError> {
-        let rx = self.store.read()?;
-        Ok(tables::all(&rx, kind.table())?)
+        Ok(self.store.read()?.catalog(kind)?)
     }
 
     /// One zone, pool or tag; NotFound when there is none by that name.
     pub fn catalog_entry(&self, kind: CatalogKind, name: &str) -> Result<NamedThing, ServiceError> {
-        let rx = self.store.read()?;
-        tables::get(&rx, kind.table(), name)?
+        self.store
+            .read()?
+            .catalog_entry(kind, name)?
             .ok_or_else(|| ServiceError::not_found(kind.name(), name))
     }
 
@@ -83,14 +45,14 @@ impl Service {
         let t = thing.clone();
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
-                if tables::get_in::<NamedThing>(tx, kind.table(), &t.name)?.is_some() {
+                if tx.catalog_entry(kind, &t.name)?.is_some() {
                     return Err(ServiceError::Conflict(format!(
                         "{} {} exists",
                         kind.name(),
                         t.name
                     )));
                 }
-                tables::put_in(tx, kind.table(), &t.name, &t)?;
+                tx.put_catalog(kind, &t)?;
                 Ok(())
             })
             .await?;
@@ -127,7 +89,7 @@ impl Service {
         let n = name.to_string();
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                if !tables::remove_in(tx, kind.table(), &n)? {
+                if !tx.remove_catalog(kind, &n)? {
                     return Err(ServiceError::not_found(kind.name(), &n));
                 }
                 Ok(())
@@ -154,14 +116,14 @@ impl Service {
         &self,
         wanted: impl Fn(Ipv4Addr) -> bool,
     ) -> Result<Vec<Lease>, ServiceError> {
-        Ok(leases::load(&self.store.read()?, wanted)?)
+        Ok(self.store.read()?.leases(wanted)?)
     }
 
     /// Records a lease durably: a DHCP server sends its ACK only after this returns Ok.
     pub async fn record_lease(&self, lease: Lease) -> Result<(), ServiceError> {
         Ok(self
             .store
-            .write_essential(move |tx| leases::put(tx, &lease))
+            .write_essential(move |tx| tx.put_lease(&lease))
             .await?)
     }
 }

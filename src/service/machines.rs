@@ -7,15 +7,16 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::transition::event_for;
+use super::transition::{apply_in, read_machine};
 use super::{Principal, Service, ServiceError};
+use crate::model::catalog::CatalogKind;
 use crate::model::constraints::{self, Constraints, NoMatch};
 use crate::model::ids::{self, now_ms};
 use crate::model::lifecycle::{self, Action, Transition};
 use crate::model::{
     Event, Interface, Machine, PowerSettings, PowerState, PowerStatus, PowerType, Status,
 };
-use crate::store::tables::{self, NamedThing, POOLS, TAGS, ZONES};
+use crate::store::Tx;
 
 /// Makes the boot of a machine that is added network-booted (enlistment), from the system_id
 /// the write picks.
@@ -81,37 +82,39 @@ pub(super) fn may_see(p: &Principal, m: &Machine) -> bool {
     p.is_admin() || m.owner.is_none() || m.owner.as_deref() == Some(p.username.as_str())
 }
 
-fn named_exists(
-    tx: &redb::WriteTransaction,
-    table: redb::TableDefinition<&str, &[u8]>,
-    kind: &'static str,
-    name: &str,
-) -> Result<(), ServiceError> {
-    if tables::get_in::<NamedThing>(tx, table, name)?.is_none() {
+/// Refuses a zone or pool that does not exist (a tag is made by naming it: [`ensure_tags`]).
+fn named_exists(tx: &Tx<'_>, kind: CatalogKind, name: &str) -> Result<(), ServiceError> {
+    if tx.catalog_entry(kind, name)?.is_none() {
         return Err(ServiceError::Invalid(format!(
-            "{kind} {name:?} does not exist"
+            "{} {name:?} does not exist",
+            kind.name()
         )));
     }
     Ok(())
 }
 
-fn ensure_tags(
-    tx: &redb::WriteTransaction,
-    tags: &BTreeSet<String>,
-    now: u64,
-) -> Result<(), ServiceError> {
+fn ensure_tags(tx: &Tx<'_>, tags: &BTreeSet<String>, now: u64) -> Result<(), ServiceError> {
     for tag in tags {
-        if tables::get_in::<NamedThing>(tx, TAGS, tag)?.is_none() {
-            tables::put_in(
-                tx,
-                TAGS,
-                tag,
-                &NamedThing {
-                    name: tag.clone(),
-                    description: String::new(),
-                    created_ms: now,
-                },
-            )?;
+        tx.ensure_catalog(CatalogKind::Tag, tag, now)?;
+    }
+    Ok(())
+}
+
+/// Refuses interfaces whose MAC belongs to a machine (other than `system_id`, the machine they
+/// are for when it is stored already).
+pub(super) fn macs_free(
+    tx: &Tx<'_>,
+    interfaces: &[Interface],
+    system_id: Option<&str>,
+) -> Result<(), ServiceError> {
+    for i in interfaces {
+        if let Some(owner) = tx.mac_owner(&i.mac)?
+            && Some(owner.as_str()) != system_id
+        {
+            return Err(ServiceError::Conflict(format!(
+                "MAC {} already belongs to machine {owner}",
+                i.mac
+            )));
         }
     }
     Ok(())
@@ -192,20 +195,13 @@ impl Service {
         let machine = self
             .store
             .write(move |tx| -> Result<_, ServiceError> {
-                for i in &interfaces {
-                    if let Some(owner) = tables::machine_by_mac_in(tx, &i.mac)? {
-                        return Err(ServiceError::Conflict(format!(
-                            "MAC {} already belongs to machine {owner}",
-                            i.mac
-                        )));
-                    }
-                }
+                macs_free(tx, &interfaces, None)?;
                 let zone = new.zone.clone().unwrap_or_else(|| "default".into());
                 let pool = new.pool.clone().unwrap_or_else(|| "default".into());
-                named_exists(tx, ZONES, "zone", &zone)?;
-                named_exists(tx, POOLS, "pool", &pool)?;
+                named_exists(tx, CatalogKind::Zone, &zone)?;
+                named_exists(tx, CatalogKind::Pool, &pool)?;
                 let mut system_id = ids::new_system_id();
-                while tables::get_in::<Machine>(tx, tables::MACHINES, &system_id)?.is_some() {
+                while tx.machine(&system_id)?.is_some() {
                     system_id = ids::new_system_id();
                 }
                 let now = now_ms();
@@ -255,29 +251,20 @@ impl Service {
                 if let Some(boot) = boot {
                     machine.boot_session = Some(boot(&machine.system_id));
                 }
-                tables::put_machine(tx, &machine, None)?;
-                tables::append_event(
-                    tx,
-                    Event {
-                        seq: 0,
-                        system_id: machine.system_id.clone(),
-                        at_ms: now,
-                        actor: actor.clone(),
-                        action: "add".into(),
-                        from: Status::New,
-                        to: Status::New,
-                        message: said.into(),
-                    },
-                )?;
+                let added = Event {
+                    seq: 0,
+                    system_id: machine.system_id.clone(),
+                    at_ms: now,
+                    actor: actor.clone(),
+                    action: "add".into(),
+                    from: Status::New,
+                    to: Status::New,
+                    message: said.into(),
+                };
+                tx.put_machine(&machine, None, [added])?;
                 if commission {
-                    let t = lifecycle::apply(
-                        &machine,
-                        &Action::Commission { run_tests: false },
-                        now,
-                        &deadlines,
-                    )?;
-                    tables::put_machine(tx, &t.machine, Some(&machine))?;
-                    tables::append_event(tx, event_for(&t, &actor, "commission", None))?;
+                    let action = Action::Commission { run_tests: false };
+                    let t = apply_in(tx, &machine, &action, &actor, None, now, &deadlines)?;
                     machine = t.machine;
                 }
                 Ok(machine)
@@ -296,19 +283,10 @@ impl Service {
         let m = machine.clone();
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
-                for i in &m.interfaces {
-                    if let Some(owner) = tables::machine_by_mac_in(tx, &i.mac)?
-                        && owner != m.system_id
-                    {
-                        return Err(ServiceError::Conflict(format!(
-                            "MAC {} already belongs to machine {owner}",
-                            i.mac
-                        )));
-                    }
-                }
-                let old = tables::get_in::<Machine>(tx, tables::MACHINES, &m.system_id)?;
+                macs_free(tx, &m.interfaces, Some(&m.system_id))?;
+                let old = tx.machine(&m.system_id)?;
                 ensure_tags(tx, &m.tags, m.updated_ms)?;
-                tables::put_machine(tx, &m, old.as_ref())?;
+                tx.put_machine(&m, old.as_ref(), [])?;
                 Ok(())
             })
             .await?;
@@ -326,8 +304,8 @@ impl Service {
 
     /// The machine a MAC belongs to (boot and DHCP lookups).
     pub fn machine_by_mac(&self, mac: &str) -> Result<Option<Arc<Machine>>, ServiceError> {
-        let rx = self.store.read()?;
-        Ok(tables::machine_by_mac(&rx, mac)?.and_then(|id| self.index_get(&id)))
+        let owner = self.store.read()?.mac_owner(mac)?;
+        Ok(owner.and_then(|id| self.index_get(&id)))
     }
 
     /// Machines `p` may see that match the filter, a page at a time, in system_id order.
@@ -431,18 +409,7 @@ impl Service {
         let machine = self
             .store
             .write(move |tx| -> Result<Machine, ServiceError> {
-                let old: Machine = tables::get_in(tx, tables::MACHINES, &id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
-                if let Some(g) = edit.generation
-                    && g != old.generation
-                {
-                    return Err(ServiceError::Stale {
-                        system_id: id.clone(),
-                        current: old.generation,
-                        given: g,
-                        status: old.status,
-                    });
-                }
+                let old = read_machine(tx, &id, edit.generation)?;
                 let changes_machine = !only_owner_data;
                 if old.locked && changes_machine {
                     return Err(lifecycle::TransitionError::Locked {
@@ -473,11 +440,11 @@ impl Service {
                     m.tags.remove(t);
                 }
                 if let Some(z) = edit.zone {
-                    named_exists(tx, ZONES, "zone", &z)?;
+                    named_exists(tx, CatalogKind::Zone, &z)?;
                     m.zone = z;
                 }
                 if let Some(x) = edit.pool {
-                    named_exists(tx, POOLS, "pool", &x)?;
+                    named_exists(tx, CatalogKind::Pool, &x)?;
                     m.pool = x;
                 }
                 if edit.power_type.is_some() || edit.power_parameters.is_some() {
@@ -501,20 +468,17 @@ impl Service {
                 ensure_tags(tx, &m.tags, now)?;
                 m.generation += 1;
                 m.updated_ms = now;
-                tables::put_machine(tx, &m, Some(&old))?;
-                tables::append_event(
-                    tx,
-                    Event {
-                        seq: 0,
-                        system_id: m.system_id.clone(),
-                        at_ms: now,
-                        actor,
-                        action: "edit".into(),
-                        from: m.status,
-                        to: m.status,
-                        message: "edited".into(),
-                    },
-                )?;
+                let edited = Event {
+                    seq: 0,
+                    system_id: m.system_id.clone(),
+                    at_ms: now,
+                    actor,
+                    action: "edit".into(),
+                    from: m.status,
+                    to: m.status,
+                    message: "edited".into(),
+                };
+                tx.put_machine(&m, Some(&old), [edited])?;
                 Ok(m)
             })
             .await?;
@@ -533,8 +497,7 @@ impl Service {
         let id = system_id.to_string();
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                let m: Machine = tables::get_in(tx, tables::MACHINES, &id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                let m = read_machine(tx, &id, None)?;
                 if m.locked {
                     return Err(lifecycle::TransitionError::Locked {
                         system_id: id.clone(),
@@ -543,7 +506,7 @@ impl Service {
                     }
                     .into());
                 }
-                tables::delete_machine(tx, &m)?;
+                tx.delete_machine(&m)?;
                 Ok(())
             })
             .await?;
@@ -590,7 +553,7 @@ impl Service {
                 .store
                 .write(move |tx| -> Result<Option<Transition>, ServiceError> {
                     for id in ids {
-                        let Some(m) = tables::get_in::<Machine>(tx, tables::MACHINES, &id)? else {
+                        let Some(m) = tx.machine(&id)? else {
                             continue;
                         };
                         if m.status != Status::Ready
@@ -599,19 +562,11 @@ impl Service {
                         {
                             continue;
                         }
-                        let t = lifecycle::apply(
-                            &m,
-                            &Action::Allocate {
-                                owner: owner.clone(),
-                            },
-                            now_ms(),
-                            &deadlines,
-                        )?;
-                        tables::put_machine(tx, &t.machine, Some(&m))?;
-                        tables::append_event(
-                            tx,
-                            event_for(&t, &owner, "allocate", comment.as_deref()),
-                        )?;
+                        let action = Action::Allocate {
+                            owner: owner.clone(),
+                        };
+                        let comment = comment.as_deref();
+                        let t = apply_in(tx, &m, &action, &owner, comment, now_ms(), &deadlines)?;
                         return Ok(Some(t));
                     }
                     Ok(None)
@@ -671,8 +626,10 @@ impl Service {
         limit: usize,
     ) -> Result<Vec<Event>, ServiceError> {
         self.machine(p, system_id)?;
-        let rx = self.store.read()?;
-        Ok(tables::machine_events(&rx, system_id, before, limit)?)
+        Ok(self
+            .store
+            .read()?
+            .machine_events(system_id, before, limit)?)
     }
 
     /// Every machine's history (admins), newest first.
@@ -687,8 +644,7 @@ impl Service {
                 "only admins may read all events".into(),
             ));
         }
-        let rx = self.store.read()?;
-        Ok(tables::recent_events(&rx, before, limit)?)
+        Ok(self.store.read()?.recent_events(before, limit)?)
     }
 
     /// Machines whose in-progress status is past its deadline at `now`.

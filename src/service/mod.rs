@@ -27,10 +27,8 @@ use tokio::sync::mpsc;
 pub use boot::BootPlan;
 #[doc(hidden)]
 pub use boot::fuzz_agent_report;
-pub use catalog::CatalogKind;
 pub use conductor::{CONDUCTOR_PASS, run_conductor};
 pub use enlist::EnlistOptions;
-pub use files::StoredFile;
 pub use login_guard::LoginOptions;
 pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, mask_power};
 pub use power_ops::PowerRequest;
@@ -39,11 +37,13 @@ pub use users::{NewUser, TokenCreated, TokenKind, UserEdit};
 pub use users::{TokenView, UserView};
 
 use crate::images::ImageCache;
+pub use crate::model::catalog::CatalogKind;
 use crate::model::constraints::NoMatch;
+pub use crate::model::file::StoredFile;
 use crate::model::lifecycle::Deadlines;
 use crate::model::{ErrorKind, Machine, Role, Status, TransitionError};
 pub use crate::store::StoreState;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Tx};
 
 /// Who is asking.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -249,8 +249,8 @@ pub struct StoreCounters {
 /// The life-cycle service. Share it as `Arc<Service>`.
 pub struct Service {
     store: Store,
-    /// Every machine, newest generation, for lists and allocation without disk reads. redb stays
-    /// the truth: writes re-read the record inside the transaction.
+    /// Every machine, newest generation, for lists and allocation without disk reads. The store
+    /// stays the truth: writes re-read the record inside their write.
     index: RwLock<BTreeMap<String, Arc<Machine>>>,
     deadlines: Deadlines,
     /// Wakes the conductor for a machine that owes power work. Unbounded: wakes are few and
@@ -277,8 +277,7 @@ impl Service {
         images: Arc<ImageCache>,
         deadlines: Deadlines,
     ) -> Result<(Service, ConductorWakes), ServiceError> {
-        let rx = store.read()?;
-        let machines = crate::store::tables::all_machines(&rx)?;
+        let machines = store.read()?.machines()?;
         let index = machines
             .into_iter()
             .map(|m| (m.system_id.clone(), Arc::new(m)))
@@ -388,7 +387,7 @@ impl Service {
     /// Changes one machine in place, without a status transition (power state, status message,
     /// boot token, inventory). `change` edits a copy of the stored record and says what to write
     /// ([`Change`]: an `Option` of the event to record converts, None writing nothing); it may
-    /// read other tables through the transaction but must not write them. The generation is
+    /// read other records through the write ([`Tx`]) but must not write them. The generation is
     /// bumped and the index updated here.
     pub(crate) async fn modify_machine<F, C>(
         &self,
@@ -397,9 +396,7 @@ impl Service {
         change: F,
     ) -> Result<Option<Machine>, ServiceError>
     where
-        F: FnOnce(&redb::WriteTransaction, &mut Machine) -> Result<C, ServiceError>
-            + Send
-            + 'static,
+        F: FnOnce(&Tx<'_>, &mut Machine) -> Result<C, ServiceError> + Send + 'static,
         C: Into<Change>,
     {
         let id = system_id.to_string();
@@ -407,9 +404,7 @@ impl Service {
         let changed = self
             .store
             .write_essential(move |tx| -> Result<Option<Machine>, ServiceError> {
-                let old: Machine =
-                    crate::store::tables::get_in(tx, crate::store::tables::MACHINES, &id)?
-                        .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+                let old = transition::read_machine(tx, &id, None)?;
                 let mut m = old.clone();
                 let event = match change(tx, &mut m)?.into() {
                     Change::Skip => return Ok(None),
@@ -418,22 +413,17 @@ impl Service {
                 };
                 m.generation = old.generation + 1;
                 m.updated_ms = crate::model::ids::now_ms();
-                crate::store::tables::put_machine(tx, &m, Some(&old))?;
-                if let Some((action, message)) = event {
-                    crate::store::tables::append_event(
-                        tx,
-                        crate::model::Event {
-                            seq: 0,
-                            system_id: id.clone(),
-                            at_ms: m.updated_ms,
-                            actor,
-                            action: action.to_string(),
-                            from: old.status,
-                            to: m.status,
-                            message,
-                        },
-                    )?;
-                }
+                let event = event.map(|(action, message)| crate::model::Event {
+                    seq: 0,
+                    system_id: id.clone(),
+                    at_ms: m.updated_ms,
+                    actor,
+                    action: action.to_string(),
+                    from: old.status,
+                    to: m.status,
+                    message,
+                });
+                tx.put_machine(&m, Some(&old), event)?;
                 Ok(Some(m))
             })
             .await?;

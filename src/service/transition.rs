@@ -2,14 +2,15 @@
 //! ([`Service::act`]) or reported by the machine side ([`Service::report`],
 //! [`Service::report_in`]) becomes one write that reads the machine, checks its generation and
 //! the caller, applies the life-cycle rule of [`crate::model::lifecycle`] and stores the
-//! machine with its event.
+//! machine with its event ([`apply_in`]). Allocation, which picks its machine inside its write,
+//! and the commissioning of a machine just added go through the same [`apply_in`] in theirs.
 
 use super::machines::may_see;
 use super::{ActionRequest, Principal, Service, ServiceError};
 use crate::model::ids::now_ms;
-use crate::model::lifecycle::{self, Action, ActionKind, Transition};
+use crate::model::lifecycle::{self, Action, ActionKind, Deadlines, Transition};
 use crate::model::{DeployTarget, EraseMode, Event, Machine, Status};
-use crate::store::tables;
+use crate::store::Tx;
 
 /// Whether `p` may request `kind` on `m`. Admins may do everything; users act on machines they
 /// own, and deploy (which allocates) a Ready one.
@@ -50,7 +51,7 @@ fn may_act(p: &Principal, m: &Machine, kind: ActionKind) -> Result<(), ServiceEr
     }
 }
 
-pub(super) fn event_for(t: &Transition, actor: &str, action: &str, comment: Option<&str>) -> Event {
+fn event_for(t: &Transition, actor: &str, action: &str, comment: Option<&str>) -> Event {
     let message = match comment {
         Some(c) if !c.is_empty() => format!("{} ({c})", t.message),
         _ => t.message.clone(),
@@ -64,6 +65,75 @@ pub(super) fn event_for(t: &Transition, actor: &str, action: &str, comment: Opti
         from: t.from,
         to: t.to,
         message,
+    }
+}
+
+/// The machine `system_id` as this write finds it: NotFound when there is none, Stale when
+/// `generation` (the caller's copy) names another than the stored one.
+pub(super) fn read_machine(
+    tx: &Tx<'_>,
+    system_id: &str,
+    generation: Option<u64>,
+) -> Result<Machine, ServiceError> {
+    let m = tx
+        .machine(system_id)?
+        .ok_or_else(|| ServiceError::not_found("machine", system_id))?;
+    if let Some(g) = generation
+        && g != m.generation
+    {
+        return Err(ServiceError::Stale {
+            system_id: system_id.to_string(),
+            current: m.generation,
+            given: g,
+            status: m.status,
+        });
+    }
+    Ok(m)
+}
+
+/// Inside a write: applies `action` to `m` (the machine as this write read it, checked) by the
+/// life-cycle rule and stores the machine with an event per step. Deploying a Ready machine
+/// allocates it to `actor` first, in the same write. Every status change goes through here:
+/// [`Service::act`] and the reports, allocation, and the commissioning of a machine added.
+pub(super) fn apply_in(
+    tx: &Tx<'_>,
+    m: &Machine,
+    action: &Action,
+    actor: &str,
+    comment: Option<&str>,
+    now: u64,
+    deadlines: &Deadlines,
+) -> Result<Transition, ServiceError> {
+    let mut steps = Vec::new();
+    let mut current = m.clone();
+    if let Action::Deploy(_) = action
+        && current.status == Status::Ready
+    {
+        let allocate = Action::Allocate {
+            owner: actor.to_string(),
+        };
+        let t = lifecycle::apply(&current, &allocate, now, deadlines)?;
+        current = t.machine.clone();
+        steps.push((t, "allocate"));
+    }
+    let t = lifecycle::apply(&current, action, now, deadlines)?;
+    steps.push((t.clone(), action.kind().name()));
+    let events = steps
+        .iter()
+        .map(|(step, name)| event_for(step, actor, name, comment));
+    tx.put_machine(&t.machine, Some(m), events)?;
+    Ok(t)
+}
+
+/// Refuses an action that is not a report from the machine side (complete, fail, time out).
+fn check_report(action: &Action) -> Result<(), ServiceError> {
+    if action.kind().is_internal() {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "{} is not a report",
+            action.kind().name()
+        )))
     }
 }
 
@@ -152,12 +222,7 @@ impl Service {
         generation: Option<u64>,
         actor: &str,
     ) -> Result<Machine, ServiceError> {
-        if !action.kind().is_internal() {
-            return Err(ServiceError::Invalid(format!(
-                "{} is not a report",
-                action.kind().name()
-            )));
-        }
+        check_report(&action)?;
         self.transition(system_id, action, generation, actor, None, |_| Ok(()))
             .await
     }
@@ -179,44 +244,17 @@ impl Service {
         let t = self
             .store
             .write_essential(move |tx| -> Result<Transition, ServiceError> {
-                let mut m: Machine = tables::get_in(tx, tables::MACHINES, &id)?
-                    .ok_or_else(|| ServiceError::not_found("machine", &id))?;
-                if let Some(g) = generation
-                    && g != m.generation
-                {
-                    return Err(ServiceError::Stale {
-                        system_id: id.clone(),
-                        current: m.generation,
-                        given: g,
-                        status: m.status,
-                    });
-                }
+                let m = read_machine(tx, &id, generation)?;
                 authorize(&m)?;
-                let now = now_ms();
-                let mut transitions = Vec::new();
-                // Deploying a Ready machine allocates it to the deployer first, in the same write.
-                if let Action::Deploy(_) = &action
-                    && m.status == Status::Ready
-                {
-                    let t = lifecycle::apply(
-                        &m,
-                        &Action::Allocate {
-                            owner: actor.clone(),
-                        },
-                        now,
-                        &deadlines,
-                    )?;
-                    m = t.machine.clone();
-                    transitions.push((t, "allocate"));
-                }
-                let t = lifecycle::apply(&m, &action, now, &deadlines)?;
-                transitions.push((t.clone(), action.kind().name()));
-                let old: Option<Machine> = tables::get_in(tx, tables::MACHINES, &id)?;
-                tables::put_machine(tx, &t.machine, old.as_ref())?;
-                for (step, name) in &transitions {
-                    tables::append_event(tx, event_for(step, &actor, name, comment.as_deref()))?;
-                }
-                Ok(t)
+                apply_in(
+                    tx,
+                    &m,
+                    &action,
+                    &actor,
+                    comment.as_deref(),
+                    now_ms(),
+                    &deadlines,
+                )
             })
             .await?;
         tracing::info!(
@@ -240,12 +278,7 @@ impl Service {
         expected: Status,
         actor: &str,
     ) -> Result<Machine, ServiceError> {
-        if !action.kind().is_internal() {
-            return Err(ServiceError::Invalid(format!(
-                "{} is not a report",
-                action.kind().name()
-            )));
-        }
+        check_report(&action)?;
         let id = system_id.to_string();
         self.transition(system_id, action, None, actor, None, move |m| {
             if m.status == expected {

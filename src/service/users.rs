@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::{Principal, Service, ServiceError, login_guard};
 use crate::model::ids::{self, now_ms};
 use crate::model::{Role, SshKey, Token, User};
-use crate::store::tables::{self, TOKENS, USERS};
+use crate::store::Tx;
 
 /// Prefix of native API tokens: `rbx_<id>_<secret>`.
 const NATIVE_PREFIX: &str = "rbx_";
@@ -139,8 +139,7 @@ pub struct TokenView {
 
 impl Service {
     pub(crate) fn user_record(&self, username: &str) -> Result<Option<User>, ServiceError> {
-        let rx = self.store.read()?;
-        Ok(tables::get_user(&rx, username)?)
+        Ok(self.store.read()?.user(username)?)
     }
 
     /// Makes the first admin when the store has no users. Returns the password it set when it
@@ -151,11 +150,9 @@ impl Service {
         username: &str,
         password: Option<String>,
     ) -> Result<Option<String>, ServiceError> {
-        let rx = self.store.read()?;
-        if !tables::all::<User>(&rx, USERS)?.is_empty() {
+        if !self.store.read()?.users()?.is_empty() {
             return Ok(None);
         }
-        drop(rx);
         let generated = password.is_none();
         let password = password.unwrap_or_else(|| ids::random_token(20));
         check_password(&password)?;
@@ -170,16 +167,8 @@ impl Service {
         };
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
-                let existing: Vec<()> = {
-                    let t = tx
-                        .open_table(USERS)
-                        .map_err(crate::store::StoreError::from)?;
-                    let n = redb::ReadableTableMetadata::len(&t)
-                        .map_err(crate::store::StoreError::from)?;
-                    if n > 0 { vec![()] } else { Vec::new() }
-                };
-                if existing.is_empty() {
-                    tables::put_in(tx, USERS, &user.username, &user)?;
+                if tx.user_count()? == 0 {
+                    tx.put_user(&user)?;
                 }
                 Ok(())
             })
@@ -190,8 +179,7 @@ impl Service {
 
     /// The accounts the caller may see: every one for admins, their own for users.
     pub fn list_users(&self, p: &Principal) -> Result<Vec<UserView>, ServiceError> {
-        let rx = self.store.read()?;
-        let users: Vec<User> = tables::all(&rx, USERS)?;
+        let users = self.store.read()?.users()?;
         Ok(users
             .into_iter()
             .filter(|u| p.is_admin() || u.username == p.username)
@@ -234,13 +222,13 @@ impl Service {
         let u = user.clone();
         self.store
             .write(move |tx| -> Result<(), ServiceError> {
-                if tables::get_in::<User>(tx, USERS, &u.username)?.is_some() {
+                if tx.user(&u.username)?.is_some() {
                     return Err(ServiceError::Conflict(format!(
                         "user {} exists",
                         u.username
                     )));
                 }
-                tables::put_in(tx, USERS, &u.username, &u)?;
+                tx.put_user(&u)?;
                 Ok(())
             })
             .await?;
@@ -277,16 +265,14 @@ impl Service {
         let user = self
             .store
             .write(move |tx| -> Result<User, ServiceError> {
-                let mut u: User = tables::get_in(tx, USERS, &name)?
+                let mut u = tx
+                    .user(&name)?
                     .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 if let Some(h) = hash {
                     u.password_hash = h;
                     // A new password is how a user shuts out whoever had the old one:
                     // every token made with it (native and MAAS API keys alike) goes too.
-                    let tokens: Vec<Token> = all_in(tx, TOKENS)?;
-                    for t in tokens.iter().filter(|t| t.username == name) {
-                        tables::remove_in(tx, TOKENS, &t.id)?;
-                    }
+                    tx.remove_tokens_of(&name)?;
                 }
                 if let Some(e) = email {
                     u.email = e;
@@ -299,7 +285,7 @@ impl Service {
                     }
                     u.role = r;
                 }
-                tables::put_in(tx, USERS, &name, &u)?;
+                tx.put_user(&u)?;
                 Ok(u)
             })
             .await?;
@@ -326,18 +312,16 @@ impl Service {
         let name = username.to_string();
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                let u: User = tables::get_in(tx, USERS, &name)?
+                let u = tx
+                    .user(&name)?
                     .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 if u.role == Role::Admin && count_admins(tx)? <= 1 {
                     return Err(ServiceError::Conflict(
                         "the last admin cannot be deleted".into(),
                     ));
                 }
-                let tokens: Vec<Token> = all_in(tx, TOKENS)?;
-                for t in tokens.iter().filter(|t| t.username == name) {
-                    tables::remove_in(tx, TOKENS, &t.id)?;
-                }
-                tables::remove_in(tx, USERS, &name)?;
+                tx.remove_tokens_of(&name)?;
+                tx.remove_user(&name)?;
                 Ok(())
             })
             .await?;
@@ -361,7 +345,8 @@ impl Service {
         let name = username.to_string();
         self.store
             .write(move |tx| -> Result<SshKey, ServiceError> {
-                let mut u: User = tables::get_in(tx, USERS, &name)?
+                let mut u = tx
+                    .user(&name)?
                     .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 if u.ssh_keys.iter().any(|k| k.key == key) {
                     return Err(ServiceError::Conflict(
@@ -371,7 +356,7 @@ impl Service {
                 let id = u.ssh_keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
                 let k = SshKey { id, key };
                 u.ssh_keys.push(k.clone());
-                tables::put_in(tx, USERS, &name, &u)?;
+                tx.put_user(&u)?;
                 Ok(k)
             })
             .await
@@ -392,14 +377,15 @@ impl Service {
         let name = username.to_string();
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                let mut u: User = tables::get_in(tx, USERS, &name)?
+                let mut u = tx
+                    .user(&name)?
                     .ok_or_else(|| ServiceError::not_found("user", &name))?;
                 let before = u.ssh_keys.len();
                 u.ssh_keys.retain(|k| k.id != id);
                 if u.ssh_keys.len() == before {
                     return Err(ServiceError::not_found("ssh key", id.to_string()));
                 }
-                tables::put_in(tx, USERS, &name, &u)?;
+                tx.put_user(&u)?;
                 Ok(())
             })
             .await
@@ -447,12 +433,12 @@ impl Service {
         };
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                if tables::get_in::<Token>(tx, TOKENS, &record.id)?.is_some() {
+                if tx.token(&record.id)?.is_some() {
                     return Err(ServiceError::Conflict(
                         "token id collision; try again".into(),
                     ));
                 }
-                tables::put_in(tx, TOKENS, &record.id, &record)?;
+                tx.put_token(&record)?;
                 Ok(())
             })
             .await?;
@@ -467,8 +453,7 @@ impl Service {
 
     /// Tokens of `p` (all tokens for admins).
     pub fn list_tokens(&self, p: &Principal) -> Result<Vec<TokenView>, ServiceError> {
-        let rx = self.store.read()?;
-        let tokens: Vec<Token> = tables::all(&rx, TOKENS)?;
+        let tokens = self.store.read()?.tokens()?;
         Ok(tokens
             .into_iter()
             .filter(|t| p.is_admin() || t.username == p.username)
@@ -493,12 +478,13 @@ impl Service {
         let principal = p.clone();
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
-                let t: Token = tables::get_in(tx, TOKENS, &id)?
+                let t = tx
+                    .token(&id)?
                     .ok_or_else(|| ServiceError::not_found("token", &id))?;
                 if !principal.is_admin() && t.username != principal.username {
                     return Err(ServiceError::not_found("token", &id));
                 }
-                tables::remove_in(tx, TOKENS, &id)?;
+                tx.remove_token(&id)?;
                 Ok(())
             })
             .await
@@ -532,7 +518,8 @@ impl Service {
         consumer: Option<&str>,
     ) -> Result<Principal, ServiceError> {
         let rx = self.store.read()?;
-        let token = tables::get_token(&rx, id)?
+        let token = rx
+            .token(id)?
             .ok_or_else(|| ServiceError::Unauthorized("unknown token".into()))?;
         let secret_ok = constant_time_eq(
             sha256_hex(secret).as_bytes(),
@@ -546,7 +533,8 @@ impl Service {
         if !(secret_ok && consumer_ok) {
             return Err(ServiceError::Unauthorized("bad token".into()));
         }
-        let user = tables::get_user(&rx, &token.username)?
+        let user = rx
+            .user(&token.username)?
             .ok_or_else(|| ServiceError::Unauthorized("token's user is gone".into()))?;
         Ok(Principal {
             username: user.username,
@@ -641,23 +629,7 @@ impl Service {
 /// argon2id hash of a random password, used to spend the same time on unknown users.
 pub(super) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3lHz5lZ8fP0w0XvJ6qk0l1Gk9h1s6d0vJvGm8b7bW1A";
 
-fn all_in<T: serde::de::DeserializeOwned>(
-    tx: &redb::WriteTransaction,
-    table: redb::TableDefinition<&str, &[u8]>,
-) -> Result<Vec<T>, ServiceError> {
-    use redb::ReadableTable;
-    let t = tx
-        .open_table(table)
-        .map_err(crate::store::StoreError::from)?;
-    let mut out = Vec::new();
-    for item in t.iter().map_err(crate::store::StoreError::from)? {
-        let (k, v) = item.map_err(crate::store::StoreError::from)?;
-        out.push(tables::decode(k.value(), v.value())?);
-    }
-    Ok(out)
-}
-
-fn count_admins(tx: &redb::WriteTransaction) -> Result<usize, ServiceError> {
-    let users: Vec<User> = all_in(tx, USERS)?;
+fn count_admins(tx: &Tx<'_>) -> Result<usize, ServiceError> {
+    let users = tx.users()?;
     Ok(users.iter().filter(|u| u.role == Role::Admin).count())
 }

@@ -1,4 +1,4 @@
-//! Leases in the `dhcp_leases` table: one JSON record per address.
+//! Leases in the `dhcp_leases` table ([`super::tables::LEASES`]): one JSON record per address.
 //!
 //! Keyed by address, so two clients can never hold the same one even across interfaces. An ACK
 //! is sent only after its lease is in this table and the transaction is on disk: a client that
@@ -6,53 +6,27 @@
 
 use std::net::Ipv4Addr;
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
-
-use super::StoreError;
-use super::tables::{decode, encode};
+use super::tables::{self, LEASES};
+use super::{Snapshot, StoreError, Tx};
 use crate::model::lease::Lease;
 
-/// address (dotted quad) -> Lease (JSON).
-pub const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_leases");
-
-/// Every lease whose address `wanted` takes.
-pub fn load(
-    rx: &redb::ReadTransaction,
-    wanted: impl Fn(Ipv4Addr) -> bool,
-) -> Result<Vec<Lease>, StoreError> {
-    let table = match rx.open_table(LEASES) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut out = Vec::new();
-    for item in table.iter()? {
-        let (k, v) = item?;
-        let lease: Lease = decode(&format!("dhcp_leases/{}", k.value()), v.value())?;
-        if wanted(lease.ip) {
-            out.push(lease);
-        }
-    }
-    Ok(out)
-}
-
-/// Reads one lease inside a write (tests and tools).
-pub fn get(rx: &redb::ReadTransaction, ip: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
-    let table = match rx.open_table(LEASES) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    match table.get(ip.to_string().as_str())? {
-        Some(v) => Ok(Some(decode(&format!("dhcp_leases/{ip}"), v.value())?)),
-        None => Ok(None),
+impl Tx<'_> {
+    /// Writes a lease, in place of the one of its address. Encodes before touching the table,
+    /// so an error writes nothing.
+    pub fn put_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        tables::put_in(self.tx, LEASES, &lease.ip.to_string(), lease)
     }
 }
 
-/// Writes a lease. Encodes before touching the table, so an error writes nothing.
-pub fn put(tx: &WriteTransaction, lease: &Lease) -> Result<(), StoreError> {
-    let bytes = encode(lease)?;
-    tx.open_table(LEASES)?
-        .insert(lease.ip.to_string().as_str(), bytes.as_slice())?;
-    Ok(())
+impl Snapshot {
+    /// Every lease whose address `wanted` takes.
+    pub fn leases(&self, wanted: impl Fn(Ipv4Addr) -> bool) -> Result<Vec<Lease>, StoreError> {
+        let all: Vec<Lease> = tables::all(&self.rx, LEASES)?;
+        Ok(all.into_iter().filter(|l| wanted(l.ip)).collect())
+    }
+
+    /// One lease, by address (tests and tools).
+    pub fn lease(&self, ip: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
+        tables::get(&self.rx, LEASES, &ip.to_string())
+    }
 }

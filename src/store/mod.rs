@@ -1,5 +1,10 @@
 //! The store: one redb database file, the single source of truth.
 //!
+//! Callers speak to it in the terms of its records, not of redb: a write's closure is handed a
+//! [`Tx`], a read gets a [`Snapshot`], and both offer typed operations per record kind
+//! (`ops.rs`, `leases.rs`). Table layout and encoding stay inside this room (`tables.rs`,
+//! `schema.rs`).
+//!
 //! Reads use redb's MVCC snapshots and never wait on the writer. Every write goes to one writer
 //! thread over a channel; it runs as many queued writes as it finds inside one
 //! `Durability::Immediate` transaction (group commit), and answers each caller only after that
@@ -17,7 +22,8 @@
 //! can record what its machines do. Once the disk has room for the reserve again it is made
 //! anew and the store is [`StoreState::Ok`]. `/healthz` and the watchdog read [`Store::state`].
 
-pub mod leases;
+mod leases;
+mod ops;
 pub mod reserve;
 pub mod schema;
 pub mod tables;
@@ -29,9 +35,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+pub use ops::{Snapshot, Tx};
 pub use schema::SCHEMA_VERSION;
 
 /// What went wrong in the store. Messages say what failed and what to do.
@@ -276,7 +283,7 @@ impl Store {
 
     /// A consistent snapshot for reading. Never waits on the writer (but for the moment it
     /// takes to reopen the database after an I/O error).
-    pub fn read(&self) -> Result<ReadTransaction, StoreError> {
+    pub fn read(&self) -> Result<Snapshot, StoreError> {
         let db = self
             .db
             .read()
@@ -286,7 +293,9 @@ impl Store {
                 detail: "the database is closed after an I/O error and could not be opened again"
                     .into(),
             })?;
-        Ok(db.begin_read()?)
+        Ok(Snapshot {
+            rx: db.begin_read()?,
+        })
     }
 
     /// What the store can do now.
@@ -299,14 +308,14 @@ impl Store {
             })
     }
 
-    /// Runs `f` in the writer's next transaction and returns its result once that transaction is
-    /// durable. `f` must validate before writing (see the module doc). Refused while the state
+    /// Runs `f` on the writer's next transaction ([`Tx`]) and returns its result once that
+    /// transaction is durable. `f` must validate before writing (see the module doc). Refused while the state
     /// disk is full ([`Store::write_essential`] is not).
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
     {
         self.write_class(WriteClass::Ordinary, f).await
     }
@@ -317,7 +326,7 @@ impl Store {
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
     {
         self.write_class(WriteClass::Essential, f).await
     }
@@ -326,12 +335,11 @@ impl Store {
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let run: JobFn = Box::new(move |tx| Box::new(f(tx)) as JobResult);
+        let (job, answer) = job(class, f);
         self.jobs
-            .send(Job { run, class, reply })
+            .send(job)
             .await
             .map_err(|_| E::from(StoreError::WriterGone))?;
         let result = answer.await.map_err(|_| E::from(StoreError::WriterGone))?;
@@ -343,16 +351,11 @@ impl Store {
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let run: JobFn = Box::new(move |tx| Box::new(f(tx)) as JobResult);
+        let (job, answer) = job(WriteClass::Essential, f);
         self.jobs
-            .blocking_send(Job {
-                run,
-                class: WriteClass::Essential,
-                reply,
-            })
+            .blocking_send(job)
             .map_err(|_| E::from(StoreError::WriterGone))?;
         let result = answer
             .blocking_recv()
@@ -366,6 +369,18 @@ impl Store {
     pub fn take_writer(&self) -> Option<JoinHandle<()>> {
         self.writer.lock().ok().and_then(|mut w| w.take())
     }
+}
+
+/// A write for the writer thread: `f`, handed the transaction's [`Tx`], and where its answer goes.
+fn job<T, E, F>(class: WriteClass, f: F) -> (Job, oneshot::Receiver<Result<JobResult, StoreError>>)
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let run: JobFn = Box::new(move |tx| Box::new(f(&Tx { tx })) as JobResult);
+    (Job { run, class, reply }, answer)
 }
 
 fn unbox<T: 'static, E: From<StoreError> + 'static>(

@@ -4,14 +4,12 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 
-use super::StoreError;
-use super::tables::{
-    self, EVENTS, MACHINE_EVENTS, MACHINES, MACS, META, NamedThing, POOLS, TAGS, TOKENS, USERS,
-    ZONES,
-};
+use super::tables::{EVENTS, MACHINE_EVENTS, MACHINES, MACS, META, TAGS, TOKENS, USERS};
+use super::{StoreError, Tx};
 use crate::model::Machine;
+use crate::model::catalog::{CatalogKind, NamedThing};
 
 /// The schema this rackbox writes.
 /// 1: machines, macs, events, machine_events, users, tokens.
@@ -87,61 +85,27 @@ pub(super) fn create_v1(tx: &WriteTransaction) -> Result<(), StoreError> {
     set_version(tx, 1)
 }
 
-fn v1_to_v2(tx: &WriteTransaction) -> Result<(), StoreError> {
+fn v1_to_v2(raw: &WriteTransaction) -> Result<(), StoreError> {
+    let tx = Tx { tx: raw };
     let now = crate::model::ids::now_ms();
-    let default = |name: &str| NamedThing {
-        name: name.to_string(),
-        description: String::new(),
-        created_ms: now,
-    };
-    let mut zone = default("default");
-    zone.description = "Default zone".into();
-    let mut pool = default("default");
-    pool.description = "Default pool of machines".into();
-    tables::put_in(tx, ZONES, "default", &zone)?;
-    tables::put_in(tx, POOLS, "default", &pool)?;
-    tx.open_table(TAGS)?;
+    for (kind, description) in [
+        (CatalogKind::Zone, "Default zone"),
+        (CatalogKind::Pool, "Default pool of machines"),
+    ] {
+        let default = NamedThing {
+            name: "default".into(),
+            description: description.into(),
+            created_ms: now,
+        };
+        tx.put_catalog(kind, &default)?;
+    }
+    raw.open_table(TAGS)?;
     // Every zone, pool and tag a machine already names becomes a real record.
-    let machines: Vec<Machine> = {
-        let t = tx.open_table(MACHINES)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            let (k, v) = item?;
-            out.push(tables::decode(
-                &format!("machines/{}", k.value()),
-                v.value(),
-            )?);
-        }
-        out
-    };
-    for m in &machines {
-        for (table, name) in [(ZONES, &m.zone), (POOLS, &m.pool)] {
-            if tables::get_in::<NamedThing>(tx, table, name)?.is_none() {
-                tables::put_in(
-                    tx,
-                    table,
-                    name,
-                    &NamedThing {
-                        name: name.clone(),
-                        description: String::new(),
-                        created_ms: now,
-                    },
-                )?;
-            }
-        }
+    for m in &tx.machines()? {
+        tx.ensure_catalog(CatalogKind::Zone, &m.zone, now)?;
+        tx.ensure_catalog(CatalogKind::Pool, &m.pool, now)?;
         for tag in &m.tags {
-            if tables::get_in::<NamedThing>(tx, TAGS, tag)?.is_none() {
-                tables::put_in(
-                    tx,
-                    TAGS,
-                    tag,
-                    &NamedThing {
-                        name: tag.clone(),
-                        description: String::new(),
-                        created_ms: now,
-                    },
-                )?;
-            }
+            tx.ensure_catalog(CatalogKind::Tag, tag, now)?;
         }
     }
     Ok(())
@@ -157,7 +121,7 @@ pub fn create_v1_database(path: &Path, machines: &[Machine]) -> Result<(), Store
     let tx = db.begin_write()?;
     create_v1(&tx)?;
     for m in machines {
-        tables::put_machine(&tx, m, None)?;
+        Tx { tx: &tx }.put_machine(m, None, [])?;
     }
     tx.commit()?;
     Ok(())

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::{Ctx, MaasError, PREFIX, Reply, json};
-use crate::service::StoredFile;
+use crate::service::{ServiceError, StoredFile};
 
 fn file_json(f: &StoredFile, with_content: bool) -> Value {
     let mut v = json!({
@@ -25,7 +25,7 @@ fn file_json(f: &StoredFile, with_content: bool) -> Value {
 }
 
 fn raw(f: &StoredFile) -> Reply {
-    let mut r = f.content()?.into_response();
+    let mut r = f.content().map_err(ServiceError::from)?.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
