@@ -5,7 +5,7 @@
 mod common;
 mod power_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{ADMIN_PASSWORD, Api, Daemon};
 use power_support::{IpmiSim, PASSWORD, SimMode};
@@ -21,25 +21,12 @@ async fn wait_for(
     what: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, m) = api
-            .call(
-                Method::GET,
-                &format!("/api/v1/machines/{id}"),
-                Some(token),
-                None,
-            )
-            .await;
-        if done(&m) {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "machine never reached {what}: {m}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let path = format!("/api/v1/machines/{id}");
+    common::eventually(what, Duration::from_secs(60), async || {
+        let (_, m) = api.call(Method::GET, &path, Some(token), None).await;
+        if done(&m) { Ok(m) } else { Err(m) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,19 +213,17 @@ fn logging_commands(log: &std::path::Path, state: &std::path::Path, on_delay_sec
 
 /// The lines of the power log, once it has `n` of them (bounded).
 async fn log_lines(log: &std::path::Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let what = format!("{n} lines in the power log");
+    common::eventually(&what, Duration::from_secs(60), async || {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let lines: Vec<String> = text.lines().map(str::to_string).collect();
         if lines.len() >= n {
-            return lines;
+            Ok(lines)
+        } else {
+            Err(lines)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the power log never had {n} lines: {lines:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// One machine's power work runs in the order it was asked for: an abort while commissioning's

@@ -83,6 +83,26 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Polls `probe` every 100 ms until it answers `Ok`, at most for `limit`; then fails saying
+/// `what` was never seen, with the last `Err` it answered (what it saw instead).
+pub async fn eventually<T, Seen: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, Seen>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "never saw {what} in {limit:?}; last: {seen:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A service over `store`, with an empty image cache in `images_dir`.
 pub async fn service_over(
     store: rackbox::store::Store,
