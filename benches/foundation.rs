@@ -77,6 +77,7 @@ fn machine(i: usize) -> Machine {
         boot_session: None,
         deploy_written: false,
         owed_effect: None,
+        progress: None,
         created_ms: 1,
         updated_ms: 1,
     }

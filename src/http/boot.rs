@@ -202,7 +202,9 @@ async fn progress(
     JsonBody(p): JsonBody<Progress>,
 ) -> ApiResult<StatusCode> {
     let m = agent(&s, &headers)?;
-    s.service.agent_progress(&m, &p.message, p.percent).await?;
+    s.service
+        .agent_progress(&m, &p.message, p.percent, p.bytes)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,6 +11,7 @@ pub mod images;
 pub mod maas;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
 pub mod serve;
 
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .merge(maas::router())
         .merge(boot::router())
+        .merge(page::guarded(page::router(), state.clone()))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,

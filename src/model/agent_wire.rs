@@ -180,7 +180,7 @@ pub struct Progress {
     /// Percent done, when the agent can tell.
     #[serde(default)]
     pub percent: Option<f64>,
-    /// Bytes done so far (a deploy's download); the appliance does not use it yet.
+    /// Bytes done so far (a deploy's image): the control page shows the rate and time left.
     #[serde(default)]
     pub bytes: Option<u64>,
 }

@@ -108,10 +108,53 @@ pub struct Machine {
     /// machine, so that work owed when rackbox stopped is done once it runs again.
     #[serde(default)]
     pub owed_effect: Option<super::lifecycle::OwedEffect>,
+    /// How far the agent's task is, from its latest progress report (the control page's progress
+    /// bars, rate and time left). It belongs to the status it was reported in: a view shows it
+    /// only while the machine is still in that status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<TaskProgress>,
     /// When the machine was added, milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// When the record was last written, milliseconds since the Unix epoch.
     pub updated_ms: u64,
+}
+
+/// The agent's latest progress report on its task, with when the task's reports began.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskProgress {
+    /// The status the task runs in (Deploying, Disk erasing, ...).
+    pub status: Status,
+    /// The step, as the agent names it ("writing image").
+    pub step: String,
+    /// Percent done, when the agent can tell.
+    pub percent: Option<f64>,
+    /// Bytes done so far, when the task moves bytes (a deploy's image).
+    pub bytes: Option<u64>,
+    /// The first report of this task, unix milliseconds.
+    pub started_ms: u64,
+    /// This report, unix milliseconds.
+    pub at_ms: u64,
+}
+
+impl TaskProgress {
+    /// Bytes per second over the task so far, once it has moved bytes for a while.
+    pub fn rate_bytes_per_sec(&self) -> Option<f64> {
+        let bytes = self.bytes? as f64;
+        let secs = self.at_ms.checked_sub(self.started_ms)? as f64 / 1000.0;
+        (secs >= 0.5 && bytes > 0.0).then(|| bytes / secs)
+    }
+
+    /// The whole task's bytes, from the bytes done and the percent they are.
+    pub fn total_bytes(&self) -> Option<u64> {
+        let percent = self.percent.filter(|p| *p > 0.0 && *p <= 100.0)?;
+        Some((self.bytes? as f64 * 100.0 / percent) as u64)
+    }
+
+    /// Seconds left at the rate so far.
+    pub fn seconds_left(&self) -> Option<u64> {
+        let rest = self.total_bytes()?.saturating_sub(self.bytes?) as f64;
+        Some((rest / self.rate_bytes_per_sec()?).round() as u64)
+    }
 }
 
 fn default_domain() -> String {
@@ -135,6 +178,18 @@ impl Machine {
     /// The machine's DNS name, `hostname.domain`; allocation's `name` matches it too.
     pub fn fqdn(&self) -> String {
         format!("{}.{}", self.hostname, self.domain)
+    }
+
+    /// Whether free text `lowercase` (already lower-cased) is a part of the hostname, system id,
+    /// a MAC, the owner, a tag or the description: what a search box finds a machine by.
+    pub fn mentions(&self, lowercase: &str) -> bool {
+        let has = |field: &str| field.to_lowercase().contains(lowercase);
+        has(&self.hostname)
+            || has(&self.system_id)
+            || self.interfaces.iter().any(|i| has(&i.mac))
+            || self.owner.as_deref().is_some_and(has)
+            || self.tags.iter().any(|t| has(t))
+            || has(&self.description)
     }
 }
 

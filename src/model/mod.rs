@@ -27,7 +27,7 @@ pub use inventory::Inventory;
 pub use lifecycle::{Action, ActionKind, Effect, Transition, TransitionError};
 pub use machine::{
     BootSession, DeployTarget, DiscoveredBmc, Disk, ENLIST_KEY_HEADER, EraseMode, Event, Interface,
-    Machine, PowerSettings, PowerState, PowerStatus, PowerType,
+    Machine, PowerSettings, PowerState, PowerStatus, PowerType, TaskProgress,
 };
 pub use status::Status;
 pub use testing::{TestResult, TestResults, TestRun, TestStatus};

@@ -78,4 +78,9 @@ pub struct Token {
     pub maas_consumer_key: Option<String>,
     /// When the token was made, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// For a browser session (the control page's cookie): when it stops being valid,
+    /// milliseconds since the Unix epoch. A session is never accepted as an API token, nor an
+    /// API token as a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_ms: Option<u64>,
 }

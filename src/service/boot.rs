@@ -10,14 +10,14 @@ use sha2::{Digest, Sha256};
 
 use super::machines::macs_free;
 use super::transition::read_machine;
-use super::{Principal, Service, ServiceError};
+use super::{Change, Principal, Service, ServiceError};
 use crate::images::records::ImageFormat as StoredFormat;
 use crate::model::agent_wire::{Complete, DeployTask, ImageFormat, PREFIX, Task, path};
 use crate::model::inventory::{Bmc, BmcCredentials};
 use crate::model::lifecycle::{self, AgentCall, Completion};
 use crate::model::{
-    Action, BootSession, EraseMode, Interface, Inventory, Machine, PowerType, Status, TestResult,
-    TestResults, TestRun, ids,
+    Action, BootSession, EraseMode, Interface, Inventory, Machine, PowerType, Status, TaskProgress,
+    TestResult, TestResults, TestRun, ids,
 };
 
 /// What a network-booting machine is told to boot.
@@ -521,13 +521,43 @@ impl Service {
         m: &Machine,
         message: &str,
         percent: Option<f64>,
+        bytes: Option<u64>,
     ) -> Result<(), ServiceError> {
         allow(AgentCall::Progress, m)?;
         let text = match percent {
             Some(p) => format!("{message} ({p:.0}%)"),
             None => message.to_string(),
         };
-        self.note(&m.system_id, m.status, text).await
+        let step = message.to_string();
+        let expected = m.status;
+        self.modify_machine(&m.system_id, "rackbox", move |_, m| {
+            if m.status != expected {
+                return Ok(Change::Skip);
+            }
+            let now = crate::model::ids::now_ms();
+            let started_ms = match &m.progress {
+                Some(p) if p.status == m.status => p.started_ms,
+                _ => now,
+            };
+            m.progress = Some(TaskProgress {
+                status: m.status,
+                step,
+                percent: percent
+                    .filter(|p| p.is_finite())
+                    .map(|p| p.clamp(0.0, 100.0)),
+                bytes,
+                started_ms,
+                at_ms: now,
+            });
+            // The history records each step once; the numbers change quietly.
+            if m.status_message == text {
+                return Ok(Change::Quiet);
+            }
+            m.status_message = text.clone();
+            Ok(Change::Event("note", text))
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The agent finished its task. `results` is the task's report; for a testing run its

@@ -44,6 +44,11 @@ pub struct MachineFilter {
     /// Only the machine with an interface of this MAC address (any common notation).
     #[schemars(schema_with = "crate::model::schema::mac_or_null")]
     pub mac: Option<String>,
+    /// Only machines whose power is in this state.
+    pub power_state: Option<crate::model::PowerState>,
+    /// Free text: only machines whose hostname, system id, a MAC, owner, tag or description
+    /// holds it (case-insensitive).
+    pub q: Option<String>,
     /// Start after this system_id (the `next` of the previous page).
     pub after: Option<String>,
     /// Page size; 0 means everything. Default 100.
@@ -245,6 +250,7 @@ impl Service {
                     boot_session: None,
                     deploy_written: false,
                     owed_effect: None,
+                    progress: None,
                     created_ms: now,
                     updated_ms: now,
                 };
@@ -325,6 +331,11 @@ impl Service {
             None => None,
         };
         let limit = f.limit.unwrap_or(100);
+        let text =
+            f.q.as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_lowercase);
         let matches = |m: &Machine| {
             may_see(p, m)
                 && status.is_none_or(|s| m.status == s)
@@ -336,6 +347,8 @@ impl Service {
                 && mac
                     .as_ref()
                     .is_none_or(|mac| m.interfaces.iter().any(|i| &i.mac == mac))
+                && f.power_state.is_none_or(|s| m.power_state.state == s)
+                && text.as_ref().is_none_or(|t| m.mentions(t))
         };
         let index = match self.index.read() {
             Ok(i) => i,

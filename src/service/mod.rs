@@ -15,6 +15,7 @@ mod login_guard;
 mod machines;
 mod power_ops;
 mod reconcile;
+mod sessions;
 mod transition;
 mod users;
 
@@ -33,6 +34,8 @@ pub use login_guard::LoginOptions;
 pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, mask_power};
 pub use power_ops::PowerRequest;
 pub use reconcile::{PowerSync, run_power_sync, run_reconciler};
+pub use sessions::{NewSession, SESSION_LIFETIME, Session};
+pub(crate) use users::constant_time_eq;
 pub use users::{NewUser, TokenCreated, TokenKind, UserEdit};
 pub use users::{TokenView, UserView};
 
@@ -267,7 +270,23 @@ pub struct Service {
     enlist_lock: tokio::sync::Mutex<()>,
     /// Password logins: bounded hashing and the failure counts per user and per source.
     login: login_guard::LoginGuard,
+    /// Every committed change to a machine, for live views (the control page's stream). A
+    /// receiver that falls behind is told it lagged and must read the machines again.
+    changes: tokio::sync::broadcast::Sender<MachineChange>,
 }
+
+/// A machine changed (a commit of a newer generation) or was deleted: the one fact a live view
+/// needs to re-render what it shows of that machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineChange {
+    /// The machine.
+    pub system_id: String,
+    /// Its generation now; 0 when it was deleted.
+    pub generation: u64,
+}
+
+/// How many changes a live view may fall behind before it must read everything again.
+const CHANGES_BUFFER: usize = 1024;
 
 impl Service {
     /// Builds the service over an open store, loading the machine index. Returns the receiver of
@@ -294,6 +313,7 @@ impl Service {
                 enlist_rate: enlist::RateLimiter::new(&enlist::EnlistOptions::default()),
                 enlist_lock: tokio::sync::Mutex::new(()),
                 login: login_guard::LoginGuard::new(LoginOptions::default()),
+                changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
             },
             wakes,
         ))
@@ -350,6 +370,11 @@ impl Service {
                 .get(&machine.system_id)
                 .is_some_and(|m| m.generation > machine.generation);
             if !newer {
+                // No receiver (no page open) is not an error.
+                let _ = self.changes.send(MachineChange {
+                    system_id: machine.system_id.clone(),
+                    generation: machine.generation,
+                });
                 index.insert(machine.system_id.clone(), Arc::new(machine));
             }
         }
@@ -358,7 +383,17 @@ impl Service {
     fn index_remove(&self, system_id: &str) {
         if let Ok(mut index) = self.index.write() {
             index.remove(system_id);
+            let _ = self.changes.send(MachineChange {
+                system_id: system_id.to_string(),
+                generation: 0,
+            });
         }
+    }
+
+    /// Every machine change committed from now on, in commit order (the control page's live
+    /// rows).
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<MachineChange> {
+        self.changes.subscribe()
     }
 
     /// A snapshot of the index's machines (cheap: Arc clones).

@@ -38,7 +38,7 @@ pub struct TokenCreated {
     pub token: String,
 }
 
-fn sha256_hex(text: &str) -> String {
+pub(super) fn sha256_hex(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -430,6 +430,7 @@ impl Service {
             secret_sha256: sha256_hex(&secret),
             maas_consumer_key: consumer,
             created_ms: now_ms(),
+            session_expires_ms: None,
         };
         self.store
             .write_essential(move |tx| -> Result<(), ServiceError> {
@@ -460,6 +461,8 @@ impl Service {
             .map(|t| TokenView {
                 kind: if t.maas_consumer_key.is_some() {
                     "maas"
+                } else if t.session_expires_ms.is_some() {
+                    "session"
                 } else {
                     "native"
                 }
@@ -530,7 +533,7 @@ impl Service {
             (Some(given), Some(stored)) => constant_time_eq(given.as_bytes(), stored.as_bytes()),
             _ => false,
         };
-        if !(secret_ok && consumer_ok) {
+        if !(secret_ok && consumer_ok) || token.session_expires_ms.is_some() {
             return Err(ServiceError::Unauthorized("bad token".into()));
         }
         let user = rx

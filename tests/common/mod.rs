@@ -61,6 +61,7 @@ pub fn machine(id: &str, status: Status, cpu: u32, mem: u64) -> Machine {
         boot_session: None,
         deploy_written: false,
         owed_effect: None,
+        progress: None,
         created_ms: 1,
         updated_ms: 1,
     }

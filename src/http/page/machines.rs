@@ -1,0 +1,786 @@
+//! The machines: the list (filtered, searched, sorted and paged on the server, grouped by status
+//! if asked), one machine's detail, and the life-cycle actions with their confirmations, alone
+//! or on many machines at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::Viewer;
+use super::view::{
+    self, ACTIONS, ActionChoice, Layout, MachineRow, Refusal, action_named, actions_for, render,
+};
+use crate::http::AppState;
+use crate::model::{Event, Machine, PowerSettings, PowerState, Status};
+use crate::service::{ActionRequest, MachineFilter, Principal, mask_power};
+
+/// Rows on one page of the list: the browser never holds more.
+const PAGE_ROWS: usize = 50;
+/// The most rows a page may ask for.
+const MAX_PAGE_ROWS: usize = 100;
+
+/// What the list's form asks for: every field is a query parameter, so a list is a link.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    zone: String,
+    #[serde(default)]
+    pool: String,
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    power: String,
+    #[serde(default)]
+    sort: String,
+    #[serde(default)]
+    desc: String,
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    after: String,
+    #[serde(default)]
+    rows: Option<usize>,
+}
+
+/// The columns a list sorts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SortBy {
+    Hostname,
+    Status,
+    Owner,
+    Zone,
+    Pool,
+    Power,
+    SystemId,
+}
+
+impl SortBy {
+    const ALL: [(SortBy, &'static str, &'static str); 7] = [
+        (SortBy::Hostname, "hostname", "Host name"),
+        (SortBy::Status, "status", "Status"),
+        (SortBy::Power, "power", "Power"),
+        (SortBy::Owner, "owner", "Owner"),
+        (SortBy::Zone, "zone", "Zone / pool"),
+        (SortBy::Pool, "pool", "Pool"),
+        (SortBy::SystemId, "system_id", "System id"),
+    ];
+
+    fn parse(name: &str) -> SortBy {
+        SortBy::ALL
+            .iter()
+            .find(|(_, key, _)| *key == name)
+            .map(|(s, _, _)| *s)
+            .unwrap_or(SortBy::Hostname)
+    }
+
+    /// The value a machine sorts by. Status sorts by its life-cycle number, zero-padded.
+    fn value(self, m: &Machine) -> String {
+        match self {
+            SortBy::Hostname => m.hostname.clone(),
+            SortBy::Status => format!("{:03}", m.status.code()),
+            SortBy::Owner => m.owner.clone().unwrap_or_default(),
+            SortBy::Zone => m.zone.clone(),
+            SortBy::Pool => m.pool.clone(),
+            SortBy::Power => m.power_state.state.as_str().into(),
+            SortBy::SystemId => String::new(),
+        }
+    }
+}
+
+/// The position after which the next page starts: the last row's sort value and system id,
+/// written `value~system_id` (system ids hold no `~`). A keyset, not an offset: a machine added
+/// or removed meanwhile shifts no row between pages.
+fn cursor_of(value: &str, system_id: &str) -> String {
+    format!("{value}~{system_id}")
+}
+
+fn parse_cursor(cursor: &str) -> Option<(&str, &str)> {
+    cursor.rsplit_once('~')
+}
+
+/// A column heading: its label, the link that sorts by it, and how it sorts now.
+pub(super) struct SortLink {
+    label: &'static str,
+    href: String,
+    /// `aria-sort` of the heading.
+    aria: &'static str,
+}
+
+/// A group of the list (one status when grouped by status).
+pub(super) struct Group {
+    title: String,
+    /// Machines in the group over the whole filtered list, not only this page.
+    count: usize,
+    rows: Vec<MachineRow>,
+}
+
+#[derive(Template)]
+#[template(path = "page/machines.html")]
+struct MachinesPage {
+    layout: Option<Layout>,
+    query: ListQuery,
+    /// The groups of this page (one, untitled, when not grouped).
+    groups: Vec<Group>,
+    grouped: bool,
+    /// Machines that match the filter.
+    matching: usize,
+    /// Machines the viewer may see.
+    visible: usize,
+    shown: usize,
+    next_href: String,
+    first_href: String,
+    sort_links: Vec<SortLink>,
+    statuses: Vec<(&'static str, &'static str)>,
+    powers: Vec<&'static str>,
+    actions: &'static [ActionChoice],
+    /// Whether a status change can move a row out of this list or between its groups.
+    status_sensitive: bool,
+    notice: Option<Notice>,
+}
+
+/// What an action did, said above the list or the machine.
+pub(super) struct Notice {
+    error: bool,
+    title: String,
+    lines: Vec<String>,
+}
+
+impl ListQuery {
+    fn filter(&self) -> MachineFilter {
+        let given = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        MachineFilter {
+            status: given(&self.status),
+            owner: given(&self.owner),
+            zone: given(&self.zone),
+            pool: given(&self.pool),
+            tag: given(&self.tag),
+            q: given(&self.q),
+            power_state: match self.power.as_str() {
+                "on" => Some(PowerState::On),
+                "off" => Some(PowerState::Off),
+                "unknown" => Some(PowerState::Unknown),
+                "error" => Some(PowerState::Error),
+                _ => None,
+            },
+            limit: Some(0),
+            ..MachineFilter::default()
+        }
+    }
+
+    /// This list's link with some parameters changed.
+    fn href(&self, change: impl FnOnce(&mut ListQuery)) -> String {
+        let mut q = self.clone();
+        change(&mut q);
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("q", &q.q),
+            ("status", &q.status),
+            ("owner", &q.owner),
+            ("zone", &q.zone),
+            ("pool", &q.pool),
+            ("tag", &q.tag),
+            ("power", &q.power),
+            ("sort", &q.sort),
+            ("desc", &q.desc),
+            ("group", &q.group),
+            ("after", &q.after),
+        ] {
+            if !v.is_empty() {
+                out.append_pair(k, v);
+            }
+        }
+        if let Some(rows) = q.rows {
+            out.append_pair("rows", &rows.to_string());
+        }
+        format!("/machines?{}", out.finish())
+    }
+}
+
+/// Sorts the matching machines, groups them if asked, and cuts the page after the cursor.
+fn build_list(
+    items: Vec<Arc<Machine>>,
+    q: &ListQuery,
+) -> (Vec<Group>, usize, Option<String>, usize) {
+    let sort = SortBy::parse(&q.sort);
+    let desc = q.desc == "1";
+    let grouped = q.group == "status";
+    let mut keyed: Vec<(String, Arc<Machine>)> = items
+        .into_iter()
+        .map(|m| {
+            let mut value = sort.value(&m);
+            if grouped {
+                value = format!("{:03}\u{1}{value}", m.status.code());
+            }
+            (value, m)
+        })
+        .collect();
+    keyed.sort_by(|(a, ma), (b, mb)| {
+        let order = a.cmp(b).then_with(|| ma.system_id.cmp(&mb.system_id));
+        if desc { order.reverse() } else { order }
+    });
+    let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
+    if grouped {
+        for (_, m) in &keyed {
+            *counts.entry(m.status).or_default() += 1;
+        }
+    }
+    let start = match parse_cursor(&q.after) {
+        Some((value, id)) => keyed
+            .iter()
+            .position(|(v, m)| {
+                let order = (v.as_str(), m.system_id.as_str()).cmp(&(value, id));
+                if desc { order.is_lt() } else { order.is_gt() }
+            })
+            .unwrap_or(keyed.len()),
+        None => 0,
+    };
+    let rows = q.rows.unwrap_or(PAGE_ROWS).clamp(1, MAX_PAGE_ROWS);
+    let page: Vec<&(String, Arc<Machine>)> = keyed.iter().skip(start).take(rows).collect();
+    let next = (start + page.len() < keyed.len())
+        .then(|| page.last().map(|(v, m)| cursor_of(v, &m.system_id)))
+        .flatten();
+    let shown = page.len();
+    let mut groups: Vec<Group> = Vec::new();
+    for (_, m) in page {
+        let title = if grouped {
+            m.status.name().to_string()
+        } else {
+            String::new()
+        };
+        match groups.last_mut() {
+            Some(g) if g.title == title => g.rows.push(MachineRow::of(m)),
+            _ => groups.push(Group {
+                count: if grouped {
+                    counts.get(&m.status).copied().unwrap_or(0)
+                } else {
+                    0
+                },
+                title,
+                rows: vec![MachineRow::of(m)],
+            }),
+        }
+    }
+    (groups, shown, next, keyed.len())
+}
+
+fn list_page(
+    s: &AppState,
+    viewer: &Viewer,
+    q: ListQuery,
+    notice: Option<Notice>,
+) -> Result<Response, Refusal> {
+    let p = viewer.principal();
+    let matching = s.service.list_machines(p, &q.filter())?;
+    let visible = s
+        .service
+        .list_machines(
+            p,
+            &MachineFilter {
+                limit: Some(1),
+                ..MachineFilter::default()
+            },
+        )?
+        .total;
+    let (groups, shown, next, matching_count) = build_list(matching.items, &q);
+    let sort = SortBy::parse(&q.sort);
+    let desc = q.desc == "1";
+    let sort_links = SortBy::ALL
+        .iter()
+        .filter(|(s, _, _)| !matches!(s, SortBy::SystemId | SortBy::Pool))
+        .map(|(by, key, label)| SortLink {
+            label,
+            href: q.href(|n| {
+                n.sort = key.to_string();
+                n.desc = if *by == sort && !desc {
+                    "1".into()
+                } else {
+                    String::new()
+                };
+                n.after.clear();
+            }),
+            aria: match (*by == sort, desc) {
+                (true, false) => "ascending",
+                (true, true) => "descending",
+                _ => "none",
+            },
+        })
+        .collect();
+    let page = MachinesPage {
+        layout: Some(Layout::new(viewer, "machines")),
+        grouped: q.group == "status",
+        status_sensitive: q.group == "status"
+            || sort == SortBy::Status
+            || !q.status.is_empty()
+            || !q.q.is_empty(),
+        next_href: next
+            .map(|cursor| q.href(|n| n.after = cursor))
+            .unwrap_or_default(),
+        first_href: q.href(|n| n.after.clear()),
+        query: q,
+        groups,
+        matching: matching_count,
+        visible,
+        shown,
+        sort_links,
+        statuses: Status::ALL.iter().map(|s| (s.key(), s.name())).collect(),
+        powers: vec!["on", "off", "unknown", "error"],
+        actions: ACTIONS,
+        notice,
+    };
+    Ok(render(&page))
+}
+
+pub(super) async fn list(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, Refusal> {
+    list_page(&s, &viewer, q, None)
+}
+
+/// A life-cycle action's form: what it asks for besides the confirmation.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(super) struct ActionForm {
+    #[serde(default)]
+    generation: Option<u64>,
+    #[serde(default)]
+    image: String,
+    #[serde(default)]
+    user_data: String,
+    #[serde(default)]
+    erase: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    run_tests: Option<String>,
+}
+
+impl ActionForm {
+    fn request(&self) -> ActionRequest {
+        let given = |s: &str| (!s.trim().is_empty()).then(|| s.to_string());
+        ActionRequest {
+            generation: self.generation,
+            run_tests: self.run_tests.is_some(),
+            image: given(&self.image),
+            user_data: given(&self.user_data),
+            erase: given(&self.erase),
+            reason: given(&self.reason),
+            comment: given(&self.comment),
+            ..ActionRequest::default()
+        }
+    }
+}
+
+/// One image a deploy may choose.
+pub(super) struct ImageChoice {
+    name: String,
+    title: String,
+    default: bool,
+}
+
+#[derive(Template)]
+#[template(path = "page/machine.html")]
+struct MachinePage {
+    layout: Option<Layout>,
+    m: Arc<Machine>,
+    row: MachineRow,
+    actions: Vec<ActionChoice>,
+    images: Vec<ImageChoice>,
+    ssh_keys: Vec<String>,
+    power: PowerSettings,
+    events: Vec<EventRow>,
+    notice: Option<Notice>,
+}
+
+/// An event of the machine's history, ready to print.
+pub(super) struct EventRow {
+    at: String,
+    actor: String,
+    action: String,
+    change: String,
+    message: String,
+}
+
+impl EventRow {
+    fn of(e: &Event) -> EventRow {
+        EventRow {
+            at: view::time(e.at_ms),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            change: if e.from == e.to {
+                e.to.name().into()
+            } else {
+                format!("{} → {}", e.from.name(), e.to.name())
+            },
+            message: e.message.clone(),
+        }
+    }
+}
+
+fn images_for(s: &AppState) -> Vec<ImageChoice> {
+    match s.images.list_images() {
+        Ok(list) => list
+            .images
+            .into_iter()
+            .map(|v| ImageChoice {
+                title: if v.image.title.is_empty() {
+                    format!("{} {} {}", v.image.os, v.image.release, v.image.arch)
+                } else {
+                    v.image.title.clone()
+                },
+                name: v.image.name,
+                default: v.default,
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "the control page could not list images");
+            Vec::new()
+        }
+    }
+}
+
+fn ssh_keys_of(s: &AppState, p: &Principal, owner: &str) -> Vec<String> {
+    s.service
+        .user(p, owner)
+        .map(|u| u.ssh_keys.into_iter().map(|k| k.key).collect())
+        .unwrap_or_default()
+}
+
+fn detail_page(
+    s: &AppState,
+    viewer: &Viewer,
+    system_id: &str,
+    notice: Option<Notice>,
+) -> Result<MachinePage, Refusal> {
+    let p = viewer.principal();
+    let m = s.service.machine(p, system_id)?;
+    let events = s.service.machine_events(p, system_id, None, 50)?;
+    let owner = m.owner.clone().unwrap_or_else(|| p.username.clone());
+    Ok(MachinePage {
+        layout: Some(Layout::new(viewer, "machines")),
+        row: MachineRow::of(&m),
+        actions: actions_for(&m),
+        images: images_for(s),
+        ssh_keys: ssh_keys_of(s, p, &owner),
+        power: if p.is_admin() {
+            m.power.clone()
+        } else {
+            mask_power(&m.power)
+        },
+        events: events.iter().map(EventRow::of).collect(),
+        m,
+        notice,
+    })
+}
+
+pub(super) async fn detail(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(system_id): Path<String>,
+) -> Result<Response, Refusal> {
+    Ok(render(&detail_page(&s, &viewer, &system_id, None)?))
+}
+
+#[derive(Template)]
+#[template(path = "page/confirm.html")]
+struct ConfirmPage {
+    layout: Option<Layout>,
+    page: MachinePage,
+    action: ActionChoice,
+}
+
+/// The confirmation of one action as a page of its own, for browsers without JavaScript (with
+/// it, the same form opens in a dialog on the machine's page).
+pub(super) async fn confirm(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path((system_id, action)): Path<(String, String)>,
+) -> Result<Response, Refusal> {
+    let action = action_named(&action).ok_or_else(|| Refusal {
+        status: StatusCode::NOT_FOUND,
+        message: format!("there is no action {action:?}"),
+    })?;
+    let page = detail_page(&s, &viewer, &system_id, None)?;
+    Ok(render(&ConfirmPage {
+        layout: Some(Layout::new(&viewer, "machines")),
+        page,
+        action,
+    }))
+}
+
+/// Carries out an action; the machine's page follows (303), or shows why it was refused, with
+/// the refusal's status (409 with the machine's status for an action its status does not allow).
+pub(super) async fn act(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path((system_id, action)): Path<(String, String)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Result<Response, Refusal> {
+    let p = viewer.principal();
+    match s.service.act(p, &system_id, &action, form.request()).await {
+        Ok(_) => Ok(Redirect::to(&format!("/machines/{system_id}")).into_response()),
+        Err(e) => {
+            let refusal = Refusal::from(e);
+            let label = action_named(&action)
+                .map(|a| a.label)
+                .unwrap_or("The action");
+            let page = detail_page(
+                &s,
+                &viewer,
+                &system_id,
+                Some(Notice {
+                    error: true,
+                    title: format!("{label} was refused"),
+                    lines: vec![refusal.message.clone()],
+                }),
+            )?;
+            Ok((refusal.status, render(&page)).into_response())
+        }
+    }
+}
+
+/// The list's bulk form: the ticked machines and the action.
+#[derive(Debug, Default)]
+pub(super) struct BulkForm {
+    machines: Vec<String>,
+    action: String,
+    back: String,
+    form: ActionForm,
+}
+
+impl BulkForm {
+    fn parse(body: &[u8]) -> BulkForm {
+        let mut f = BulkForm::default();
+        for (k, v) in form_urlencoded::parse(body) {
+            match k.as_ref() {
+                "machine" => f.machines.push(v.into_owned()),
+                "action" => f.action = v.into_owned(),
+                "back" => f.back = v.into_owned(),
+                "erase" => f.form.erase = v.into_owned(),
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// An action on every ticked machine: each is tried on its own, and the list says which were
+/// done and why each other one was refused.
+pub(super) async fn bulk(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let f = BulkForm::parse(&body);
+    let back: ListQuery = f
+        .back
+        .split_once('?')
+        .and_then(|(_, query)| serde_urlencoded_query(query))
+        .unwrap_or_default();
+    let Some(action) = action_named(&f.action) else {
+        return list_page(
+            &s,
+            &viewer,
+            back,
+            Some(Notice {
+                error: true,
+                title: "Choose an action".into(),
+                lines: vec![format!("{:?} is not an action", f.action)],
+            }),
+        );
+    };
+    if f.machines.is_empty() {
+        return list_page(
+            &s,
+            &viewer,
+            back,
+            Some(Notice {
+                error: true,
+                title: format!("{}: no machine was ticked", action.label),
+                lines: Vec::new(),
+            }),
+        );
+    }
+    let p = viewer.principal();
+    let mut lines = Vec::new();
+    let mut refused = 0;
+    for id in f.machines.iter().take(MAX_PAGE_ROWS) {
+        let hostname = s
+            .service
+            .machine(p, id)
+            .map(|m| m.hostname.clone())
+            .unwrap_or_else(|_| id.clone());
+        match s.service.act(p, id, action.name(), f.form.request()).await {
+            Ok(m) => lines.push(format!("{hostname}: done, now {}", m.status.name())),
+            Err(e) => {
+                refused += 1;
+                lines.push(format!("{hostname}: refused: {e}"));
+            }
+        }
+    }
+    let done = f.machines.len().min(MAX_PAGE_ROWS) - refused;
+    let notice = Notice {
+        error: refused > 0,
+        title: format!("{}: {done} done, {refused} refused", action.label),
+        lines,
+    };
+    list_page(&s, &viewer, back, Some(notice))
+}
+
+/// The list's query from a `back` link's query string.
+fn serde_urlencoded_query(query: &str) -> Option<ListQuery> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    Some(ListQuery {
+        q: get("q"),
+        status: get("status"),
+        owner: get("owner"),
+        zone: get("zone"),
+        pool: get("pool"),
+        tag: get("tag"),
+        power: get("power"),
+        sort: get("sort"),
+        desc: get("desc"),
+        group: get("group"),
+        after: get("after"),
+        rows: get("rows").parse().ok(),
+    })
+}
+
+/// The row of one machine, for the live stream.
+pub(super) fn row_fragment(m: &Machine) -> Result<String, askama::Error> {
+    RowFragment {
+        row: MachineRow::of(m),
+    }
+    .render()
+}
+
+#[derive(Template)]
+#[template(path = "page/row.html")]
+struct RowFragment {
+    row: MachineRow,
+}
+
+/// The summary of one machine's page (status, power, progress), for the live stream.
+pub(super) fn summary_fragment(m: &Machine) -> Result<String, askama::Error> {
+    SummaryFragment {
+        row: MachineRow::of(m),
+        m,
+    }
+    .render()
+}
+
+#[derive(Template)]
+#[template(path = "page/summary.html")]
+struct SummaryFragment<'a> {
+    row: MachineRow,
+    m: &'a Machine,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::page::view::ProgressView;
+    use crate::model::ActionKind;
+
+    fn machine(id: &str, hostname: &str, status: Status) -> Arc<Machine> {
+        let mut m: Machine = serde_json::from_value(serde_json::json!({
+            "system_id": id, "hostname": hostname, "status": status, "generation": 1,
+            "architecture": "amd64/generic", "zone": "default", "pool": "default",
+            "created_ms": 0, "updated_ms": 0
+        }))
+        .expect("a machine");
+        m.status = status;
+        Arc::new(m)
+    }
+
+    #[test]
+    fn pages_follow_one_another_by_keyset_without_gaps_or_repeats() {
+        let items: Vec<_> = (0..7)
+            .map(|i| machine(&format!("id{i}"), &format!("h{}", 7 - i), Status::Ready))
+            .collect();
+        let mut q = ListQuery {
+            rows: Some(3),
+            ..ListQuery::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let (groups, _, next, total) = build_list(items.clone(), &q);
+            assert_eq!(total, 7);
+            seen.extend(groups.into_iter().flat_map(|g| g.rows).map(|r| r.hostname));
+            match next {
+                Some(cursor) => q.after = cursor,
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["h1", "h2", "h3", "h4", "h5", "h6", "h7"]);
+    }
+
+    #[test]
+    fn grouped_lists_count_each_status_over_every_page() {
+        let items = vec![
+            machine("a", "a", Status::Ready),
+            machine("b", "b", Status::Deployed),
+            machine("c", "c", Status::Ready),
+        ];
+        let q = ListQuery {
+            group: "status".into(),
+            rows: Some(1),
+            ..ListQuery::default()
+        };
+        let (groups, shown, next, _) = build_list(items, &q);
+        assert_eq!(shown, 1);
+        assert_eq!(groups[0].title, "Ready");
+        assert_eq!(groups[0].count, 2);
+        assert!(next.is_some());
+    }
+
+    #[test]
+    fn an_unknown_action_kind_is_not_offered() {
+        assert!(action_named("complete").is_none());
+        assert_eq!(
+            action_named("deploy").map(|a| a.kind),
+            Some(ActionKind::Deploy)
+        );
+    }
+
+    #[test]
+    fn a_progress_without_numbers_still_says_its_step() {
+        let mut m = (*machine("a", "a", Status::Deploying)).clone();
+        m.progress = Some(crate::model::TaskProgress {
+            status: Status::Deploying,
+            step: "writing image".into(),
+            percent: Some(50.0),
+            bytes: Some(512 * 1024 * 1024),
+            started_ms: 0,
+            at_ms: 4_000,
+        });
+        let p = ProgressView::of(&m).expect("progress");
+        assert_eq!(p.percent, Some(50));
+        assert_eq!(
+            p.text,
+            "writing image: 512.0 MiB of 1.0 GiB, 50%, 128.0 MiB/s, 4 s left"
+        );
+    }
+}

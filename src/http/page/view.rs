@@ -1,0 +1,387 @@
+//! What the templates show, worked out in Rust: each value is a string or number ready to print
+//! (the templates only lay it out and escape it), so a template cannot get a number's format or
+//! a status's wording wrong, and the same row renders the same in a page and in a live update.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use super::Viewer;
+use crate::model::lifecycle::{self, ActionKind};
+use crate::model::{Machine, PowerState, Status};
+
+/// The layout every page shares: who is logged in, the CSRF token its forms carry, and which
+/// section of the navigation is current.
+pub struct Layout {
+    pub username: String,
+    pub is_admin: bool,
+    pub csrf: String,
+    pub section: &'static str,
+}
+
+impl Layout {
+    pub fn new(viewer: &Viewer, section: &'static str) -> Layout {
+        Layout {
+            username: viewer.principal().username.clone(),
+            is_admin: viewer.principal().is_admin(),
+            csrf: viewer.session.csrf_token.clone(),
+            section,
+        }
+    }
+
+    /// `aria-current="page"` on the current section's link.
+    pub fn current(&self, section: &str) -> &'static str {
+        if self.section == section {
+            "page"
+        } else {
+            "false"
+        }
+    }
+}
+
+/// A refusal or failure, shown as a page with the reason.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl From<crate::service::ServiceError> for Refusal {
+    fn from(e: crate::service::ServiceError) -> Refusal {
+        Refusal {
+            status: StatusCode::from_u16(e.kind().http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "page/refusal.html")]
+struct RefusalPage<'a> {
+    layout: Option<Layout>,
+    status: u16,
+    reason: &'a str,
+    message: &'a str,
+}
+
+/// A page that says why a request was refused, with its status.
+pub fn refusal(status: StatusCode, message: &str) -> Response {
+    let page = RefusalPage {
+        layout: None,
+        status: status.as_u16(),
+        reason: status.canonical_reason().unwrap_or("Refused"),
+        message,
+    };
+    (status, render(&page)).into_response()
+}
+
+/// Renders a template into an HTML answer; a template that fails (it cannot, short of a bug) is
+/// a 500 with the reason logged.
+pub fn render<T: Template>(template: &T) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "a control page template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn url_encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Bytes in binary units, one decimal: "3.2 GiB".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Seconds as "1 h 4 min", "3 min 20 s", "40 s".
+pub fn duration(secs: u64) -> String {
+    match secs {
+        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{} min {} s", s / 60, s % 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// A unix-milliseconds time as UTC "2026-12-06 21:30:05".
+pub fn time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rest = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// How a status reads at a glance; the status's name is always written beside it.
+pub fn status_class(status: Status) -> &'static str {
+    match status {
+        s if s.name().to_lowercase().contains("failed") => "bad",
+        Status::Ready | Status::Deployed => "ok",
+        Status::Broken => "bad",
+        s if s.is_in_progress() => "busy",
+        Status::New | Status::Allocated | Status::RescueMode => "warn",
+        _ => "",
+    }
+}
+
+/// A task's progress as a bar and words: "3.2 GiB of 8.0 GiB, 112.0 MiB/s, 40 s left".
+pub struct ProgressView {
+    /// Percent, for `<progress value max=100>`; None when the agent cannot tell (the bar is
+    /// then indeterminate).
+    pub percent: Option<u8>,
+    pub text: String,
+}
+
+impl ProgressView {
+    pub fn of(m: &Machine) -> Option<ProgressView> {
+        let p = m.progress.as_ref().filter(|p| p.status == m.status)?;
+        let mut parts = Vec::new();
+        match (p.bytes, p.total_bytes()) {
+            (Some(done), Some(total)) => parts.push(format!("{} of {}", bytes(done), bytes(total))),
+            (Some(done), None) => parts.push(bytes(done)),
+            _ => {}
+        }
+        if let Some(percent) = p.percent {
+            parts.push(format!("{percent:.0}%"));
+        }
+        if let Some(rate) = p.rate_bytes_per_sec() {
+            parts.push(format!("{}/s", bytes(rate as u64)));
+        }
+        if let Some(left) = p.seconds_left() {
+            parts.push(format!("{} left", duration(left)));
+        }
+        Some(ProgressView {
+            percent: p.percent.map(|x| x.round() as u8),
+            text: format!("{}: {}", p.step, parts.join(", ")),
+        })
+    }
+}
+
+/// One machine as a row of the list (and the live update of that row).
+pub struct MachineRow {
+    pub system_id: String,
+    pub hostname: String,
+    pub status_key: &'static str,
+    pub status_name: &'static str,
+    pub status_class: &'static str,
+    pub message: String,
+    pub owner: String,
+    pub zone: String,
+    pub pool: String,
+    pub tags: String,
+    pub power: &'static str,
+    pub power_message: String,
+    pub cpu_count: u32,
+    pub memory: String,
+    pub storage: String,
+    pub mac: String,
+    pub locked: bool,
+    pub progress: Option<ProgressView>,
+}
+
+impl MachineRow {
+    pub fn of(m: &Machine) -> MachineRow {
+        MachineRow {
+            system_id: m.system_id.clone(),
+            hostname: m.hostname.clone(),
+            status_key: m.status.key(),
+            status_name: m.status.name(),
+            status_class: status_class(m.status),
+            message: m.status_message.clone(),
+            owner: m.owner.clone().unwrap_or_default(),
+            zone: m.zone.clone(),
+            pool: m.pool.clone(),
+            tags: m.tags.iter().cloned().collect::<Vec<_>>().join(", "),
+            power: m.power_state.state.as_str(),
+            power_message: if m.power_state.state == PowerState::Error {
+                m.power_state.message.clone()
+            } else {
+                String::new()
+            },
+            cpu_count: m.cpu_count,
+            memory: if m.memory_mib == 0 {
+                String::new()
+            } else {
+                bytes(m.memory_mib * 1024 * 1024)
+            },
+            storage: if m.disks.is_empty() {
+                String::new()
+            } else {
+                bytes(m.storage_bytes())
+            },
+            mac: m
+                .boot_interface()
+                .map(|i| i.mac.clone())
+                .unwrap_or_default(),
+            locked: m.locked,
+            progress: ProgressView::of(m),
+        }
+    }
+}
+
+/// A life-cycle action as the page offers it: its name on the wire, its label, and whether it
+/// asks for more than a confirmation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActionChoice {
+    pub kind: ActionKind,
+    pub label: &'static str,
+    /// Why a user would do it, said in the confirmation.
+    pub explain: &'static str,
+    /// Destroys data or takes a machine from its user: the button is marked as dangerous.
+    pub danger: bool,
+}
+
+impl ActionChoice {
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+}
+
+/// The actions a user asks for (the machine reports the others), in the order the page lists
+/// them.
+pub const ACTIONS: &[ActionChoice] = &[
+    ActionChoice {
+        kind: ActionKind::Commission,
+        label: "Commission",
+        explain: "Boots the machine into the ephemeral ramdisk and takes its hardware inventory.",
+        danger: false,
+    },
+    ActionChoice {
+        kind: ActionKind::Test,
+        label: "Test hardware",
+        explain: "Boots the ramdisk and runs the hardware tests (CPU, memory, disks).",
+        danger: false,
+    },
+    ActionChoice {
+        kind: ActionKind::Allocate,
+        label: "Allocate",
+        explain: "Takes the machine from the pool for you, without deploying it.",
+        danger: false,
+    },
+    ActionChoice {
+        kind: ActionKind::Deploy,
+        label: "Deploy",
+        explain: "Writes an operating system image to the machine's disk with your SSH keys and user data, and boots it.",
+        danger: false,
+    },
+    ActionChoice {
+        kind: ActionKind::Release,
+        label: "Release",
+        explain: "Returns the machine to the pool; its disks are erased the way you choose.",
+        danger: true,
+    },
+    ActionChoice {
+        kind: ActionKind::Abort,
+        label: "Abort",
+        explain: "Stops the action under way and powers the machine off.",
+        danger: true,
+    },
+    ActionChoice {
+        kind: ActionKind::RescueMode,
+        label: "Rescue mode",
+        explain: "Boots the ramdisk with SSH for its owner, leaving the disks alone.",
+        danger: false,
+    },
+    ActionChoice {
+        kind: ActionKind::ExitRescueMode,
+        label: "Exit rescue mode",
+        explain: "Powers the machine off and returns it to its status before rescue mode.",
+        danger: false,
+    },
+    ActionChoice {
+        kind: ActionKind::MarkBroken,
+        label: "Mark broken",
+        explain: "Takes the machine out of service until it is marked fixed.",
+        danger: true,
+    },
+    ActionChoice {
+        kind: ActionKind::MarkFixed,
+        label: "Mark fixed",
+        explain: "Returns a broken machine to service (it commissions again when needed).",
+        danger: false,
+    },
+    ActionChoice {
+        kind: ActionKind::OverrideFailedTesting,
+        label: "Override failed testing",
+        explain: "Treats the failed hardware tests as passed and makes the machine Ready.",
+        danger: true,
+    },
+    ActionChoice {
+        kind: ActionKind::Lock,
+        label: "Lock",
+        explain: "Refuses every action that would change the machine until it is unlocked.",
+        danger: false,
+    },
+    ActionChoice {
+        kind: ActionKind::Unlock,
+        label: "Unlock",
+        explain: "Lets the machine be changed again.",
+        danger: false,
+    },
+];
+
+/// The action a page names, if it is one a user may ask for.
+pub fn action_named(name: &str) -> Option<ActionChoice> {
+    ACTIONS.iter().copied().find(|a| a.name() == name)
+}
+
+/// The actions the machine's status allows now (lock and unlock by the lock itself).
+pub fn actions_for(m: &Machine) -> Vec<ActionChoice> {
+    ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| match a.kind {
+            ActionKind::Lock => !m.locked,
+            ActionKind::Unlock => m.locked,
+            kind => !m.locked && lifecycle::rule(m.status, kind).is_some(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times_read_as_people_write_them() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024 + 200 * 1024 * 1024), "3.2 GiB");
+        assert_eq!(duration(40), "40 s");
+        assert_eq!(duration(200), "3 min 20 s");
+        assert_eq!(duration(3840), "1 h 4 min");
+        assert_eq!(time(0), "1970-01-01 00:00:00");
+        assert_eq!(time(1_796_592_605_000), "2026-12-06 21:30:05");
+    }
+}

@@ -1,0 +1,420 @@
+//! The control page over HTTP, against a real daemon: sessions, CSRF, escaping, secrets, actions
+//! with and without their refusals, and the live stream. (tests/page_browser.rs drives the same
+//! page in Chromium.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN_PASSWORD, Api, Daemon};
+use reqwest::Method;
+use reqwest::redirect::Policy;
+use serde_json::json;
+
+/// A browser-like client: keeps no cookies of its own (the test passes the session), follows no
+/// redirects (the test reads them).
+struct Browser {
+    http: reqwest::Client,
+    url: String,
+    cookie: String,
+}
+
+impl Browser {
+    async fn login(url: &str, username: &str, password: &str) -> Browser {
+        let http = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap();
+        let r = http
+            .post(format!("{url}/login"))
+            .header("sec-fetch-site", "same-origin")
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("next", "/machines"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "login as {username}");
+        assert_eq!(r.headers()["location"], "/machines");
+        let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(set.contains(attribute), "{set}");
+        }
+        let cookie = set.split(';').next().unwrap().to_string();
+        Browser {
+            http,
+            url: url.to_string(),
+            cookie,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'"), "{csp}");
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// The CSRF token the pages of this session carry.
+    async fn csrf(&self) -> String {
+        let (_, html) = self.get("/machines").await;
+        let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+        html[at..at + 32].to_string()
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        site: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, Option<String>, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .header("sec-fetch-site", site)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string());
+        (r.status().as_u16(), location, r.text().await.unwrap())
+    }
+}
+
+async fn add_machine(api: &Api, admin: &str, body: serde_json::Value) -> String {
+    let (s, m) = api
+        .call(Method::POST, "/api/v1/machines", Some(admin), Some(body))
+        .await;
+    assert_eq!(s, 201, "{m}");
+    m["system_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_session_logs_in_acts_with_its_csrf_token_and_logs_out() {
+    let daemon = Daemon::start();
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let id = add_machine(
+        &api,
+        &admin,
+        json!({"hostname": "web-1", "mac_addresses": ["52:54:00:10:00:01"], "commission": false}),
+    )
+    .await;
+    add_machine(
+        &api,
+        &admin,
+        json!({"hostname": "db-1", "mac_addresses": ["52:54:00:10:00:02"], "commission": false}),
+    )
+    .await;
+
+    // Without a session: the login form, remembering where to go.
+    let anonymous = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let r = anonymous
+        .get(format!("{}/machines?q=web", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login?next=%2Fmachines%3Fq%3Dweb");
+    let r = anonymous
+        .post(format!("{}/login", daemon.url))
+        .form(&[("username", "admin"), ("password", "wrong-password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("wrong username or password")
+    );
+
+    let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    let (s, html) = page.get("/machines?q=web").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("web-1") && !html.contains("db-1"), "{html}");
+    assert!(
+        html.contains("<strong>1</strong> of 2 machines match"),
+        "{html}"
+    );
+
+    let csrf = page.csrf().await;
+    // No token, a wrong one, or another site: refused, and the machine is unchanged.
+    let act = format!("/machines/{id}/act/mark_broken");
+    let (s, _, body) = page
+        .post(&act, "same-origin", &[("reason", "fan died")])
+        .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("CSRF"), "{body}");
+    let (s, _, _) = page
+        .post(
+            &act,
+            "same-origin",
+            &[
+                ("csrf", "00000000000000000000000000000000"),
+                ("reason", "fan died"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _, body) = page
+        .post(
+            &act,
+            "cross-site",
+            &[("csrf", &csrf), ("reason", "fan died")],
+        )
+        .await;
+    assert_eq!(s, 403);
+    assert!(body.contains("another site"), "{body}");
+    let (_, m) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/machines/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(m["status"], "new");
+
+    // With it: done, and the machine's page follows.
+    let (s, location, _) = page
+        .post(
+            &act,
+            "same-origin",
+            &[("csrf", &csrf), ("reason", "fan died")],
+        )
+        .await;
+    assert_eq!(
+        (s, location.as_deref()),
+        (303, Some(&*format!("/machines/{id}")))
+    );
+    let (_, m) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/machines/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(m["status"], "broken");
+    let (_, html) = page.get(&format!("/machines/{id}")).await;
+    assert!(
+        html.contains("Mark fixed…"),
+        "a broken machine offers mark fixed"
+    );
+    assert!(!html.contains("Deploy…"), "nor deploy");
+
+    // An action the status does not allow: 409 with the reason, on the machine's page.
+    let (s, _, body) = page
+        .post(
+            &format!("/machines/{id}/act/deploy"),
+            "same-origin",
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("Deploy was refused"), "{body}");
+    assert!(
+        body.contains("Broken"),
+        "the refusal names the status: {body}"
+    );
+
+    // Logout ends the session: the old cookie leads to the login form again.
+    let (s, location, _) = page
+        .post("/logout", "same-origin", &[("csrf", &csrf)])
+        .await;
+    assert_eq!((s, location.as_deref()), (303, Some("/login")));
+    let r = page
+        .http
+        .get(format!("{}/machines", daemon.url))
+        .header("cookie", &page.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    // A session is not an API token.
+    let session_value = page.cookie.split_once('=').unwrap().1;
+    let (s, _) = api
+        .call(Method::GET, "/api/v1/whoami", Some(session_value), None)
+        .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn user_text_is_escaped_and_power_secrets_reach_only_admins() {
+    let daemon = Daemon::start();
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let (s, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "alice", "password": "alice-password"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let id = add_machine(
+        &api,
+        &admin,
+        json!({"hostname": "node-1", "mac_addresses": ["52:54:00:10:00:03"], "commission": false,
+               "power_type": "ipmi",
+               "power_parameters": {"power_address": "127.0.0.1", "power_user": "root", "power_pass": "hunter2-secret"}}),
+    )
+    .await;
+    let evil = "<script>alert(1)</script>";
+    let (s, m) = api
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/machines/{id}"),
+            Some(&admin),
+            Some(json!({"description": evil, "tags": [evil]})),
+        )
+        .await;
+    assert!(s == 200 || s == 400, "{m}");
+    if s == 400 {
+        // Tags are names; the description alone carries the script then.
+        let (s, m) = api
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/machines/{id}"),
+                Some(&admin),
+                Some(json!({"description": evil})),
+            )
+            .await;
+        assert_eq!(s, 200, "{m}");
+    }
+    let (s, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/machines/{id}/actions/mark_broken"),
+            Some(&admin),
+            Some(json!({"reason": evil})),
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    let admin_page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    for path in ["/", "/machines", &format!("/machines/{id}")] {
+        let (s, html) = admin_page.get(path).await;
+        assert_eq!(s, 200, "{path}");
+        assert!(!html.contains(evil), "{path} shows the script unescaped");
+    }
+    let (_, html) = admin_page.get(&format!("/machines/{id}")).await;
+    assert!(
+        html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
+        "{html}"
+    );
+    assert!(
+        html.contains("hunter2-secret"),
+        "admins see the BMC password"
+    );
+
+    // alice may see the machine (it has no owner) but not its BMC password.
+    let alice_page = Browser::login(&daemon.url, "alice", "alice-password").await;
+    let (s, html) = alice_page.get(&format!("/machines/{id}")).await;
+    assert_eq!(s, 200);
+    assert!(html.contains("node-1"));
+    assert!(!html.contains("hunter2-secret"), "{html}");
+    assert!(html.contains("********"));
+}
+
+/// Reads the stream until an event named `name` arrives, and returns its data.
+async fn next_event(stream: &mut reqwest::Response, name: &str) -> String {
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event; read: {buffer}"))
+            .unwrap()
+            .expect("the stream stays open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        for block in buffer.split("\n\n") {
+            if block.lines().any(|l| l == format!("event: {name}")) {
+                return block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: ").or(l.strip_prefix("data:")))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_stream_sends_a_watched_row_when_its_machine_changes_and_resyncs_a_reconnect() {
+    let daemon = Daemon::start();
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let id = add_machine(
+        &api,
+        &admin,
+        json!({"hostname": "live-1", "mac_addresses": ["52:54:00:10:00:04"], "commission": false}),
+    )
+    .await;
+    let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    let mut stream = page
+        .http
+        .get(format!(
+            "{}/ui/stream?watch=row:{id},detail:{id}",
+            daemon.url
+        ))
+        .header("cookie", &page.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    // Let the stream subscribe before the change.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/machines/{id}/actions/mark_broken"),
+            Some(&admin),
+            Some(json!({"reason": "fan died"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let fragment = next_event(&mut stream, "fragment").await;
+    assert!(fragment.contains(&format!("id=\"m-{id}\"")), "{fragment}");
+    assert!(
+        fragment.contains(&format!("id=\"summary-{id}\"")),
+        "{fragment}"
+    );
+    assert!(fragment.contains("Broken"), "{fragment}");
+    drop(stream);
+
+    // A reconnect (the browser names the last event it saw) starts with a resync.
+    let mut again = page
+        .http
+        .get(format!("{}/ui/stream?watch=row:{id}", daemon.url))
+        .header("cookie", &page.cookie)
+        .header("last-event-id", "7")
+        .send()
+        .await
+        .unwrap();
+    next_event(&mut again, "resync").await;
+}
