@@ -216,6 +216,38 @@ async fn timed_get(http: &reqwest::Client, url: &str, token: &str, runs: usize) 
     samples
 }
 
+/// Logs in to the control page; returns its session cookie.
+async fn page_session(url: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{url}/login"))
+        .form(&[("username", "admin"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "page login");
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
+/// Times `runs` page loads with the session cookie (the whole HTML answer, rendered by the
+/// daemon).
+async fn timed_page(http: &reqwest::Client, url: &str, cookie: &str, runs: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = http.get(url).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        let body = r.bytes().await.unwrap();
+        samples.push(t.elapsed());
+        assert!(body.len() > 100);
+    }
+    samples
+}
+
 async fn commits(http: &reqwest::Client, url: &str, token: &str) -> u64 {
     let text = http
         .get(format!("{url}/metrics"))
@@ -316,6 +348,17 @@ fn main() {
                     alloc.push(t.elapsed());
                 }
                 println!("allocate with constraints     p50 {:>10}  p99 {:>10}", ms(percentile(&mut alloc, 0.5)), ms(percentile(&mut alloc, 0.99)));
+                let cookie = page_session(&daemon.url).await;
+                for (label, path) in [
+                    ("page: machines (50 rows)    ", "/machines".to_string()),
+                    ("page: machines by status    ", "/machines?group=status&sort=status".to_string()),
+                    ("page: machines, search      ", "/machines?q=b0999".to_string()),
+                    ("page: one machine           ", "/machines/b05000".to_string()),
+                    ("page: overview              ", "/".to_string()),
+                ] {
+                    let mut samples = timed_page(&http, &format!("{}{path}", daemon.url), &cookie, 100).await;
+                    println!("{label}  p50 {:>10}  p99 {:>10}", ms(percentile(&mut samples, 0.5)), ms(percentile(&mut samples, 0.99)));
+                }
             }
             let (secs, n) = write_burst(&http, &daemon.url, &token).await;
             println!("1000 concurrent edits, {label}: {:.2} s, {:.0} requests/s, {n} commits", secs, 1000.0 / secs);

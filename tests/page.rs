@@ -418,3 +418,66 @@ async fn the_stream_sends_a_watched_row_when_its_machine_changes_and_resyncs_a_r
         .unwrap();
     next_event(&mut again, "resync").await;
 }
+
+#[tokio::test]
+async fn the_account_page_adds_keys_and_shows_a_new_token_once() {
+    let daemon = Daemon::start();
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let (s, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "alice", "password": "alice-password"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let page = Browser::login(&daemon.url, "alice", "alice-password").await;
+    let csrf = page.csrf().await;
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOa7kXz0x alice@laptop";
+    let (s, location, _) = page
+        .post(
+            "/account/ssh-keys",
+            "same-origin",
+            &[("csrf", &csrf), ("key", key)],
+        )
+        .await;
+    assert_eq!((s, location.as_deref()), (303, Some("/account")));
+    let (s, _, body) = page
+        .post(
+            "/account/ssh-keys",
+            "same-origin",
+            &[("csrf", &csrf), ("key", "not a key")],
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(body.contains("not an SSH public key"), "{body}");
+    let (_, html) = page.get("/account").await;
+    assert!(html.contains("alice@laptop"), "{html}");
+
+    let (s, _, html) = page
+        .post(
+            "/account/tokens",
+            "same-origin",
+            &[("csrf", &csrf), ("name", "ci"), ("kind", "native")],
+        )
+        .await;
+    assert_eq!(s, 201, "{html}");
+    let at = html.find("readonly value=\"").expect("the token is shown") + 16;
+    let token = &html[at..html[at..].find('"').unwrap() + at];
+    let (s, who) = api
+        .call(Method::GET, "/api/v1/whoami", Some(token), None)
+        .await;
+    assert_eq!((s, who["username"].as_str()), (200, Some("alice")));
+    let (_, html) = page.get("/account").await;
+    assert!(!html.contains(token), "a token is shown once");
+
+    // The network page is for admins.
+    let (s, _) = page.get("/network").await;
+    assert_eq!(s, 403);
+    let admin_page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    let (s, html) = admin_page.get("/network").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("DHCP leases"), "{html}");
+}

@@ -228,6 +228,10 @@ try {
   await screenshots(page, "confirm");
   await page.goto(`${URL}/machines?group=status`);
   await screenshots(page, "machines-grouped");
+  await page.goto(`${URL}/network`);
+  await screenshots(page, "network");
+  await page.goto(`${URL}/account`);
+  await screenshots(page, "account");
 
   // One action with JavaScript off: the confirmation is a page of its own, the form posts.
   const plain = await newPage({ javaScriptEnabled: false });

@@ -151,9 +151,20 @@ struct MachinesPage {
 
 /// What an action did, said above the list or the machine.
 pub(super) struct Notice {
-    error: bool,
-    title: String,
-    lines: Vec<String>,
+    pub(super) error: bool,
+    pub(super) title: String,
+    pub(super) lines: Vec<String>,
+}
+
+impl Notice {
+    /// A refusal, with its reasons.
+    pub(super) fn error(title: &str, lines: Vec<String>) -> Notice {
+        Notice {
+            error: true,
+            title: title.to_string(),
+            lines,
+        }
+    }
 }
 
 impl ListQuery {

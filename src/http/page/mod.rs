@@ -9,9 +9,11 @@
 //! same `Principal` as a token; every POST must come from this origin (`Sec-Fetch-Site`/`Origin`)
 //! and carry the session's CSRF token; every answer carries a strict Content-Security-Policy.
 
+mod account;
 mod assets;
 mod login;
 mod machines;
+mod network;
 mod overview;
 mod stream;
 mod view;
@@ -69,6 +71,12 @@ pub const ROUTES: &[PageRoute] = &[
     page!(GET "/machines/{system_id}", User, machines::detail),
     page!(GET "/machines/{system_id}/confirm/{action}", User, machines::confirm),
     page!(POST "/machines/{system_id}/act/{action}", User, machines::act),
+    page!(GET "/network", Admin, network::show),
+    page!(GET "/account", User, account::show),
+    page!(POST "/account/ssh-keys", User, account::add_key),
+    page!(POST "/account/ssh-keys/{id}/delete", User, account::delete_key),
+    page!(POST "/account/tokens", User, account::make_token),
+    page!(POST "/account/tokens/{id}/revoke", User, account::revoke_token),
     page!(GET "/ui/stream", User, stream::stream),
     page!(GET "/ui/assets/{file}", Anonymous, assets::serve),
 ];

@@ -1,0 +1,164 @@
+//! The viewer's own account: SSH keys (installed on the machines they deploy), API tokens
+//! (native and MAAS keys, shown once when made) and browser sessions, each revocable.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::Viewer;
+use super::machines::Notice;
+use super::view::{self, Layout, Refusal, render};
+use crate::http::AppState;
+use crate::service::{TokenKind, UserView};
+
+/// A token as the page lists it (never its secret).
+pub(super) struct TokenRow {
+    id: String,
+    name: String,
+    kind: String,
+    made: String,
+    /// The session this page is open in (revoking it is logging out).
+    current: bool,
+}
+
+/// A token just made: its one showing.
+pub(super) struct NewToken {
+    name: String,
+    kind: &'static str,
+    token: String,
+}
+
+#[derive(Template)]
+#[template(path = "page/account.html")]
+struct AccountPage {
+    layout: Option<Layout>,
+    user: UserView,
+    tokens: Vec<TokenRow>,
+    new_token: Option<NewToken>,
+    notice: Option<Notice>,
+}
+
+fn account_page(
+    s: &AppState,
+    viewer: &Viewer,
+    new_token: Option<NewToken>,
+    notice: Option<Notice>,
+) -> Result<AccountPage, Refusal> {
+    let p = viewer.principal();
+    let user = s.service.user(p, &p.username)?;
+    let tokens = s
+        .service
+        .list_tokens(p)?
+        .into_iter()
+        .filter(|t| t.username == p.username)
+        .map(|t| TokenRow {
+            current: t.id == viewer.session.id,
+            made: view::time(t.created_ms),
+            id: t.id,
+            name: t.name,
+            kind: t.kind,
+        })
+        .collect();
+    Ok(AccountPage {
+        layout: Some(Layout::new(viewer, "account")),
+        user,
+        tokens,
+        new_token,
+        notice,
+    })
+}
+
+/// The account page again, saying why a change was refused.
+fn refused(s: &AppState, viewer: &Viewer, title: &str, e: Refusal) -> Result<Response, Refusal> {
+    let page = account_page(
+        s,
+        viewer,
+        None,
+        Some(Notice::error(title, vec![e.message.clone()])),
+    )?;
+    Ok((e.status, render(&page)).into_response())
+}
+
+pub(super) async fn show(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+) -> Result<Response, Refusal> {
+    Ok(render(&account_page(&s, &viewer, None, None)?))
+}
+
+#[derive(Deserialize)]
+pub(super) struct KeyForm {
+    key: String,
+}
+
+pub(super) async fn add_key(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Form(f): Form<KeyForm>,
+) -> Result<Response, Refusal> {
+    let p = viewer.principal();
+    match s.service.add_ssh_key(p, &p.username, &f.key).await {
+        Ok(_) => Ok(Redirect::to("/account").into_response()),
+        Err(e) => refused(&s, &viewer, "The key was not added", e.into()),
+    }
+}
+
+pub(super) async fn delete_key(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<u32>,
+) -> Result<Response, Refusal> {
+    let p = viewer.principal();
+    match s.service.delete_ssh_key(p, &p.username, id).await {
+        Ok(()) => Ok(Redirect::to("/account").into_response()),
+        Err(e) => refused(&s, &viewer, "The key was not deleted", e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct TokenForm {
+    name: String,
+    kind: String,
+}
+
+pub(super) async fn make_token(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Form(f): Form<TokenForm>,
+) -> Result<Response, Refusal> {
+    let p = viewer.principal();
+    let (kind, label) = match f.kind.as_str() {
+        "maas" => (TokenKind::Maas, "MAAS API key"),
+        _ => (TokenKind::Native, "API token"),
+    };
+    match s.service.create_token(p, &p.username, &f.name, kind).await {
+        Ok(made) => {
+            let page = account_page(
+                &s,
+                &viewer,
+                Some(NewToken {
+                    name: made.name,
+                    kind: label,
+                    token: made.token,
+                }),
+                None,
+            )?;
+            Ok((StatusCode::CREATED, render(&page)).into_response())
+        }
+        Err(e) => refused(&s, &viewer, "No token was made", e.into()),
+    }
+}
+
+pub(super) async fn revoke_token(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+) -> Result<Response, Refusal> {
+    match s.service.revoke_token(viewer.principal(), &id).await {
+        Ok(()) => Ok(Redirect::to("/account").into_response()),
+        Err(e) => refused(&s, &viewer, "The token was not revoked", e.into()),
+    }
+}
