@@ -481,3 +481,64 @@ async fn the_account_page_adds_keys_and_shows_a_new_token_once() {
     assert_eq!(s, 200);
     assert!(html.contains("DHCP leases"), "{html}");
 }
+
+#[tokio::test]
+async fn the_images_page_lists_images_and_refuses_to_delete_one_a_machine_deploys() {
+    let dir = tempfile::tempdir().unwrap();
+    common::seed(
+        dir.path(),
+        vec![common::machine(
+            "dep333",
+            rackbox::model::Status::Ready,
+            2,
+            2048,
+        )],
+    );
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    for name in ["testos", "spare"] {
+        let r = api
+            .http
+            .post(format!(
+                "{}/api/v1/images?name={name}&os=debian&release=bookworm&arch=amd64",
+                api.url
+            ))
+            .bearer_auth(&admin)
+            .body(vec![7u8; 100_000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    let csrf = page.csrf().await;
+    let (s, location, _) = page
+        .post(
+            "/machines/dep333/act/deploy",
+            "same-origin",
+            &[("csrf", &csrf), ("image", "testos")],
+        )
+        .await;
+    assert_eq!((s, location.as_deref()), (303, Some("/machines/dep333")));
+    let (s, html) = page.get("/images").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("testos") && html.contains("spare"), "{html}");
+    assert!(html.contains("97.7 KiB"), "sizes are shown: {html}");
+
+    let (s, _, body) = page
+        .post("/images/testos/delete", "same-origin", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("testos was not deleted"), "{body}");
+    assert!(
+        body.contains("dep333"),
+        "the refusal names the machine: {body}"
+    );
+    let (s, location, _) = page
+        .post("/images/spare/delete", "same-origin", &[("csrf", &csrf)])
+        .await;
+    assert_eq!((s, location.as_deref()), (303, Some("/images")));
+    let (_, html) = page.get("/images").await;
+    assert!(!html.contains("Delete spare"), "{html}");
+}

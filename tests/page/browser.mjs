@@ -228,6 +228,8 @@ try {
   await screenshots(page, "confirm");
   await page.goto(`${URL}/machines?group=status`);
   await screenshots(page, "machines-grouped");
+  await page.goto(`${URL}/images`);
+  await screenshots(page, "images");
   await page.goto(`${URL}/network`);
   await screenshots(page, "network");
   await page.goto(`${URL}/account`);

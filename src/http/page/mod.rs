@@ -11,6 +11,7 @@
 
 mod account;
 mod assets;
+mod images;
 mod login;
 mod machines;
 mod network;
@@ -71,6 +72,9 @@ pub const ROUTES: &[PageRoute] = &[
     page!(GET "/machines/{system_id}", User, machines::detail),
     page!(GET "/machines/{system_id}/confirm/{action}", User, machines::confirm),
     page!(POST "/machines/{system_id}/act/{action}", User, machines::act),
+    page!(GET "/images", User, images::show),
+    page!(POST "/images/fetch", Admin, images::fetch),
+    page!(POST "/images/{name}/delete", Admin, images::delete),
     page!(GET "/network", Admin, network::show),
     page!(GET "/account", User, account::show),
     page!(POST "/account/ssh-keys", User, account::add_key),

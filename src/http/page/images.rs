@@ -1,0 +1,195 @@
+//! The image cache: the OS images machines deploy and the boot resources they network-boot,
+//! the cache's space, imports under way with their progress (the list reads itself again every
+//! two seconds while one runs), fetching an image from a URL, and deleting one (refused, with the
+//! reason, while a machine deploys it).
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Extension, Path, State};
+
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::Viewer;
+use super::machines::Notice;
+use super::view::{self, Layout, Refusal, render};
+use crate::http::AppState;
+use crate::model::api::ImageRequest;
+
+/// An image as the page prints it.
+pub(super) struct ImageRow {
+    name: String,
+    title: String,
+    os: String,
+    format: &'static str,
+    size: String,
+    default: bool,
+    added: String,
+}
+
+/// A boot resource as the page prints it.
+pub(super) struct BootRow {
+    arch: String,
+    name: String,
+    size: String,
+}
+
+/// An import as the page prints it.
+pub(super) struct ImportRow {
+    name: String,
+    source: String,
+    state: String,
+    percent: Option<u8>,
+    text: String,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "page/images.html")]
+struct ImagesPage {
+    layout: Option<Layout>,
+    images: Vec<ImageRow>,
+    boot: Vec<BootRow>,
+    imports: Vec<ImportRow>,
+    /// Whether an import runs: the page then reads itself again.
+    importing: bool,
+    space: String,
+    notice: Option<Notice>,
+}
+
+fn images_page(
+    s: &AppState,
+    viewer: &Viewer,
+    notice: Option<Notice>,
+) -> Result<ImagesPage, Refusal> {
+    let list = s
+        .images
+        .list_images()
+        .map_err(crate::service::ServiceError::from)?;
+    let boot = s
+        .images
+        .list_boot()
+        .map_err(crate::service::ServiceError::from)?;
+    let mut imports: Vec<_> = s.images.imports();
+    imports.sort_by_key(|i| std::cmp::Reverse(i.started_ms));
+    let importing = imports.iter().any(|i| i.finished_ms.is_none());
+    Ok(ImagesPage {
+        layout: Some(Layout::new(viewer, "images")),
+        space: format!(
+            "{} used, {} free of {} ({} kept free)",
+            view::bytes(list.space.used_bytes),
+            view::bytes(list.space.free_bytes),
+            view::bytes(list.space.total_bytes),
+            view::bytes(list.space.reserve_bytes)
+        ),
+        images: list
+            .images
+            .into_iter()
+            .map(|v| ImageRow {
+                os: format!("{} {} {}", v.image.os, v.image.release, v.image.arch),
+                format: v.image.format.as_str(),
+                size: view::bytes(v.image.size),
+                default: v.default,
+                added: view::time(v.image.created_ms),
+                title: v.image.title,
+                name: v.image.name,
+            })
+            .collect(),
+        boot: boot
+            .into_iter()
+            .map(|b| BootRow {
+                arch: b.boot.arch,
+                name: b.boot.name,
+                size: view::bytes(b.boot.size),
+            })
+            .collect(),
+        imports: imports
+            .into_iter()
+            .take(20)
+            .map(|i| {
+                let percent = i
+                    .bytes_total
+                    .filter(|t| *t > 0)
+                    .map(|t| (i.bytes_done.min(t) * 100 / t) as u8);
+                ImportRow {
+                    text: match i.bytes_total {
+                        Some(t) => format!("{} of {}", view::bytes(i.bytes_done), view::bytes(t)),
+                        None => view::bytes(i.bytes_done),
+                    },
+                    name: format!("{} {}", i.kind, i.name),
+                    source: i.source,
+                    state: i.state,
+                    percent,
+                    error: i.error.unwrap_or_default(),
+                }
+            })
+            .collect(),
+        importing,
+        notice,
+    })
+}
+
+pub(super) async fn show(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+) -> Result<Response, Refusal> {
+    Ok(render(&images_page(&s, &viewer, None)?))
+}
+
+/// The page again, saying why a change was refused, with the refusal's status.
+fn refused(s: &AppState, viewer: &Viewer, title: &str, e: Refusal) -> Result<Response, Refusal> {
+    let page = images_page(
+        s,
+        viewer,
+        Some(Notice::error(title, vec![e.message.clone()])),
+    )?;
+    Ok((e.status, render(&page)).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct FetchForm {
+    name: String,
+    url: String,
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    release: String,
+    #[serde(default)]
+    default: Option<String>,
+}
+
+pub(super) async fn fetch(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Form(f): Form<FetchForm>,
+) -> Result<Response, Refusal> {
+    let given = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_string());
+    let req = ImageRequest {
+        name: f.name.trim().to_string(),
+        url: given(&f.url),
+        os: given(&f.os),
+        release: given(&f.release),
+        default: f.default.is_some(),
+        ..ImageRequest::default()
+    };
+    match s.images.start_fetch_image(req) {
+        Ok(_) => Ok(Redirect::to("/images").into_response()),
+        Err(e) => refused(
+            &s,
+            &viewer,
+            "The import was not started",
+            crate::service::ServiceError::from(e).into(),
+        ),
+    }
+}
+
+pub(super) async fn delete(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(name): Path<String>,
+) -> Result<Response, Refusal> {
+    match s.service.delete_image(viewer.principal(), &name).await {
+        Ok(()) => Ok(Redirect::to("/images").into_response()),
+        Err(e) => refused(&s, &viewer, &format!("{name} was not deleted"), e.into()),
+    }
+}
