@@ -13,7 +13,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{CliError, Client, Output, body, cell};
+use super::{CliError, Client, Output, cell};
 use crate::model::api::{BootRequest, ImageEdit, ImageRequest};
 
 #[derive(Subcommand, Debug)]
@@ -153,9 +153,7 @@ async fn upload(
     // The appliance refuses what cannot fit, but only after the client has sent what it is
     // sending; asking first saves pushing gigabytes at a full disk.
     if let Some(len) = length {
-        let space = client
-            .call(Method::GET, "/api/v1/images", &[], None)
-            .await?;
+        let space = client.get("/api/v1/images").await?;
         if let Some(free) = space["space"]["free_bytes"].as_u64()
             && len > free
         {
@@ -190,14 +188,7 @@ async fn follow(client: &Client, ids: &[String]) -> Result<Vec<Value>, CliError>
             if finals[i].is_some() {
                 continue;
             }
-            let v = client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/images/imports/{id}"),
-                    &[],
-                    None,
-                )
-                .await?;
+            let v = client.get(&format!("/api/v1/images/imports/{id}")).await?;
             let bar = &bars[i];
             if let Some(total) = v["bytes_total"].as_u64()
                 && bar.length() != Some(total)
@@ -258,9 +249,7 @@ fn space_line(space: &Value) -> String {
 pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Result<(), CliError> {
     match cmd {
         ImageCmd::List => {
-            let v = client
-                .call(Method::GET, "/api/v1/images", &[], None)
-                .await?;
+            let v = client.get("/api/v1/images").await?;
             if out.json {
                 out.raw(&v);
                 return Ok(());
@@ -297,9 +286,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
             }
         }
         ImageCmd::Show { name } => {
-            let v = client
-                .call(Method::GET, &format!("/api/v1/images/{name}"), &[], None)
-                .await?;
+            let v = client.get(&format!("/api/v1/images/{name}")).await?;
             image_record(out, &v);
         }
         ImageCmd::Import {
@@ -334,12 +321,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
                     ..request
                 };
                 let started = client
-                    .call(
-                        Method::POST,
-                        "/api/v1/images/fetch",
-                        &[],
-                        Some(&body(&fetch)?),
-                    )
+                    .send(Method::POST, "/api/v1/images/fetch", &fetch)
                     .await?;
                 let id = started["id"].as_str().unwrap_or_default().to_string();
                 if no_wait {
@@ -353,9 +335,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
                 if let Some(e) = finals.first().and_then(import_failed) {
                     return Err(e);
                 }
-                let v = client
-                    .call(Method::GET, &format!("/api/v1/images/{name}"), &[], None)
-                    .await?;
+                let v = client.get(&format!("/api/v1/images/{name}")).await?;
                 image_record(out, &v);
             } else {
                 let file = PathBuf::from(source);
@@ -384,22 +364,16 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
             }
         }
         ImageCmd::Delete { name } => {
-            client
-                .call(Method::DELETE, &format!("/api/v1/images/{name}"), &[], None)
-                .await?;
+            client.delete(&format!("/api/v1/images/{name}")).await?;
             out.done(&format!("deleted image {name}"));
         }
         ImageCmd::SetDefault { name } => {
+            let edit = ImageEdit {
+                title: None,
+                default: Some(true),
+            };
             let v = client
-                .call(
-                    Method::PATCH,
-                    &format!("/api/v1/images/{name}"),
-                    &[],
-                    Some(&body(&ImageEdit {
-                        title: None,
-                        default: Some(true),
-                    })?),
-                )
+                .send(Method::PATCH, &format!("/api/v1/images/{name}"), &edit)
                 .await?;
             image_record(out, &v);
         }
@@ -414,7 +388,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
                 json!({"manifest": manifest})
             };
             let report = client
-                .call(Method::POST, "/api/v1/images/sync", &[], Some(&body))
+                .send(Method::POST, "/api/v1/images/sync", &body)
                 .await?;
             let ids: Vec<String> = report["imports"]
                 .as_array()
@@ -459,9 +433,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
             }
         }
         ImageCmd::Gc => {
-            let v = client
-                .call(Method::POST, "/api/v1/images/gc", &[], None)
-                .await?;
+            let v = client.post("/api/v1/images/gc").await?;
             if out.json {
                 out.raw(&v);
             } else {
@@ -474,9 +446,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
             }
         }
         ImageCmd::Imports => {
-            let v = client
-                .call(Method::GET, "/api/v1/images/imports", &[], None)
-                .await?;
+            let v = client.get("/api/v1/images/imports").await?;
             out.table(
                 &v,
                 &[
@@ -506,9 +476,7 @@ pub(super) async fn boot(client: &Client, out: &Output, cmd: BootCmd) -> Result<
     ];
     match cmd {
         BootCmd::List => {
-            let v = client
-                .call(Method::GET, "/api/v1/boot-resources", &[], None)
-                .await?;
+            let v = client.get("/api/v1/boot-resources").await?;
             out.table(
                 &v,
                 &[
@@ -539,12 +507,7 @@ pub(super) async fn boot(client: &Client, out: &Output, cmd: BootCmd) -> Result<
                     replace,
                 };
                 let started = client
-                    .call(
-                        Method::POST,
-                        "/api/v1/boot-resources/fetch",
-                        &[],
-                        Some(&body(&fetch)?),
-                    )
+                    .send(Method::POST, "/api/v1/boot-resources/fetch", &fetch)
                     .await?;
                 let id = started["id"].as_str().unwrap_or_default().to_string();
                 let finals = follow(client, std::slice::from_ref(&id)).await?;
@@ -578,12 +541,7 @@ pub(super) async fn boot(client: &Client, out: &Output, cmd: BootCmd) -> Result<
         }
         BootCmd::Delete { arch, name } => {
             client
-                .call(
-                    Method::DELETE,
-                    &format!("/api/v1/boot-resources/{arch}/{name}"),
-                    &[],
-                    None,
-                )
+                .delete(&format!("/api/v1/boot-resources/{arch}/{name}"))
                 .await?;
             out.done(&format!("deleted boot resource {arch}/{name}"));
         }

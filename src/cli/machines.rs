@@ -4,7 +4,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{CliError, Client, Output, body, key_values};
+use super::{CliError, Client, Output, power_parameters};
 use crate::model::api::{ActionRequest, MachineEdit, NewMachine};
 use crate::model::{Constraints, PowerType};
 
@@ -220,15 +220,11 @@ pub(super) async fn machine(
     cmd: MachineCmd,
 ) -> Result<(), CliError> {
     let act = |id: String, action: &'static str, request: ActionRequest| async move {
-        client
-            .call(
-                Method::POST,
-                &format!("/api/v1/machines/{id}/actions/{action}"),
-                &[],
-                Some(&body(&request)?),
-            )
-            .await
+        let path = format!("/api/v1/machines/{id}/actions/{action}");
+        client.send(Method::POST, &path, &request).await
     };
+    // An action that takes no parameters.
+    let plain = |id: String, action: &'static str| act(id, action, ActionRequest::default());
     let shown = match cmd {
         MachineCmd::List {
             status,
@@ -254,21 +250,12 @@ pub(super) async fn machine(
                     q.push((k, v));
                 }
             }
-            let v = client
-                .call(Method::GET, "/api/v1/machines", &q, None)
-                .await?;
+            let v = client.get_query("/api/v1/machines", &q).await?;
             out.machines(&v);
             return Ok(());
         }
         MachineCmd::Show { system_id } => {
-            client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/machines/{system_id}"),
-                    &[],
-                    None,
-                )
-                .await?
+            client.get(&format!("/api/v1/machines/{system_id}")).await?
         }
         MachineCmd::Add {
             macs,
@@ -290,11 +277,7 @@ pub(super) async fn machine(
             } else {
                 None
             };
-            let params = if power_params.is_empty() {
-                None
-            } else {
-                Some(key_values(&power_params)?)
-            };
+            let params = power_parameters(&power_params)?;
             let new = NewMachine {
                 hostname,
                 domain: None,
@@ -308,9 +291,7 @@ pub(super) async fn machine(
                 description,
                 commission,
             };
-            client
-                .call(Method::POST, "/api/v1/machines", &[], Some(&body(&new)?))
-                .await?
+            client.send(Method::POST, "/api/v1/machines", &new).await?
         }
         MachineCmd::Edit {
             system_id,
@@ -324,11 +305,7 @@ pub(super) async fn machine(
             power_params,
             generation,
         } => {
-            let params = if power_params.is_empty() {
-                None
-            } else {
-                Some(key_values(&power_params)?)
-            };
+            let params = power_parameters(&power_params)?;
             let edit = MachineEdit {
                 generation,
                 hostname,
@@ -342,22 +319,16 @@ pub(super) async fn machine(
                 ..Default::default()
             };
             client
-                .call(
+                .send(
                     Method::PATCH,
                     &format!("/api/v1/machines/{system_id}"),
-                    &[],
-                    Some(&body(&edit)?),
+                    &edit,
                 )
                 .await?
         }
         MachineCmd::Delete { system_id } => {
             client
-                .call(
-                    Method::DELETE,
-                    &format!("/api/v1/machines/{system_id}"),
-                    &[],
-                    None,
-                )
+                .delete(&format!("/api/v1/machines/{system_id}"))
                 .await?;
             out.done(&format!("deleted machine {system_id}"));
             return Ok(());
@@ -372,7 +343,7 @@ pub(super) async fn machine(
             };
             act(system_id, "commission", request).await?
         }
-        MachineCmd::Test { system_id } => act(system_id, "test", ActionRequest::default()).await?,
+        MachineCmd::Test { system_id } => plain(system_id, "test").await?,
         MachineCmd::Allocate {
             name,
             system_id,
@@ -405,12 +376,7 @@ pub(super) async fn machine(
                 comment: None,
             };
             client
-                .call(
-                    Method::POST,
-                    "/api/v1/machines/allocate",
-                    &[],
-                    Some(&body(&wanted)?),
-                )
+                .send(Method::POST, "/api/v1/machines/allocate", &wanted)
                 .await?
         }
         MachineCmd::Deploy {
@@ -443,9 +409,7 @@ pub(super) async fn machine(
             };
             act(system_id, "release", request).await?
         }
-        MachineCmd::Abort { system_id } => {
-            act(system_id, "abort", ActionRequest::default()).await?
-        }
+        MachineCmd::Abort { system_id } => plain(system_id, "abort").await?,
         MachineCmd::MarkBroken { system_id, reason } => {
             let request = ActionRequest {
                 reason,
@@ -453,27 +417,14 @@ pub(super) async fn machine(
             };
             act(system_id, "mark_broken", request).await?
         }
-        MachineCmd::MarkFixed { system_id } => {
-            act(system_id, "mark_fixed", ActionRequest::default()).await?
-        }
+        MachineCmd::MarkFixed { system_id } => plain(system_id, "mark_fixed").await?,
         MachineCmd::OverrideFailedTesting { system_id } => {
-            act(
-                system_id,
-                "override_failed_testing",
-                ActionRequest::default(),
-            )
-            .await?
+            plain(system_id, "override_failed_testing").await?
         }
-        MachineCmd::Rescue { system_id } => {
-            act(system_id, "rescue_mode", ActionRequest::default()).await?
-        }
-        MachineCmd::ExitRescue { system_id } => {
-            act(system_id, "exit_rescue_mode", ActionRequest::default()).await?
-        }
-        MachineCmd::Lock { system_id } => act(system_id, "lock", ActionRequest::default()).await?,
-        MachineCmd::Unlock { system_id } => {
-            act(system_id, "unlock", ActionRequest::default()).await?
-        }
+        MachineCmd::Rescue { system_id } => plain(system_id, "rescue_mode").await?,
+        MachineCmd::ExitRescue { system_id } => plain(system_id, "exit_rescue_mode").await?,
+        MachineCmd::Lock { system_id } => plain(system_id, "lock").await?,
+        MachineCmd::Unlock { system_id } => plain(system_id, "unlock").await?,
         MachineCmd::PowerOn { system_id } => power(client, &system_id, "on").await?,
         MachineCmd::PowerOff { system_id, soft } => {
             power(client, &system_id, if soft { "soft_off" } else { "off" }).await?
@@ -481,36 +432,22 @@ pub(super) async fn machine(
         MachineCmd::PowerCycle { system_id } => power(client, &system_id, "cycle").await?,
         MachineCmd::PowerState { system_id } => {
             let v = client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/machines/{system_id}/power"),
-                    &[],
-                    None,
-                )
+                .get(&format!("/api/v1/machines/{system_id}/power"))
                 .await?;
             out.record(&v, &[("power", "state")]);
             return Ok(());
         }
         MachineCmd::Events { system_id, limit } => {
+            let path = format!("/api/v1/machines/{system_id}/events");
             let v = client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/machines/{system_id}/events"),
-                    &[("limit", limit.to_string())],
-                    None,
-                )
+                .get_query(&path, &[("limit", limit.to_string())])
                 .await?;
             out.events(&v);
             return Ok(());
         }
         MachineCmd::TestResults { system_id } => {
             let v = client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/machines/{system_id}/test-results"),
-                    &[],
-                    None,
-                )
+                .get(&format!("/api/v1/machines/{system_id}/test-results"))
                 .await?;
             out.test_results(&v);
             return Ok(());
@@ -522,11 +459,6 @@ pub(super) async fn machine(
 
 async fn power(client: &Client, id: &str, op: &str) -> Result<Value, CliError> {
     client
-        .call(
-            Method::POST,
-            &format!("/api/v1/machines/{id}/power/{op}"),
-            &[],
-            None,
-        )
+        .post(&format!("/api/v1/machines/{id}/power/{op}"))
         .await
 }
