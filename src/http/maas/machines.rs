@@ -195,7 +195,6 @@ pub async fn read(c: Ctx) -> Reply {
 
 /// PUT machines/{system_id}/: change what MAAS lets an update change.
 pub async fn update(c: Ctx) -> Reply {
-    let p = c.principal()?;
     let edit = MachineEdit {
         hostname: c.params.nonempty("hostname")?,
         domain: c.params.nonempty("domain")?,
@@ -207,12 +206,7 @@ pub async fn update(c: Ctx) -> Reply {
         power_parameters: parse_power_parameters(&c.params)?,
         ..Default::default()
     };
-    let m = c
-        .state
-        .service
-        .edit_machine(p, c.arg("system_id"), edit)
-        .await?;
-    machine_reply(&c, &m)
+    edit_reply(&c, edit).await
 }
 
 /// DELETE machines/{system_id}/
@@ -234,13 +228,30 @@ async fn act(c: &Ctx, action: &str, req: ActionRequest) -> MaasResult<Machine> {
         .await?)
 }
 
+/// Runs one life-cycle action and answers the machine as MAAS renders it.
+async fn act_reply(c: &Ctx, action: &str, req: ActionRequest) -> Reply {
+    let m = act(c, action, req).await?;
+    machine_reply(c, &m)
+}
+
+/// Edits the machine of the path and answers it as MAAS renders it.
+async fn edit_reply(c: &Ctx, edit: MachineEdit) -> Reply {
+    let p = c.principal()?;
+    let m = c
+        .state
+        .service
+        .edit_machine(p, c.arg("system_id"), edit)
+        .await?;
+    machine_reply(c, &m)
+}
+
+/// An action that takes only a comment.
 async fn simple(c: Ctx, action: &str) -> Reply {
     let req = ActionRequest {
         comment: c.params.nonempty("comment")?,
         ..Default::default()
     };
-    let m = act(&c, action, req).await?;
-    machine_reply(&c, &m)
+    act_reply(&c, action, req).await
 }
 
 /// The image a MAAS deploy request names: `osystem/distro_series` (osystem defaults to ubuntu,
@@ -342,8 +353,7 @@ fn release_request(params: &Params) -> Result<ActionRequest, ParamError> {
 /// POST machines/{system_id}/?op=release
 pub async fn release(c: Ctx) -> Reply {
     let req = release_request(&c.params)?;
-    let m = act(&c, "release", req).await?;
-    machine_reply(&c, &m)
+    act_reply(&c, "release", req).await
 }
 
 /// POST machines/?op=release with `machines=<id>` repeated: releases each; answers the list of
@@ -417,8 +427,7 @@ pub async fn commission(c: Ctx) -> Reply {
         comment: c.params.nonempty("comment")?,
         ..Default::default()
     };
-    let m = act(&c, "commission", req).await?;
-    machine_reply(&c, &m)
+    act_reply(&c, "commission", req).await
 }
 
 pub async fn abort(c: Ctx) -> Reply {
@@ -435,8 +444,7 @@ pub async fn mark_broken(c: Ctx) -> Reply {
         comment: reason,
         ..Default::default()
     };
-    let m = act(&c, "mark_broken", req).await?;
-    machine_reply(&c, &m)
+    act_reply(&c, "mark_broken", req).await
 }
 
 pub async fn mark_fixed(c: Ctx) -> Reply {
@@ -538,7 +546,6 @@ pub async fn power_parameters_many(c: Ctx) -> Reply {
 /// POST machines/{system_id}/?op=set_owner_data: every parameter is a key; an empty value
 /// deletes it.
 pub async fn set_owner_data(c: Ctx) -> Reply {
-    let p = c.principal()?;
     let mut data = BTreeMap::new();
     for param in c.params.iter() {
         if matches!(param.name.as_str(), "op" | "system_id") {
@@ -558,12 +565,7 @@ pub async fn set_owner_data(c: Ctx) -> Reply {
         owner_data: Some(data),
         ..Default::default()
     };
-    let m = c
-        .state
-        .service
-        .edit_machine(p, c.arg("system_id"), edit)
-        .await?;
-    machine_reply(&c, &m)
+    edit_reply(&c, edit).await
 }
 
 /// Constraints from MAAS's allocate parameters. Network constraints rackbox cannot satisfy yet
