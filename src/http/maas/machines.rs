@@ -669,13 +669,7 @@ pub async fn allocate(c: Ctx) -> Reply {
 
 pub async fn interfaces(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
-    json(Value::Array(
-        m.interfaces
-            .iter()
-            .enumerate()
-            .map(|(i, x)| render::interface(&m.system_id, i, x))
-            .collect(),
-    ))
+    json(Value::Array(render::interfaces(&m)))
 }
 
 fn index_arg(c: &Ctx, len: usize, kind: &str) -> MaasResult<usize> {
@@ -697,13 +691,7 @@ pub async fn interface(c: Ctx) -> Reply {
 
 pub async fn block_devices(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
-    json(Value::Array(
-        m.disks
-            .iter()
-            .enumerate()
-            .map(|(i, d)| render::block_device(&m.system_id, i, d))
-            .collect(),
-    ))
+    json(Value::Array(render::block_devices(&m)))
 }
 
 pub async fn block_device(c: Ctx) -> Reply {

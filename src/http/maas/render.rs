@@ -132,6 +132,26 @@ pub fn default_fabric() -> Value {
 
 /// Interface ids are 1-based positions in the machine's interface list: stable for a machine
 /// whose interfaces do not change, and all Go clients need is an integer unique per machine.
+/// The machine's interfaces, as its object and `interfaces/` show them.
+pub fn interfaces(m: &Machine) -> Vec<Value> {
+    let id = &m.system_id;
+    m.interfaces
+        .iter()
+        .enumerate()
+        .map(|(i, x)| interface(id, i, x))
+        .collect()
+}
+
+/// The machine's block devices, as its object and `blockdevices/` show them.
+pub fn block_devices(m: &Machine) -> Vec<Value> {
+    let id = &m.system_id;
+    m.disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| block_device(id, i, d))
+        .collect()
+}
+
 pub fn interface(system_id: &str, index: usize, i: &Interface) -> Value {
     let id = index + 1;
     json!({
@@ -190,12 +210,7 @@ pub fn block_device(system_id: &str, index: usize, d: &Disk) -> Value {
 /// The machine as MAAS shows it. Every key the reference lists is always present.
 pub fn machine(m: &Machine, catalog: &Catalog) -> Value {
     let id = &m.system_id;
-    let interfaces: Vec<Value> = m
-        .interfaces
-        .iter()
-        .enumerate()
-        .map(|(i, x)| interface(id, i, x))
-        .collect();
+    let interfaces = interfaces(m);
     let boot_interface = m
         .interfaces
         .iter()
@@ -207,12 +222,7 @@ pub fn machine(m: &Machine, catalog: &Catalog) -> Value {
         })
         .and_then(|i| interfaces.get(i).cloned())
         .unwrap_or(Value::Null);
-    let disks: Vec<Value> = m
-        .disks
-        .iter()
-        .enumerate()
-        .map(|(i, d)| block_device(id, i, d))
-        .collect();
+    let disks = block_devices(m);
     let boot_disk = disks.first().cloned().unwrap_or(Value::Null);
     let owner_data: Map<String, Value> = m
         .owner_data
