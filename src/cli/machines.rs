@@ -1,6 +1,6 @@
 //! `rackbox machine ...`: list, show, add, edit, act on and power machines.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -104,38 +104,7 @@ pub enum MachineCmd {
         system_id: String,
     },
     /// Allocate a Ready machine by constraints.
-    Allocate {
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        system_id: Option<String>,
-        #[arg(long)]
-        arch: Option<String>,
-        /// Minimum CPU cores.
-        #[arg(long = "cpu")]
-        cpu_count: Option<u32>,
-        /// Minimum memory in MiB.
-        #[arg(long)]
-        mem: Option<u64>,
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        #[arg(long = "not-tag")]
-        not_tags: Vec<String>,
-        #[arg(long)]
-        zone: Option<String>,
-        #[arg(long = "not-zone")]
-        not_in_zone: Vec<String>,
-        #[arg(long)]
-        pool: Option<String>,
-        #[arg(long = "not-pool")]
-        not_in_pool: Vec<String>,
-        /// Disks as label:GB(tag,...),... e.g. root:20(ssd),data:100
-        #[arg(long)]
-        storage: Option<String>,
-        /// Show which machine would be taken without taking it.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Allocate(AllocateArgs),
     /// Deploy an OS image.
     Deploy {
         system_id: String,
@@ -212,6 +181,63 @@ pub enum MachineCmd {
     TestResults {
         system_id: String,
     },
+}
+
+// The flags of `machine allocate`: the allocation constraints, one flag each. (No doc comment:
+// clap would show it in place of the variant's.)
+#[derive(Args, Debug)]
+pub struct AllocateArgs {
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    system_id: Option<String>,
+    #[arg(long)]
+    arch: Option<String>,
+    /// Minimum CPU cores.
+    #[arg(long = "cpu")]
+    cpu_count: Option<u32>,
+    /// Minimum memory in MiB.
+    #[arg(long)]
+    mem: Option<u64>,
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    #[arg(long = "not-tag")]
+    not_tags: Vec<String>,
+    #[arg(long)]
+    zone: Option<String>,
+    #[arg(long = "not-zone")]
+    not_in_zone: Vec<String>,
+    #[arg(long)]
+    pool: Option<String>,
+    #[arg(long = "not-pool")]
+    not_in_pool: Vec<String>,
+    /// Disks as label:GB(tag,...),... e.g. root:20(ssd),data:100
+    #[arg(long)]
+    storage: Option<String>,
+    /// Show which machine would be taken without taking it.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl From<AllocateArgs> for Constraints {
+    fn from(a: AllocateArgs) -> Constraints {
+        Constraints {
+            name: a.name,
+            system_id: a.system_id,
+            arch: a.arch,
+            cpu_count: a.cpu_count,
+            mem: a.mem,
+            tags: a.tags,
+            not_tags: a.not_tags,
+            zone: a.zone,
+            not_in_zone: a.not_in_zone,
+            pool: a.pool,
+            not_in_pool: a.not_in_pool,
+            storage: a.storage,
+            dry_run: a.dry_run,
+            comment: None,
+        }
+    }
 }
 
 pub(super) async fn machine(
@@ -344,37 +370,8 @@ pub(super) async fn machine(
             act(system_id, "commission", request).await?
         }
         MachineCmd::Test { system_id } => plain(system_id, "test").await?,
-        MachineCmd::Allocate {
-            name,
-            system_id,
-            arch,
-            cpu_count,
-            mem,
-            tags,
-            not_tags,
-            zone,
-            not_in_zone,
-            pool,
-            not_in_pool,
-            storage,
-            dry_run,
-        } => {
-            let wanted = Constraints {
-                name,
-                system_id,
-                arch,
-                cpu_count,
-                mem,
-                tags,
-                not_tags,
-                zone,
-                not_in_zone,
-                pool,
-                not_in_pool,
-                storage,
-                dry_run,
-                comment: None,
-            };
+        MachineCmd::Allocate(wanted) => {
+            let wanted = Constraints::from(wanted);
             client
                 .send(Method::POST, "/api/v1/machines/allocate", &wanted)
                 .await?
