@@ -134,21 +134,20 @@ pub fn default_fabric() -> Value {
 /// whose interfaces do not change, and all Go clients need is an integer unique per machine.
 /// The machine's interfaces, as its object and `interfaces/` show them.
 pub fn interfaces(m: &Machine) -> Vec<Value> {
-    let id = &m.system_id;
-    m.interfaces
-        .iter()
-        .enumerate()
-        .map(|(i, x)| interface(id, i, x))
-        .collect()
+    numbered(&m.interfaces, |i, x| interface(&m.system_id, i, x))
 }
 
 /// The machine's block devices, as its object and `blockdevices/` show them.
 pub fn block_devices(m: &Machine) -> Vec<Value> {
-    let id = &m.system_id;
-    m.disks
+    numbered(&m.disks, |i, d| block_device(&m.system_id, i, d))
+}
+
+/// Each item rendered with its index: MAAS's ids of a machine's interfaces and disks.
+fn numbered<T>(items: &[T], render: impl Fn(usize, &T) -> Value) -> Vec<Value> {
+    items
         .iter()
         .enumerate()
-        .map(|(i, d)| block_device(id, i, d))
+        .map(|(i, x)| render(i, x))
         .collect()
 }
 
