@@ -1,8 +1,8 @@
 //! `rackbox <noun> <verb>`: the command-line client of the appliance's API. Tables for people,
 //! `--json` for scripts; errors as one line and a non-zero exit code.
 
-pub mod client;
-pub mod images;
+pub(crate) mod client;
+pub(crate) mod images;
 mod machines;
 mod named;
 mod output;

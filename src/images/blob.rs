@@ -277,10 +277,6 @@ pub struct TempBlob {
 }
 
 impl TempBlob {
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     pub fn write(&mut self, data: &[u8]) -> Result<(), ImageError> {
         if data.is_empty() {
             return Ok(());

@@ -24,9 +24,9 @@
 
 mod leases;
 mod ops;
-pub mod reserve;
+pub(crate) mod reserve;
 pub mod schema;
-pub mod tables;
+pub(crate) mod tables;
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
