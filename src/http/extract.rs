@@ -1,5 +1,6 @@
-//! Request extractors whose failures are the API's own 400s with a message that says what is
-//! wrong (unknown field, wrong type, bad JSON), instead of axum's plain-text rejections.
+//! Request extractors: the caller of an authenticated route ([`Caller`]), and bodies and query
+//! strings whose failures are the API's own 400s with a message that says what is wrong
+//! (unknown field, wrong type, bad JSON), instead of axum's plain-text rejections.
 
 use axum::extract::{Extension, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
