@@ -387,8 +387,10 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
                     .map_err(|e| CliError::Local(format!("{source} is not JSON: {e}")))?;
                 json!({"manifest": manifest})
             };
+            // Sent as written, not as `send` compacts a body: a null or empty manifest stays
+            // in it, for the API to refuse as what it is.
             let report = client
-                .send(Method::POST, "/api/v1/images/sync", &body)
+                .call(Method::POST, "/api/v1/images/sync", &[], Some(&body))
                 .await?;
             let ids: Vec<String> = report["imports"]
                 .as_array()
