@@ -99,7 +99,7 @@ fn as_url(source: &str) -> Option<&str> {
 }
 
 /// 1536 -> "1.5 KiB".
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = n as f64;
     let mut unit = 0;

@@ -55,7 +55,7 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A JSON body of at most `limit` bytes; a larger one is a 413 that says `too_large()` (what it
 /// is and which setting bounds it). At most `limit` bytes are kept in memory.
-pub async fn limited_json<T: DeserializeOwned>(
+pub(crate) async fn limited_json<T: DeserializeOwned>(
     req: Request,
     limit: usize,
     too_large: impl FnOnce() -> String,
@@ -159,7 +159,7 @@ fn integral_floats_to_integers(v: &mut serde_json::Value) {
 }
 
 /// Query-string parameters.
-pub struct QueryArgs<T>(pub T);
+pub(crate) struct QueryArgs<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryArgs<T> {
     type Rejection = ApiError;

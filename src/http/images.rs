@@ -75,11 +75,11 @@ fn upload_source(
     Ok(Source::Stream(Box::pin(stream)))
 }
 
-pub async fn list_images(State(s): State<AppState>) -> ApiResult<Json<ImageList>> {
+pub(crate) async fn list_images(State(s): State<AppState>) -> ApiResult<Json<ImageList>> {
     Ok(Json(s.images.list_images()?))
 }
 
-pub async fn upload_image(
+pub(crate) async fn upload_image(
     State(s): State<AppState>,
     QueryArgs(mut req): QueryArgs<ImageRequest>,
     headers: HeaderMap,
@@ -90,21 +90,21 @@ pub async fn upload_image(
     Ok(Created(s.images.import_image(req, source).await?))
 }
 
-pub async fn fetch_image(
+pub(crate) async fn fetch_image(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<ImageRequest>,
 ) -> ApiResult<(StatusCode, Json<ImportView>)> {
     Ok((StatusCode::ACCEPTED, Json(s.images.start_fetch_image(req)?)))
 }
 
-pub async fn show_image(
+pub(crate) async fn show_image(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ImageView>> {
     Ok(Json(s.images.image(&name)?))
 }
 
-pub async fn edit_image(
+pub(crate) async fn edit_image(
     State(s): State<AppState>,
     Path(name): Path<String>,
     JsonBody(edit): JsonBody<ImageEdit>,
@@ -113,16 +113,19 @@ pub async fn edit_image(
 }
 
 /// Refused while a machine deploys the image (the service's rule).
-pub async fn delete_image(Caller(s, p): Caller, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub(crate) async fn delete_image(
+    Caller(s, p): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     s.service.delete_image(&p, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn list_imports(State(s): State<AppState>) -> Json<Vec<ImportView>> {
+pub(crate) async fn list_imports(State(s): State<AppState>) -> Json<Vec<ImportView>> {
     Json(s.images.imports())
 }
 
-pub async fn show_import(
+pub(crate) async fn show_import(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ImportView>> {
@@ -150,11 +153,11 @@ pub async fn gc(State(s): State<AppState>) -> ApiResult<Json<GcReport>> {
     Ok(Json(s.images.gc().await?))
 }
 
-pub async fn list_boot(State(s): State<AppState>) -> ApiResult<Json<Vec<BootView>>> {
+pub(crate) async fn list_boot(State(s): State<AppState>) -> ApiResult<Json<Vec<BootView>>> {
     Ok(Json(s.images.list_boot()?))
 }
 
-pub async fn upload_boot(
+pub(crate) async fn upload_boot(
     State(s): State<AppState>,
     QueryArgs(mut req): QueryArgs<BootRequest>,
     headers: HeaderMap,
@@ -165,14 +168,14 @@ pub async fn upload_boot(
     Ok(Created(s.images.import_boot(req, source).await?))
 }
 
-pub async fn fetch_boot(
+pub(crate) async fn fetch_boot(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<BootRequest>,
 ) -> ApiResult<(StatusCode, Json<ImportView>)> {
     Ok((StatusCode::ACCEPTED, Json(s.images.start_fetch_boot(req)?)))
 }
 
-pub async fn delete_boot(
+pub(crate) async fn delete_boot(
     State(s): State<AppState>,
     Path((arch, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -181,7 +184,7 @@ pub async fn delete_boot(
 }
 
 /// GET /images/{name}: a deployable image's bytes.
-pub async fn download_image(
+pub(crate) async fn download_image(
     State(s): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -195,7 +198,7 @@ pub async fn download_image(
 }
 
 /// GET /boot-resources/{arch}/{name}: a kernel, initrd or boot loader.
-pub async fn download_boot(
+pub(crate) async fn download_boot(
     State(s): State<AppState>,
     Path((arch, name)): Path<(String, String)>,
     headers: HeaderMap,

@@ -16,7 +16,11 @@ pub struct Metrics {
     pub responses: [AtomicU64; 6],
 }
 
-pub async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn count_requests(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let response = next.run(req).await;
     let class = usize::from(response.status().as_u16() / 100).min(5);
     state.metrics.responses[class].fetch_add(1, Ordering::Relaxed);
@@ -41,7 +45,7 @@ fn family(
 }
 
 /// Renders every metric rackbox has.
-pub fn render(state: &AppState) -> String {
+pub(crate) fn render(state: &AppState) -> String {
     let mut out = String::new();
     let version = format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
     family(

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::{BootRequest, ImageCache, ImageError, ImageRequest, ImportView, parse_url, records};
 
 /// The format word a manifest may carry; others are refused.
-pub const MANIFEST_FORMAT: &str = "rackbox-images/1";
+pub(crate) const MANIFEST_FORMAT: &str = "rackbox-images/1";
 /// A manifest larger than this is not a manifest.
 const MAX_MANIFEST: usize = 16 << 20;
 

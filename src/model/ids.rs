@@ -6,7 +6,7 @@ use rand::Rng;
 const SYSTEM_ID_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxy23456789";
 
 /// A fresh MAAS-style short system id, e.g. `4y3h7n`. The caller checks it is not taken.
-pub fn new_system_id() -> String {
+pub(crate) fn new_system_id() -> String {
     let mut rng = rand::rng();
     (0..6)
         .map(|_| SYSTEM_ID_ALPHABET[rng.random_range(0..SYSTEM_ID_ALPHABET.len())] as char)
@@ -14,7 +14,7 @@ pub fn new_system_id() -> String {
 }
 
 /// A random string of `len` characters from [A-Za-z0-9], for API keys and secrets.
-pub fn random_token(len: usize) -> String {
+pub(crate) fn random_token(len: usize) -> String {
     const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     (0..len)
@@ -23,12 +23,12 @@ pub fn random_token(len: usize) -> String {
 }
 
 /// A hostname for a machine that has none: two short words from its system id.
-pub fn default_hostname(system_id: &str) -> String {
+pub(crate) fn default_hostname(system_id: &str) -> String {
     format!("machine-{system_id}")
 }
 
 /// Normalizes a MAC address to lower-case colon form, or says why it is not one.
-pub fn normalize_mac(text: &str) -> Result<String, String> {
+pub(crate) fn normalize_mac(text: &str) -> Result<String, String> {
     let hex: String = text
         .chars()
         .filter(|c| !matches!(c, ':' | '-' | '.'))
@@ -43,7 +43,7 @@ pub fn normalize_mac(text: &str) -> Result<String, String> {
 
 /// Checks a hostname label (RFC 1123: letters, digits, hyphens, 1-63 characters, no leading or
 /// trailing hyphen).
-pub fn check_hostname(name: &str) -> Result<(), String> {
+pub(crate) fn check_hostname(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -59,7 +59,7 @@ pub fn check_hostname(name: &str) -> Result<(), String> {
 }
 
 /// Checks a name of a user, zone, pool or tag: 1-64 characters of letters, digits, '-', '_', '.'.
-pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -76,7 +76,7 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

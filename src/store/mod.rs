@@ -125,7 +125,7 @@ pub enum StoreState {
 
 /// How much a write matters when the state disk is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteClass {
+pub(crate) enum WriteClass {
     /// Refused while the disk is full.
     Ordinary,
     /// Taken while the disk is full, in the reserve's space: logins, deletes (they free

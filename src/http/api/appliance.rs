@@ -12,7 +12,7 @@ use crate::http::error::ApiResult;
 use crate::http::extract::Caller;
 
 #[derive(Serialize, JsonSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// ok; disk_full (only logins, deletes and the appliance's own records are written: free
     /// space on the state disk); store_failed (the database could not be reopened after an I/O
     /// error). Anything but ok is answered with 503.

@@ -21,11 +21,11 @@ pub trait Catalog {
 }
 
 /// Availability zones.
-pub struct Zones;
+pub(crate) struct Zones;
 /// Resource pools.
-pub struct Pools;
+pub(crate) struct Pools;
 /// Tags.
-pub struct Tags;
+pub(crate) struct Tags;
 
 impl Catalog for Zones {
     const KIND: CatalogKind = CatalogKind::Zone;

@@ -12,7 +12,7 @@ use crate::model::Event;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EventQuery {
+pub(crate) struct EventQuery {
     /// Only events older than this sequence number (paging backwards).
     pub before: Option<u64>,
     /// At most this many (default 100, at most 10000).

@@ -214,7 +214,7 @@ pub const ROUTES: &[Route] = &[
 ];
 
 /// A 201 answer: what the call made, as its JSON body.
-pub struct Created<T>(pub T);
+pub(crate) struct Created<T>(pub T);
 
 impl<T: serde::Serialize> IntoResponse for Created<T> {
     fn into_response(self) -> Response {

@@ -12,7 +12,7 @@ use crate::model::api::LoginRequest;
 use crate::service::{Principal, TokenCreated, TokenKind};
 
 #[derive(Serialize, JsonSchema)]
-pub struct WhoAmI {
+pub(crate) struct WhoAmI {
     pub username: String,
     pub role: String,
 }

@@ -142,7 +142,7 @@ pub async fn list(c: Ctx) -> Reply {
 }
 
 /// GET machines/?op=list_allocated: the caller's machines.
-pub async fn list_allocated(c: Ctx) -> Reply {
+pub(crate) async fn list_allocated(c: Ctx) -> Reply {
     let p = c.principal()?;
     let filter = MachineFilter {
         owner: Some(p.username.clone()),
@@ -160,7 +160,7 @@ pub async fn list_allocated(c: Ctx) -> Reply {
 }
 
 /// GET machines/?op=is_registered&mac_address=...
-pub async fn is_registered(c: Ctx) -> Reply {
+pub(crate) async fn is_registered(c: Ctx) -> Reply {
     let mac = c.params.required("mac_address")?;
     let mac = ids::normalize_mac(&mac)
         .map_err(|e| MaasError::bad_request(format!("mac_address: {e}")))?;
@@ -257,7 +257,7 @@ async fn simple(c: Ctx, action: &str) -> Reply {
 /// The image a MAAS deploy request names: `osystem/distro_series` (osystem defaults to ubuntu,
 /// as in MAAS), or the image cache's default when no series is given. One place, so the image
 /// cache's naming plugs in here.
-pub fn image_for(osystem: Option<&str>, distro_series: Option<&str>) -> String {
+pub(crate) fn image_for(osystem: Option<&str>, distro_series: Option<&str>) -> String {
     match distro_series {
         None => String::new(),
         Some(series) if series.contains('/') => series.to_string(),
@@ -266,7 +266,7 @@ pub fn image_for(osystem: Option<&str>, distro_series: Option<&str>) -> String {
 }
 
 /// Decodes MAAS's base64 user_data (clients may wrap lines and end with a newline).
-pub fn decode_user_data(text: &str) -> Result<String, ParamError> {
+pub(crate) fn decode_user_data(text: &str) -> Result<String, ParamError> {
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(compact.as_bytes())
@@ -358,7 +358,7 @@ pub async fn release(c: Ctx) -> Reply {
 
 /// POST machines/?op=release with `machines=<id>` repeated: releases each; answers the list of
 /// released system ids. Unknown ids are refused before anything is released.
-pub async fn release_many(c: Ctx) -> Reply {
+pub(crate) async fn release_many(c: Ctx) -> Reply {
     let p = c.principal()?;
     let ids = c.params.all("machines")?;
     if ids.is_empty() {
@@ -434,7 +434,7 @@ pub async fn abort(c: Ctx) -> Reply {
     simple(c, "abort").await
 }
 
-pub async fn mark_broken(c: Ctx) -> Reply {
+pub(crate) async fn mark_broken(c: Ctx) -> Reply {
     let reason = match c.params.nonempty("error_description")? {
         Some(r) => Some(r),
         None => c.params.nonempty("comment")?,
@@ -447,7 +447,7 @@ pub async fn mark_broken(c: Ctx) -> Reply {
     act_reply(&c, "mark_broken", req).await
 }
 
-pub async fn mark_fixed(c: Ctx) -> Reply {
+pub(crate) async fn mark_fixed(c: Ctx) -> Reply {
     simple(c, "mark_fixed").await
 }
 
@@ -455,7 +455,7 @@ pub async fn lock(c: Ctx) -> Reply {
     simple(c, "lock").await
 }
 
-pub async fn unlock(c: Ctx) -> Reply {
+pub(crate) async fn unlock(c: Ctx) -> Reply {
     simple(c, "unlock").await
 }
 
@@ -516,7 +516,7 @@ pub async fn power_parameters(c: Ctx) -> Reply {
 
 /// GET machines/?op=power_parameters&id=... : {system_id: parameters}; every machine when no id
 /// is given.
-pub async fn power_parameters_many(c: Ctx) -> Reply {
+pub(crate) async fn power_parameters_many(c: Ctx) -> Reply {
     let p = c.principal()?;
     let ids = c.params.all("id")?;
     let mut out = Map::new();
@@ -689,12 +689,12 @@ pub async fn interface(c: Ctx) -> Reply {
     json(render::interface(&m.system_id, i, &m.interfaces[i]))
 }
 
-pub async fn block_devices(c: Ctx) -> Reply {
+pub(crate) async fn block_devices(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
     json(Value::Array(render::block_devices(&m)))
 }
 
-pub async fn block_device(c: Ctx) -> Reply {
+pub(crate) async fn block_device(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
     let i = index_arg(&c, m.disks.len(), "block device")?;
     json(render::block_device(&m.system_id, i, &m.disks[i]))
