@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use futures_util::TryStreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reqwest::Method;
@@ -28,26 +28,8 @@ pub enum ImageCmd {
         name: String,
         /// A file to upload, `-` for standard input, or an http(s) URL.
         source: String,
-        /// Refuse the image (keeping nothing) unless it has this sha256.
-        #[arg(long)]
-        sha256: Option<String>,
-        #[arg(long)]
-        os: Option<String>,
-        #[arg(long)]
-        release: Option<String>,
-        #[arg(long)]
-        arch: Option<String>,
-        /// raw, raw.gz, raw.xz, raw.zst, tar, tar.gz, tar.xz, tar.zst (default: from the name or content).
-        #[arg(long)]
-        format: Option<String>,
-        #[arg(long)]
-        title: Option<String>,
-        /// Make it the default image of its os/arch.
-        #[arg(long)]
-        default: bool,
-        /// Replace an image of the same name.
-        #[arg(long)]
-        replace: bool,
+        #[command(flatten)]
+        about: ImageAbout,
         /// For a URL: print the import and return without waiting for it.
         #[arg(long)]
         no_wait: bool,
@@ -67,6 +49,50 @@ pub enum ImageCmd {
     Imports,
     /// Make an image the default of its os/arch.
     SetDefault { name: String },
+}
+
+// What `image import` says of the image, one flag each. (No doc comment: clap would show it.)
+#[derive(Args, Debug)]
+pub struct ImageAbout {
+    /// Refuse the image (keeping nothing) unless it has this sha256.
+    #[arg(long)]
+    sha256: Option<String>,
+    #[arg(long)]
+    os: Option<String>,
+    #[arg(long)]
+    release: Option<String>,
+    #[arg(long)]
+    arch: Option<String>,
+    /// raw, raw.gz, raw.xz, raw.zst, tar, tar.gz, tar.xz, tar.zst (default: from the name or content).
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    title: Option<String>,
+    /// Make it the default image of its os/arch.
+    #[arg(long)]
+    default: bool,
+    /// Replace an image of the same name.
+    #[arg(long)]
+    replace: bool,
+}
+
+impl ImageAbout {
+    /// The request for the image `name`, without a URL (a fetch adds its own).
+    fn request(self, name: String) -> ImageRequest {
+        ImageRequest {
+            name,
+            url: None,
+            os: self.os,
+            release: self.release,
+            arch: self.arch,
+            format: self.format,
+            title: self.title,
+            sha256: self.sha256,
+            size: None,
+            default: self.default,
+            replace: self.replace,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -292,29 +318,10 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
         ImageCmd::Import {
             name,
             source,
-            sha256,
-            os,
-            release,
-            arch,
-            format,
-            title,
-            default,
-            replace,
+            about,
             no_wait,
         } => {
-            let request = ImageRequest {
-                name: name.clone(),
-                url: None,
-                os,
-                release,
-                arch,
-                format,
-                title,
-                sha256,
-                size: None,
-                default,
-                replace,
-            };
+            let request = about.request(name.clone());
             if let Some(url) = as_url(&source) {
                 let fetch = ImageRequest {
                     url: Some(url.to_string()),
