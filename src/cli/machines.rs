@@ -66,27 +66,8 @@ pub enum MachineCmd {
     /// Change a machine.
     Edit {
         system_id: String,
-        #[arg(long)]
-        hostname: Option<String>,
-        #[arg(long)]
-        description: Option<String>,
-        #[arg(long)]
-        zone: Option<String>,
-        #[arg(long)]
-        pool: Option<String>,
-        #[arg(long = "add-tag")]
-        add_tags: Vec<String>,
-        #[arg(long = "remove-tag")]
-        remove_tags: Vec<String>,
-        /// ipmi, redfish, manual or command.
-        #[arg(long)]
-        power_type: Option<PowerType>,
-        /// Power parameter as key=value (repeat); replaces all parameters.
-        #[arg(long = "power-param")]
-        power_params: Vec<String>,
-        /// Refuse unless the machine still has this generation.
-        #[arg(long)]
-        generation: Option<u64>,
+        #[command(flatten)]
+        changes: EditArgs,
     },
     /// Delete a machine and its history.
     Delete {
@@ -181,6 +162,50 @@ pub enum MachineCmd {
     TestResults {
         system_id: String,
     },
+}
+
+// The changes `machine edit` asks for, one flag each. (No doc comment: clap would show it.)
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    #[arg(long)]
+    hostname: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    #[arg(long)]
+    zone: Option<String>,
+    #[arg(long)]
+    pool: Option<String>,
+    #[arg(long = "add-tag")]
+    add_tags: Vec<String>,
+    #[arg(long = "remove-tag")]
+    remove_tags: Vec<String>,
+    /// ipmi, redfish, manual or command.
+    #[arg(long)]
+    power_type: Option<PowerType>,
+    /// Power parameter as key=value (repeat); replaces all parameters.
+    #[arg(long = "power-param")]
+    power_params: Vec<String>,
+    /// Refuse unless the machine still has this generation.
+    #[arg(long)]
+    generation: Option<u64>,
+}
+
+impl EditArgs {
+    /// The edit request; absent flags leave their fields as they are.
+    fn into_edit(self) -> Result<MachineEdit, CliError> {
+        Ok(MachineEdit {
+            generation: self.generation,
+            hostname: self.hostname,
+            description: self.description,
+            zone: self.zone,
+            pool: self.pool,
+            add_tags: self.add_tags,
+            remove_tags: self.remove_tags,
+            power_type: self.power_type,
+            power_parameters: power_parameters(&self.power_params)?,
+            ..Default::default()
+        })
+    }
 }
 
 // The flags of `machine allocate`: the allocation constraints, one flag each. (No doc comment:
@@ -319,31 +344,8 @@ pub(super) async fn machine(
             };
             client.send(Method::POST, "/api/v1/machines", &new).await?
         }
-        MachineCmd::Edit {
-            system_id,
-            hostname,
-            description,
-            zone,
-            pool,
-            add_tags,
-            remove_tags,
-            power_type,
-            power_params,
-            generation,
-        } => {
-            let params = power_parameters(&power_params)?;
-            let edit = MachineEdit {
-                generation,
-                hostname,
-                description,
-                zone,
-                pool,
-                add_tags,
-                remove_tags,
-                power_type,
-                power_parameters: params,
-                ..Default::default()
-            };
+        MachineCmd::Edit { system_id, changes } => {
+            let edit = changes.into_edit()?;
             client
                 .send(
                     Method::PATCH,
