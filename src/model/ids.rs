@@ -83,11 +83,11 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// RFC 3339 UTC text for unix milliseconds (no time-zone database needed).
-pub fn rfc3339(ms: u64) -> String {
+/// Unix milliseconds as a UTC date and the seconds since its midnight: `(year, month, day,
+/// seconds)`, by Howard Hinnant's civil-from-days (no time-zone database needed).
+pub fn utc_date(ms: u64) -> (i64, i64, i64, u64) {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -97,6 +97,12 @@ pub fn rfc3339(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem)
+}
+
+/// RFC 3339 UTC text for unix milliseconds.
+pub fn rfc3339(ms: u64) -> String {
+    let (y, m, d, rem) = utc_date(ms);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
