@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::agent_wire::path;
+use crate::model::error::error_chain;
 
 use super::inventory::Inventory;
 
@@ -136,13 +137,13 @@ impl Client {
             Ok(c) => c,
             Err(e) => {
                 tracing::info!(
-                    reason = %describe(&e),
+                    reason = %error_chain(&e),
                     "no system CA certificates: https URLs cannot be verified"
                 );
                 builder()
                     .tls_certs_only(Vec::new())
                     .build()
-                    .map_err(|e| ClientError::Setup(describe(&e)))?
+                    .map_err(|e| ClientError::Setup(error_chain(&e)))?
             }
         };
         Ok(Client {
@@ -208,7 +209,7 @@ impl Client {
                     })
                 }
                 Ok(resp) => Attempt::Retry(format!("HTTP {}", resp.status().as_u16())),
-                Err(e) => Attempt::Retry(describe(&e)),
+                Err(e) => Attempt::Retry(error_chain(&e)),
             };
             let (last, asked) = match outcome {
                 Attempt::Final(e) => return Err(e),
@@ -385,19 +386,6 @@ impl Client {
         }
         Ok(resp)
     }
-}
-
-/// The error and its causes in one line (reqwest's Display alone says only "error sending
-/// request").
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

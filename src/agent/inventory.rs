@@ -343,8 +343,11 @@ mod tests {
     use super::*;
     use crate::model;
 
-    const CPUINFO_2S_4C_8T: &str = "\
-processor\t: 0
+    /// /proc/cpuinfo of two sockets of two cores of two threads, cut to what the parser reads:
+    /// the first two processors with their model and flags, the other six by socket and core.
+    fn cpuinfo_2s_4c_8t() -> String {
+        let mut text = String::from(
+            "processor\t: 0
 vendor_id\t: GenuineIntel
 model name\t: Intel(R) Xeon(R) CPU E5-2620 v4 @ 2.10GHz
 physical id\t: 0
@@ -356,35 +359,26 @@ model name\t: Intel(R) Xeon(R) CPU E5-2620 v4 @ 2.10GHz
 physical id\t: 0
 core id\t\t: 1
 flags\t\t: fpu vme sse sse2 ht vmx
-
-processor\t: 2
-physical id\t: 1
-core id\t\t: 0
-
-processor\t: 3
-physical id\t: 1
-core id\t\t: 1
-
-processor\t: 4
-physical id\t: 0
-core id\t\t: 0
-
-processor\t: 5
-physical id\t: 0
-core id\t\t: 1
-
-processor\t: 6
-physical id\t: 1
-core id\t\t: 0
-
-processor\t: 7
-physical id\t: 1
-core id\t\t: 1
-";
+",
+        );
+        for (processor, socket, core) in [
+            (2, 1, 0),
+            (3, 1, 1),
+            (4, 0, 0),
+            (5, 0, 1),
+            (6, 1, 0),
+            (7, 1, 1),
+        ] {
+            text.push_str(&format!(
+                "\nprocessor\t: {processor}\nphysical id\t: {socket}\ncore id\t\t: {core}\n"
+            ));
+        }
+        text
+    }
 
     #[test]
     fn cpuinfo_counts_sockets_cores_threads() {
-        let cpu = parse_cpuinfo(CPUINFO_2S_4C_8T);
+        let cpu = parse_cpuinfo(&cpuinfo_2s_4c_8t());
         assert_eq!(cpu.threads, 8);
         assert_eq!(cpu.sockets, 2);
         assert_eq!(cpu.cores, 4);
@@ -443,7 +437,7 @@ core id\t\t: 1
     fn collect_from_a_fixture_tree() {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = dir.path();
-        write(r, "proc/cpuinfo", CPUINFO_2S_4C_8T);
+        write(r, "proc/cpuinfo", &cpuinfo_2s_4c_8t());
         write(r, "proc/meminfo", "MemTotal: 1000000 kB\n");
         write(r, "sys/devices/system/memory/block_size_bytes", "8000000\n");
         for i in 0..8 {

@@ -25,7 +25,7 @@ pub mod redfish_host;
 pub(crate) mod rescue;
 pub mod run;
 pub(crate) mod secure_erase;
-pub mod seed;
+pub(crate) mod seed;
 pub mod smbios;
 
 pub use client::{Client, ClientError, RetryPolicy, Task};

@@ -24,6 +24,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::inventory::{BmcCredentials, HostInterfaceDevice, RedfishBmc, RedfishHostInterface};
+use crate::model::error::error_chain;
 
 /// How long the host-side NIC may take to appear (USB enumeration runs after /init's module
 /// loading, and a BMC's virtual USB hub can be slow).
@@ -476,15 +477,10 @@ impl Service {
         if let Some(c) = &self.credentials {
             req = req.basic_auth(&c.username, Some(&c.password));
         }
-        let resp = req.send().await.map_err(|e| {
-            let mut detail = format!("GET {path}: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                detail.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            self.error(detail)
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.error(format!("GET {path}: {}", error_chain(&e))))?;
         let cert = resp
             .extensions()
             .get::<reqwest::tls::TlsInfo>()

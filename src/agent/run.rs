@@ -347,12 +347,14 @@ async fn commission(client: &Client, cfg: &AgentConfig, create_bmc_user: bool) -
     Ok((message, None))
 }
 
-/// The disks a task works on: the configured devices, else the inventory's.
-fn disks(cfg: &AgentConfig, inv: &Inventory) -> Vec<PathBuf> {
+/// The disks a task works on: the configured devices, else the inventory's (taken only then).
+async fn disks(cfg: &AgentConfig) -> Vec<PathBuf> {
     if !cfg.devices.is_empty() {
         return cfg.devices.clone();
     }
-    inv.disks
+    collect_inventory(cfg)
+        .await
+        .disks
         .iter()
         .map(|d| cfg.root.join("dev").join(&d.name))
         .collect()
@@ -429,12 +431,7 @@ async fn erase_disks(client: &Client, cfg: &AgentConfig, mode: EraseMode) -> Tas
     if mode == EraseMode::None {
         return Ok(("erase mode none: disks left as they are".into(), None));
     }
-    let inv = if cfg.devices.is_empty() {
-        collect_inventory(cfg).await
-    } else {
-        Inventory::default()
-    };
-    let disks = disks(cfg, &inv);
+    let disks = disks(cfg).await;
     if disks.is_empty() {
         return Ok(("no disks to erase".into(), Some(json!({ "disks": [] }))));
     }
@@ -543,12 +540,7 @@ async fn hardware_tests(client: &Client, cfg: &AgentConfig, tests: &[String]) ->
                 results.push(r);
             }
             "disk-read" => {
-                let inv = if cfg.devices.is_empty() {
-                    collect_inventory(cfg).await
-                } else {
-                    Inventory::default()
-                };
-                let disks = disks(cfg, &inv);
+                let disks = disks(cfg).await;
                 if disks.is_empty() {
                     results.push(result(
                         name,

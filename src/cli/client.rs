@@ -6,6 +6,8 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::model::error::error_chain;
+
 /// One line a person reads; the CLI prints it and exits non-zero.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -103,31 +105,16 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, CliError> {
-        let url = format!("{}{path}", self.url);
-        let mut req = self.http.request(method, &url).query(query);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .query(query);
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| CliError::Connect {
-            url: self.url.clone(),
-            reason: error_chain(&e),
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| CliError::Connect {
-            url: self.url.clone(),
-            reason: error_chain(&e),
-        })?;
+        let (status, text) = self.exchange(req).await?;
         if !(200..300).contains(&status) {
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| {
-                    v.get("message")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_string)
-                })
+            let message = message_of(&serde_json::from_str(&text).unwrap_or(Value::Null))
                 .unwrap_or_else(|| text.trim().to_string());
             let hint = if status == 401 && self.token.is_none() {
                 "; log in with `rackbox login` or pass --token / RACKBOX_TOKEN"
@@ -149,9 +136,41 @@ impl Client {
             Ok(Value::String(text))
         }
     }
-}
 
-impl Client {
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> Result<Value, CliError> {
+        self.call(Method::GET, path, &[], None).await
+    }
+
+    /// GET `path` with a query string.
+    pub async fn get_query(&self, path: &str, query: &[(&str, String)]) -> Result<Value, CliError> {
+        self.call(Method::GET, path, query, None).await
+    }
+
+    /// DELETE `path`; the API answers a deletion with no body.
+    pub async fn delete(&self, path: &str) -> Result<(), CliError> {
+        self.call(Method::DELETE, path, &[], None).await.map(drop)
+    }
+
+    /// POST `path` without a body: an operation that takes no parameters.
+    pub async fn post(&self, path: &str) -> Result<Value, CliError> {
+        self.call(Method::POST, path, &[], None).await
+    }
+
+    /// Sends `request` (one of `model::api`'s request types) as the JSON body, without its
+    /// null and empty-list fields, so the API's own defaults apply to what the user left out.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        request: &impl Serialize,
+    ) -> Result<Value, CliError> {
+        let body = serde_json::to_value(request)
+            .map(compact)
+            .map_err(|e| CliError::Local(format!("cannot encode the request: {e}")))?;
+        self.call(method, path, &[], Some(&body)).await
+    }
+
     /// Sends a streamed body (an image upload) with `Content-Length` when it is known. No
     /// overall time limit, unlike [`Client::call`]: an upload takes as long as it takes; only
     /// connecting is bounded.
@@ -174,38 +193,48 @@ impl Client {
         if let Some(len) = length {
             req = req.header(reqwest::header::CONTENT_LENGTH, len);
         }
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.map_err(|e| CliError::Connect {
-            url: self.url.clone(),
-            reason: error_chain(&e),
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| CliError::Connect {
-            url: self.url.clone(),
-            reason: error_chain(&e),
-        })?;
+        let (status, text) = self.exchange(req).await?;
         let value = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
         if !(200..300).contains(&status) {
-            let message = value
-                .get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| value.to_string());
+            let message = message_of(&value).unwrap_or_else(|| value.to_string());
             return Err(CliError::Api { status, message });
         }
         Ok(value)
     }
+
+    /// Sends `req` with the caller's token and reads the whole answer: its status and text.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<(u16, String), CliError> {
+        let req = match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        };
+        let unreachable = |e: reqwest::Error| CliError::Connect {
+            url: self.url.clone(),
+            reason: error_chain(&e),
+        };
+        let resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(unreachable)?;
+        Ok((status, text))
+    }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+/// The `message` of an API error answer, when it has one.
+fn message_of(answer: &Value) -> Option<String> {
+    answer
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// A request body without its absent (null) and empty-list fields.
+fn compact(v: Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null() && !matches!(v, Value::Array(a) if a.is_empty()))
+                .collect(),
+        ),
+        other => other,
     }
-    text
 }

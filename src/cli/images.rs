@@ -7,13 +7,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use futures_util::TryStreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{CliError, Client, Output, body, cell};
+use super::{CliError, Client, Output, cell};
 use crate::model::api::{BootRequest, ImageEdit, ImageRequest};
 
 #[derive(Subcommand, Debug)]
@@ -28,26 +28,8 @@ pub enum ImageCmd {
         name: String,
         /// A file to upload, `-` for standard input, or an http(s) URL.
         source: String,
-        /// Refuse the image (keeping nothing) unless it has this sha256.
-        #[arg(long)]
-        sha256: Option<String>,
-        #[arg(long)]
-        os: Option<String>,
-        #[arg(long)]
-        release: Option<String>,
-        #[arg(long)]
-        arch: Option<String>,
-        /// raw, raw.gz, raw.xz, raw.zst, tar, tar.gz, tar.xz, tar.zst (default: from the name or content).
-        #[arg(long)]
-        format: Option<String>,
-        #[arg(long)]
-        title: Option<String>,
-        /// Make it the default image of its os/arch.
-        #[arg(long)]
-        default: bool,
-        /// Replace an image of the same name.
-        #[arg(long)]
-        replace: bool,
+        #[command(flatten)]
+        about: ImageAbout,
         /// For a URL: print the import and return without waiting for it.
         #[arg(long)]
         no_wait: bool,
@@ -67,6 +49,50 @@ pub enum ImageCmd {
     Imports,
     /// Make an image the default of its os/arch.
     SetDefault { name: String },
+}
+
+// What `image import` says of the image, one flag each. (No doc comment: clap would show it.)
+#[derive(Args, Debug)]
+pub struct ImageAbout {
+    /// Refuse the image (keeping nothing) unless it has this sha256.
+    #[arg(long)]
+    sha256: Option<String>,
+    #[arg(long)]
+    os: Option<String>,
+    #[arg(long)]
+    release: Option<String>,
+    #[arg(long)]
+    arch: Option<String>,
+    /// raw, raw.gz, raw.xz, raw.zst, tar, tar.gz, tar.xz, tar.zst (default: from the name or content).
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    title: Option<String>,
+    /// Make it the default image of its os/arch.
+    #[arg(long)]
+    default: bool,
+    /// Replace an image of the same name.
+    #[arg(long)]
+    replace: bool,
+}
+
+impl ImageAbout {
+    /// The request for the image `name`, without a URL (a fetch adds its own).
+    fn request(self, name: String) -> ImageRequest {
+        ImageRequest {
+            name,
+            url: None,
+            os: self.os,
+            release: self.release,
+            arch: self.arch,
+            format: self.format,
+            title: self.title,
+            sha256: self.sha256,
+            size: None,
+            default: self.default,
+            replace: self.replace,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,7 +125,7 @@ fn as_url(source: &str) -> Option<&str> {
 }
 
 /// 1536 -> "1.5 KiB".
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -153,9 +179,7 @@ async fn upload(
     // The appliance refuses what cannot fit, but only after the client has sent what it is
     // sending; asking first saves pushing gigabytes at a full disk.
     if let Some(len) = length {
-        let space = client
-            .call(Method::GET, "/api/v1/images", &[], None)
-            .await?;
+        let space = client.get("/api/v1/images").await?;
         if let Some(free) = space["space"]["free_bytes"].as_u64()
             && len > free
         {
@@ -190,14 +214,7 @@ async fn follow(client: &Client, ids: &[String]) -> Result<Vec<Value>, CliError>
             if finals[i].is_some() {
                 continue;
             }
-            let v = client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/images/imports/{id}"),
-                    &[],
-                    None,
-                )
-                .await?;
+            let v = client.get(&format!("/api/v1/images/imports/{id}")).await?;
             let bar = &bars[i];
             if let Some(total) = v["bytes_total"].as_u64()
                 && bar.length() != Some(total)
@@ -258,9 +275,7 @@ fn space_line(space: &Value) -> String {
 pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Result<(), CliError> {
     match cmd {
         ImageCmd::List => {
-            let v = client
-                .call(Method::GET, "/api/v1/images", &[], None)
-                .await?;
+            let v = client.get("/api/v1/images").await?;
             if out.json {
                 out.raw(&v);
                 return Ok(());
@@ -297,49 +312,23 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
             }
         }
         ImageCmd::Show { name } => {
-            let v = client
-                .call(Method::GET, &format!("/api/v1/images/{name}"), &[], None)
-                .await?;
+            let v = client.get(&format!("/api/v1/images/{name}")).await?;
             image_record(out, &v);
         }
         ImageCmd::Import {
             name,
             source,
-            sha256,
-            os,
-            release,
-            arch,
-            format,
-            title,
-            default,
-            replace,
+            about,
             no_wait,
         } => {
-            let request = ImageRequest {
-                name: name.clone(),
-                url: None,
-                os,
-                release,
-                arch,
-                format,
-                title,
-                sha256,
-                size: None,
-                default,
-                replace,
-            };
+            let request = about.request(name.clone());
             if let Some(url) = as_url(&source) {
                 let fetch = ImageRequest {
                     url: Some(url.to_string()),
                     ..request
                 };
                 let started = client
-                    .call(
-                        Method::POST,
-                        "/api/v1/images/fetch",
-                        &[],
-                        Some(&body(&fetch)?),
-                    )
+                    .send(Method::POST, "/api/v1/images/fetch", &fetch)
                     .await?;
                 let id = started["id"].as_str().unwrap_or_default().to_string();
                 if no_wait {
@@ -353,9 +342,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
                 if let Some(e) = finals.first().and_then(import_failed) {
                     return Err(e);
                 }
-                let v = client
-                    .call(Method::GET, &format!("/api/v1/images/{name}"), &[], None)
-                    .await?;
+                let v = client.get(&format!("/api/v1/images/{name}")).await?;
                 image_record(out, &v);
             } else {
                 let file = PathBuf::from(source);
@@ -384,22 +371,16 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
             }
         }
         ImageCmd::Delete { name } => {
-            client
-                .call(Method::DELETE, &format!("/api/v1/images/{name}"), &[], None)
-                .await?;
+            client.delete(&format!("/api/v1/images/{name}")).await?;
             out.done(&format!("deleted image {name}"));
         }
         ImageCmd::SetDefault { name } => {
+            let edit = ImageEdit {
+                title: None,
+                default: Some(true),
+            };
             let v = client
-                .call(
-                    Method::PATCH,
-                    &format!("/api/v1/images/{name}"),
-                    &[],
-                    Some(&body(&ImageEdit {
-                        title: None,
-                        default: Some(true),
-                    })?),
-                )
+                .send(Method::PATCH, &format!("/api/v1/images/{name}"), &edit)
                 .await?;
             image_record(out, &v);
         }
@@ -413,6 +394,8 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
                     .map_err(|e| CliError::Local(format!("{source} is not JSON: {e}")))?;
                 json!({"manifest": manifest})
             };
+            // Sent as written, not as `send` compacts a body: a null or empty manifest stays
+            // in it, for the API to refuse as what it is.
             let report = client
                 .call(Method::POST, "/api/v1/images/sync", &[], Some(&body))
                 .await?;
@@ -459,9 +442,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
             }
         }
         ImageCmd::Gc => {
-            let v = client
-                .call(Method::POST, "/api/v1/images/gc", &[], None)
-                .await?;
+            let v = client.post("/api/v1/images/gc").await?;
             if out.json {
                 out.raw(&v);
             } else {
@@ -474,9 +455,7 @@ pub(super) async fn image(client: &Client, out: &Output, cmd: ImageCmd) -> Resul
             }
         }
         ImageCmd::Imports => {
-            let v = client
-                .call(Method::GET, "/api/v1/images/imports", &[], None)
-                .await?;
+            let v = client.get("/api/v1/images/imports").await?;
             out.table(
                 &v,
                 &[
@@ -506,9 +485,7 @@ pub(super) async fn boot(client: &Client, out: &Output, cmd: BootCmd) -> Result<
     ];
     match cmd {
         BootCmd::List => {
-            let v = client
-                .call(Method::GET, "/api/v1/boot-resources", &[], None)
-                .await?;
+            let v = client.get("/api/v1/boot-resources").await?;
             out.table(
                 &v,
                 &[
@@ -539,12 +516,7 @@ pub(super) async fn boot(client: &Client, out: &Output, cmd: BootCmd) -> Result<
                     replace,
                 };
                 let started = client
-                    .call(
-                        Method::POST,
-                        "/api/v1/boot-resources/fetch",
-                        &[],
-                        Some(&body(&fetch)?),
-                    )
+                    .send(Method::POST, "/api/v1/boot-resources/fetch", &fetch)
                     .await?;
                 let id = started["id"].as_str().unwrap_or_default().to_string();
                 let finals = follow(client, std::slice::from_ref(&id)).await?;
@@ -578,12 +550,7 @@ pub(super) async fn boot(client: &Client, out: &Output, cmd: BootCmd) -> Result<
         }
         BootCmd::Delete { arch, name } => {
             client
-                .call(
-                    Method::DELETE,
-                    &format!("/api/v1/boot-resources/{arch}/{name}"),
-                    &[],
-                    None,
-                )
+                .delete(&format!("/api/v1/boot-resources/{arch}/{name}"))
                 .await?;
             out.done(&format!("deleted boot resource {arch}/{name}"));
         }

@@ -1,10 +1,10 @@
 //! `rackbox machine ...`: list, show, add, edit, act on and power machines.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{CliError, Client, Output, body, key_values};
+use super::{CliError, Client, Output, power_parameters};
 use crate::model::api::{ActionRequest, MachineEdit, NewMachine};
 use crate::model::{Constraints, PowerType};
 
@@ -66,27 +66,8 @@ pub enum MachineCmd {
     /// Change a machine.
     Edit {
         system_id: String,
-        #[arg(long)]
-        hostname: Option<String>,
-        #[arg(long)]
-        description: Option<String>,
-        #[arg(long)]
-        zone: Option<String>,
-        #[arg(long)]
-        pool: Option<String>,
-        #[arg(long = "add-tag")]
-        add_tags: Vec<String>,
-        #[arg(long = "remove-tag")]
-        remove_tags: Vec<String>,
-        /// ipmi, redfish, manual or command.
-        #[arg(long)]
-        power_type: Option<PowerType>,
-        /// Power parameter as key=value (repeat); replaces all parameters.
-        #[arg(long = "power-param")]
-        power_params: Vec<String>,
-        /// Refuse unless the machine still has this generation.
-        #[arg(long)]
-        generation: Option<u64>,
+        #[command(flatten)]
+        changes: EditArgs,
     },
     /// Delete a machine and its history.
     Delete {
@@ -104,38 +85,7 @@ pub enum MachineCmd {
         system_id: String,
     },
     /// Allocate a Ready machine by constraints.
-    Allocate {
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        system_id: Option<String>,
-        #[arg(long)]
-        arch: Option<String>,
-        /// Minimum CPU cores.
-        #[arg(long = "cpu")]
-        cpu_count: Option<u32>,
-        /// Minimum memory in MiB.
-        #[arg(long)]
-        mem: Option<u64>,
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        #[arg(long = "not-tag")]
-        not_tags: Vec<String>,
-        #[arg(long)]
-        zone: Option<String>,
-        #[arg(long = "not-zone")]
-        not_in_zone: Vec<String>,
-        #[arg(long)]
-        pool: Option<String>,
-        #[arg(long = "not-pool")]
-        not_in_pool: Vec<String>,
-        /// Disks as label:GB(tag,...),... e.g. root:20(ssd),data:100
-        #[arg(long)]
-        storage: Option<String>,
-        /// Show which machine would be taken without taking it.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Allocate(AllocateArgs),
     /// Deploy an OS image.
     Deploy {
         system_id: String,
@@ -214,21 +164,118 @@ pub enum MachineCmd {
     },
 }
 
+// The changes `machine edit` asks for, one flag each. (No doc comment: clap would show it.)
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    #[arg(long)]
+    hostname: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    #[arg(long)]
+    zone: Option<String>,
+    #[arg(long)]
+    pool: Option<String>,
+    #[arg(long = "add-tag")]
+    add_tags: Vec<String>,
+    #[arg(long = "remove-tag")]
+    remove_tags: Vec<String>,
+    /// ipmi, redfish, manual or command.
+    #[arg(long)]
+    power_type: Option<PowerType>,
+    /// Power parameter as key=value (repeat); replaces all parameters.
+    #[arg(long = "power-param")]
+    power_params: Vec<String>,
+    /// Refuse unless the machine still has this generation.
+    #[arg(long)]
+    generation: Option<u64>,
+}
+
+impl EditArgs {
+    /// The edit request; absent flags leave their fields as they are.
+    fn into_edit(self) -> Result<MachineEdit, CliError> {
+        Ok(MachineEdit {
+            generation: self.generation,
+            hostname: self.hostname,
+            description: self.description,
+            zone: self.zone,
+            pool: self.pool,
+            add_tags: self.add_tags,
+            remove_tags: self.remove_tags,
+            power_type: self.power_type,
+            power_parameters: power_parameters(&self.power_params)?,
+            ..Default::default()
+        })
+    }
+}
+
+// The flags of `machine allocate`: the allocation constraints, one flag each. (No doc comment:
+// clap would show it in place of the variant's.)
+#[derive(Args, Debug)]
+pub struct AllocateArgs {
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    system_id: Option<String>,
+    #[arg(long)]
+    arch: Option<String>,
+    /// Minimum CPU cores.
+    #[arg(long = "cpu")]
+    cpu_count: Option<u32>,
+    /// Minimum memory in MiB.
+    #[arg(long)]
+    mem: Option<u64>,
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    #[arg(long = "not-tag")]
+    not_tags: Vec<String>,
+    #[arg(long)]
+    zone: Option<String>,
+    #[arg(long = "not-zone")]
+    not_in_zone: Vec<String>,
+    #[arg(long)]
+    pool: Option<String>,
+    #[arg(long = "not-pool")]
+    not_in_pool: Vec<String>,
+    /// Disks as label:GB(tag,...),... e.g. root:20(ssd),data:100
+    #[arg(long)]
+    storage: Option<String>,
+    /// Show which machine would be taken without taking it.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl From<AllocateArgs> for Constraints {
+    fn from(a: AllocateArgs) -> Constraints {
+        Constraints {
+            name: a.name,
+            system_id: a.system_id,
+            arch: a.arch,
+            cpu_count: a.cpu_count,
+            mem: a.mem,
+            tags: a.tags,
+            not_tags: a.not_tags,
+            zone: a.zone,
+            not_in_zone: a.not_in_zone,
+            pool: a.pool,
+            not_in_pool: a.not_in_pool,
+            storage: a.storage,
+            dry_run: a.dry_run,
+            comment: None,
+        }
+    }
+}
+
 pub(super) async fn machine(
     client: &Client,
     out: &Output,
     cmd: MachineCmd,
 ) -> Result<(), CliError> {
     let act = |id: String, action: &'static str, request: ActionRequest| async move {
-        client
-            .call(
-                Method::POST,
-                &format!("/api/v1/machines/{id}/actions/{action}"),
-                &[],
-                Some(&body(&request)?),
-            )
-            .await
+        let path = format!("/api/v1/machines/{id}/actions/{action}");
+        client.send(Method::POST, &path, &request).await
     };
+    // An action that takes no parameters.
+    let plain = |id: String, action: &'static str| act(id, action, ActionRequest::default());
     let shown = match cmd {
         MachineCmd::List {
             status,
@@ -254,21 +301,12 @@ pub(super) async fn machine(
                     q.push((k, v));
                 }
             }
-            let v = client
-                .call(Method::GET, "/api/v1/machines", &q, None)
-                .await?;
+            let v = client.get_query("/api/v1/machines", &q).await?;
             out.machines(&v);
             return Ok(());
         }
         MachineCmd::Show { system_id } => {
-            client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/machines/{system_id}"),
-                    &[],
-                    None,
-                )
-                .await?
+            client.get(&format!("/api/v1/machines/{system_id}")).await?
         }
         MachineCmd::Add {
             macs,
@@ -290,11 +328,7 @@ pub(super) async fn machine(
             } else {
                 None
             };
-            let params = if power_params.is_empty() {
-                None
-            } else {
-                Some(key_values(&power_params)?)
-            };
+            let params = power_parameters(&power_params)?;
             let new = NewMachine {
                 hostname,
                 domain: None,
@@ -308,56 +342,21 @@ pub(super) async fn machine(
                 description,
                 commission,
             };
-            client
-                .call(Method::POST, "/api/v1/machines", &[], Some(&body(&new)?))
-                .await?
+            client.send(Method::POST, "/api/v1/machines", &new).await?
         }
-        MachineCmd::Edit {
-            system_id,
-            hostname,
-            description,
-            zone,
-            pool,
-            add_tags,
-            remove_tags,
-            power_type,
-            power_params,
-            generation,
-        } => {
-            let params = if power_params.is_empty() {
-                None
-            } else {
-                Some(key_values(&power_params)?)
-            };
-            let edit = MachineEdit {
-                generation,
-                hostname,
-                description,
-                zone,
-                pool,
-                add_tags,
-                remove_tags,
-                power_type,
-                power_parameters: params,
-                ..Default::default()
-            };
+        MachineCmd::Edit { system_id, changes } => {
+            let edit = changes.into_edit()?;
             client
-                .call(
+                .send(
                     Method::PATCH,
                     &format!("/api/v1/machines/{system_id}"),
-                    &[],
-                    Some(&body(&edit)?),
+                    &edit,
                 )
                 .await?
         }
         MachineCmd::Delete { system_id } => {
             client
-                .call(
-                    Method::DELETE,
-                    &format!("/api/v1/machines/{system_id}"),
-                    &[],
-                    None,
-                )
+                .delete(&format!("/api/v1/machines/{system_id}"))
                 .await?;
             out.done(&format!("deleted machine {system_id}"));
             return Ok(());
@@ -372,45 +371,11 @@ pub(super) async fn machine(
             };
             act(system_id, "commission", request).await?
         }
-        MachineCmd::Test { system_id } => act(system_id, "test", ActionRequest::default()).await?,
-        MachineCmd::Allocate {
-            name,
-            system_id,
-            arch,
-            cpu_count,
-            mem,
-            tags,
-            not_tags,
-            zone,
-            not_in_zone,
-            pool,
-            not_in_pool,
-            storage,
-            dry_run,
-        } => {
-            let wanted = Constraints {
-                name,
-                system_id,
-                arch,
-                cpu_count,
-                mem,
-                tags,
-                not_tags,
-                zone,
-                not_in_zone,
-                pool,
-                not_in_pool,
-                storage,
-                dry_run,
-                comment: None,
-            };
+        MachineCmd::Test { system_id } => plain(system_id, "test").await?,
+        MachineCmd::Allocate(wanted) => {
+            let wanted = Constraints::from(wanted);
             client
-                .call(
-                    Method::POST,
-                    "/api/v1/machines/allocate",
-                    &[],
-                    Some(&body(&wanted)?),
-                )
+                .send(Method::POST, "/api/v1/machines/allocate", &wanted)
                 .await?
         }
         MachineCmd::Deploy {
@@ -443,9 +408,7 @@ pub(super) async fn machine(
             };
             act(system_id, "release", request).await?
         }
-        MachineCmd::Abort { system_id } => {
-            act(system_id, "abort", ActionRequest::default()).await?
-        }
+        MachineCmd::Abort { system_id } => plain(system_id, "abort").await?,
         MachineCmd::MarkBroken { system_id, reason } => {
             let request = ActionRequest {
                 reason,
@@ -453,27 +416,14 @@ pub(super) async fn machine(
             };
             act(system_id, "mark_broken", request).await?
         }
-        MachineCmd::MarkFixed { system_id } => {
-            act(system_id, "mark_fixed", ActionRequest::default()).await?
-        }
+        MachineCmd::MarkFixed { system_id } => plain(system_id, "mark_fixed").await?,
         MachineCmd::OverrideFailedTesting { system_id } => {
-            act(
-                system_id,
-                "override_failed_testing",
-                ActionRequest::default(),
-            )
-            .await?
+            plain(system_id, "override_failed_testing").await?
         }
-        MachineCmd::Rescue { system_id } => {
-            act(system_id, "rescue_mode", ActionRequest::default()).await?
-        }
-        MachineCmd::ExitRescue { system_id } => {
-            act(system_id, "exit_rescue_mode", ActionRequest::default()).await?
-        }
-        MachineCmd::Lock { system_id } => act(system_id, "lock", ActionRequest::default()).await?,
-        MachineCmd::Unlock { system_id } => {
-            act(system_id, "unlock", ActionRequest::default()).await?
-        }
+        MachineCmd::Rescue { system_id } => plain(system_id, "rescue_mode").await?,
+        MachineCmd::ExitRescue { system_id } => plain(system_id, "exit_rescue_mode").await?,
+        MachineCmd::Lock { system_id } => plain(system_id, "lock").await?,
+        MachineCmd::Unlock { system_id } => plain(system_id, "unlock").await?,
         MachineCmd::PowerOn { system_id } => power(client, &system_id, "on").await?,
         MachineCmd::PowerOff { system_id, soft } => {
             power(client, &system_id, if soft { "soft_off" } else { "off" }).await?
@@ -481,36 +431,22 @@ pub(super) async fn machine(
         MachineCmd::PowerCycle { system_id } => power(client, &system_id, "cycle").await?,
         MachineCmd::PowerState { system_id } => {
             let v = client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/machines/{system_id}/power"),
-                    &[],
-                    None,
-                )
+                .get(&format!("/api/v1/machines/{system_id}/power"))
                 .await?;
             out.record(&v, &[("power", "state")]);
             return Ok(());
         }
         MachineCmd::Events { system_id, limit } => {
+            let path = format!("/api/v1/machines/{system_id}/events");
             let v = client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/machines/{system_id}/events"),
-                    &[("limit", limit.to_string())],
-                    None,
-                )
+                .get_query(&path, &[("limit", limit.to_string())])
                 .await?;
             out.events(&v);
             return Ok(());
         }
         MachineCmd::TestResults { system_id } => {
             let v = client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/machines/{system_id}/test-results"),
-                    &[],
-                    None,
-                )
+                .get(&format!("/api/v1/machines/{system_id}/test-results"))
                 .await?;
             out.test_results(&v);
             return Ok(());
@@ -522,11 +458,6 @@ pub(super) async fn machine(
 
 async fn power(client: &Client, id: &str, op: &str) -> Result<Value, CliError> {
     client
-        .call(
-            Method::POST,
-            &format!("/api/v1/machines/{id}/power/{op}"),
-            &[],
-            None,
-        )
+        .post(&format!("/api/v1/machines/{id}/power/{op}"))
         .await
 }

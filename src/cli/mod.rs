@@ -1,8 +1,8 @@
 //! `rackbox <noun> <verb>`: the command-line client of the appliance's API. Tables for people,
 //! `--json` for scripts; errors as one line and a non-zero exit code.
 
-pub mod client;
-pub mod images;
+pub(crate) mod client;
+pub(crate) mod images;
 mod machines;
 mod named;
 mod output;
@@ -10,7 +10,6 @@ mod users;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::api::LoginRequest;
@@ -105,17 +104,13 @@ pub async fn run(conn: Connection, cmd: Command) -> Result<(), CliError> {
     {
         let password = read_secret(password_file.as_deref(), "password")?;
         let client = Client::new(url.clone(), None)?;
+        let login = LoginRequest {
+            username: username.clone(),
+            password,
+            token_name: Some("cli".into()),
+        };
         let answer = client
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                &[],
-                Some(&body(&LoginRequest {
-                    username: username.clone(),
-                    password,
-                    token_name: Some("cli".into()),
-                })?),
-            )
+            .send(Method::POST, "/api/v1/auth/login", &login)
             .await?;
         let token = answer["token"].as_str().unwrap_or_default().to_string();
         let path = CliConfig {
@@ -132,29 +127,20 @@ pub async fn run(conn: Connection, cmd: Command) -> Result<(), CliError> {
     match cmd {
         Command::Login { .. } => Ok(()),
         Command::Whoami => {
-            let v = client
-                .call(Method::GET, "/api/v1/whoami", &[], None)
-                .await?;
+            let v = client.get("/api/v1/whoami").await?;
             out.record(&v, &[("username", "username"), ("role", "role")]);
             Ok(())
         }
         Command::Machine(m) => machines::machine(&client, &out, m).await,
         Command::Events { limit } => {
             let v = client
-                .call(
-                    Method::GET,
-                    "/api/v1/events",
-                    &[("limit", limit.to_string())],
-                    None,
-                )
+                .get_query("/api/v1/events", &[("limit", limit.to_string())])
                 .await?;
             out.events(&v);
             Ok(())
         }
         Command::Lease(LeaseCmd::List) => {
-            let v = client
-                .call(Method::GET, "/api/v1/leases", &[], None)
-                .await?;
+            let v = client.get("/api/v1/leases").await?;
             out.table(
                 &v,
                 &[
@@ -199,7 +185,12 @@ fn read_secret(file: Option<&std::path::Path>, what: &str) -> Result<String, Cli
     Ok(text)
 }
 
-fn key_values(pairs: &[String]) -> Result<serde_json::Map<String, Value>, CliError> {
+/// `--power-param key=value` pairs as the parameters object; None when none are given, so
+/// the request leaves the machine's parameters (or the driver's defaults) alone.
+fn power_parameters(pairs: &[String]) -> Result<Option<serde_json::Map<String, Value>>, CliError> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
     let mut map = serde_json::Map::new();
     for pair in pairs {
         let (k, v) = pair
@@ -207,24 +198,5 @@ fn key_values(pairs: &[String]) -> Result<serde_json::Map<String, Value>, CliErr
             .ok_or_else(|| CliError::Usage(format!("{pair:?} must be key=value")))?;
         map.insert(k.to_string(), Value::String(v.to_string()));
     }
-    Ok(map)
-}
-
-/// Drops absent (null) and empty-list fields so the API's defaults apply.
-/// A request body as the API's own type writes it, without its null and empty-list fields.
-fn body(request: &impl Serialize) -> Result<Value, CliError> {
-    serde_json::to_value(request)
-        .map(compact)
-        .map_err(|e| CliError::Local(format!("cannot encode the request: {e}")))
-}
-
-fn compact(v: Value) -> Value {
-    match v {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null() && !matches!(v, Value::Array(a) if a.is_empty()))
-                .collect(),
-        ),
-        other => other,
-    }
+    Ok(Some(map))
 }

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use reqwest::Method;
 
-use super::{CliError, Client, Output, body};
+use super::{CliError, Client, Output};
 use crate::model::api::NamedRequest;
 
 #[derive(Subcommand, Debug)]
@@ -27,26 +27,18 @@ pub(super) async fn named(
 ) -> Result<(), CliError> {
     match cmd {
         NamedCmd::List => {
-            let v = client
-                .call(Method::GET, &format!("/api/v1/{what}"), &[], None)
-                .await?;
+            let v = client.get(&format!("/api/v1/{what}")).await?;
             out.table(&v, &[("NAME", "name"), ("DESCRIPTION", "description")]);
         }
         NamedCmd::Add { name, description } => {
+            let request = NamedRequest { name, description };
             let v = client
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/{what}"),
-                    &[],
-                    Some(&body(&NamedRequest { name, description })?),
-                )
+                .send(Method::POST, &format!("/api/v1/{what}"), &request)
                 .await?;
             out.record(&v, &[("name", "name"), ("description", "description")]);
         }
         NamedCmd::Delete { name } => {
-            client
-                .call(Method::DELETE, &format!("/api/v1/{what}/{name}"), &[], None)
-                .await?;
+            client.delete(&format!("/api/v1/{what}/{name}")).await?;
             out.done(&format!("deleted {name}"));
         }
     }

@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use reqwest::Method;
 
-use super::{CliError, Client, Output, body, read_secret};
+use super::{CliError, Client, Output, read_secret};
 use crate::model::api::{NewUser, SshKeyRequest, TokenRequest, UserEdit};
 
 #[derive(Subcommand, Debug)]
@@ -76,7 +76,7 @@ pub enum TokenCmd {
 pub(super) async fn user(client: &Client, out: &Output, cmd: UserCmd) -> Result<(), CliError> {
     match cmd {
         UserCmd::List => {
-            let v = client.call(Method::GET, "/api/v1/users", &[], None).await?;
+            let v = client.get("/api/v1/users").await?;
             out.table(
                 &v,
                 &[
@@ -87,9 +87,7 @@ pub(super) async fn user(client: &Client, out: &Output, cmd: UserCmd) -> Result<
             );
         }
         UserCmd::Show { username } => {
-            let v = client
-                .call(Method::GET, &format!("/api/v1/users/{username}"), &[], None)
-                .await?;
+            let v = client.get(&format!("/api/v1/users/{username}")).await?;
             out.record(
                 &v,
                 &[
@@ -106,19 +104,13 @@ pub(super) async fn user(client: &Client, out: &Output, cmd: UserCmd) -> Result<
             password_file,
         } => {
             let password = read_secret(password_file.as_deref(), "password")?;
-            let v = client
-                .call(
-                    Method::POST,
-                    "/api/v1/users",
-                    &[],
-                    Some(&body(&NewUser {
-                        username,
-                        password,
-                        email,
-                        role: Some(role),
-                    })?),
-                )
-                .await?;
+            let new = NewUser {
+                username,
+                password,
+                email,
+                role: Some(role),
+            };
+            let v = client.send(Method::POST, "/api/v1/users", &new).await?;
             out.record(&v, &[("username", "username"), ("role", "role")]);
         }
         UserCmd::Passwd {
@@ -126,92 +118,62 @@ pub(super) async fn user(client: &Client, out: &Output, cmd: UserCmd) -> Result<
             password_file,
         } => {
             let password = read_secret(password_file.as_deref(), "password")?;
+            let edit = UserEdit {
+                password: Some(password),
+                ..Default::default()
+            };
             client
-                .call(
-                    Method::PATCH,
-                    &format!("/api/v1/users/{username}"),
-                    &[],
-                    Some(&body(&UserEdit {
-                        password: Some(password),
-                        ..Default::default()
-                    })?),
-                )
+                .send(Method::PATCH, &format!("/api/v1/users/{username}"), &edit)
                 .await?;
             out.done(&format!("password of {username} changed"));
         }
         UserCmd::Delete { username } => {
-            client
-                .call(
-                    Method::DELETE,
-                    &format!("/api/v1/users/{username}"),
-                    &[],
-                    None,
-                )
-                .await?;
+            client.delete(&format!("/api/v1/users/{username}")).await?;
             out.done(&format!("deleted user {username}"));
         }
     }
     Ok(())
 }
 
-async fn me(client: &Client) -> Result<String, CliError> {
-    let v = client
-        .call(Method::GET, "/api/v1/whoami", &[], None)
-        .await?;
+/// The user a command names, else the caller (whose keys `sshkey` handles by default).
+async fn user_or_me(client: &Client, user: Option<String>) -> Result<String, CliError> {
+    if let Some(user) = user {
+        return Ok(user);
+    }
+    let v = client.get("/api/v1/whoami").await?;
     Ok(v["username"].as_str().unwrap_or_default().to_string())
 }
 
 pub(super) async fn sshkey(client: &Client, out: &Output, cmd: SshKeyCmd) -> Result<(), CliError> {
     match cmd {
         SshKeyCmd::List { user } => {
-            let user = match user {
-                Some(u) => u,
-                None => me(client).await?,
-            };
-            let v = client
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/users/{user}/sshkeys"),
-                    &[],
-                    None,
-                )
-                .await?;
+            let user = user_or_me(client, user).await?;
+            let v = client.get(&format!("/api/v1/users/{user}/sshkeys")).await?;
             out.table(&v, &[("ID", "id"), ("KEY", "key")]);
         }
         SshKeyCmd::Add { key, user } => {
-            let user = match user {
-                Some(u) => u,
-                None => me(client).await?,
-            };
+            let user = user_or_me(client, user).await?;
             let key = match key.strip_prefix('@') {
                 Some(path) => std::fs::read_to_string(path)
                     .map_err(|e| CliError::Local(format!("cannot read {path}: {e}")))?,
                 None => key,
             };
+            let request = SshKeyRequest {
+                key: key.trim().to_string(),
+            };
             let v = client
-                .call(
+                .send(
                     Method::POST,
                     &format!("/api/v1/users/{user}/sshkeys"),
-                    &[],
-                    Some(&body(&SshKeyRequest {
-                        key: key.trim().to_string(),
-                    })?),
+                    &request,
                 )
                 .await?;
             out.record(&v, &[("id", "id"), ("key", "key")]);
         }
         SshKeyCmd::Delete { id, user } => {
-            let user = match user {
-                Some(u) => u,
-                None => me(client).await?,
-            };
+            let user = user_or_me(client, user).await?;
             client
-                .call(
-                    Method::DELETE,
-                    &format!("/api/v1/users/{user}/sshkeys/{id}"),
-                    &[],
-                    None,
-                )
+                .delete(&format!("/api/v1/users/{user}/sshkeys/{id}"))
                 .await?;
             out.done(&format!("removed key {id}"));
         }
@@ -226,9 +188,7 @@ pub(super) async fn token_cmd(
 ) -> Result<(), CliError> {
     match cmd {
         TokenCmd::List => {
-            let v = client
-                .call(Method::GET, "/api/v1/tokens", &[], None)
-                .await?;
+            let v = client.get("/api/v1/tokens").await?;
             out.table(
                 &v,
                 &[
@@ -240,17 +200,13 @@ pub(super) async fn token_cmd(
             );
         }
         TokenCmd::Create { name, maas, user } => {
+            let request = TokenRequest {
+                name,
+                kind: Some(if maas { "maas" } else { "native" }.into()),
+                username: user,
+            };
             let v = client
-                .call(
-                    Method::POST,
-                    "/api/v1/tokens",
-                    &[],
-                    Some(&body(&TokenRequest {
-                        name,
-                        kind: Some(if maas { "maas" } else { "native" }.into()),
-                        username: user,
-                    })?),
-                )
+                .send(Method::POST, "/api/v1/tokens", &request)
                 .await?;
             if out.json {
                 out.raw(&v);
@@ -264,9 +220,7 @@ pub(super) async fn token_cmd(
             }
         }
         TokenCmd::Revoke { id } => {
-            client
-                .call(Method::DELETE, &format!("/api/v1/tokens/{id}"), &[], None)
-                .await?;
+            client.delete(&format!("/api/v1/tokens/{id}")).await?;
             out.done(&format!("revoked token {id}"));
         }
     }

@@ -6,7 +6,7 @@ use crate::net::Mac;
 pub use crate::model::lease::{Lease, LeaseState};
 
 /// A lease's MAC, parsed back from its text.
-pub trait ClientMac {
+pub(crate) trait ClientMac {
     /// The MAC, or None for a declined address (or a record that does not parse).
     fn mac(&self) -> Option<Mac>;
 }

@@ -9,7 +9,7 @@
 //!   (group commit), and only then send the ACK.
 
 pub mod engine;
-pub mod lease;
+pub(crate) mod lease;
 pub mod message;
 pub mod pxe;
 pub(crate) mod server;

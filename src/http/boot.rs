@@ -20,8 +20,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 /// Boot resource names the ephemeral environment is stored under (per architecture).
-pub const KERNEL: &str = "vmlinuz";
-pub const INITRD: &str = "initrd.img";
+pub(crate) const KERNEL: &str = "vmlinuz";
+pub(crate) const INITRD: &str = "initrd.img";
 
 /// Kernel parameters every ephemeral boot gets: consoles for people and for the lab's serial log.
 const KERNEL_PARAMS: &str = "console=tty0 console=ttyS0,115200n8 panic=30";
@@ -42,7 +42,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The iPXE script that boots the ephemeral environment.
-pub fn ephemeral_script(base: &str, arch: &str, params: &str, note: &str) -> String {
+pub(crate) fn ephemeral_script(base: &str, arch: &str, params: &str, note: &str) -> String {
     format!(
         "#!ipxe\n\
          # rackbox: {note}\n\
@@ -60,7 +60,7 @@ pub fn ephemeral_script(base: &str, arch: &str, params: &str, note: &str) -> Str
 /// The iPXE script that boots the local disk: BIOS hands over to the first disk; UEFI leaves
 /// iPXE with an error status (`exit 1`), which is what makes UEFI firmware try its next boot
 /// entry: a plain `exit` reports success, and firmware such as OVMF then opens its setup screen.
-pub fn local_disk_script(note: &str) -> String {
+pub(crate) fn local_disk_script(note: &str) -> String {
     format!(
         "#!ipxe\n\
          # rackbox: {note}\n\

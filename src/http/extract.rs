@@ -1,11 +1,31 @@
-//! Request extractors whose failures are the API's own 400s with a message that says what is
-//! wrong (unknown field, wrong type, bad JSON), instead of axum's plain-text rejections.
+//! Request extractors: the caller of an authenticated route ([`Caller`]), and bodies and query
+//! strings whose failures are the API's own 400s with a message that says what is wrong
+//! (unknown field, wrong type, bad JSON), instead of axum's plain-text rejections.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{Extension, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use super::error::ApiError;
+use crate::service::Principal;
+
+/// The caller of a route that needs one: the state its handler asks, and the principal the
+/// authorization middleware put on the request. Every such handler needs both; without the
+/// principal the rejection is `Extension`'s own.
+pub struct Caller(pub AppState, pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = <Extension<Principal> as FromRequestParts<AppState>>::Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Extension(principal) = Extension::from_request_parts(parts, state).await?;
+        Ok(Caller(state.clone(), principal))
+    }
+}
 
 /// A JSON body. An empty body is read as `{}` so actions without parameters need none.
 pub struct JsonBody<T>(pub T);
@@ -35,7 +55,7 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A JSON body of at most `limit` bytes; a larger one is a 413 that says `too_large()` (what it
 /// is and which setting bounds it). At most `limit` bytes are kept in memory.
-pub async fn limited_json<T: DeserializeOwned>(
+pub(crate) async fn limited_json<T: DeserializeOwned>(
     req: Request,
     limit: usize,
     too_large: impl FnOnce() -> String,
@@ -139,7 +159,7 @@ fn integral_floats_to_integers(v: &mut serde_json::Value) {
 }
 
 /// Query-string parameters.
-pub struct QueryArgs<T>(pub T);
+pub(crate) struct QueryArgs<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryArgs<T> {
     type Rejection = ApiError;

@@ -12,20 +12,20 @@ use std::path::Path as FsPath;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::AppState;
+use super::api::Created;
 use super::error::{ApiError, ApiResult, kind_code, status_of};
-use super::extract::{JsonBody, QueryArgs};
+use super::extract::{Caller, JsonBody, QueryArgs};
 use crate::images::{
     BootRequest, BootView, GcReport, ImageEdit, ImageError, ImageList, ImageRequest, ImageView,
     ImportView, Source, SyncReport, SyncRequest,
 };
-use crate::service::Principal;
 
 impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> Self {
@@ -51,55 +51,60 @@ impl From<ImageError> for ApiError {
     }
 }
 
-type P = Extension<Principal>;
-
-/// A request body as an import source. Its Content-Length, when sent, is the size the upload
-/// must have (checked against free space first, and against the bytes that arrive).
-fn body_source(headers: &HeaderMap, body: Body) -> (Option<u64>, Source) {
+/// An upload's body as its import's source. Its Content-Length, when sent, is the size the
+/// upload must have unless the query says one (checked against free space first, and against
+/// the bytes that arrive). An upload names no URL: downloading one is `fetch_path`'s work.
+fn upload_source(
+    url: Option<&str>,
+    size: &mut Option<u64>,
+    fetch_path: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Source> {
+    if url.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "an upload carries its bytes in the body; to download from a URL use POST {fetch_path}"
+        )));
+    }
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
+    *size = size.or(length);
     let stream = body.into_data_stream().map_err(|e| e.to_string());
-    (length, Source::Stream(Box::pin(stream)))
+    Ok(Source::Stream(Box::pin(stream)))
 }
 
-pub async fn list_images(State(s): State<AppState>) -> ApiResult<Json<ImageList>> {
+pub(crate) async fn list_images(State(s): State<AppState>) -> ApiResult<Json<ImageList>> {
     Ok(Json(s.images.list_images()?))
 }
 
-pub async fn upload_image(
+pub(crate) async fn upload_image(
     State(s): State<AppState>,
     QueryArgs(mut req): QueryArgs<ImageRequest>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<ImageView>)> {
-    if req.url.is_some() {
-        return Err(ApiError::bad_request(
-            "an upload carries its bytes in the body; to download from a URL use POST /api/v1/images/fetch",
-        ));
-    }
-    let (length, source) = body_source(&headers, body);
-    req.size = req.size.or(length);
-    let view = s.images.import_image(req, source).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+) -> ApiResult<Created<ImageView>> {
+    let fetch = "/api/v1/images/fetch";
+    let source = upload_source(req.url.as_deref(), &mut req.size, fetch, &headers, body)?;
+    Ok(Created(s.images.import_image(req, source).await?))
 }
 
-pub async fn fetch_image(
+pub(crate) async fn fetch_image(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<ImageRequest>,
 ) -> ApiResult<(StatusCode, Json<ImportView>)> {
     Ok((StatusCode::ACCEPTED, Json(s.images.start_fetch_image(req)?)))
 }
 
-pub async fn show_image(
+pub(crate) async fn show_image(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ImageView>> {
     Ok(Json(s.images.image(&name)?))
 }
 
-pub async fn edit_image(
+pub(crate) async fn edit_image(
     State(s): State<AppState>,
     Path(name): Path<String>,
     JsonBody(edit): JsonBody<ImageEdit>,
@@ -108,20 +113,19 @@ pub async fn edit_image(
 }
 
 /// Refused while a machine deploys the image (the service's rule).
-pub async fn delete_image(
-    State(s): State<AppState>,
-    Extension(p): P,
+pub(crate) async fn delete_image(
+    Caller(s, p): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     s.service.delete_image(&p, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn list_imports(State(s): State<AppState>) -> Json<Vec<ImportView>> {
+pub(crate) async fn list_imports(State(s): State<AppState>) -> Json<Vec<ImportView>> {
     Json(s.images.imports())
 }
 
-pub async fn show_import(
+pub(crate) async fn show_import(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ImportView>> {
@@ -129,8 +133,7 @@ pub async fn show_import(
 }
 
 pub async fn sync(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     JsonBody(req): JsonBody<SyncRequest>,
 ) -> ApiResult<(StatusCode, Json<SyncReport>)> {
     let report = s.images.sync(req).await?;
@@ -150,37 +153,29 @@ pub async fn gc(State(s): State<AppState>) -> ApiResult<Json<GcReport>> {
     Ok(Json(s.images.gc().await?))
 }
 
-pub async fn list_boot(State(s): State<AppState>) -> ApiResult<Json<Vec<BootView>>> {
+pub(crate) async fn list_boot(State(s): State<AppState>) -> ApiResult<Json<Vec<BootView>>> {
     Ok(Json(s.images.list_boot()?))
 }
 
-pub async fn upload_boot(
+pub(crate) async fn upload_boot(
     State(s): State<AppState>,
     QueryArgs(mut req): QueryArgs<BootRequest>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<BootView>)> {
-    if req.url.is_some() {
-        return Err(ApiError::bad_request(
-            "an upload carries its bytes in the body; to download from a URL use POST /api/v1/boot-resources/fetch",
-        ));
-    }
-    let (length, source) = body_source(&headers, body);
-    req.size = req.size.or(length);
-    Ok((
-        StatusCode::CREATED,
-        Json(s.images.import_boot(req, source).await?),
-    ))
+) -> ApiResult<Created<BootView>> {
+    let fetch = "/api/v1/boot-resources/fetch";
+    let source = upload_source(req.url.as_deref(), &mut req.size, fetch, &headers, body)?;
+    Ok(Created(s.images.import_boot(req, source).await?))
 }
 
-pub async fn fetch_boot(
+pub(crate) async fn fetch_boot(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<BootRequest>,
 ) -> ApiResult<(StatusCode, Json<ImportView>)> {
     Ok((StatusCode::ACCEPTED, Json(s.images.start_fetch_boot(req)?)))
 }
 
-pub async fn delete_boot(
+pub(crate) async fn delete_boot(
     State(s): State<AppState>,
     Path((arch, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -189,7 +184,7 @@ pub async fn delete_boot(
 }
 
 /// GET /images/{name}: a deployable image's bytes.
-pub async fn download_image(
+pub(crate) async fn download_image(
     State(s): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -203,7 +198,7 @@ pub async fn download_image(
 }
 
 /// GET /boot-resources/{arch}/{name}: a kernel, initrd or boot loader.
-pub async fn download_boot(
+pub(crate) async fn download_boot(
     State(s): State<AppState>,
     Path((arch, name)): Path<(String, String)>,
     headers: HeaderMap,

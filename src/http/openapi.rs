@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::Access;
 
 /// Makes the schema of a request or response type.
-pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+pub(crate) type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
 pub fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     g.subschema_for::<T>()
@@ -23,7 +23,8 @@ fn path_params(path: &str) -> Vec<&str> {
 
 /// The server URL of the checked-in document, docs/openapi.json (a running appliance serves its
 /// own at /api/v1/openapi.json, with its public URL).
-pub const CHECKED_IN_SERVER: &str = "http://127.0.0.1:5240";
+#[cfg(test)]
+const CHECKED_IN_SERVER: &str = "http://127.0.0.1:5240";
 
 /// The document for clients to reach the API at `server_url`.
 pub fn document(server_url: &str) -> Value {

@@ -177,7 +177,7 @@ async fn serve_connection(
 /// The request body `body_idle_timeout` expired on.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body sent nothing for {0:?} (http.body_idle_timeout_secs)")]
-pub struct BodyIdle(Duration);
+pub(crate) struct BodyIdle(Duration);
 
 /// A request body that fails when no frame arrives for `idle`.
 struct IdleBody {

@@ -30,7 +30,7 @@ const CHECK_EVERY: u64 = 4 << 20;
 const LOW_WATER: u64 = 64 << 20;
 
 /// Whether `text` is a digest as the cache names blobs: 64 lower-case hex digits.
-pub fn is_digest(text: &str) -> bool {
+pub(crate) fn is_digest(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -58,7 +58,7 @@ pub struct Space {
 
 /// The cache directory.
 #[derive(Debug)]
-pub struct BlobDir {
+pub(crate) struct BlobDir {
     root: PathBuf,
     blobs: PathBuf,
     tmp: PathBuf,
@@ -262,7 +262,7 @@ impl BlobDir {
 
 /// An import being written: hashes every byte, keeps the head for the format check, checks
 /// free space as it goes. Dropping it deletes the file.
-pub struct TempBlob {
+pub(crate) struct TempBlob {
     file: File,
     path: PathBuf,
     dir: Arc<BlobDir>,
@@ -277,10 +277,6 @@ pub struct TempBlob {
 }
 
 impl TempBlob {
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     pub fn write(&mut self, data: &[u8]) -> Result<(), ImageError> {
         if data.is_empty() {
             return Ok(());
@@ -375,7 +371,7 @@ impl Drop for TempBlob {
 }
 
 /// A verified temp file waiting for [`BlobDir::commit`]. Dropping it before then deletes it.
-pub struct Staged {
+pub(crate) struct Staged {
     path: PathBuf,
     pub sha256: String,
     pub size: u64,
@@ -402,7 +398,7 @@ enum Msg {
 /// and writes them, so disk I/O and sha256 never run on a runtime worker. Nothing is kept unless
 /// [`Ingest::finish`] is called: a dropped Ingest (a client that went away, a cancelled task)
 /// discards its file.
-pub struct Ingest {
+pub(crate) struct Ingest {
     tx: mpsc::Sender<Msg>,
     task: tokio::task::JoinHandle<Result<Staged, ImageError>>,
 }

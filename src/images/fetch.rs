@@ -18,6 +18,7 @@ use super::blob::Ingest;
 use super::import::ImportTask;
 use super::{ImageCache, ImageError};
 use crate::model::agent_wire::content_range;
+use crate::model::error::error_chain;
 
 /// Why a download stopped early.
 pub(super) enum Stop {
@@ -195,15 +196,4 @@ pub(super) async fn fetch_small(
         out.extend_from_slice(&chunk);
     }
     Ok(out)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -359,6 +359,19 @@ impl ImageCache {
         })
     }
 
+    /// Runs one import of `target` from `source` now (an upload: the caller waits), listed
+    /// among the imports while it runs; answers the content's sha256.
+    async fn import_now(
+        self: &Arc<Self>,
+        target: Target,
+        source: &mut Source,
+    ) -> Result<String, ImageError> {
+        let guard = self.begin(&target)?;
+        let result = self.run(&guard.task, target, source).await;
+        guard.finish(&result);
+        result
+    }
+
     /// Imports a deployable image from `source` and answers it once it is in the cache.
     pub async fn import_image(
         self: &Arc<Self>,
@@ -368,12 +381,7 @@ impl ImageCache {
         let result = async {
             let spec = self.image_spec(req, source_desc(&source))?;
             let name = spec.name.clone();
-            let guard = self.begin(&Target::Image(spec.clone()))?;
-            let result = self
-                .run(&guard.task, Target::Image(spec), &mut source)
-                .await;
-            guard.finish(&result);
-            result?;
+            self.import_now(Target::Image(spec), &mut source).await?;
             self.image(&name)
         }
         .await;
@@ -406,10 +414,7 @@ impl ImageCache {
         let result = async {
             let spec = self.boot_spec(req, source_desc(&source))?;
             let (arch, name) = (spec.arch.clone(), spec.name.clone());
-            let guard = self.begin(&Target::Boot(spec.clone()))?;
-            let result = self.run(&guard.task, Target::Boot(spec), &mut source).await;
-            guard.finish(&result);
-            result?;
+            self.import_now(Target::Boot(spec), &mut source).await?;
             let (boot, _) = self.boot_file(&arch, &name)?;
             Ok(BootView {
                 download_path: format!("/boot-resources/{arch}/{name}"),

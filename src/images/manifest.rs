@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::{BootRequest, ImageCache, ImageError, ImageRequest, ImportView, parse_url, records};
 
 /// The format word a manifest may carry; others are refused.
-pub const MANIFEST_FORMAT: &str = "rackbox-images/1";
+pub(crate) const MANIFEST_FORMAT: &str = "rackbox-images/1";
 /// A manifest larger than this is not a manifest.
 const MAX_MANIFEST: usize = 16 << 20;
 
@@ -102,6 +102,28 @@ pub struct SyncReport {
     pub failed: Vec<SyncFailure>,
     /// The imports started; follow them at /api/v1/images/imports.
     pub imports: Vec<ImportView>,
+}
+
+impl SyncReport {
+    /// Files what became of one entry of the manifest: nothing to do (`None`), an import
+    /// started (`true` when it replaces what is here), or why it could not start.
+    fn file(&mut self, name: String, started: Result<Option<(ImportView, bool)>, ImageError>) {
+        match started {
+            Ok(None) => self.unchanged.push(name),
+            Ok(Some((view, replacing))) => {
+                self.imports.push(view);
+                if replacing {
+                    self.updated.push(name);
+                } else {
+                    self.added.push(name);
+                }
+            }
+            Err(e) => self.failed.push(SyncFailure {
+                name,
+                error: e.to_string(),
+            }),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -183,27 +205,11 @@ pub(super) async fn sync(
             };
             Ok::<_, ImageError>(Some((req, existing.is_some())))
         })();
-        match planned {
-            Ok(None) => report.unchanged.push(name),
-            Ok(Some((req, replacing))) => match cache.start_fetch_image(req) {
-                Ok(view) => {
-                    report.imports.push(view);
-                    if replacing {
-                        report.updated.push(name);
-                    } else {
-                        report.added.push(name);
-                    }
-                }
-                Err(e) => report.failed.push(SyncFailure {
-                    name,
-                    error: e.to_string(),
-                }),
-            },
-            Err(e) => report.failed.push(SyncFailure {
-                name,
-                error: e.to_string(),
-            }),
-        }
+        let started = planned.and_then(|p| {
+            p.map(|(req, replacing)| Ok((cache.start_fetch_image(req)?, replacing)))
+                .transpose()
+        });
+        report.file(name, started);
     }
     for entry in manifest.boot_resources {
         let name = records::boot_key(&entry.arch, &entry.name);
@@ -227,27 +233,11 @@ pub(super) async fn sync(
             Ok::<_, ImageError>(Some((req, existing.is_some())))
         })();
         let shown = format!("boot:{name}");
-        match planned {
-            Ok(None) => report.unchanged.push(shown),
-            Ok(Some((req, replacing))) => match cache.start_fetch_boot(req) {
-                Ok(view) => {
-                    report.imports.push(view);
-                    if replacing {
-                        report.updated.push(shown);
-                    } else {
-                        report.added.push(shown);
-                    }
-                }
-                Err(e) => report.failed.push(SyncFailure {
-                    name: shown,
-                    error: e.to_string(),
-                }),
-            },
-            Err(e) => report.failed.push(SyncFailure {
-                name: shown,
-                error: e.to_string(),
-            }),
-        }
+        let started = planned.and_then(|p| {
+            p.map(|(req, replacing)| Ok((cache.start_fetch_boot(req)?, replacing)))
+                .transpose()
+        });
+        report.file(shown, started);
     }
     for image in records::all_images(&rx)? {
         if !listed.contains(&image.name) {

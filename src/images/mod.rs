@@ -14,9 +14,9 @@
 //! Metadata lives in this room's own redb tables ([`records`]), written through the store's
 //! writer like everything else.
 
-pub mod blob;
+pub(crate) mod blob;
 mod error;
-pub mod fetch;
+pub(crate) mod fetch;
 mod import;
 pub mod manifest;
 pub mod records;

@@ -13,14 +13,16 @@ use super::ImageError;
 use crate::store::{Snapshot, StoreError, Tx, tables};
 
 /// image name -> [`Image`] (JSON).
-pub const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 /// "os/arch" -> image name: the image deployed when a deploy names none.
-pub const IMAGE_DEFAULTS: TableDefinition<&str, &str> = TableDefinition::new("image_defaults");
+pub(crate) const IMAGE_DEFAULTS: TableDefinition<&str, &str> =
+    TableDefinition::new("image_defaults");
 /// "arch/name" -> [`BootResource`] (JSON).
-pub const BOOT_RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("boot_resources");
+pub(crate) const BOOT_RESOURCES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("boot_resources");
 
 /// Path segments under /api/v1/images that are routes, not images: no image may take these names.
-pub const RESERVED_NAMES: &[&str] = &["imports", "sync", "fetch", "gc"];
+pub(crate) const RESERVED_NAMES: &[&str] = &["imports", "sync", "fetch", "gc"];
 
 /// How a deployable image is packed. The agent picks its decompressor from this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -195,7 +197,7 @@ impl BootResource {
     }
 }
 
-pub fn boot_key(arch: &str, name: &str) -> String {
+pub(crate) fn boot_key(arch: &str, name: &str) -> String {
     format!("{arch}/{name}")
 }
 
@@ -249,7 +251,7 @@ pub fn check_sha256(text: &str) -> Result<String, ImageError> {
 }
 
 /// The base architecture of a machine's "amd64/generic".
-pub fn base_arch(machine_arch: &str) -> &str {
+pub(crate) fn base_arch(machine_arch: &str) -> &str {
     machine_arch.split('/').next().unwrap_or(machine_arch)
 }
 
@@ -262,11 +264,11 @@ pub fn image(rx: &Snapshot, name: &str) -> Result<Option<Image>, StoreError> {
     tables::get(rx.raw(), IMAGES, name)
 }
 
-pub fn all_images(rx: &Snapshot) -> Result<Vec<Image>, StoreError> {
+pub(crate) fn all_images(rx: &Snapshot) -> Result<Vec<Image>, StoreError> {
     tables::all(rx.raw(), IMAGES)
 }
 
-pub fn boot_resource(
+pub(crate) fn boot_resource(
     rx: &Snapshot,
     arch: &str,
     name: &str,
@@ -274,12 +276,12 @@ pub fn boot_resource(
     tables::get(rx.raw(), BOOT_RESOURCES, &boot_key(arch, name))
 }
 
-pub fn all_boot_resources(rx: &Snapshot) -> Result<Vec<BootResource>, StoreError> {
+pub(crate) fn all_boot_resources(rx: &Snapshot) -> Result<Vec<BootResource>, StoreError> {
     tables::all(rx.raw(), BOOT_RESOURCES)
 }
 
 /// Every (os/arch, image name) default.
-pub fn all_defaults(rx: &Snapshot) -> Result<Vec<(String, String)>, StoreError> {
+pub(crate) fn all_defaults(rx: &Snapshot) -> Result<Vec<(String, String)>, StoreError> {
     let t = match rx.raw().open_table(IMAGE_DEFAULTS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -293,7 +295,11 @@ pub fn all_defaults(rx: &Snapshot) -> Result<Vec<(String, String)>, StoreError> 
     Ok(out)
 }
 
-pub fn default_for(rx: &Snapshot, os: &str, arch: &str) -> Result<Option<String>, StoreError> {
+pub(crate) fn default_for(
+    rx: &Snapshot,
+    os: &str,
+    arch: &str,
+) -> Result<Option<String>, StoreError> {
     let t = match rx.raw().open_table(IMAGE_DEFAULTS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -304,7 +310,9 @@ pub fn default_for(rx: &Snapshot, os: &str, arch: &str) -> Result<Option<String>
 }
 
 /// Every digest a record points at: what gc must keep.
-pub fn referenced_digests(rx: &Snapshot) -> Result<std::collections::BTreeSet<String>, StoreError> {
+pub(crate) fn referenced_digests(
+    rx: &Snapshot,
+) -> Result<std::collections::BTreeSet<String>, StoreError> {
     let mut set: std::collections::BTreeSet<String> =
         all_images(rx)?.into_iter().map(|i| i.sha256).collect();
     set.extend(all_boot_resources(rx)?.into_iter().map(|b| b.sha256));
@@ -313,17 +321,17 @@ pub fn referenced_digests(rx: &Snapshot) -> Result<std::collections::BTreeSet<St
 
 // --- writes inside a transaction (validate before calling: these change tables) -------------
 
-pub fn get_image_in(tx: &Tx<'_>, name: &str) -> Result<Option<Image>, StoreError> {
+pub(crate) fn get_image_in(tx: &Tx<'_>, name: &str) -> Result<Option<Image>, StoreError> {
     tables::get_in(tx.raw(), IMAGES, name)
 }
 
-pub fn put_image_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
+pub(crate) fn put_image_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
     tables::put_in(tx.raw(), IMAGES, &image.name, image)
 }
 
 /// Removes an image. When it was the default of its os/arch, another image of that os/arch
 /// (the first by name) becomes the default, so deploys naming none keep working while any fits.
-pub fn remove_image_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
+pub(crate) fn remove_image_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
     let key = default_key(&image.os, &image.arch);
     let names_it = tx
         .raw()
@@ -354,13 +362,17 @@ pub fn remove_image_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub fn default_for_in(tx: &Tx<'_>, os: &str, arch: &str) -> Result<Option<String>, StoreError> {
+pub(crate) fn default_for_in(
+    tx: &Tx<'_>,
+    os: &str,
+    arch: &str,
+) -> Result<Option<String>, StoreError> {
     let t = tx.raw().open_table(IMAGE_DEFAULTS)?;
     let v = t.get(default_key(os, arch).as_str())?;
     Ok(v.map(|v| v.value().to_string()))
 }
 
-pub fn set_default_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
+pub(crate) fn set_default_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
     tx.raw().open_table(IMAGE_DEFAULTS)?.insert(
         default_key(&image.os, &image.arch).as_str(),
         image.name.as_str(),
@@ -369,7 +381,12 @@ pub fn set_default_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {
 }
 
 /// Drops the default for os/arch when it names `name` (an image moving to another os/arch).
-pub fn clear_default_in(tx: &Tx<'_>, os: &str, arch: &str, name: &str) -> Result<(), StoreError> {
+pub(crate) fn clear_default_in(
+    tx: &Tx<'_>,
+    os: &str,
+    arch: &str,
+    name: &str,
+) -> Result<(), StoreError> {
     let key = default_key(os, arch);
     let mut t = tx.raw().open_table(IMAGE_DEFAULTS)?;
     let names_it = t.get(key.as_str())?.is_some_and(|v| v.value() == name);
@@ -379,11 +396,11 @@ pub fn clear_default_in(tx: &Tx<'_>, os: &str, arch: &str, name: &str) -> Result
     Ok(())
 }
 
-pub fn put_boot_in(tx: &Tx<'_>, boot: &BootResource) -> Result<(), StoreError> {
+pub(crate) fn put_boot_in(tx: &Tx<'_>, boot: &BootResource) -> Result<(), StoreError> {
     tables::put_in(tx.raw(), BOOT_RESOURCES, &boot.key(), boot)
 }
 
-pub fn get_boot_in(
+pub(crate) fn get_boot_in(
     tx: &Tx<'_>,
     arch: &str,
     name: &str,
@@ -391,7 +408,7 @@ pub fn get_boot_in(
     tables::get_in(tx.raw(), BOOT_RESOURCES, &boot_key(arch, name))
 }
 
-pub fn remove_boot_in(tx: &Tx<'_>, arch: &str, name: &str) -> Result<bool, StoreError> {
+pub(crate) fn remove_boot_in(tx: &Tx<'_>, arch: &str, name: &str) -> Result<bool, StoreError> {
     tables::remove_in(tx.raw(), BOOT_RESOURCES, &boot_key(arch, name))
 }
 

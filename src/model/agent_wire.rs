@@ -219,7 +219,7 @@ pub struct Deployed {
 
 /// The answer to `/complete`, `/fail` and `/deployed`: where the report took the machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reported {
+pub(crate) struct Reported {
     /// The machine's status key ([`super::Status::key`]).
     pub status: String,
 }

@@ -166,7 +166,7 @@ pub struct UserEdit {
 /// `POST /auth/login`: a user's credentials; the answer carries a new token.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LoginRequest {
+pub(crate) struct LoginRequest {
     /// Login name.
     pub username: String,
     /// The user's password, checked against its stored hash.
@@ -179,7 +179,7 @@ pub struct LoginRequest {
 /// `POST /tokens`: a new API token.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TokenRequest {
+pub(crate) struct TokenRequest {
     /// What the token is for, shown in token lists; empty when absent.
     #[serde(default)]
     pub name: String,
@@ -195,7 +195,7 @@ pub struct TokenRequest {
 /// `POST /users/{username}/sshkeys`: an SSH public key, one line.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SshKeyRequest {
+pub(crate) struct SshKeyRequest {
     /// The whole public key line, e.g. `ssh-ed25519 AAAA... user@host`.
     pub key: String,
 }
@@ -203,7 +203,7 @@ pub struct SshKeyRequest {
 /// A zone, pool or tag to make, or an edit of one.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NamedRequest {
+pub(crate) struct NamedRequest {
     /// Unique among its kind; how machines and constraints name it.
     #[schemars(schema_with = "super::schema::name")]
     pub name: String,

@@ -159,7 +159,7 @@ pub fn disks_satisfy(disks: &[Disk], wishes: &[DiskWish]) -> bool {
 /// Which disk (index into `disks`) each wish gets, in the order of `wishes`, or None when they
 /// cannot all be given their own disk. Small backtracking search: machines have few disks. The
 /// MAAS face reports the assignment to Juju (constraints_by_type.storage).
-pub fn disk_assignment(disks: &[Disk], wishes: &[DiskWish]) -> Option<Vec<usize>> {
+pub(crate) fn disk_assignment(disks: &[Disk], wishes: &[DiskWish]) -> Option<Vec<usize>> {
     fn fits(disk: &Disk, wish: &DiskWish) -> bool {
         disk.size_bytes >= wish.min_bytes
             && wish.tags.iter().all(|t| disk.tags.iter().any(|d| d == t))

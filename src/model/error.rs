@@ -50,3 +50,16 @@ impl ErrorKind {
         }
     }
 }
+
+/// An error and its causes in one line, outermost first: an HTTP client's own message alone
+/// ("error sending request") does not say what went wrong; its sources do.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

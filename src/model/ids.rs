@@ -6,7 +6,7 @@ use rand::Rng;
 const SYSTEM_ID_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxy23456789";
 
 /// A fresh MAAS-style short system id, e.g. `4y3h7n`. The caller checks it is not taken.
-pub fn new_system_id() -> String {
+pub(crate) fn new_system_id() -> String {
     let mut rng = rand::rng();
     (0..6)
         .map(|_| SYSTEM_ID_ALPHABET[rng.random_range(0..SYSTEM_ID_ALPHABET.len())] as char)
@@ -14,7 +14,7 @@ pub fn new_system_id() -> String {
 }
 
 /// A random string of `len` characters from [A-Za-z0-9], for API keys and secrets.
-pub fn random_token(len: usize) -> String {
+pub(crate) fn random_token(len: usize) -> String {
     const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     (0..len)
@@ -23,12 +23,12 @@ pub fn random_token(len: usize) -> String {
 }
 
 /// A hostname for a machine that has none: two short words from its system id.
-pub fn default_hostname(system_id: &str) -> String {
+pub(crate) fn default_hostname(system_id: &str) -> String {
     format!("machine-{system_id}")
 }
 
 /// Normalizes a MAC address to lower-case colon form, or says why it is not one.
-pub fn normalize_mac(text: &str) -> Result<String, String> {
+pub(crate) fn normalize_mac(text: &str) -> Result<String, String> {
     let hex: String = text
         .chars()
         .filter(|c| !matches!(c, ':' | '-' | '.'))
@@ -43,7 +43,7 @@ pub fn normalize_mac(text: &str) -> Result<String, String> {
 
 /// Checks a hostname label (RFC 1123: letters, digits, hyphens, 1-63 characters, no leading or
 /// trailing hyphen).
-pub fn check_hostname(name: &str) -> Result<(), String> {
+pub(crate) fn check_hostname(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -59,7 +59,7 @@ pub fn check_hostname(name: &str) -> Result<(), String> {
 }
 
 /// Checks a name of a user, zone, pool or tag: 1-64 characters of letters, digits, '-', '_', '.'.
-pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -76,18 +76,18 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-/// RFC 3339 UTC text for unix milliseconds (no time-zone database needed).
-pub fn rfc3339(ms: u64) -> String {
+/// Unix milliseconds as a UTC date and the seconds since its midnight: `(year, month, day,
+/// seconds)`, by Howard Hinnant's civil-from-days (no time-zone database needed).
+pub fn utc_date(ms: u64) -> (i64, i64, i64, u64) {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -97,6 +97,12 @@ pub fn rfc3339(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem)
+}
+
+/// RFC 3339 UTC text for unix milliseconds.
+pub fn rfc3339(ms: u64) -> String {
+    let (y, m, d, rem) = utc_date(ms);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,

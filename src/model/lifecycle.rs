@@ -242,7 +242,7 @@ const IN_PROGRESS: &[Status] = &[
 
 /// THE transition table: (action, statuses it is allowed from, where it goes).
 /// A (status, action) pair not listed here is refused with the machine's current status.
-pub const TRANSITIONS: &[(ActionKind, &[Status], Next)] = &[
+pub(crate) const TRANSITIONS: &[(ActionKind, &[Status], Next)] = &[
     (
         ActionKind::Commission,
         &[
@@ -367,7 +367,7 @@ pub fn rule(status: Status, kind: ActionKind) -> Option<Next> {
 ///
 /// Records that the agent wrote the image: the second stage of Deploying. Refused when the
 /// machine is no longer Deploying.
-pub fn record_image_written(m: &mut Machine, said: &str) -> Result<(), TransitionError> {
+pub(crate) fn record_image_written(m: &mut Machine, said: &str) -> Result<(), TransitionError> {
     if m.status != S::Deploying {
         return Err(TransitionError::NotAllowed {
             system_id: m.system_id.clone(),
@@ -386,7 +386,7 @@ pub fn record_image_written(m: &mut Machine, said: &str) -> Result<(), Transitio
 
 /// What an agent's `complete` report does to the machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Completion {
+pub(crate) enum Completion {
     /// A test failed: the run fails with this reason, whatever the agent concluded.
     Fail(String),
     /// Deploying, image not yet written: the second stage of Deploying
@@ -402,7 +402,7 @@ pub enum Completion {
 
 /// What an agent's `complete` report means for `m` (`test_failure` is a testing run's failed
 /// tests, in words).
-pub fn agent_completion(m: &Machine, test_failure: Option<String>) -> Completion {
+pub(crate) fn agent_completion(m: &Machine, test_failure: Option<String>) -> Completion {
     if let Some(reason) = test_failure {
         return Completion::Fail(reason);
     }
@@ -417,7 +417,7 @@ pub fn agent_completion(m: &Machine, test_failure: Option<String>) -> Completion
 /// What a power-off the conductor carried out completes, with the message of that `complete`:
 /// Releasing (without erase) and Exiting rescue mode need nothing more than the machine being
 /// off. Other statuses wait for their own reports.
-pub fn completed_by_power_off(status: Status) -> Option<&'static str> {
+pub(crate) fn completed_by_power_off(status: Status) -> Option<&'static str> {
     match status {
         S::Releasing => Some("released; powered off"),
         S::ExitingRescueMode => Some("left rescue mode; powered off"),
@@ -428,7 +428,7 @@ pub fn completed_by_power_off(status: Status) -> Option<&'static str> {
 /// The statuses whose work is done by the agent in the ephemeral environment: a network boot
 /// in one of them is handed the environment with a fresh boot token (Deploying only until the
 /// image is written: see [`boots_ephemeral`]).
-pub const EPHEMERAL_WORK: &[Status] = &[
+pub(crate) const EPHEMERAL_WORK: &[Status] = &[
     S::Commissioning,
     S::Testing,
     S::Deploying,
@@ -439,7 +439,7 @@ pub const EPHEMERAL_WORK: &[Status] = &[
 
 /// Whether the machine, as it is now, does its work in the ephemeral environment: what its
 /// network boot is given, and what its agent may report progress about.
-pub fn boots_ephemeral(m: &Machine) -> bool {
+pub(crate) fn boots_ephemeral(m: &Machine) -> bool {
     EPHEMERAL_WORK.contains(&m.status) && !(m.status == S::Deploying && m.deploy_written)
 }
 

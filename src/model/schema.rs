@@ -11,7 +11,7 @@ pub fn name(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// An OS, release or architecture word (`images::records::check_word`), or absent.
-pub fn word_or_null(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn word_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": ["string", "null"], "pattern": "^[a-z0-9_-]{1,32}$"})
 }
 
@@ -21,33 +21,33 @@ pub fn word(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// A SHA-256 digest in hex, or absent.
-pub fn sha256_or_null(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn sha256_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": ["string", "null"], "pattern": "^[0-9A-Fa-f]{64}$"})
 }
 
 /// A user's role, or absent (the default, or unchanged).
-pub fn role_or_null(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn role_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"enum": ["admin", "user", null]})
 }
 
 /// A token's kind, or absent (native).
-pub fn token_kind_or_null(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn token_kind_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"enum": ["native", "maas", null]})
 }
 
 /// A boot resource's kind (`images::records::BootKind`).
-pub fn boot_kind(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn boot_kind(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"enum": ["kernel", "initrd", "bootloader"]})
 }
 
 /// An image format (`images::records::ImageFormat`), or absent (from the name or content).
-pub fn image_format_or_null(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn image_format_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"enum": ["raw", "raw.gz", "raw.xz", "raw.zst", "tar", "tar.gz", "tar.xz", "tar.zst", null]})
 }
 
 /// A machine status filter, as a query parameter: what `Status::parse` takes, a status key
 /// (`ready`, `failed_testing`, ...), its name (`Failed testing`) or its MAAS code (`6`).
-pub fn status_key(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn status_key(_: &mut SchemaGenerator) -> Schema {
     let mut words: Vec<String> = Vec::new();
     for s in super::Status::ALL {
         words.extend([
@@ -62,7 +62,7 @@ pub fn status_key(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// A host name (`model::ids::check_hostname`), or absent.
-pub fn hostname_or_null(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn hostname_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": ["string", "null"], "pattern": HOSTNAME})
 }
 
@@ -75,7 +75,7 @@ pub fn macs(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// A MAC address filter, or absent.
-pub fn mac_or_null(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn mac_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": ["string", "null"], "pattern": MAC})
 }
 
@@ -87,20 +87,20 @@ pub fn password(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// A new password, or absent (unchanged).
-pub fn password_or_null(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn password_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": ["string", "null"], "minLength": 8})
 }
 
 /// An image title: no control characters, at most 256 bytes (64 characters say it whatever
 /// their encoding), or absent.
-pub fn title_or_null(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn title_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": ["string", "null"], "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]{0,64}$"})
 }
 
 /// A storage constraint (`model::constraints::parse_storage`): `label:GB(tag,...)` entries
 /// separated by commas, label and tags optional; this says a plain subset of what is taken
 /// (no spaces), or absent.
-pub fn storage_or_null(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn storage_or_null(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": ["string", "null"], "pattern": STORAGE})
 }
 
@@ -111,7 +111,7 @@ const STORAGE: &str = concat!(
 
 /// A machine's power type as stored and shown (`machine::PowerSettings::power_type`): a
 /// [`super::machine::PowerType`]'s name, or "" when none is configured.
-pub fn power_type_or_empty(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn power_type_or_empty(_: &mut SchemaGenerator) -> Schema {
     let mut names = vec![String::new()];
     names.extend(super::machine::PowerType::ALL.map(|t| t.as_str().to_string()));
     json_schema!({"type": "string", "enum": names})

@@ -25,7 +25,8 @@ pub enum FrameError {
     Udp,
 }
 
-/// A received UDP datagram and the addresses around it.
+/// A UDP datagram and the addresses around it: what [`parse`] finds in a frame received, and
+/// what [`build`] puts in a frame to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram<'a> {
     pub src_mac: Mac,
@@ -80,17 +81,8 @@ pub fn parse(frame: &[u8]) -> Result<Datagram<'_>, FrameError> {
     })
 }
 
-/// A UDP datagram to put on the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outbound<'a> {
-    pub src_mac: Mac,
-    pub dst_mac: Mac,
-    pub src_ip: Ipv4Addr,
-    pub dst_ip: Ipv4Addr,
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub payload: &'a [u8],
-}
+/// A UDP datagram to put on the wire: the same fields a received one has.
+pub type Outbound<'a> = Datagram<'a>;
 
 /// Largest UDP payload that fits one 1500-byte IPv4 packet with no options.
 pub const MAX_PAYLOAD: usize = 1500 - 20 - 8;
@@ -191,17 +183,7 @@ mod tests {
         assert!(
             build(&Outbound {
                 payload: &[0u8; 2000],
-                ..parse(&frame)
-                    .map(|d| Outbound {
-                        src_mac: d.src_mac,
-                        dst_mac: d.dst_mac,
-                        src_ip: d.src_ip,
-                        dst_ip: d.dst_ip,
-                        src_port: d.src_port,
-                        dst_port: d.dst_port,
-                        payload: d.payload,
-                    })
-                    .unwrap()
+                ..parse(&frame).unwrap()
             })
             .is_none()
         );

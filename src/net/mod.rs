@@ -6,7 +6,7 @@
 //! ([`socket::PacketSocket`]). Frames are parsed and built by [`frame`], which is pure (smoltcp's
 //! `wire` types), so everything but the socket itself is tested without a network.
 
-pub mod cidr;
+pub(crate) mod cidr;
 pub mod frame;
 pub(crate) mod socket;
 

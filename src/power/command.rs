@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::params::{Action, CommandParams};
 use super::{BootOverride, PowerDriver, PowerError, PowerFuture, PowerState, PowerType, Scrubber};
+use crate::model::error::error_chain;
 
 /// Runs a machine's configured power commands or URLs.
 pub(crate) struct CommandDriver {
@@ -320,17 +321,6 @@ fn url_without_query(url: &str) -> String {
         }
         Err(_) => "(invalid URL)".to_owned(),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Reads a power state from what a query command printed or a webhook

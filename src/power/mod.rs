@@ -74,7 +74,7 @@ pub use crate::model::PowerType;
 /// The deadline of one power operation when none is given: long enough for a
 /// slow BMC's session setup plus a few lost packets, short enough that an
 /// operator is told within a minute that a BMC is dead.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A power operation, for callers that keep operations as data (a queue, an
 /// audit log) and run them with [`PowerDriver::run`].
@@ -132,7 +132,8 @@ pub struct BootOverride {
 }
 
 /// A boxed future, so [`PowerDriver`] stays dyn-compatible.
-pub type PowerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PowerError>> + Send + 'a>>;
+pub(crate) type PowerFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, PowerError>> + Send + 'a>>;
 
 /// One machine's power control. Built by [`driver_for`] from its parameters;
 /// cheap to build, holds no connection between calls (every call opens and
@@ -219,7 +220,7 @@ pub fn driver_with_timeout(
 /// "waiting for an operator" instead of pretending the machine was switched;
 /// a query answers [`PowerState::Unknown`].
 #[derive(Debug, Clone, Copy)]
-pub struct ManualDriver;
+pub(crate) struct ManualDriver;
 
 impl PowerDriver for ManualDriver {
     fn power_type(&self) -> PowerType {

@@ -62,282 +62,80 @@ pub struct PowerTypeSchema {
     pub fields: &'static [PowerParamSchema],
 }
 
-const fn field(
-    name: &'static str,
-    description: &'static str,
-    required: bool,
-    secret: bool,
-    kind: ParamKind,
-    default: Option<&'static str>,
-    choices: &'static [&'static str],
-) -> PowerParamSchema {
-    PowerParamSchema {
-        name,
-        description,
-        required,
-        secret,
-        kind,
-        default,
-        choices,
-    }
+/// A driver's parameter table: one row per parameter, declaring it once; the published schema
+/// is the table, and the parsers below read defaults, required-ness, secrecy and choices from
+/// it. A row is `name: Kind`, then the choices of a [`ParamKind::Choice`] in parentheses, then
+/// `= "default"` when absent means that value (`""`: the type's empty value), then the flags
+/// `[required]` and `[secret]`, then the description.
+macro_rules! params {
+    ($($name:ident: $kind:ident $(($($choice:literal),+))? $(= $default:literal)?
+        $([$($flag:ident),+])?, $description:literal;)*) => {
+        &[$(PowerParamSchema {
+            name: stringify!($name),
+            description: $description,
+            required: false $($(|| params!(@required $flag))+)?,
+            secret: false $($(|| params!(@secret $flag))+)?,
+            kind: ParamKind::$kind,
+            default: params!(@default $($default)?),
+            choices: &[$($($choice),+)?],
+        }),*]
+    };
+    (@required required) => { true };
+    (@required secret) => { false };
+    (@secret secret) => { true };
+    (@secret required) => { false };
+    (@default) => { None };
+    (@default $default:literal) => { Some($default) };
 }
 
-use ParamKind::{Bool, Choice, Integer, String as Text, Url as UrlKind};
+const IPMI_FIELDS: &[PowerParamSchema] = params! {
+    power_address: String [required], "BMC address (IP address or host name)";
+    power_port: Integer = "623", "BMC UDP port (rackbox extension)";
+    power_user: String = "", "BMC user name (at most 16 bytes)";
+    power_pass: String = "" [secret], "BMC password (at most 20 bytes, 16 for IPMI 1.5)";
+    power_driver: Choice("LAN_2_0", "LAN") = "LAN_2_0",
+        "LAN_2_0 for IPMI 2.0 (RMCP+), falling back to 1.5 when the BMC has no 2.0; LAN for IPMI 1.5 only";
+    cipher_suite_id: Choice("3", "8", "12", "17") = "3",
+        "RMCP+ cipher suite (3 is supported; 8, 12 and 17 are refused with a clear error)";
+    privilege_level: Choice("USER", "OPERATOR", "ADMIN") = "ADMIN",
+        "IPMI privilege level of the session (rackbox's IPMI client always uses ADMIN)";
+    k_g: String = "" [secret], "BMC key K_g (not supported: must be empty)";
+    power_boot_type: Choice("auto", "efi", "legacy") = "auto",
+        "firmware boot type for the one-time network boot";
+    mac_address: String, "MAC address of the BMC (informational, as in MAAS)";
+};
 
-const IPMI_FIELDS: &[PowerParamSchema] = &[
-    field(
-        "power_address",
-        "BMC address (IP address or host name)",
-        true,
-        false,
-        Text,
-        None,
-        &[],
-    ),
-    field(
-        "power_port",
-        "BMC UDP port (rackbox extension)",
-        false,
-        false,
-        Integer,
-        Some("623"),
-        &[],
-    ),
-    field(
-        "power_user",
-        "BMC user name (at most 16 bytes)",
-        false,
-        false,
-        Text,
-        Some(""),
-        &[],
-    ),
-    field(
-        "power_pass",
-        "BMC password (at most 20 bytes, 16 for IPMI 1.5)",
-        false,
-        true,
-        Text,
-        Some(""),
-        &[],
-    ),
-    field(
-        "power_driver",
-        "LAN_2_0 for IPMI 2.0 (RMCP+), falling back to 1.5 when the BMC has no 2.0; LAN for IPMI 1.5 only",
-        false,
-        false,
-        Choice,
-        Some("LAN_2_0"),
-        &["LAN_2_0", "LAN"],
-    ),
-    field(
-        "cipher_suite_id",
-        "RMCP+ cipher suite (3 is supported; 8, 12 and 17 are refused with a clear error)",
-        false,
-        false,
-        Choice,
-        Some("3"),
-        &["3", "8", "12", "17"],
-    ),
-    field(
-        "privilege_level",
-        "IPMI privilege level of the session (rackbox's IPMI client always uses ADMIN)",
-        false,
-        false,
-        Choice,
-        Some("ADMIN"),
-        &["USER", "OPERATOR", "ADMIN"],
-    ),
-    field(
-        "k_g",
-        "BMC key K_g (not supported: must be empty)",
-        false,
-        true,
-        Text,
-        Some(""),
-        &[],
-    ),
-    field(
-        "power_boot_type",
-        "firmware boot type for the one-time network boot",
-        false,
-        false,
-        Choice,
-        Some("auto"),
-        &["auto", "efi", "legacy"],
-    ),
-    field(
-        "mac_address",
-        "MAC address of the BMC (informational, as in MAAS)",
-        false,
-        false,
-        Text,
-        None,
-        &[],
-    ),
-];
-
-const REDFISH_FIELDS: &[PowerParamSchema] = &[
-    field(
-        "power_address",
-        "Redfish service: host, host:port or URL (https unless the URL says http)",
-        true,
-        false,
-        Text,
-        None,
-        &[],
-    ),
-    field(
-        "power_user",
-        "Redfish user name",
-        true,
-        false,
-        Text,
-        None,
-        &[],
-    ),
-    field(
-        "power_pass",
-        "Redfish password",
-        true,
-        true,
-        Text,
-        None,
-        &[],
-    ),
-    field(
-        "node_id",
-        "ComputerSystem id under /redfish/v1/Systems (found automatically when there is only one)",
-        false,
-        false,
-        Text,
-        None,
-        &[],
-    ),
-    field(
-        "power_boot_type",
-        "firmware boot type for the one-time network boot",
-        false,
-        false,
-        Choice,
-        Some("auto"),
-        &["auto", "efi", "legacy"],
-    ),
-    field(
-        "insecure_skip_verify",
-        "do not check the BMC's TLS certificate (rackbox extension; only for self-signed BMCs on a trusted network)",
-        false,
-        false,
-        Bool,
-        Some("false"),
-        &[],
-    ),
-    field(
-        "certificate_sha256",
-        "SHA-256 of the BMC's TLS certificate (DER): 64 hex digits, or colon-separated pairs as openssl x509 -fingerprint -sha256 prints; when set, exactly that certificate is accepted whatever its issuer, expiry or host name, and any other is refused (rackbox extension; needs an https address; overrides insecure_skip_verify)",
-        false,
-        false,
-        Text,
-        None,
-        &[],
-    ),
-];
+const REDFISH_FIELDS: &[PowerParamSchema] = params! {
+    power_address: String [required],
+        "Redfish service: host, host:port or URL (https unless the URL says http)";
+    power_user: String [required], "Redfish user name";
+    power_pass: String [required, secret], "Redfish password";
+    node_id: String,
+        "ComputerSystem id under /redfish/v1/Systems (found automatically when there is only one)";
+    power_boot_type: Choice("auto", "efi", "legacy") = "auto",
+        "firmware boot type for the one-time network boot";
+    insecure_skip_verify: Bool = "false",
+        "do not check the BMC's TLS certificate (rackbox extension; only for self-signed BMCs on a trusted network)";
+    certificate_sha256: String,
+        "SHA-256 of the BMC's TLS certificate (DER): 64 hex digits, or colon-separated pairs as openssl x509 -fingerprint -sha256 prints; when set, exactly that certificate is accepted whatever its issuer, expiry or host name, and any other is refused (rackbox extension; needs an https address; overrides insecure_skip_verify)";
+};
 
 /// The commands and URLs are secret, whole: a command line or a URL is where a
 /// power switch's password usually is (`curl -u user:pass`, `https://user:pass@pdu/`,
 /// `?password=`), so non-admins see none of them.
-const COMMAND_FIELDS: &[PowerParamSchema] = &[
-    field(
-        "power_on_command",
-        "shell command (/bin/sh -c) that switches the machine on",
-        false,
-        true,
-        Text,
-        None,
-        &[],
-    ),
-    field(
-        "power_off_command",
-        "shell command that switches the machine off",
-        false,
-        true,
-        Text,
-        None,
-        &[],
-    ),
-    field(
-        "power_query_command",
-        "shell command that prints on or off",
-        false,
-        true,
-        Text,
-        None,
-        &[],
-    ),
-    field(
-        "power_netboot_command",
-        "shell command that makes the next boot a network boot (RACKBOX_BOOT_EFI=1 or 0 in its environment)",
-        false,
-        true,
-        Text,
-        None,
-        &[],
-    ),
-    field(
-        "power_on_uri",
-        "URL POSTed to switch the machine on (MAAS webhook style)",
-        false,
-        true,
-        UrlKind,
-        None,
-        &[],
-    ),
-    field(
-        "power_off_uri",
-        "URL POSTed to switch the machine off",
-        false,
-        true,
-        UrlKind,
-        None,
-        &[],
-    ),
-    field(
-        "power_query_uri",
-        "URL fetched with GET whose body says on or off",
-        false,
-        true,
-        UrlKind,
-        None,
-        &[],
-    ),
-    field(
-        "power_netboot_uri",
-        "URL POSTed to make the next boot a network boot",
-        false,
-        true,
-        UrlKind,
-        None,
-        &[],
-    ),
-    field(
-        "power_user",
-        "user name for HTTP basic authentication of the URLs",
-        false,
-        false,
-        Text,
-        None,
-        &[],
-    ),
-    field(
-        "power_pass",
-        "password for HTTP basic authentication of the URLs",
-        false,
-        true,
-        Text,
-        None,
-        &[],
-    ),
-];
+const COMMAND_FIELDS: &[PowerParamSchema] = params! {
+    power_on_command: String [secret], "shell command (/bin/sh -c) that switches the machine on";
+    power_off_command: String [secret], "shell command that switches the machine off";
+    power_query_command: String [secret], "shell command that prints on or off";
+    power_netboot_command: String [secret],
+        "shell command that makes the next boot a network boot (RACKBOX_BOOT_EFI=1 or 0 in its environment)";
+    power_on_uri: Url [secret], "URL POSTed to switch the machine on (MAAS webhook style)";
+    power_off_uri: Url [secret], "URL POSTed to switch the machine off";
+    power_query_uri: Url [secret], "URL fetched with GET whose body says on or off";
+    power_netboot_uri: Url [secret], "URL POSTed to make the next boot a network boot";
+    power_user: String, "user name for HTTP basic authentication of the URLs";
+    power_pass: String [secret], "password for HTTP basic authentication of the URLs";
+};
 
 const IPMI: PowerTypeSchema = PowerTypeSchema {
     name: PowerType::Ipmi,
@@ -986,79 +784,64 @@ mod tests {
 
     #[test]
     fn errors_name_the_parameter() {
+        use PowerType::{Command, Ipmi, Manual, Redfish};
         let cases: Vec<(PowerType, Value, &str)> = vec![
-            (PowerType::Ipmi, json!({}), "power_address"),
+            (Ipmi, json!({}), "power_address"),
+            (Ipmi, json!({"power_address": ""}), "power_address"),
+            (Ipmi, json!({"power_address": "a b"}), "power_address"),
             (
-                PowerType::Ipmi,
-                json!({"power_address": ""}),
-                "power_address",
-            ),
-            (
-                PowerType::Ipmi,
-                json!({"power_address": "a b"}),
-                "power_address",
-            ),
-            (
-                PowerType::Ipmi,
+                Ipmi,
                 json!({"power_address": "h", "power_port": "x"}),
                 "power_port",
             ),
             (
-                PowerType::Ipmi,
+                Ipmi,
                 json!({"power_address": "h", "power_port": 70000}),
                 "power_port",
             ),
             (
-                PowerType::Ipmi,
+                Ipmi,
                 json!({"power_address": "h", "power_pass": {"a": 1}}),
                 "power_pass",
             ),
             (
-                PowerType::Ipmi,
+                Ipmi,
                 json!({"power_address": "h", "power_driver": "LAN3"}),
                 "power_driver",
             ),
             (
-                PowerType::Ipmi,
+                Ipmi,
                 json!({"power_address": "h", "cipher_suite_id": "5"}),
                 "cipher_suite_id",
             ),
+            (Ipmi, json!({"power_address": "h", "bogus": "1"}), "bogus"),
             (
-                PowerType::Ipmi,
-                json!({"power_address": "h", "bogus": "1"}),
-                "bogus",
-            ),
-            (
-                PowerType::Redfish,
+                Redfish,
                 json!({"power_address": "h", "power_user": "u"}),
                 "power_pass",
             ),
             (
-                PowerType::Redfish,
+                Redfish,
                 json!({"power_address": "h", "power_user": "u", "power_pass": "p",
                     "insecure_skip_verify": "maybe"}),
                 "insecure_skip_verify",
             ),
             (
-                PowerType::Redfish,
+                Redfish,
                 json!({"power_address": "ftp://h", "power_user": "u", "power_pass": "p"}),
                 "power_address",
             ),
             (
-                PowerType::Command,
+                Command,
                 json!({"power_off_command": "x"}),
                 "power_on_command",
             ),
             (
-                PowerType::Command,
+                Command,
                 json!({"power_on_command": "x", "power_off_uri": "notaurl"}),
                 "power_off_uri",
             ),
-            (
-                PowerType::Manual,
-                json!({"power_address": "h"}),
-                "power_address",
-            ),
+            (Manual, json!({"power_address": "h"}), "power_address"),
         ];
         for (ty, params, name) in cases {
             let err = validate(ty, &map(params.clone())).expect_err(&format!("{ty} {params}"));

@@ -95,6 +95,13 @@ fn logged(id: &str, what: &str, result: Result<impl Sized, ServiceError>) {
     }
 }
 
+/// Records the power state a driver just switched the machine to (a failure to record it is
+/// logged: the switch itself is done).
+async fn switched(service: &Service, id: &str, state: PowerState) {
+    let result = service.set_power_state(id, state, String::new()).await;
+    logged(id, "the power state", result);
+}
+
 async fn carry_out(service: &Service, machine: &Machine, owed: OwedEffect) {
     let id = machine.system_id.as_str();
     let status = machine.status;
@@ -132,26 +139,14 @@ async fn carry_out(service: &Service, machine: &Machine, owed: OwedEffect) {
             if let Err(e) = result {
                 return power_failed(service, id, status, what, e).await;
             }
-            logged(
-                id,
-                "the power state",
-                service
-                    .set_power_state(id, PowerState::On, String::new())
-                    .await,
-            );
+            switched(service, id, PowerState::On).await;
             tracing::info!(system_id = %id, %power_type, "powered on with a one-time network boot");
         }
         Effect::PowerOff => {
             if let Err(e) = driver.power_off(false).await {
                 return power_failed(service, id, status, "power off", e).await;
             }
-            logged(
-                id,
-                "the power state",
-                service
-                    .set_power_state(id, PowerState::Off, String::new())
-                    .await,
-            );
+            switched(service, id, PowerState::Off).await;
             tracing::info!(system_id = %id, %power_type, "powered off");
             if let Some(message) = lifecycle::completed_by_power_off(status) {
                 let done = Action::Complete {

@@ -69,7 +69,7 @@ impl Default for EnlistOptions {
 /// Token buckets per source address, kept as one instant per source (GCRA): the time at which
 /// the source's bucket would be full again. A source may be `burst - 1` intervals ahead of now.
 /// IPv6 sources count per /64 (one host may hold all of its addresses).
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     burst: u32,
     interval: Duration,
     /// Source -> when its bucket is full again; sources whose bucket is full are dropped.

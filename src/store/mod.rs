@@ -24,9 +24,9 @@
 
 mod leases;
 mod ops;
-pub mod reserve;
+pub(crate) mod reserve;
 pub mod schema;
-pub mod tables;
+pub(crate) mod tables;
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -125,7 +125,7 @@ pub enum StoreState {
 
 /// How much a write matters when the state disk is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteClass {
+pub(crate) enum WriteClass {
     /// Refused while the disk is full.
     Ordinary,
     /// Taken while the disk is full, in the reserve's space: logins, deletes (they free

@@ -10,11 +10,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// The default reserve: room for thousands of small records, little on any real disk.
-pub const DEFAULT_BYTES: u64 = 8 << 20;
+pub(crate) const DEFAULT_BYTES: u64 = 8 << 20;
 
 /// The reserve file of one database.
 #[derive(Debug)]
-pub struct Reserve {
+pub(crate) struct Reserve {
     path: PathBuf,
     bytes: u64,
 }

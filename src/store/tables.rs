@@ -13,32 +13,33 @@ use super::StoreError;
 use crate::model::catalog::CatalogKind;
 
 /// Store-wide facts: `schema_version` (u32 LE), `next_event_seq` (u64 LE).
-pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// system_id -> Machine (JSON).
 pub const MACHINES: TableDefinition<&str, &[u8]> = TableDefinition::new("machines");
 /// MAC address -> system_id: boot lookups and MAC uniqueness.
-pub const MACS: TableDefinition<&str, &str> = TableDefinition::new("macs");
+pub(crate) const MACS: TableDefinition<&str, &str> = TableDefinition::new("macs");
 /// Event seq -> Event (JSON).
-pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// (system_id, event seq) -> (): a machine's history in order.
-pub const MACHINE_EVENTS: TableDefinition<(&str, u64), ()> = TableDefinition::new("machine_events");
+pub(crate) const MACHINE_EVENTS: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("machine_events");
 /// username -> User (JSON).
-pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// token id -> Token (JSON).
-pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// zone name -> NamedThing (JSON). Added in schema 2.
-pub const ZONES: TableDefinition<&str, &[u8]> = TableDefinition::new("zones");
+pub(crate) const ZONES: TableDefinition<&str, &[u8]> = TableDefinition::new("zones");
 /// pool name -> NamedThing (JSON). Added in schema 2.
-pub const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
+pub(crate) const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 /// tag name -> NamedThing (JSON). Added in schema 2.
-pub const TAGS: TableDefinition<&str, &[u8]> = TableDefinition::new("tags");
+pub(crate) const TAGS: TableDefinition<&str, &[u8]> = TableDefinition::new("tags");
 /// system_id -> the machine's latest testing run (`TestRun`). Made on its first write: a
 /// database without it simply has no results yet, so it needs no schema version.
-pub const TEST_RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("test_results");
+pub(crate) const TEST_RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("test_results");
 /// `owner/filename` -> StoredFile (JSON). Made by the first upload, like `test_results`.
-pub const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("maas_files");
+pub(crate) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("maas_files");
 /// DHCP leases: address (dotted quad) -> Lease (JSON). Made by the first lease.
-pub const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_leases");
+pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_leases");
 
 /// The table of a catalog kind.
 pub fn catalog(kind: CatalogKind) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -61,7 +62,7 @@ pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreE
 }
 
 /// Reads one JSON record from a `&str`-keyed table of a write transaction.
-pub fn get_in<T: DeserializeOwned>(
+pub(crate) fn get_in<T: DeserializeOwned>(
     tx: &WriteTransaction,
     table: TableDefinition<&str, &[u8]>,
     key: &str,
@@ -69,7 +70,7 @@ pub fn get_in<T: DeserializeOwned>(
     one(&tx.open_table(table)?, table.name(), key)
 }
 
-pub fn put_in<T: Serialize>(
+pub(crate) fn put_in<T: Serialize>(
     tx: &WriteTransaction,
     table: TableDefinition<&str, &[u8]>,
     key: &str,
@@ -80,7 +81,7 @@ pub fn put_in<T: Serialize>(
     Ok(())
 }
 
-pub fn remove_in(
+pub(crate) fn remove_in(
     tx: &WriteTransaction,
     table: TableDefinition<&str, &[u8]>,
     key: &str,
@@ -89,7 +90,7 @@ pub fn remove_in(
 }
 
 /// Every record of a `&str`-keyed JSON table as a write transaction sees it, in key order.
-pub fn all_in<T: DeserializeOwned>(
+pub(crate) fn all_in<T: DeserializeOwned>(
     tx: &WriteTransaction,
     table: TableDefinition<&str, &[u8]>,
 ) -> Result<Vec<T>, StoreError> {

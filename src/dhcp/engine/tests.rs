@@ -146,6 +146,29 @@ fn file(m: &Message) -> Option<&[u8]> {
         .filter(|f| !f.is_empty())
 }
 
+/// Where a reply to a client goes when it is sent as a raw frame: `mac`, `ip`, the client port.
+fn to_client(mac: Mac, ip: Ipv4Addr) -> Destination {
+    Destination::Frame { mac, ip, port: 68 }
+}
+
+/// Asserts that the options `$options` carry `$name($value)`: the option's code is its name.
+macro_rules! assert_option {
+    ($options:expr, $name:ident($($value:tt)*)) => {
+        assert_eq!(
+            $options.get(OptionCode::$name),
+            Some(&DhcpOption::$name($($value)*))
+        )
+    };
+}
+
+/// Asserts that `m` answers as a PXE boot server: it names itself "PXEClient" and carries the
+/// PXE vendor options (discovery control 8: take the boot file from this answer).
+fn assert_pxe_answer(m: &Message) {
+    let o = m.opts();
+    assert_option!(o, ClassIdentifier(b"PXEClient".to_vec()));
+    assert_option!(o, VendorExtensions(vec![6, 1, 8, 255]));
+}
+
 fn kind(m: &Message) -> MessageType {
     m.opts().msg_type().unwrap()
 }
@@ -173,52 +196,18 @@ fn offer_carries_the_subnet_options() {
     assert!(commit.is_none(), "offers are not persisted");
     assert_eq!(offer.opcode(), Opcode::BootReply);
     assert_eq!(offer.yiaddr(), ip(10));
-    assert_eq!(
-        to,
-        Destination::Frame {
-            mac: mac(1),
-            ip: ip(10),
-            port: 68
-        }
-    );
+    assert_eq!(to, to_client(mac(1), ip(10)));
     let o = offer.opts();
-    assert_eq!(
-        o.get(OptionCode::SubnetMask),
-        Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
-    );
-    assert_eq!(
-        o.get(OptionCode::Router),
-        Some(&DhcpOption::Router(vec![ip(254)]))
-    );
-    assert_eq!(
-        o.get(OptionCode::DomainNameServer),
-        Some(&DhcpOption::DomainNameServer(vec![ip(53)]))
-    );
-    assert_eq!(
-        o.get(OptionCode::DomainName),
-        Some(&DhcpOption::DomainName("maas".into()))
-    );
-    assert_eq!(
-        o.get(OptionCode::BroadcastAddr),
-        Some(&DhcpOption::BroadcastAddr(ip(255)))
-    );
-    assert_eq!(
-        o.get(OptionCode::NtpServers),
-        Some(&DhcpOption::NtpServers(vec![ip(123)]))
-    );
-    assert_eq!(
-        o.get(OptionCode::AddressLeaseTime),
-        Some(&DhcpOption::AddressLeaseTime(600))
-    );
-    assert_eq!(o.get(OptionCode::Renewal), Some(&DhcpOption::Renewal(300)));
-    assert_eq!(
-        o.get(OptionCode::Rebinding),
-        Some(&DhcpOption::Rebinding(525))
-    );
-    assert_eq!(
-        o.get(OptionCode::ServerIdentifier),
-        Some(&DhcpOption::ServerIdentifier(SERVER))
-    );
+    assert_option!(o, SubnetMask(Ipv4Addr::new(255, 255, 255, 0)));
+    assert_option!(o, Router(vec![ip(254)]));
+    assert_option!(o, DomainNameServer(vec![ip(53)]));
+    assert_option!(o, DomainName("maas".into()));
+    assert_option!(o, BroadcastAddr(ip(255)));
+    assert_option!(o, NtpServers(vec![ip(123)]));
+    assert_option!(o, AddressLeaseTime(600));
+    assert_option!(o, Renewal(300));
+    assert_option!(o, Rebinding(525));
+    assert_option!(o, ServerIdentifier(SERVER));
     // A plain client gets no boot information, and nothing it did not send is echoed.
     assert!(o.get(OptionCode::BootfileName).is_none());
     assert!(o.get(OptionCode::ClientMachineIdentifier).is_none());
@@ -233,14 +222,7 @@ fn broadcast_flag_is_honoured() {
         &Msg::new(MessageType::Discover, mac(1)).broadcast(),
         0,
     ));
-    assert_eq!(
-        to,
-        Destination::Frame {
-            mac: Mac::BROADCAST,
-            ip: Ipv4Addr::BROADCAST,
-            port: 68
-        }
-    );
+    assert_eq!(to, to_client(Mac::BROADCAST, Ipv4Addr::BROADCAST));
 }
 
 #[test]
@@ -295,14 +277,7 @@ fn init_reboot_wrong_network_or_taken_is_naked() {
     let (nak, to, commit) = reply_of(&send(&mut e, &wrong, 1));
     assert_eq!(kind(&nak), MessageType::Nak);
     assert!(commit.is_none());
-    assert_eq!(
-        to,
-        Destination::Frame {
-            mac: Mac::BROADCAST,
-            ip: Ipv4Addr::BROADCAST,
-            port: 68
-        }
-    );
+    assert_eq!(to, to_client(Mac::BROADCAST, Ipv4Addr::BROADCAST));
     let taken = Msg::new(MessageType::Request, mac(2)).opt(DhcpOption::RequestedIpAddress(a));
     let (nak, _, _) = reply_of(&send(&mut e, &taken, 1));
     assert_eq!(kind(&nak), MessageType::Nak);
@@ -466,14 +441,8 @@ fn relayed_requests_use_the_relays_subnet_and_go_back_to_it() {
     assert_eq!(offer.yiaddr(), Ipv4Addr::new(198, 51, 100, 50));
     assert_eq!(offer.giaddr(), relay_gw);
     assert_eq!(to, Destination::Relay(relay_gw));
-    assert_eq!(
-        offer.opts().get(OptionCode::RelayAgentInformation),
-        Some(&DhcpOption::RelayAgentInformation(info))
-    );
-    assert_eq!(
-        offer.opts().get(OptionCode::ServerIdentifier),
-        Some(&DhcpOption::ServerIdentifier(SERVER))
-    );
+    assert_option!(offer.opts(), RelayAgentInformation(info));
+    assert_option!(offer.opts(), ServerIdentifier(SERVER));
     // A relay for a subnet we do not serve gets nothing.
     let d = Msg::new(MessageType::Discover, mac(9)).giaddr(Ipv4Addr::new(203, 0, 113, 1));
     assert_eq!(send(&mut e, &d, 0), Decision::Ignore(Ignored::NoSubnet));
@@ -492,26 +461,10 @@ fn pxe_clients_get_their_loader_by_architecture() {
     assert_eq!(offer.siaddr(), SERVER);
     assert_eq!(file(&offer), Some(&b"undionly.kpxe"[..]));
     let o = offer.opts();
-    assert_eq!(
-        o.get(OptionCode::BootfileName),
-        Some(&DhcpOption::BootfileName(b"undionly.kpxe".to_vec()))
-    );
-    assert_eq!(
-        o.get(OptionCode::TFTPServerName),
-        Some(&DhcpOption::TFTPServerName(b"192.0.2.1".to_vec()))
-    );
-    assert_eq!(
-        o.get(OptionCode::ClassIdentifier),
-        Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec()))
-    );
-    assert_eq!(
-        o.get(OptionCode::VendorExtensions),
-        Some(&DhcpOption::VendorExtensions(vec![6, 1, 8, 255]))
-    );
-    assert_eq!(
-        o.get(OptionCode::ClientMachineIdentifier),
-        Some(&DhcpOption::ClientMachineIdentifier(vec![0, 1, 2, 3]))
-    );
+    assert_option!(o, BootfileName(b"undionly.kpxe".to_vec()));
+    assert_option!(o, TFTPServerName(b"192.0.2.1".to_vec()));
+    assert_pxe_answer(&offer);
+    assert_option!(o, ClientMachineIdentifier(vec![0, 1, 2, 3]));
 
     let uefi = Msg::new(MessageType::Discover, mac(2))
         .opt(DhcpOption::ClientSystemArchitecture(Architecture(9)));
@@ -528,10 +481,7 @@ fn pxe_clients_get_their_loader_by_architecture() {
         file(&offer),
         Some(&b"http://192.0.2.1:5240/boot/snponly.efi"[..])
     );
-    assert_eq!(
-        offer.opts().get(OptionCode::ClassIdentifier),
-        Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
-    );
+    assert_option!(offer.opts(), ClassIdentifier(b"HTTPClient".to_vec()));
 
     let ipxe = Msg::new(MessageType::Discover, mac(4))
         .opt(DhcpOption::ClientSystemArchitecture(Architecture(7)))
@@ -568,24 +518,10 @@ fn proxy_mode_answers_boot_clients_only_and_gives_no_address() {
     assert_eq!(offer.yiaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(file(&offer), Some(&b"undionly.kpxe"[..]));
     let o = offer.opts();
-    assert_eq!(
-        o.get(OptionCode::ClassIdentifier),
-        Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec()))
-    );
-    assert_eq!(
-        o.get(OptionCode::VendorExtensions),
-        Some(&DhcpOption::VendorExtensions(vec![6, 1, 8, 255]))
-    );
+    assert_pxe_answer(&offer);
     assert!(o.get(OptionCode::AddressLeaseTime).is_none());
     assert!(o.get(OptionCode::SubnetMask).is_none());
-    assert_eq!(
-        to,
-        Destination::Frame {
-            mac: mac(2),
-            ip: Ipv4Addr::BROADCAST,
-            port: 68
-        }
-    );
+    assert_eq!(to, to_client(mac(2), Ipv4Addr::BROADCAST));
     // The REQUEST for the site server's address is not ours.
     let req = Msg::new(MessageType::Request, mac(2))
         .opt(DhcpOption::ClassIdentifier(

@@ -1,18 +1,18 @@
 //! The appliance itself: liveness, metrics, this API's document, the boot network's leases.
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::P;
 use crate::http::AppState;
 use crate::http::error::ApiResult;
+use crate::http::extract::Caller;
 
 #[derive(Serialize, JsonSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// ok; disk_full (only logins, deletes and the appliance's own records are written: free
     /// space on the state disk); store_failed (the database could not be reopened after an I/O
     /// error). Anything but ok is answered with 503.
@@ -58,8 +58,7 @@ pub(super) async fn openapi_document(State(s): State<AppState>) -> Json<serde_js
 }
 
 pub(super) async fn leases(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
 ) -> ApiResult<Json<Vec<crate::model::lease::Lease>>> {
     Ok(Json(s.service.list_leases(&p)?))
 }

@@ -2,12 +2,13 @@
 //! served by one set of handlers, each instantiated per catalog (`list::<Zones>`).
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::P;
+use super::Created;
 use crate::http::AppState;
 use crate::http::error::ApiResult;
+use crate::http::extract::Caller;
 use crate::http::extract::JsonBody;
 use crate::model::api::NamedRequest;
 use crate::model::catalog::NamedThing;
@@ -20,11 +21,11 @@ pub trait Catalog {
 }
 
 /// Availability zones.
-pub struct Zones;
+pub(crate) struct Zones;
 /// Resource pools.
-pub struct Pools;
+pub(crate) struct Pools;
 /// Tags.
-pub struct Tags;
+pub(crate) struct Tags;
 
 impl Catalog for Zones {
     const KIND: CatalogKind = CatalogKind::Zone;
@@ -50,23 +51,18 @@ pub(super) async fn show<C: Catalog>(
 }
 
 pub(super) async fn create<C: Catalog>(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     JsonBody(req): JsonBody<NamedRequest>,
-) -> ApiResult<(StatusCode, Json<NamedThing>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            s.service
-                .create_catalog(&p, C::KIND, &req.name, &req.description)
-                .await?,
-        ),
+) -> ApiResult<Created<NamedThing>> {
+    Ok(Created(
+        s.service
+            .create_catalog(&p, C::KIND, &req.name, &req.description)
+            .await?,
     ))
 }
 
 pub(super) async fn delete<C: Catalog>(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     s.service.delete_catalog(&p, C::KIND, &name).await?;

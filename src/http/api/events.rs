@@ -1,19 +1,18 @@
 //! The event log: one machine's history, and every machine's.
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::Path;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::P;
-use crate::http::AppState;
 use crate::http::error::ApiResult;
+use crate::http::extract::Caller;
 use crate::http::extract::QueryArgs;
 use crate::model::Event;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EventQuery {
+pub(crate) struct EventQuery {
     /// Only events older than this sequence number (paging backwards).
     pub before: Option<u64>,
     /// At most this many (default 100, at most 10000).
@@ -25,8 +24,7 @@ pub(super) fn event_limit(q: &EventQuery) -> usize {
 }
 
 pub(super) async fn of_machine(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(id): Path<String>,
     QueryArgs(q): QueryArgs<EventQuery>,
 ) -> ApiResult<Json<Vec<Event>>> {
@@ -39,8 +37,7 @@ pub(super) async fn of_machine(
 }
 
 pub(super) async fn all(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     QueryArgs(q): QueryArgs<EventQuery>,
 ) -> ApiResult<Json<Vec<Event>>> {
     Ok(Json(s.service.recent_events(

@@ -3,14 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::P;
-use crate::http::AppState;
+use super::Created;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::Caller;
 use crate::http::extract::{JsonBody, QueryArgs};
 use crate::model::{
     Constraints, DeployTarget, DiscoveredBmc, Disk, EraseMode, Interface, Inventory, Machine,
@@ -185,8 +185,7 @@ pub struct PowerAnswer {
 }
 
 pub(super) async fn list(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     QueryArgs(f): QueryArgs<MachineFilter>,
 ) -> ApiResult<Json<MachinePage>> {
     let page = s.service.list_machines(&p, &f)?;
@@ -202,17 +201,15 @@ pub(super) async fn list(
 }
 
 pub(super) async fn add(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     JsonBody(new): JsonBody<NewMachine>,
-) -> ApiResult<(StatusCode, Json<MachineView>)> {
+) -> ApiResult<Created<MachineView>> {
     let m = s.service.add_machine(&p, new).await?;
-    Ok((StatusCode::CREATED, Json(MachineView::new(&p, &m))))
+    Ok(Created(MachineView::new(&p, &m)))
 }
 
 pub(super) async fn allocate(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     JsonBody(c): JsonBody<Constraints>,
 ) -> ApiResult<Json<MachineView>> {
     let comment = c.comment.clone();
@@ -221,8 +218,7 @@ pub(super) async fn allocate(
 }
 
 pub(super) async fn show(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MachineDetail>> {
     let m = s.service.machine(&p, &id)?;
@@ -230,8 +226,7 @@ pub(super) async fn show(
 }
 
 pub(super) async fn edit(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(id): Path<String>,
     JsonBody(e): JsonBody<MachineEdit>,
 ) -> ApiResult<Json<MachineView>> {
@@ -239,18 +234,13 @@ pub(super) async fn edit(
     Ok(Json(MachineView::new(&p, &m)))
 }
 
-pub(super) async fn delete(
-    State(s): State<AppState>,
-    Extension(p): P,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+pub(super) async fn delete(Caller(s, p): Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.service.delete_machine(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn act(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path((id, action)): Path<(String, String)>,
     JsonBody(req): JsonBody<ActionRequest>,
 ) -> ApiResult<Json<MachineView>> {
@@ -259,8 +249,7 @@ pub(super) async fn act(
 }
 
 pub(super) async fn power_query(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<PowerAnswer>> {
     let state = s.service.power_query(&p, &id).await?;
@@ -270,8 +259,7 @@ pub(super) async fn power_query(
 }
 
 pub(super) async fn power_switch(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path((id, op)): Path<(String, String)>,
 ) -> ApiResult<Json<MachineView>> {
     let request = match op.as_str() {
@@ -290,8 +278,7 @@ pub(super) async fn power_switch(
 }
 
 pub(super) async fn test_results(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TestResults>> {
     Ok(Json(s.service.test_results(&p, &id)?))

@@ -9,8 +9,10 @@ mod session;
 mod tokens;
 mod users;
 
-use axum::extract::Extension;
+use axum::Json;
 use axum::http::Method;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 
 use super::openapi::{self, schema};
@@ -23,8 +25,8 @@ use crate::model::api::{LoginRequest, NamedRequest, SshKeyRequest, TokenRequest}
 use crate::model::catalog::NamedThing;
 use crate::model::{Constraints, Event, TestResults};
 use crate::service::{
-    ActionRequest, MachineEdit, MachineFilter, NewMachine, NewUser, Principal, TokenCreated,
-    TokenView, UserEdit, UserView,
+    ActionRequest, MachineEdit, MachineFilter, NewMachine, NewUser, TokenCreated, TokenView,
+    UserEdit, UserView,
 };
 use appliance::Health;
 use catalogs::{Pools, Tags, Zones};
@@ -211,7 +213,14 @@ pub const ROUTES: &[Route] = &[
         "Download a kernel, initrd or boot loader (Range supported)"),
 ];
 
-type P = Extension<Principal>;
+/// A 201 answer: what the call made, as its JSON body.
+pub(crate) struct Created<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::CREATED, Json(self.0)).into_response()
+    }
+}
 
 /// The native API's routes, each row's handler on its own path and method (rows of one path
 /// merge; two rows of one method and path panic here, at start-up).

@@ -5,15 +5,14 @@ use axum::extract::{ConnectInfo, Extension, State};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::P;
 use crate::http::AppState;
 use crate::http::error::ApiResult;
 use crate::http::extract::JsonBody;
 use crate::model::api::LoginRequest;
-use crate::service::{TokenCreated, TokenKind};
+use crate::service::{Principal, TokenCreated, TokenKind};
 
 #[derive(Serialize, JsonSchema)]
-pub struct WhoAmI {
+pub(crate) struct WhoAmI {
     pub username: String,
     pub role: String,
 }
@@ -38,7 +37,7 @@ pub(super) async fn login(
     ))
 }
 
-pub(super) async fn whoami(Extension(p): P) -> Json<WhoAmI> {
+pub(super) async fn whoami(Extension(p): Extension<Principal>) -> Json<WhoAmI> {
     Json(WhoAmI {
         role: p.role.as_str().into(),
         username: p.username,

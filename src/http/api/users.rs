@@ -1,45 +1,36 @@
 //! Users and their SSH keys.
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 
-use super::P;
-use crate::http::AppState;
+use super::Created;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::Caller;
 use crate::http::extract::JsonBody;
 use crate::model::api::SshKeyRequest;
 use crate::service::{NewUser, UserEdit, UserView};
 
-pub(super) async fn list(
-    State(s): State<AppState>,
-    Extension(p): P,
-) -> ApiResult<Json<Vec<UserView>>> {
+pub(super) async fn list(Caller(s, p): Caller) -> ApiResult<Json<Vec<UserView>>> {
     Ok(Json(s.service.list_users(&p)?))
 }
 
 pub(super) async fn create(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     JsonBody(u): JsonBody<NewUser>,
-) -> ApiResult<(StatusCode, Json<UserView>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(s.service.create_user(&p, u).await?),
-    ))
+) -> ApiResult<Created<UserView>> {
+    Ok(Created(s.service.create_user(&p, u).await?))
 }
 
 pub(super) async fn show(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<UserView>> {
     Ok(Json(s.service.user(&p, &name)?))
 }
 
 pub(super) async fn edit(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(name): Path<String>,
     JsonBody(e): JsonBody<UserEdit>,
 ) -> ApiResult<Json<UserView>> {
@@ -47,8 +38,7 @@ pub(super) async fn edit(
 }
 
 pub(super) async fn delete(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     s.service.delete_user(&p, &name).await?;
@@ -56,28 +46,22 @@ pub(super) async fn delete(
 }
 
 pub(super) async fn ssh_keys(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<crate::model::SshKey>>> {
     Ok(Json(s.service.user(&p, &name)?.ssh_keys))
 }
 
 pub(super) async fn add_ssh_key(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path(name): Path<String>,
     JsonBody(k): JsonBody<SshKeyRequest>,
-) -> ApiResult<(StatusCode, Json<crate::model::SshKey>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(s.service.add_ssh_key(&p, &name, &k.key).await?),
-    ))
+) -> ApiResult<Created<crate::model::SshKey>> {
+    Ok(Created(s.service.add_ssh_key(&p, &name, &k.key).await?))
 }
 
 pub(super) async fn delete_ssh_key(
-    State(s): State<AppState>,
-    Extension(p): P,
+    Caller(s, p): Caller,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     // Key ids are numbers: any other id names no key (404, as the document says).

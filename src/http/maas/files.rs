@@ -90,7 +90,7 @@ pub async fn delete(c: Ctx) -> Reply {
 }
 
 /// POST files/?op=delete&filename=... (the older form of delete).
-pub async fn delete_by_param(c: Ctx) -> Reply {
+pub(crate) async fn delete_by_param(c: Ctx) -> Reply {
     let p = c.principal()?;
     let filename = c.params.required("filename")?;
     c.state.service.delete_file(p, &filename).await?;

@@ -142,7 +142,7 @@ pub async fn list(c: Ctx) -> Reply {
 }
 
 /// GET machines/?op=list_allocated: the caller's machines.
-pub async fn list_allocated(c: Ctx) -> Reply {
+pub(crate) async fn list_allocated(c: Ctx) -> Reply {
     let p = c.principal()?;
     let filter = MachineFilter {
         owner: Some(p.username.clone()),
@@ -160,7 +160,7 @@ pub async fn list_allocated(c: Ctx) -> Reply {
 }
 
 /// GET machines/?op=is_registered&mac_address=...
-pub async fn is_registered(c: Ctx) -> Reply {
+pub(crate) async fn is_registered(c: Ctx) -> Reply {
     let mac = c.params.required("mac_address")?;
     let mac = ids::normalize_mac(&mac)
         .map_err(|e| MaasError::bad_request(format!("mac_address: {e}")))?;
@@ -195,7 +195,6 @@ pub async fn read(c: Ctx) -> Reply {
 
 /// PUT machines/{system_id}/: change what MAAS lets an update change.
 pub async fn update(c: Ctx) -> Reply {
-    let p = c.principal()?;
     let edit = MachineEdit {
         hostname: c.params.nonempty("hostname")?,
         domain: c.params.nonempty("domain")?,
@@ -207,12 +206,7 @@ pub async fn update(c: Ctx) -> Reply {
         power_parameters: parse_power_parameters(&c.params)?,
         ..Default::default()
     };
-    let m = c
-        .state
-        .service
-        .edit_machine(p, c.arg("system_id"), edit)
-        .await?;
-    machine_reply(&c, &m)
+    edit_reply(&c, edit).await
 }
 
 /// DELETE machines/{system_id}/
@@ -234,19 +228,36 @@ async fn act(c: &Ctx, action: &str, req: ActionRequest) -> MaasResult<Machine> {
         .await?)
 }
 
+/// Runs one life-cycle action and answers the machine as MAAS renders it.
+async fn act_reply(c: &Ctx, action: &str, req: ActionRequest) -> Reply {
+    let m = act(c, action, req).await?;
+    machine_reply(c, &m)
+}
+
+/// Edits the machine of the path and answers it as MAAS renders it.
+async fn edit_reply(c: &Ctx, edit: MachineEdit) -> Reply {
+    let p = c.principal()?;
+    let m = c
+        .state
+        .service
+        .edit_machine(p, c.arg("system_id"), edit)
+        .await?;
+    machine_reply(c, &m)
+}
+
+/// An action that takes only a comment.
 async fn simple(c: Ctx, action: &str) -> Reply {
     let req = ActionRequest {
         comment: c.params.nonempty("comment")?,
         ..Default::default()
     };
-    let m = act(&c, action, req).await?;
-    machine_reply(&c, &m)
+    act_reply(&c, action, req).await
 }
 
 /// The image a MAAS deploy request names: `osystem/distro_series` (osystem defaults to ubuntu,
 /// as in MAAS), or the image cache's default when no series is given. One place, so the image
 /// cache's naming plugs in here.
-pub fn image_for(osystem: Option<&str>, distro_series: Option<&str>) -> String {
+pub(crate) fn image_for(osystem: Option<&str>, distro_series: Option<&str>) -> String {
     match distro_series {
         None => String::new(),
         Some(series) if series.contains('/') => series.to_string(),
@@ -255,7 +266,7 @@ pub fn image_for(osystem: Option<&str>, distro_series: Option<&str>) -> String {
 }
 
 /// Decodes MAAS's base64 user_data (clients may wrap lines and end with a newline).
-pub fn decode_user_data(text: &str) -> Result<String, ParamError> {
+pub(crate) fn decode_user_data(text: &str) -> Result<String, ParamError> {
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(compact.as_bytes())
@@ -342,13 +353,12 @@ fn release_request(params: &Params) -> Result<ActionRequest, ParamError> {
 /// POST machines/{system_id}/?op=release
 pub async fn release(c: Ctx) -> Reply {
     let req = release_request(&c.params)?;
-    let m = act(&c, "release", req).await?;
-    machine_reply(&c, &m)
+    act_reply(&c, "release", req).await
 }
 
 /// POST machines/?op=release with `machines=<id>` repeated: releases each; answers the list of
 /// released system ids. Unknown ids are refused before anything is released.
-pub async fn release_many(c: Ctx) -> Reply {
+pub(crate) async fn release_many(c: Ctx) -> Reply {
     let p = c.principal()?;
     let ids = c.params.all("machines")?;
     if ids.is_empty() {
@@ -417,15 +427,14 @@ pub async fn commission(c: Ctx) -> Reply {
         comment: c.params.nonempty("comment")?,
         ..Default::default()
     };
-    let m = act(&c, "commission", req).await?;
-    machine_reply(&c, &m)
+    act_reply(&c, "commission", req).await
 }
 
 pub async fn abort(c: Ctx) -> Reply {
     simple(c, "abort").await
 }
 
-pub async fn mark_broken(c: Ctx) -> Reply {
+pub(crate) async fn mark_broken(c: Ctx) -> Reply {
     let reason = match c.params.nonempty("error_description")? {
         Some(r) => Some(r),
         None => c.params.nonempty("comment")?,
@@ -435,11 +444,10 @@ pub async fn mark_broken(c: Ctx) -> Reply {
         comment: reason,
         ..Default::default()
     };
-    let m = act(&c, "mark_broken", req).await?;
-    machine_reply(&c, &m)
+    act_reply(&c, "mark_broken", req).await
 }
 
-pub async fn mark_fixed(c: Ctx) -> Reply {
+pub(crate) async fn mark_fixed(c: Ctx) -> Reply {
     simple(c, "mark_fixed").await
 }
 
@@ -447,7 +455,7 @@ pub async fn lock(c: Ctx) -> Reply {
     simple(c, "lock").await
 }
 
-pub async fn unlock(c: Ctx) -> Reply {
+pub(crate) async fn unlock(c: Ctx) -> Reply {
     simple(c, "unlock").await
 }
 
@@ -508,7 +516,7 @@ pub async fn power_parameters(c: Ctx) -> Reply {
 
 /// GET machines/?op=power_parameters&id=... : {system_id: parameters}; every machine when no id
 /// is given.
-pub async fn power_parameters_many(c: Ctx) -> Reply {
+pub(crate) async fn power_parameters_many(c: Ctx) -> Reply {
     let p = c.principal()?;
     let ids = c.params.all("id")?;
     let mut out = Map::new();
@@ -538,7 +546,6 @@ pub async fn power_parameters_many(c: Ctx) -> Reply {
 /// POST machines/{system_id}/?op=set_owner_data: every parameter is a key; an empty value
 /// deletes it.
 pub async fn set_owner_data(c: Ctx) -> Reply {
-    let p = c.principal()?;
     let mut data = BTreeMap::new();
     for param in c.params.iter() {
         if matches!(param.name.as_str(), "op" | "system_id") {
@@ -558,12 +565,7 @@ pub async fn set_owner_data(c: Ctx) -> Reply {
         owner_data: Some(data),
         ..Default::default()
     };
-    let m = c
-        .state
-        .service
-        .edit_machine(p, c.arg("system_id"), edit)
-        .await?;
-    machine_reply(&c, &m)
+    edit_reply(&c, edit).await
 }
 
 /// Constraints from MAAS's allocate parameters. Network constraints rackbox cannot satisfy yet
@@ -667,13 +669,7 @@ pub async fn allocate(c: Ctx) -> Reply {
 
 pub async fn interfaces(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
-    json(Value::Array(
-        m.interfaces
-            .iter()
-            .enumerate()
-            .map(|(i, x)| render::interface(&m.system_id, i, x))
-            .collect(),
-    ))
+    json(Value::Array(render::interfaces(&m)))
 }
 
 fn index_arg(c: &Ctx, len: usize, kind: &str) -> MaasResult<usize> {
@@ -693,18 +689,12 @@ pub async fn interface(c: Ctx) -> Reply {
     json(render::interface(&m.system_id, i, &m.interfaces[i]))
 }
 
-pub async fn block_devices(c: Ctx) -> Reply {
+pub(crate) async fn block_devices(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
-    json(Value::Array(
-        m.disks
-            .iter()
-            .enumerate()
-            .map(|(i, d)| render::block_device(&m.system_id, i, d))
-            .collect(),
-    ))
+    json(Value::Array(render::block_devices(&m)))
 }
 
-pub async fn block_device(c: Ctx) -> Reply {
+pub(crate) async fn block_device(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
     let i = index_arg(&c, m.disks.len(), "block device")?;
     json(render::block_device(&m.system_id, i, &m.disks[i]))

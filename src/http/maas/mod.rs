@@ -105,7 +105,7 @@ impl Action {
 }
 
 /// One MAAS handler: a path under [`PREFIX`] (placeholders in braces) and its actions.
-pub struct Resource {
+pub(crate) struct Resource {
     /// MAAS's handler class name; python-libmaas binds by it (MachinesHandler -> Machines).
     pub name: &'static str,
     pub path: &'static str,
@@ -128,7 +128,7 @@ macro_rules! act {
 /// The face's route table. Access levels say only who may *call* an action, as the native API's
 /// table does (adding, editing and deleting machines need an admin); whether a user may act on a
 /// particular machine is the service's decision, so life-cycle actions are open to users here.
-pub static RESOURCES: &[Resource] = &[
+pub(crate) static RESOURCES: &[Resource] = &[
     Resource {
         name: "DescribeHandler",
         path: "describe/",
@@ -728,7 +728,7 @@ fn match_path(template: &str, path: &str) -> Option<Vec<(String, String)>> {
 }
 
 /// `scheme://host` of the request, for the absolute URIs describe/ and resource_uri use.
-pub fn request_origin(headers: &HeaderMap, public_url: &str) -> String {
+pub(crate) fn request_origin(headers: &HeaderMap, public_url: &str) -> String {
     let scheme = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())

@@ -16,12 +16,12 @@ const DEFAULT_MTU: u64 = 1500;
 /// Owner-data keys rackbox keeps for itself (MAAS's agent_name, which Juju filters on); they are
 /// stored with the owner data so the life cycle forgets them when the machine leaves its owner,
 /// and are never shown as owner data.
-pub const AGENT_NAME_KEY: &str = "rackbox.agent_name";
+pub(crate) const AGENT_NAME_KEY: &str = "rackbox.agent_name";
 
 /// A stable integer id for a named thing. MAAS's objects have integer ids that Go clients
 /// require; rackbox names zones and pools. The defaults get MAAS's own ids (zone 1, pool 0);
 /// others a 31-bit FNV-1a hash of the name, the same on every call and every restart.
-pub fn named_id(kind: &str, name: &str) -> i64 {
+pub(crate) fn named_id(kind: &str, name: &str) -> i64 {
     match (kind, name) {
         ("zone", "default") => return 1,
         ("pool", "default") => return 0,
@@ -102,7 +102,7 @@ pub fn tag(t: &NamedThing) -> Value {
 
 /// The one VLAN rackbox knows of: the untagged VLAN of the default fabric. DHCP is reported off
 /// until the boot network room says otherwise.
-pub fn default_vlan() -> Value {
+pub(crate) fn default_vlan() -> Value {
     json!({
         "id": 5001,
         "name": "untagged",
@@ -120,7 +120,7 @@ pub fn default_vlan() -> Value {
     })
 }
 
-pub fn default_fabric() -> Value {
+pub(crate) fn default_fabric() -> Value {
     json!({
         "id": 0,
         "name": "fabric-0",
@@ -132,6 +132,25 @@ pub fn default_fabric() -> Value {
 
 /// Interface ids are 1-based positions in the machine's interface list: stable for a machine
 /// whose interfaces do not change, and all Go clients need is an integer unique per machine.
+/// The machine's interfaces, as its object and `interfaces/` show them.
+pub fn interfaces(m: &Machine) -> Vec<Value> {
+    numbered(&m.interfaces, |i, x| interface(&m.system_id, i, x))
+}
+
+/// The machine's block devices, as its object and `blockdevices/` show them.
+pub(crate) fn block_devices(m: &Machine) -> Vec<Value> {
+    numbered(&m.disks, |i, d| block_device(&m.system_id, i, d))
+}
+
+/// Each item rendered with its index: MAAS's ids of a machine's interfaces and disks.
+fn numbered<T>(items: &[T], render: impl Fn(usize, &T) -> Value) -> Vec<Value> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, x)| render(i, x))
+        .collect()
+}
+
 pub fn interface(system_id: &str, index: usize, i: &Interface) -> Value {
     let id = index + 1;
     json!({
@@ -160,7 +179,7 @@ pub fn interface(system_id: &str, index: usize, i: &Interface) -> Value {
 }
 
 /// Block device ids are 1-based positions in the machine's disk list (see [`interface`]).
-pub fn block_device(system_id: &str, index: usize, d: &Disk) -> Value {
+pub(crate) fn block_device(system_id: &str, index: usize, d: &Disk) -> Value {
     let id = index + 1;
     json!({
         "id": id,
@@ -190,12 +209,7 @@ pub fn block_device(system_id: &str, index: usize, d: &Disk) -> Value {
 /// The machine as MAAS shows it. Every key the reference lists is always present.
 pub fn machine(m: &Machine, catalog: &Catalog) -> Value {
     let id = &m.system_id;
-    let interfaces: Vec<Value> = m
-        .interfaces
-        .iter()
-        .enumerate()
-        .map(|(i, x)| interface(id, i, x))
-        .collect();
+    let interfaces = interfaces(m);
     let boot_interface = m
         .interfaces
         .iter()
@@ -207,12 +221,7 @@ pub fn machine(m: &Machine, catalog: &Catalog) -> Value {
         })
         .and_then(|i| interfaces.get(i).cloned())
         .unwrap_or(Value::Null);
-    let disks: Vec<Value> = m
-        .disks
-        .iter()
-        .enumerate()
-        .map(|(i, d)| block_device(id, i, d))
-        .collect();
+    let disks = block_devices(m);
     let boot_disk = disks.first().cloned().unwrap_or(Value::Null);
     let owner_data: Map<String, Value> = m
         .owner_data

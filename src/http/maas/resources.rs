@@ -90,7 +90,7 @@ async fn authenticate_inner(state: AppState, req: Request) -> Reply {
     json(api_key_json(&token)?)
 }
 
-pub async fn create_authorisation_token(c: Ctx) -> Reply {
+pub(crate) async fn create_authorisation_token(c: Ctx) -> Reply {
     let p = c.principal()?;
     let name = c
         .params
@@ -104,7 +104,7 @@ pub async fn create_authorisation_token(c: Ctx) -> Reply {
     json(api_key_json(&token)?)
 }
 
-pub async fn list_authorisation_tokens(c: Ctx) -> Reply {
+pub(crate) async fn list_authorisation_tokens(c: Ctx) -> Reply {
     let p = c.principal()?;
     let tokens = c.state.service.list_tokens(p)?;
     json(Value::Array(
@@ -139,7 +139,7 @@ pub async fn user(c: Ctx) -> Reply {
     json(render::user(&u.username, &u.email, u.role == Role::Admin))
 }
 
-pub async fn create_user(c: Ctx) -> Reply {
+pub(crate) async fn create_user(c: Ctx) -> Reply {
     let p = c.principal()?;
     let admin = c.params.boolean("is_superuser")?.unwrap_or(false);
     let new = NewUser {
@@ -152,7 +152,7 @@ pub async fn create_user(c: Ctx) -> Reply {
     json(render::user(&u.username, &u.email, u.role == Role::Admin))
 }
 
-pub async fn delete_user(c: Ctx) -> Reply {
+pub(crate) async fn delete_user(c: Ctx) -> Reply {
     let p = c.principal()?;
     c.state.service.delete_user(p, c.arg("username")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -160,7 +160,7 @@ pub async fn delete_user(c: Ctx) -> Reply {
 
 /// How the face shows a catalog (zones, resource pools, tags): one set of handlers serves the
 /// three, instantiated per catalog in the table (`catalog_list::<Zones>`).
-pub trait FaceCatalog: catalogs::Catalog {
+pub(crate) trait FaceCatalog: catalogs::Catalog {
     /// The parameter that carries an entry's description (a tag's is its comment).
     const TEXT: &'static str;
 
@@ -222,12 +222,12 @@ impl FaceCatalog for Tags {
     }
 }
 
-pub async fn catalog_list<C: FaceCatalog>(c: Ctx) -> Reply {
+pub(crate) async fn catalog_list<C: FaceCatalog>(c: Ctx) -> Reply {
     let entries = c.state.service.list_catalog(C::KIND)?;
     json(Value::Array(entries.iter().map(C::render).collect()))
 }
 
-pub async fn catalog_create<C: FaceCatalog>(c: Ctx) -> Reply {
+pub(crate) async fn catalog_create<C: FaceCatalog>(c: Ctx) -> Reply {
     let p = c.principal()?;
     let name = c.params.required("name")?;
     C::check(&c.params)?;
@@ -240,19 +240,19 @@ pub async fn catalog_create<C: FaceCatalog>(c: Ctx) -> Reply {
     json(C::render(&entry))
 }
 
-pub async fn catalog_read<C: FaceCatalog>(c: Ctx) -> Reply {
+pub(crate) async fn catalog_read<C: FaceCatalog>(c: Ctx) -> Reply {
     let name = C::entry(&c)?;
     json(C::render(&c.state.service.catalog_entry(C::KIND, &name)?))
 }
 
-pub async fn catalog_delete<C: FaceCatalog>(c: Ctx) -> Reply {
+pub(crate) async fn catalog_delete<C: FaceCatalog>(c: Ctx) -> Reply {
     let p = c.principal()?;
     let name = C::entry(&c)?;
     c.state.service.delete_catalog(p, C::KIND, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn tag_machines(c: Ctx) -> Reply {
+pub(crate) async fn tag_machines(c: Ctx) -> Reply {
     let p = c.principal()?;
     let name = c.arg("name").to_string();
     c.state.service.catalog_entry(CatalogKind::Tag, &name)?;
@@ -408,7 +408,7 @@ pub async fn boot_resources(c: Ctx) -> Reply {
 }
 
 /// GET maas/?op=get_config&name=...: the settings rackbox has; null for the others.
-pub async fn get_config(c: Ctx) -> Reply {
+pub(crate) async fn get_config(c: Ctx) -> Reply {
     let name = c.params.required("name")?;
     let value = match name.as_str() {
         "maas_name" => json!("rackbox"),
