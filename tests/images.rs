@@ -609,8 +609,15 @@ async fn no_name_or_url_reaches_outside_the_cache() {
         // The client resolves `/images/%2E%2E` to `/`, the control page, which sends a caller
         // without a session to its login form: that form, never a file of the state directory.
         let login_form = String::from_utf8_lossy(&body).contains("Log in to rackbox");
-        assert!(s == 404 || s == 400 || (s == 200 && login_form), "{path}: {s}");
-        assert!(login_form || body.len() < 1000, "{path} served {} bytes", body.len());
+        assert!(
+            s == 404 || s == 400 || (s == 200 && login_form),
+            "{path}: {s}"
+        );
+        assert!(
+            login_form || body.len() < 1000,
+            "{path} served {} bytes",
+            body.len()
+        );
     }
     // The cache holds its own layout only, and nothing appeared beside the state directory.
     assert_eq!(names_in(&d.state_dir.join("images")), vec!["blobs", "tmp"]);
