@@ -124,21 +124,7 @@ fn as_url(source: &str) -> Option<&str> {
     (source.starts_with("http://") || source.starts_with("https://")).then_some(source)
 }
 
-/// 1536 -> "1.5 KiB".
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use crate::model::units::human_bytes;
 
 fn bar_for(len: Option<u64>, what: &str) -> ProgressBar {
     let bar = match len {

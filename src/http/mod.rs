@@ -68,20 +68,26 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Finds the matched route in the table and checks the caller's token against its access level.
-/// The principal is handed to the handler as a request extension.
-async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// The route a request matched, as its table names it: the matched path, and the method, HEAD
+/// counted as GET (axum answers HEAD with the GET handler, so it has GET's access).
+fn route_key(req: &Request) -> (String, Method) {
     let path = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    // HEAD has the access of GET (axum answers HEAD with the GET handler).
     let method = if req.method() == Method::HEAD {
         Method::GET
     } else {
         req.method().clone()
     };
+    (path, method)
+}
+
+/// Finds the matched route in the table and checks the caller's token against its access level.
+/// The principal is handed to the handler as a request extension.
+async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let (path, method) = route_key(&req);
     let Some(access) = api::ROUTES
         .iter()
         .find(|r| r.path == path && r.method == method)

@@ -601,30 +601,20 @@ pub(super) async fn bulk(
         .split_once('?')
         .and_then(|(_, query)| serde_urlencoded_query(query))
         .unwrap_or_default();
-    let Some(action) = action_named(&f.action) else {
-        return list_page(
-            &s,
-            &viewer,
-            back,
-            Some(Notice {
-                error: true,
-                title: "Choose an action".into(),
-                lines: vec![format!("{:?} is not an action", f.action)],
-            }),
-        );
+    let problem = match action_named(&f.action) {
+        None => Some(Notice::error(
+            "Choose an action",
+            vec![format!("{:?} is not an action", f.action)],
+        )),
+        Some(a) if f.machines.is_empty() => Some(Notice::error(
+            &format!("{}: no machine was ticked", a.label),
+            Vec::new(),
+        )),
+        Some(_) => None,
     };
-    if f.machines.is_empty() {
-        return list_page(
-            &s,
-            &viewer,
-            back,
-            Some(Notice {
-                error: true,
-                title: format!("{}: no machine was ticked", action.label),
-                lines: Vec::new(),
-            }),
-        );
-    }
+    let (Some(action), None) = (action_named(&f.action), &problem) else {
+        return list_page(&s, &viewer, back, problem);
+    };
     let p = viewer.principal();
     let mut lines = Vec::new();
     let mut refused = 0;

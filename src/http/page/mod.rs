@@ -21,7 +21,7 @@ mod view;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -116,16 +116,7 @@ impl Viewer {
 /// session is sent to the login form; a refused POST is a 403 page, never a redirect that could
 /// lose the form.
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let method = if req.method() == Method::HEAD {
-        Method::GET
-    } else {
-        req.method().clone()
-    };
+    let (path, method) = super::route_key(&req);
     let Some(access) = ROUTES
         .iter()
         .find(|r| r.path == path && r.method == method)

