@@ -93,6 +93,19 @@ impl Browser {
     }
 }
 
+/// Makes the user alice (password "alice-password").
+async fn add_alice(api: &Api, admin: &str) {
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(admin),
+            Some(json!({"username": "alice", "password": "alice-password"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+}
+
 async fn add_machine(api: &Api, admin: &str, body: serde_json::Value) -> String {
     let (s, m) = api
         .call(Method::POST, "/api/v1/machines", Some(admin), Some(body))
@@ -261,15 +274,7 @@ async fn user_text_is_escaped_and_power_secrets_reach_only_admins() {
     let daemon = Daemon::start();
     let api = Api::new(&daemon.url);
     let admin = api.login("admin", ADMIN_PASSWORD).await;
-    let (s, _) = api
-        .call(
-            Method::POST,
-            "/api/v1/users",
-            Some(&admin),
-            Some(json!({"username": "alice", "password": "alice-password"})),
-        )
-        .await;
-    assert_eq!(s, 201);
+    add_alice(&api, &admin).await;
     let id = add_machine(
         &api,
         &admin,
@@ -387,8 +392,7 @@ async fn the_stream_sends_a_watched_row_when_its_machine_changes_and_resyncs_a_r
             .unwrap()
             .starts_with("text/event-stream")
     );
-    // Let the stream subscribe before the change.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The stream subscribed to changes before it answered: the change below cannot be missed.
     let (s, _) = api
         .call(
             Method::POST,
@@ -424,15 +428,7 @@ async fn the_account_page_adds_keys_and_shows_a_new_token_once() {
     let daemon = Daemon::start();
     let api = Api::new(&daemon.url);
     let admin = api.login("admin", ADMIN_PASSWORD).await;
-    let (s, _) = api
-        .call(
-            Method::POST,
-            "/api/v1/users",
-            Some(&admin),
-            Some(json!({"username": "alice", "password": "alice-password"})),
-        )
-        .await;
-    assert_eq!(s, 201);
+    add_alice(&api, &admin).await;
     let page = Browser::login(&daemon.url, "alice", "alice-password").await;
     let csrf = page.csrf().await;
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOa7kXz0x alice@laptop";
