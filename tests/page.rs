@@ -538,3 +538,243 @@ async fn the_images_page_lists_images_and_refuses_to_delete_one_a_machine_deploy
     let (_, html) = page.get("/images").await;
     assert!(!html.contains("Delete spare"), "{html}");
 }
+
+#[tokio::test]
+async fn a_deploy_from_the_page_installs_only_the_ticked_ssh_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = |id| common::machine(id, rackbox::model::Status::Ready, 2, 2048);
+    common::seed(dir.path(), vec![ready("key111"), ready("key222")]);
+    let daemon = Daemon::start_in(dir.path(), "");
+    let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    let csrf = page.csrf().await;
+    for key in [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOa7kXz0x admin@laptop",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOa7kXz0y admin@desk",
+    ] {
+        let (s, _, body) = page
+            .post(
+                "/account/ssh-keys",
+                "same-origin",
+                &[("csrf", &csrf), ("key", key)],
+            )
+            .await;
+        assert_eq!(s, 303, "{body}");
+    }
+    let (_, html) = page.get("/machines/key111/confirm/deploy").await;
+    for id in ["1", "2"] {
+        assert!(
+            html.contains(&format!("name=\"ssh_key\" value=\"{id}\" checked")),
+            "every key is offered, ticked: {html}"
+        );
+    }
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let deployed_keys = |id: &'static str| {
+        let (api, admin) = (&api, &admin);
+        async move {
+            let (_, m) = api
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/machines/{id}"),
+                    Some(admin),
+                    None,
+                )
+                .await;
+            m["deploy"]["ssh_keys"].clone()
+        }
+    };
+
+    // Only the desk key ticked: the machine gets that one.
+    let (s, location, body) = page
+        .post(
+            "/machines/key111/act/deploy",
+            "same-origin",
+            &[("csrf", &csrf), ("ssh_keys_chosen", "1"), ("ssh_key", "2")],
+        )
+        .await;
+    assert_eq!(
+        (s, location.as_deref()),
+        (303, Some("/machines/key111")),
+        "{body}"
+    );
+    assert_eq!(
+        deployed_keys("key111").await,
+        json!(["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOa7kXz0y admin@desk"])
+    );
+
+    // Every key unticked means none, and a key the owner lacks is refused with the reason.
+    let (s, _, body) = page
+        .post(
+            "/machines/key222/act/deploy",
+            "same-origin",
+            &[("csrf", &csrf), ("ssh_keys_chosen", "1"), ("ssh_key", "9")],
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("admin has no SSH key 9"), "{body}");
+    let (s, _, _) = page
+        .post(
+            "/machines/key222/act/deploy",
+            "same-origin",
+            &[("csrf", &csrf), ("ssh_keys_chosen", "1")],
+        )
+        .await;
+    assert_eq!(s, 303);
+    assert_eq!(deployed_keys("key222").await, json!([]));
+}
+
+#[tokio::test]
+async fn admins_manage_users_zones_pools_and_tags_and_edit_many_machines_at_once() {
+    let daemon = Daemon::start();
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let web = add_machine(
+        &api,
+        &admin,
+        json!({"hostname": "web-1", "mac_addresses": ["52:54:00:10:00:21"], "commission": false}),
+    )
+    .await;
+    let db = add_machine(
+        &api,
+        &admin,
+        json!({"hostname": "db-1", "mac_addresses": ["52:54:00:10:00:22"], "commission": false}),
+    )
+    .await;
+    let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    let csrf = page.csrf().await;
+    let post = |path: &'static str, form: Vec<(&'static str, String)>| {
+        let (page, csrf) = (&page, &csrf);
+        async move {
+            let mut fields: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+            fields.extend(form.iter().map(|(k, v)| (*k, v.as_str())));
+            page.post(path, "same-origin", &fields).await
+        }
+    };
+    let field = |k: &'static str, v: &str| (k, v.to_string());
+
+    // Users: add, refuse a taken name, change the role, keep the last admin.
+    let bob = vec![
+        field("username", "bob"),
+        field("password", "bob-password"),
+        field("role", "user"),
+    ];
+    let (s, location, _) = post("/admin/users", bob.clone()).await;
+    assert_eq!((s, location.as_deref()), (303, Some("/admin")));
+    let (s, _, body) = post("/admin/users", bob).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("user bob exists"), "{body}");
+    let (s, _, _) = post("/admin/users/bob/role", vec![field("role", "admin")]).await;
+    assert_eq!(s, 303);
+    let (_, u) = api
+        .call(Method::GET, "/api/v1/users/bob", Some(&admin), None)
+        .await;
+    assert_eq!(u["role"], "admin");
+    post("/admin/users/bob/role", vec![field("role", "user")]).await;
+    let (s, _, body) = post("/admin/users/admin/role", vec![field("role", "user")]).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("the last admin cannot be demoted"), "{body}");
+    let (s, _, _) = post(
+        "/admin/users/bob/password",
+        vec![field("password", "bob-new-password")],
+    )
+    .await;
+    assert_eq!(s, 303);
+    let bob_page = Browser::login(&daemon.url, "bob", "bob-new-password").await;
+    let (s, _) = bob_page.get("/admin").await;
+    assert_eq!(s, 403, "the admin page is for admins");
+
+    // Zones, pools and tags.
+    for (path, name) in [
+        ("/admin/zones", "rack-2"),
+        ("/admin/pools", "gpu"),
+        ("/admin/tags", "fast"),
+    ] {
+        let (s, location, body) = post(path, vec![field("name", name)]).await;
+        assert_eq!((s, location.as_deref()), (303, Some("/admin")), "{body}");
+    }
+    let (s, _, body) = post("/admin/zones", vec![field("name", "bad name!")]).await;
+    assert_eq!(s, 400, "{body}");
+
+    // The list's bulk form moves and tags both machines.
+    for (action, value) in [("zone", "rack-2"), ("pool", "gpu"), ("add_tag", "fast")] {
+        let (s, _, html) = post(
+            "/machines/bulk",
+            vec![
+                field("action", action),
+                field("value", value),
+                field("machine", &web),
+                field("machine", &db),
+                field("back", "/machines"),
+            ],
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert!(
+            html.contains(&format!("{value}: 2 done, 0 refused")),
+            "{html}"
+        );
+    }
+    for id in [&web, &db] {
+        let (_, m) = api
+            .call(
+                Method::GET,
+                &format!("/api/v1/machines/{id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (m["zone"].as_str(), m["pool"].as_str()),
+            (Some("rack-2"), Some("gpu"))
+        );
+        assert_eq!(m["tags"], json!(["fast"]));
+    }
+    let (_, html) = page.get("/machines?tag=fast").await;
+    assert!(
+        html.contains("<strong>2</strong> of 2 machines match"),
+        "{html}"
+    );
+    let (_, _, html) = post(
+        "/machines/bulk",
+        vec![
+            field("action", "add_tag"),
+            field("machine", &web),
+            field("back", "/machines"),
+        ],
+    )
+    .await;
+    assert!(html.contains("Add the tag: say which one"), "{html}");
+    // Power on a machine with manual power: refused, with the reason, per machine.
+    let (_, _, html) = post(
+        "/machines/bulk",
+        vec![
+            field("action", "power_on"),
+            field("machine", &web),
+            field("back", "/machines"),
+        ],
+    )
+    .await;
+    assert!(html.contains("Power on: 0 done, 1 refused"), "{html}");
+    assert!(html.contains("web-1: refused:"), "{html}");
+
+    // The admin page counts them, and a zone in use stays.
+    let (s, html) = page.get("/admin").await;
+    assert_eq!(s, 200);
+    assert!(
+        html.contains("bob") && html.contains("rack-2") && html.contains("gpu"),
+        "{html}"
+    );
+    let (s, _, body) = post("/admin/zones/rack-2/delete", Vec::new()).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("zone rack-2 is used by machine"), "{body}");
+    let (s, _, _) = post("/admin/tags/fast/delete", Vec::new()).await;
+    assert_eq!(s, 409, "a tag in use stays too");
+    let (s, _, body) = post("/admin/default-things/x/delete", Vec::new()).await;
+    assert_eq!(s, 404, "{body}");
+    let (s, location, _) = post("/admin/users/bob/delete", Vec::new()).await;
+    assert_eq!((s, location.as_deref()), (303, Some("/admin")));
+    let (s, _) = api
+        .call(Method::GET, "/api/v1/users/bob", Some(&admin), None)
+        .await;
+    assert_eq!(s, 404);
+}

@@ -116,6 +116,10 @@ pub struct ActionRequest {
     /// deploy: cloud-init user data (plain text).
     #[serde(default)]
     pub user_data: Option<String>,
+    /// deploy: which of the owner's SSH keys (by id) the machine gets; every key when absent,
+    /// none when empty.
+    #[serde(default)]
+    pub ssh_key_ids: Option<Vec<u32>>,
     /// release: none, quick, full or secure.
     #[serde(default)]
     pub erase: Option<String>,

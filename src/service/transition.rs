@@ -125,6 +125,29 @@ pub(super) fn apply_in(
     Ok(t)
 }
 
+/// The keys a deploy installs: the owner's keys with the ids asked for (all of them when none
+/// were named). An id the owner has no key by is refused, so a typo never deploys a machine its
+/// owner cannot log in to.
+fn chosen_keys(
+    owned: Vec<crate::model::SshKey>,
+    ids: Option<&[u32]>,
+    owner: &str,
+) -> Result<Vec<String>, ServiceError> {
+    let Some(ids) = ids else {
+        return Ok(owned.into_iter().map(|k| k.key).collect());
+    };
+    if let Some(missing) = ids.iter().find(|id| !owned.iter().any(|k| k.id == **id)) {
+        return Err(ServiceError::Invalid(format!(
+            "ssh_key_ids: {owner} has no SSH key {missing}"
+        )));
+    }
+    Ok(owned
+        .into_iter()
+        .filter(|k| ids.contains(&k.id))
+        .map(|k| k.key)
+        .collect())
+}
+
 /// Refuses an action that is not a report from the machine side (complete, fail, time out).
 fn check_report(action: &Action) -> Result<(), ServiceError> {
     if action.kind().is_internal() {
@@ -159,12 +182,14 @@ impl Service {
                 owner: p.username.clone(),
             },
             ActionKind::Deploy => {
-                // The owner's SSH keys at the time of the deploy are what the machine gets.
+                // The owner's SSH keys at the time of the deploy (those asked for, or all) are
+                // what the machine gets.
                 let owner = current.owner.clone().unwrap_or_else(|| p.username.clone());
-                let keys = self
+                let owned = self
                     .user_record(&owner)?
-                    .map(|u| u.ssh_keys.into_iter().map(|k| k.key).collect())
+                    .map(|u| u.ssh_keys)
                     .unwrap_or_default();
+                let keys = chosen_keys(owned, req.ssh_key_ids.as_deref(), &owner)?;
                 Action::Deploy(DeployTarget {
                     image: req.image.clone().unwrap_or_default(),
                     osystem: req.osystem.clone().unwrap_or_default(),
@@ -296,4 +321,44 @@ impl Service {
 
 fn action_label(t: &Transition) -> &'static str {
     if t.from == t.to { "flag" } else { "transition" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chosen_keys;
+    use crate::model::SshKey;
+
+    fn keys() -> Vec<SshKey> {
+        (1..=3)
+            .map(|id| SshKey {
+                id,
+                key: format!("ssh-ed25519 AAAA{id} k{id}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_deploy_gets_every_key_unless_some_are_named() {
+        assert_eq!(
+            chosen_keys(keys(), None, "alice").ok().map(|k| k.len()),
+            Some(3)
+        );
+        assert_eq!(
+            chosen_keys(keys(), Some(&[3, 1]), "alice").ok(),
+            Some(vec![
+                "ssh-ed25519 AAAA1 k1".to_string(),
+                "ssh-ed25519 AAAA3 k3".to_string()
+            ])
+        );
+        assert_eq!(
+            chosen_keys(keys(), Some(&[]), "alice").ok(),
+            Some(Vec::new())
+        );
+    }
+
+    #[test]
+    fn a_key_the_owner_does_not_have_is_refused() {
+        let refused = chosen_keys(keys(), Some(&[2, 9]), "alice").expect_err("refused");
+        assert!(refused.to_string().contains("no SSH key 9"), "{refused}");
+    }
 }

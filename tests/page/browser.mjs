@@ -234,6 +234,8 @@ try {
   await screenshots(page, "network");
   await page.goto(`${URL}/account`);
   await screenshots(page, "account");
+  await page.goto(`${URL}/admin`);
+  await screenshots(page, "admin");
 
   // One action with JavaScript off: the confirmation is a page of its own, the form posts.
   const plain = await newPage({ javaScriptEnabled: false });

@@ -5,14 +5,13 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::Viewer;
-use super::machines::Notice;
-use super::view::{self, Layout, Refusal, render};
+use super::view::{self, Layout, Notice, Refusal, after_form, render};
 use crate::http::AppState;
-use crate::service::{TokenKind, UserView};
+use crate::service::{ServiceError, TokenKind, UserView};
 
 /// A token as the page lists it (never its secret).
 pub(super) struct TokenRow {
@@ -71,15 +70,16 @@ fn account_page(
     })
 }
 
-/// The account page again, saying why a change was refused.
-fn refused(s: &AppState, viewer: &Viewer, title: &str, e: Refusal) -> Result<Response, Refusal> {
-    let page = account_page(
-        s,
-        viewer,
-        None,
-        Some(Notice::error(title, vec![e.message.clone()])),
-    )?;
-    Ok((e.status, render(&page)).into_response())
+/// Back to the account page, or the page again saying why the change was refused.
+fn done(
+    s: &AppState,
+    viewer: &Viewer,
+    outcome: Result<(), ServiceError>,
+    title: &str,
+) -> Result<Response, Refusal> {
+    after_form(outcome.map_err(Refusal::from), "/account", title, |n| {
+        account_page(s, viewer, None, Some(n))
+    })
 }
 
 pub(super) async fn show(
@@ -100,10 +100,8 @@ pub(super) async fn add_key(
     Form(f): Form<KeyForm>,
 ) -> Result<Response, Refusal> {
     let p = viewer.principal();
-    match s.service.add_ssh_key(p, &p.username, &f.key).await {
-        Ok(_) => Ok(Redirect::to("/account").into_response()),
-        Err(e) => refused(&s, &viewer, "The key was not added", e.into()),
-    }
+    let outcome = s.service.add_ssh_key(p, &p.username, &f.key).await;
+    done(&s, &viewer, outcome.map(drop), "The key was not added")
 }
 
 pub(super) async fn delete_key(
@@ -112,10 +110,8 @@ pub(super) async fn delete_key(
     Path(id): Path<u32>,
 ) -> Result<Response, Refusal> {
     let p = viewer.principal();
-    match s.service.delete_ssh_key(p, &p.username, id).await {
-        Ok(()) => Ok(Redirect::to("/account").into_response()),
-        Err(e) => refused(&s, &viewer, "The key was not deleted", e.into()),
-    }
+    let outcome = s.service.delete_ssh_key(p, &p.username, id).await;
+    done(&s, &viewer, outcome, "The key was not deleted")
 }
 
 #[derive(Deserialize)]
@@ -148,7 +144,7 @@ pub(super) async fn make_token(
             )?;
             Ok((StatusCode::CREATED, render(&page)).into_response())
         }
-        Err(e) => refused(&s, &viewer, "No token was made", e.into()),
+        Err(e) => done(&s, &viewer, Err(e), "No token was made"),
     }
 }
 
@@ -157,8 +153,6 @@ pub(super) async fn revoke_token(
     Extension(viewer): Extension<Viewer>,
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
-    match s.service.revoke_token(viewer.principal(), &id).await {
-        Ok(()) => Ok(Redirect::to("/account").into_response()),
-        Err(e) => refused(&s, &viewer, "The token was not revoked", e.into()),
-    }
+    let outcome = s.service.revoke_token(viewer.principal(), &id).await;
+    done(&s, &viewer, outcome, "The token was not revoked")
 }

@@ -7,12 +7,11 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Extension, Path, State};
 
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::Viewer;
-use super::machines::Notice;
-use super::view::{self, Layout, Refusal, render};
+use super::view::{self, Layout, Notice, Refusal, after_form, render};
 use crate::http::AppState;
 use crate::model::api::ImageRequest;
 
@@ -136,16 +135,6 @@ pub(super) async fn show(
     Ok(render(&images_page(&s, &viewer, None)?))
 }
 
-/// The page again, saying why a change was refused, with the refusal's status.
-fn refused(s: &AppState, viewer: &Viewer, title: &str, e: Refusal) -> Result<Response, Refusal> {
-    let page = images_page(
-        s,
-        viewer,
-        Some(Notice::error(title, vec![e.message.clone()])),
-    )?;
-    Ok((e.status, render(&page)).into_response())
-}
-
 #[derive(Deserialize)]
 pub(super) struct FetchForm {
     name: String,
@@ -172,15 +161,14 @@ pub(super) async fn fetch(
         default: f.default.is_some(),
         ..ImageRequest::default()
     };
-    match s.images.start_fetch_image(req) {
-        Ok(_) => Ok(Redirect::to("/images").into_response()),
-        Err(e) => refused(
-            &s,
-            &viewer,
-            "The import was not started",
-            crate::service::ServiceError::from(e).into(),
-        ),
-    }
+    let outcome = s
+        .images
+        .start_fetch_image(req)
+        .map(drop)
+        .map_err(|e| crate::service::ServiceError::from(e).into());
+    after_form(outcome, "/images", "The import was not started", |n| {
+        images_page(&s, &viewer, Some(n))
+    })
 }
 
 pub(super) async fn delete(
@@ -188,8 +176,9 @@ pub(super) async fn delete(
     Extension(viewer): Extension<Viewer>,
     Path(name): Path<String>,
 ) -> Result<Response, Refusal> {
-    match s.service.delete_image(viewer.principal(), &name).await {
-        Ok(()) => Ok(Redirect::to("/images").into_response()),
-        Err(e) => refused(&s, &viewer, &format!("{name} was not deleted"), e.into()),
-    }
+    let outcome = s.service.delete_image(viewer.principal(), &name).await;
+    let title = format!("{name} was not deleted");
+    after_form(outcome.map_err(Refusal::from), "/images", &title, |n| {
+        images_page(&s, &viewer, Some(n))
+    })
 }

@@ -13,11 +13,15 @@ use serde::Deserialize;
 
 use super::Viewer;
 use super::view::{
-    self, ACTIONS, ActionChoice, Layout, MachineRow, Refusal, action_named, actions_for, render,
+    self, ACTIONS, ActionChoice, Layout, MachineRow, Notice, Refusal, action_named, actions_for,
+    render,
 };
 use crate::http::AppState;
-use crate::model::{Event, Machine, PowerSettings, PowerState, Status};
-use crate::service::{ActionRequest, MachineFilter, Principal, mask_power};
+use crate::model::catalog::CatalogKind;
+use crate::model::{Event, Machine, PowerSettings, PowerState, SshKey, Status};
+use crate::service::{
+    ActionRequest, MachineEdit, MachineFilter, PowerRequest, Principal, mask_power,
+};
 
 /// Rows on one page of the list: the browser never holds more.
 const PAGE_ROWS: usize = 50;
@@ -144,27 +148,12 @@ struct MachinesPage {
     statuses: Vec<(&'static str, &'static str)>,
     powers: Vec<&'static str>,
     actions: &'static [ActionChoice],
+    edits: &'static [(BulkEdit, &'static str, &'static str, bool)],
+    /// Zone, pool and tag names, offered for the bulk edits' value.
+    catalog_names: Vec<String>,
     /// Whether a status change can move a row out of this list or between its groups.
     status_sensitive: bool,
     notice: Option<Notice>,
-}
-
-/// What an action did, said above the list or the machine.
-pub(super) struct Notice {
-    pub(super) error: bool,
-    pub(super) title: String,
-    pub(super) lines: Vec<String>,
-}
-
-impl Notice {
-    /// A refusal, with its reasons.
-    pub(super) fn error(title: &str, lines: Vec<String>) -> Notice {
-        Notice {
-            error: true,
-            title: title.to_string(),
-            lines,
-        }
-    }
 }
 
 impl ListQuery {
@@ -347,9 +336,23 @@ fn list_page(
         statuses: Status::ALL.iter().map(|s| (s.key(), s.name())).collect(),
         powers: vec!["on", "off", "unknown", "error"],
         actions: ACTIONS,
+        edits: &BulkEdit::ALL,
+        catalog_names: catalog_names(s),
         notice,
     };
     Ok(render(&page))
+}
+
+/// Every zone, pool and tag name, sorted, once each.
+fn catalog_names(s: &AppState) -> Vec<String> {
+    let mut names: Vec<String> = [CatalogKind::Zone, CatalogKind::Pool, CatalogKind::Tag]
+        .into_iter()
+        .flat_map(|kind| s.service.list_catalog(kind).unwrap_or_default())
+        .map(|t| t.name)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 pub(super) async fn list(
@@ -360,33 +363,55 @@ pub(super) async fn list(
     list_page(&s, &viewer, q, None)
 }
 
-/// A life-cycle action's form: what it asks for besides the confirmation.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// A life-cycle action's form: what it asks for besides the confirmation. Read by hand, not
+/// by serde, because a deploy's SSH keys are one repeated `ssh_key` field.
+#[derive(Clone, Debug, Default)]
 pub(super) struct ActionForm {
-    #[serde(default)]
     generation: Option<u64>,
-    #[serde(default)]
     image: String,
-    #[serde(default)]
     user_data: String,
-    #[serde(default)]
     erase: String,
-    #[serde(default)]
     reason: String,
-    #[serde(default)]
     comment: String,
-    #[serde(default)]
-    run_tests: Option<String>,
+    run_tests: bool,
+    /// The ticked keys' ids, when the form offered a choice (`ssh_keys_chosen`): unticking
+    /// every key sends no field at all, which must mean "none", not "all".
+    ssh_key_ids: Option<Vec<u32>>,
 }
 
 impl ActionForm {
+    /// The form's fields; the unknown ones are left for the caller (`other`).
+    fn parse(body: &[u8], mut other: impl FnMut(&str, String)) -> ActionForm {
+        let mut f = ActionForm::default();
+        let mut keys = Vec::new();
+        let mut chosen = false;
+        for (k, v) in form_urlencoded::parse(body) {
+            let v = v.into_owned();
+            match k.as_ref() {
+                "generation" => f.generation = v.trim().parse().ok(),
+                "image" => f.image = v,
+                "user_data" => f.user_data = v,
+                "erase" => f.erase = v,
+                "reason" => f.reason = v,
+                "comment" => f.comment = v,
+                "run_tests" => f.run_tests = true,
+                "ssh_keys_chosen" => chosen = true,
+                "ssh_key" => keys.extend(v.trim().parse::<u32>().ok()),
+                name => other(name, v),
+            }
+        }
+        f.ssh_key_ids = chosen.then_some(keys);
+        f
+    }
+
     fn request(&self) -> ActionRequest {
         let given = |s: &str| (!s.trim().is_empty()).then(|| s.to_string());
         ActionRequest {
             generation: self.generation,
-            run_tests: self.run_tests.is_some(),
+            run_tests: self.run_tests,
             image: given(&self.image),
             user_data: given(&self.user_data),
+            ssh_key_ids: self.ssh_key_ids.clone(),
             erase: given(&self.erase),
             reason: given(&self.reason),
             comment: given(&self.comment),
@@ -410,7 +435,7 @@ struct MachinePage {
     row: MachineRow,
     actions: Vec<ActionChoice>,
     images: Vec<ImageChoice>,
-    ssh_keys: Vec<String>,
+    ssh_keys: Vec<SshKey>,
     power: PowerSettings,
     events: Vec<EventRow>,
     notice: Option<Notice>,
@@ -463,10 +488,12 @@ fn images_for(s: &AppState) -> Vec<ImageChoice> {
     }
 }
 
-fn ssh_keys_of(s: &AppState, p: &Principal, owner: &str) -> Vec<String> {
+/// The keys a deploy may install: the owner's (which a viewer who is not the owner or an admin
+/// cannot read, and then sees none).
+fn ssh_keys_of(s: &AppState, p: &Principal, owner: &str) -> Vec<SshKey> {
     s.service
         .user(p, owner)
-        .map(|u| u.ssh_keys.into_iter().map(|k| k.key).collect())
+        .map(|u| u.ssh_keys)
         .unwrap_or_default()
 }
 
@@ -538,8 +565,9 @@ pub(super) async fn act(
     State(s): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     Path((system_id, action)): Path<(String, String)>,
-    axum::Form(form): axum::Form<ActionForm>,
+    body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
+    let form = ActionForm::parse(&body, |_, _| {});
     let p = viewer.principal();
     match s.service.act(p, &system_id, &action, form.request()).await {
         Ok(_) => Ok(Redirect::to(&format!("/machines/{system_id}")).into_response()),
@@ -563,33 +591,116 @@ pub(super) async fn act(
     }
 }
 
-/// The list's bulk form: the ticked machines and the action.
+/// The list's bulk form: the ticked machines, the operation, and its value (a tag, zone or
+/// pool name) when it takes one.
 #[derive(Debug, Default)]
 pub(super) struct BulkForm {
     machines: Vec<String>,
     action: String,
+    value: String,
     back: String,
     form: ActionForm,
 }
 
 impl BulkForm {
     fn parse(body: &[u8]) -> BulkForm {
-        let mut f = BulkForm::default();
-        for (k, v) in form_urlencoded::parse(body) {
-            match k.as_ref() {
-                "machine" => f.machines.push(v.into_owned()),
-                "action" => f.action = v.into_owned(),
-                "back" => f.back = v.into_owned(),
-                "erase" => f.form.erase = v.into_owned(),
-                _ => {}
-            }
+        let (mut machines, mut action, mut value, mut back) =
+            (Vec::new(), String::new(), String::new(), String::new());
+        let form = ActionForm::parse(body, |name, v| match name {
+            "machine" => machines.push(v),
+            "action" => action = v,
+            "value" => value = v.trim().to_string(),
+            "back" => back = v,
+            _ => {}
+        });
+        BulkForm {
+            machines,
+            action,
+            value,
+            back,
+            form,
         }
-        f
     }
 }
 
-/// An action on every ticked machine: each is tried on its own, and the list says which were
-/// done and why each other one was refused.
+/// What the bulk form can do to each ticked machine besides the life-cycle actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BulkEdit {
+    PowerOn,
+    PowerOff,
+    AddTag,
+    RemoveTag,
+    Zone,
+    Pool,
+}
+
+impl BulkEdit {
+    /// Each edit: its form value, its label, and whether it needs a name in `value`.
+    pub(super) const ALL: [(BulkEdit, &'static str, &'static str, bool); 6] = [
+        (BulkEdit::PowerOn, "power_on", "Power on", false),
+        (BulkEdit::PowerOff, "power_off", "Power off", false),
+        (BulkEdit::AddTag, "add_tag", "Add the tag", true),
+        (BulkEdit::RemoveTag, "remove_tag", "Remove the tag", true),
+        (BulkEdit::Zone, "zone", "Move to the zone", true),
+        (BulkEdit::Pool, "pool", "Move to the pool", true),
+    ];
+
+    fn named(name: &str) -> Option<(BulkEdit, &'static str, bool)> {
+        BulkEdit::ALL
+            .iter()
+            .find(|(_, key, _, _)| *key == name)
+            .map(|(e, _, label, needs)| (*e, *label, *needs))
+    }
+
+    /// Does it to one machine; the machine as it is afterwards.
+    async fn apply(
+        self,
+        s: &AppState,
+        p: &Principal,
+        id: &str,
+        value: &str,
+    ) -> Result<Machine, crate::service::ServiceError> {
+        let edit = |change: fn(&mut MachineEdit, String)| {
+            let mut e = MachineEdit::default();
+            change(&mut e, value.to_string());
+            e
+        };
+        match self {
+            BulkEdit::PowerOn => s.service.power_switch(p, id, PowerRequest::On).await,
+            BulkEdit::PowerOff => {
+                let off = PowerRequest::Off { soft: false };
+                s.service.power_switch(p, id, off).await
+            }
+            BulkEdit::AddTag => {
+                let e = edit(|e, v| e.add_tags = vec![v]);
+                s.service.edit_machine(p, id, e).await
+            }
+            BulkEdit::RemoveTag => {
+                let e = edit(|e, v| e.remove_tags = vec![v]);
+                s.service.edit_machine(p, id, e).await
+            }
+            BulkEdit::Zone => {
+                s.service
+                    .edit_machine(p, id, edit(|e, v| e.zone = Some(v)))
+                    .await
+            }
+            BulkEdit::Pool => {
+                s.service
+                    .edit_machine(p, id, edit(|e, v| e.pool = Some(v)))
+                    .await
+            }
+        }
+    }
+}
+
+/// One operation of the bulk form.
+enum BulkOp {
+    Act(ActionChoice),
+    Edit(BulkEdit),
+}
+
+/// An action or edit on every ticked machine: each is tried on its own, and the list says which
+/// were done and why each other one was refused.
 pub(super) async fn bulk(
     State(s): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -601,19 +712,25 @@ pub(super) async fn bulk(
         .split_once('?')
         .and_then(|(_, query)| serde_urlencoded_query(query))
         .unwrap_or_default();
-    let problem = match action_named(&f.action) {
-        None => Some(Notice::error(
+    let op = match (action_named(&f.action), BulkEdit::named(&f.action)) {
+        (Some(a), _) => Ok((BulkOp::Act(a), a.label)),
+        (None, Some((_, label, true))) if f.value.is_empty() => Err(Notice::error(
+            &format!("{label}: say which one"),
+            vec!["write the tag, zone or pool name in the box beside the operation".into()],
+        )),
+        (None, Some((edit, label, _))) => Ok((BulkOp::Edit(edit), label)),
+        (None, None) => Err(Notice::error(
             "Choose an action",
             vec![format!("{:?} is not an action", f.action)],
         )),
-        Some(a) if f.machines.is_empty() => Some(Notice::error(
-            &format!("{}: no machine was ticked", a.label),
-            Vec::new(),
-        )),
-        Some(_) => None,
     };
-    let (Some(action), None) = (action_named(&f.action), &problem) else {
-        return list_page(&s, &viewer, back, problem);
+    let (op, label) = match op {
+        Ok((_, label)) if f.machines.is_empty() => {
+            let notice = Notice::error(&format!("{label}: no machine was ticked"), Vec::new());
+            return list_page(&s, &viewer, back, Some(notice));
+        }
+        Ok(op) => op,
+        Err(notice) => return list_page(&s, &viewer, back, Some(notice)),
     };
     let p = viewer.principal();
     let mut lines = Vec::new();
@@ -624,7 +741,11 @@ pub(super) async fn bulk(
             .machine(p, id)
             .map(|m| m.hostname.clone())
             .unwrap_or_else(|_| id.clone());
-        match s.service.act(p, id, action.name(), f.form.request()).await {
+        let result = match &op {
+            BulkOp::Act(a) => s.service.act(p, id, a.name(), f.form.request()).await,
+            BulkOp::Edit(edit) => edit.apply(&s, p, id, &f.value).await,
+        };
+        match result {
             Ok(m) => lines.push(format!("{hostname}: done, now {}", m.status.name())),
             Err(e) => {
                 refused += 1;
@@ -633,9 +754,13 @@ pub(super) async fn bulk(
         }
     }
     let done = f.machines.len().min(MAX_PAGE_ROWS) - refused;
+    let title = match f.value.is_empty() {
+        true => format!("{label}: {done} done, {refused} refused"),
+        false => format!("{label} {}: {done} done, {refused} refused", f.value),
+    };
     let notice = Notice {
         error: refused > 0,
-        title: format!("{}: {done} done, {refused} refused", action.label),
+        title,
         lines,
     };
     list_page(&s, &viewer, back, Some(notice))

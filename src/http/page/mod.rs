@@ -10,6 +10,7 @@
 //! and carry the session's CSRF token; every answer carries a strict Content-Security-Policy.
 
 mod account;
+mod admin;
 mod assets;
 mod images;
 mod login;
@@ -81,6 +82,13 @@ pub const ROUTES: &[PageRoute] = &[
     page!(POST "/account/ssh-keys/{id}/delete", User, account::delete_key),
     page!(POST "/account/tokens", User, account::make_token),
     page!(POST "/account/tokens/{id}/revoke", User, account::revoke_token),
+    page!(GET "/admin", Admin, admin::show),
+    page!(POST "/admin/users", Admin, admin::add_user),
+    page!(POST "/admin/users/{username}/role", Admin, admin::set_role),
+    page!(POST "/admin/users/{username}/password", Admin, admin::set_password),
+    page!(POST "/admin/users/{username}/delete", Admin, admin::delete_user),
+    page!(POST "/admin/{catalog}", Admin, admin::add_catalog),
+    page!(POST "/admin/{catalog}/{name}/delete", Admin, admin::delete_catalog),
     page!(GET "/ui/stream", User, stream::stream),
     page!(GET "/ui/assets/{file}", Anonymous, assets::serve),
 ];

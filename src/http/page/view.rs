@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::Viewer;
 use crate::model::lifecycle::{self, ActionKind};
@@ -35,6 +35,41 @@ impl Layout {
             "page"
         } else {
             "false"
+        }
+    }
+}
+
+/// What an action did, said above the list or the machine.
+pub struct Notice {
+    pub error: bool,
+    pub title: String,
+    pub lines: Vec<String>,
+}
+
+impl Notice {
+    /// A refusal, with its reasons.
+    pub fn error(title: &str, lines: Vec<String>) -> Notice {
+        Notice {
+            error: true,
+            title: title.to_string(),
+            lines,
+        }
+    }
+}
+
+/// A page's form, done: back to the page (303) when it worked, or the page again saying why it
+/// was refused, under the refusal's status (409 for a conflict, 400 for bad input...).
+pub fn after_form<T: Template>(
+    outcome: Result<(), Refusal>,
+    back: &str,
+    title: &str,
+    page: impl FnOnce(Notice) -> Result<T, Refusal>,
+) -> Result<Response, Refusal> {
+    match outcome {
+        Ok(()) => Ok(Redirect::to(back).into_response()),
+        Err(e) => {
+            let page = page(Notice::error(title, vec![e.message.clone()]))?;
+            Ok((e.status, render(&page)).into_response())
         }
     }
 }
