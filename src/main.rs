@@ -68,6 +68,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             rackbox::telemetry::init(&config.log.level, &config.log.target);
+            rackbox::daemon::fix_malloc_thresholds();
             match runtime.block_on(rackbox::daemon::serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -3,9 +3,11 @@
 //! Two bounds:
 //!
 //! - **Hashing is bounded.** argon2 takes 19 MiB for each verification. Verifications run in
-//!   `hash_slots` slots, each with a buffer of its own that is allocated once and reused, so the
-//!   memory for hashing is at most `hash_slots` buffers however many logins arrive, and none of
-//!   it passes through the allocator again (glibc would keep freed arenas). At most `hash_queue`
+//!   `hash_slots` slots, so the memory for hashing is at most `hash_slots` buffers however many
+//!   logins arrive. A buffer is handed on to a login waiting for a slot, and given back to the
+//!   system when none waits: an appliance that sees a login an hour holds no 19 MiB for it
+//!   (the daemon fixes glibc's mmap threshold, see `daemon::fix_malloc_thresholds`, so a freed
+//!   buffer is unmapped, not kept in an arena). At most `hash_queue`
 //!   logins wait for a slot, each for at most `hash_wait`; beyond either, the login is answered
 //!   503 with Retry-After at once, and not counted as a failure.
 //! - **Repeated failures are slowed down**, per user name and per source address (IPv6 per /64).
@@ -189,7 +191,8 @@ pub(crate) struct LoginGuard {
     slots: Arc<Semaphore>,
     /// Logins waiting for a slot now.
     waiting: AtomicUsize,
-    /// Buffers of the slots not hashing now (at most `hash_slots` are ever made).
+    /// Buffers of the slots not hashing now, kept only while logins wait for them (at most
+    /// `hash_slots` exist at once).
     memory: Mutex<Vec<Vec<Block>>>,
     users: Mutex<Counts<String>>,
     sources: Mutex<Counts<IpAddr>>,
@@ -301,7 +304,11 @@ impl LoginGuard {
         })
         .await
         .map_err(|e| ServiceError::Invalid(format!("password hashing failed: {e}")))?;
-        lock(&self.memory).push(memory);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            lock(&self.memory).push(memory);
+        } else {
+            drop(memory);
+        }
         drop(permit);
         Ok(out)
     }
