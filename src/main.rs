@@ -38,6 +38,16 @@ enum Top {
     /// ramdisk): settings from the kernel command line (rackbox.url=, rackbox.token=, ...) or
     /// --url/--token.
     Agent(rackbox::agent::entry::AgentArgs),
+    /// Look for DHCP servers already answering on one of this host's interfaces: broadcast a
+    /// DHCPDISCOVER and list the offers (runs here, not through the API; needs CAP_NET_RAW).
+    /// Exits 3 when a server answers: managed DHCP there would clash with it.
+    DhcpProbe {
+        /// The interface, e.g. eth1.
+        interface: String,
+        /// How long to listen for offers, in seconds.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=30))]
+        wait_secs: u64,
+    },
     #[command(flatten)]
     Client(Box<cli::Command>),
 }
@@ -78,6 +88,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Top::DhcpProbe {
+            interface,
+            wait_secs,
+        } => {
+            let wait = std::time::Duration::from_secs(wait_secs);
+            match runtime.block_on(rackbox::dhcp::probe::probe(&interface, wait)) {
+                Ok(report) => print_probe(&report, args.conn.json),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Top::Agent(agent) => {
             rackbox::agent::entry::main(&runtime, args.conn.url, args.conn.token, agent)
         }
@@ -94,6 +117,37 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Prints what a DHCP probe found; exit 3 when a server answered.
+fn print_probe(report: &rackbox::dhcp::probe::ProbeReport, json: bool) -> ExitCode {
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    } else if report.clear {
+        println!(
+            "no DHCP server answered on {} in {} ms: managed DHCP is safe there",
+            report.interface, report.waited_ms
+        );
+    } else {
+        for s in &report.servers {
+            println!(
+                "DHCP server {} (from {}) offered {} on {}",
+                s.server, s.mac, s.offered, report.interface
+            );
+        }
+        println!(
+            "use proxy mode on {}, or switch that server off",
+            report.interface
+        );
+    }
+    if report.clear {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
     }
 }
 

@@ -870,3 +870,123 @@ fn sigkill_during_a_lease_storm_loses_no_acked_lease() {
     }
     eprintln!("storm: {acked_before_kill} of {CLIENTS} clients were ACKed before the SIGKILL");
 }
+
+/// `rackbox dhcp-probe` in `ns` (listening `secs`): its exit code and its JSON report.
+fn probe(lab: &Lab, ns: &str, secs: &str) -> (Option<i32>, serde_json::Value) {
+    let out = netns::run(lab.cmd(ns, env!("CARGO_BIN_EXE_rackbox")).args([
+        "--json",
+        "dhcp-probe",
+        "eth0",
+        "--wait-secs",
+        secs,
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "the probe's report is not JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), report)
+}
+
+#[test]
+fn the_foreign_dhcp_probe_finds_a_site_server_and_not_rackbox_itself() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(TOOLS);
+    let mut lab = Lab::new();
+    let (sw, srv, cs) = lan(&mut lab, 1);
+    let site = lab.netns("site");
+    lab.plug(&sw, &site, "eth0", Some("02:00:00:00:00:02"));
+    lab.addr(&site, "eth0", "192.0.2.2/24");
+
+    // Nobody serves yet: clear, exit 0.
+    let (code, report) = probe(&lab, &srv, "1");
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["clear"], true);
+    assert_eq!(report["servers"], serde_json::json!([]));
+
+    // A site DHCP server (dnsmasq): found, with what it offered; exit 3.
+    let leases = lab.path("dnsmasq.leases").to_string_lossy().into_owned();
+    let site_server = lab.spawn(
+        &site,
+        "dnsmasq",
+        &[
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=eth0",
+            "--bind-interfaces",
+            "--dhcp-range=192.0.2.50,192.0.2.60,255.255.255.0,10m",
+            &format!("--dhcp-leasefile={leases}"),
+            "--log-dhcp",
+        ],
+        "dnsmasq.log",
+    );
+    lab.wait_for(Duration::from_secs(10), "dnsmasq to start", || {
+        lab.read("dnsmasq.log").contains("DHCP, IP range")
+    });
+    // dnsmasq pings an address for up to 3 s before it offers it: the default wait.
+    let (code, report) = probe(&lab, &srv, "5");
+    assert_eq!(code, Some(3), "{report}\n{}", lab.read("dnsmasq.log"));
+    assert_eq!(report["clear"], false);
+    let servers = report["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), 1, "{report}");
+    assert_eq!(servers[0]["server"], "192.0.2.2");
+    assert_eq!(servers[0]["mac"], "02:00:00:00:00:02");
+    let offered = servers[0]["offered"].as_str().unwrap_or_default();
+    assert!(in_range(offered, 50, 60), "{report}");
+    // It only asked: dnsmasq committed no lease to the probe.
+    let committed = std::fs::read_to_string(&leases).unwrap_or_default();
+    assert!(committed.trim().is_empty(), "{committed}");
+    lab.signal(site_server, Signal::SIGTERM);
+    lab.wait(site_server, Duration::from_secs(10));
+
+    // rackbox as the managed server: a probe on its own box does not count it, one from
+    // another box on the network does; and the API answers the same report.
+    let rb = Rackbox::start(
+        &mut lab,
+        &srv,
+        "rb",
+        &managed_toml(
+            "eth0",
+            &[("192.0.2.0/24", "192.0.2.100", "192.0.2.110", 600)],
+        ),
+    );
+    let (code, report) = probe(&lab, &srv, "2");
+    assert_eq!(
+        (code, &report["clear"]),
+        (Some(0), &serde_json::json!(true)),
+        "{report}"
+    );
+    let (code, report) = probe(&lab, &cs[0], "2");
+    assert_eq!(code, Some(3), "{report}");
+    assert_eq!(report["servers"][0]["server"], "192.0.2.1");
+    let token = rb.login(&lab);
+    let api = ok(lab.cmd(&srv, "curl").args([
+        "-s",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"interface":"eth0","wait_secs":1}"#,
+        "http://127.0.0.1:5240/api/v1/network/dhcp-probe",
+    ]));
+    let answer: serde_json::Value = serde_json::from_str(&api).expect("JSON");
+    assert_eq!(answer["clear"], true, "{answer}");
+    let missing = ok(lab.cmd(&srv, "curl").args([
+        "-s",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"interface":"eth9"}"#,
+        "http://127.0.0.1:5240/api/v1/network/dhcp-probe",
+    ]));
+    assert!(
+        missing.contains("interface eth9 does not exist"),
+        "{missing}"
+    );
+}

@@ -30,7 +30,7 @@ pub enum Malformed {
     Short,
     #[error("longer than one Ethernet packet")]
     Oversized,
-    #[error("not a BOOTREQUEST")]
+    #[error("not a BOOTREQUEST (or, for the probe, not a BOOTREPLY)")]
     NotRequest,
     #[error("not an Ethernet client (htype/hlen)")]
     NotEthernet,
@@ -161,15 +161,16 @@ fn check_options(options: &[u8]) -> Result<bool, Malformed> {
     Ok(saw_175)
 }
 
-/// Checks and decodes one request. Never panics.
-pub fn decode(bytes: &[u8]) -> Result<Request, Malformed> {
+/// Checks the raw bytes of a BOOTP message with BOOTP opcode `op` (1 request, 2 reply), then
+/// decodes it; whether it carries option 175 too. Never panics.
+fn checked(bytes: &[u8], op: u8) -> Result<(Message, bool), Malformed> {
     if bytes.len() < MIN_LEN {
         return Err(Malformed::Short);
     }
     if bytes.len() > MAX_LEN {
         return Err(Malformed::Oversized);
     }
-    if bytes[0] != 1 {
+    if bytes[0] != op {
         return Err(Malformed::NotRequest);
     }
     if bytes[1] != 1 || bytes[2] != 6 {
@@ -182,6 +183,70 @@ pub fn decode(bytes: &[u8]) -> Result<Request, Malformed> {
     let message = std::panic::catch_unwind(|| Message::decode(&mut Decoder::new(bytes)))
         .map_err(|_| Malformed::Undecodable)?
         .map_err(|_| Malformed::Undecodable)?;
+    Ok((message, has_175))
+}
+
+/// An offer from some DHCP server, as the foreign-DHCP probe reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    pub xid: u32,
+    /// The client hardware address it is for.
+    pub mac: Mac,
+    /// The address offered (`yiaddr`).
+    pub offered: Ipv4Addr,
+    /// Option 54; None from a server that leaves it out (BOOTP-era ones).
+    pub server_id: Option<Ipv4Addr>,
+}
+
+/// Checks and decodes a DHCPOFFER (a BOOTREPLY with message type 2). Never panics; anything else
+/// (a request, an ACK, a malformed reply) is refused.
+pub fn decode_offer(bytes: &[u8]) -> Result<Offer, Malformed> {
+    let (message, _) = checked(bytes, 2)?;
+    if message.opts().msg_type() != Some(MessageType::Offer) {
+        return Err(Malformed::NoMessageType);
+    }
+    Ok(Offer {
+        xid: message.xid(),
+        mac: Mac::from_slice(&bytes[28..34]).ok_or(Malformed::NotEthernet)?,
+        offered: message.yiaddr(),
+        server_id: match message.opts().get(OptionCode::ServerIdentifier) {
+            Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
+            _ => None,
+        },
+    })
+}
+
+/// A DHCPDISCOVER from `mac` with transaction id `xid`, asking for a broadcast answer (the
+/// prober has no address yet), as a plain client sends it.
+pub fn encode_discover(mac: Mac, xid: u32) -> Option<Vec<u8>> {
+    let mut msg = Message::default();
+    msg.set_opcode(Opcode::BootRequest)
+        .set_htype(HType::Eth)
+        .set_xid(xid)
+        .set_flags(Flags::default().set_broadcast())
+        .set_chaddr(&mac.0);
+    msg.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    let mut id = vec![1];
+    id.extend_from_slice(&mac.0);
+    msg.opts_mut().insert(DhcpOption::ClientIdentifier(id));
+    msg.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
+        OptionCode::SubnetMask,
+        OptionCode::Router,
+        OptionCode::DomainNameServer,
+        OptionCode::ServerIdentifier,
+    ]));
+    let mut buf = Vec::with_capacity(MIN_REPLY_LEN);
+    msg.encode(&mut Encoder::new(&mut buf)).ok()?;
+    if buf.len() < MIN_REPLY_LEN {
+        buf.resize(MIN_REPLY_LEN, 0);
+    }
+    Some(buf)
+}
+
+/// Checks and decodes one request. Never panics.
+pub fn decode(bytes: &[u8]) -> Result<Request, Malformed> {
+    let (message, has_175) = checked(bytes, 1)?;
     let opts = message.opts();
     let kind = opts.msg_type().ok_or(Malformed::NoMessageType)?;
     let mac = Mac::from_slice(&bytes[28..34]).ok_or(Malformed::NotEthernet)?;

@@ -11,6 +11,7 @@
 pub mod engine;
 pub(crate) mod lease;
 pub mod message;
+pub mod probe;
 pub mod pxe;
 pub(crate) mod server;
 

@@ -20,7 +20,7 @@ use super::pxe::BootFiles;
 use super::{DhcpError, DhcpStats};
 use crate::config::{BootInterface, BootMode, Config};
 use crate::net::frame::{self, Outbound};
-use crate::net::socket::{DHCP_SERVER_PORT, PXE_PORT, PacketSocket, PortHolder};
+use crate::net::socket::{DHCP_SERVER_PORT, Listen, PXE_PORT, PacketSocket, PortHolder};
 use crate::net::{InterfaceInfo, Mac, interface_info};
 use crate::service::Service;
 
@@ -128,10 +128,11 @@ impl InterfaceServer {
             },
             leases,
         );
-        let socket = PacketSocket::open(info.index).map_err(|source| DhcpError::Socket {
-            name: name.clone(),
-            source,
-        })?;
+        let socket =
+            PacketSocket::open(info.index, Listen::Server).map_err(|source| DhcpError::Socket {
+                name: name.clone(),
+                source,
+            })?;
         let port67 = match PortHolder::bind(&name, DHCP_SERVER_PORT) {
             Ok(p) => p,
             Err(error) => {

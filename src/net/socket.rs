@@ -31,9 +31,27 @@ const RET_K: u16 = 0x06;
 /// SKF_AD_OFF + SKF_AD_PKTTYPE: the ancillary "packet type" word.
 const AD_PKTTYPE: u32 = 0xffff_f000 + 4;
 
-/// The filter: accept IPv4/UDP to port 67 or 4011 that is not our own outgoing traffic and not a
-/// fragment; drop everything else in the kernel.
-fn dhcp_filter() -> [SockFilter; 14] {
+/// Which datagrams a packet socket takes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listen {
+    /// A DHCP server's: requests to port 67 and PXE boot-server requests to 4011.
+    Server,
+    /// A DHCP client's: replies to port 68 (the foreign-DHCP probe).
+    Client,
+}
+
+impl Listen {
+    fn ports(self) -> (u16, u16) {
+        match self {
+            Listen::Server => (DHCP_SERVER_PORT, PXE_PORT),
+            Listen::Client => (DHCP_CLIENT_PORT, DHCP_CLIENT_PORT),
+        }
+    }
+}
+
+/// The filter: accept IPv4/UDP to either of `ports` that is not our own outgoing traffic and
+/// not a fragment; drop everything else in the kernel.
+fn udp_filter((first, second): (u16, u16)) -> [SockFilter; 14] {
     [
         SockFilter::new(LD_W_ABS, 0, 0, AD_PKTTYPE),
         SockFilter::new(JEQ_K, 11, 0, libc::PACKET_OUTGOING as u32),
@@ -45,8 +63,8 @@ fn dhcp_filter() -> [SockFilter; 14] {
         SockFilter::new(JSET_K, 5, 0, 0x1fff),
         SockFilter::new(LDX_B_MSH, 0, 0, 14),
         SockFilter::new(LD_H_IND, 0, 0, 14 + 2),
-        SockFilter::new(JEQ_K, 1, 0, DHCP_SERVER_PORT as u32),
-        SockFilter::new(JEQ_K, 0, 1, PXE_PORT as u32),
+        SockFilter::new(JEQ_K, 1, 0, u32::from(first)),
+        SockFilter::new(JEQ_K, 0, 1, u32::from(second)),
         SockFilter::new(RET_K, 0, 0, 0x0004_0000),
         SockFilter::new(RET_K, 0, 0, 0),
     ]
@@ -76,7 +94,8 @@ fn link_addr(ifindex: u32, protocol: u16, mac: Option<[u8; 6]>) -> io::Result<So
     Ok(unsafe { SockAddr::new(storage, len) })
 }
 
-/// An `AF_PACKET` socket bound to one interface, filtered to DHCP/PXE requests.
+/// An `AF_PACKET` socket bound to one interface, filtered to DHCP/PXE requests (or, for the
+/// probe, replies).
 pub(crate) struct PacketSocket {
     fd: AsyncFd<Socket>,
 }
@@ -86,9 +105,9 @@ impl PacketSocket {
     ///
     /// The socket is created listening to no protocol, gets its filter, and only then is bound
     /// to IPv4 on the interface, so no unfiltered frame is ever queued on it.
-    pub(crate) fn open(ifindex: u32) -> io::Result<PacketSocket> {
+    pub(crate) fn open(ifindex: u32, listen: Listen) -> io::Result<PacketSocket> {
         let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))?;
-        socket.attach_filter(&dhcp_filter())?;
+        socket.attach_filter(&udp_filter(listen.ports()))?;
         socket.bind(&link_addr(ifindex, libc::ETH_P_IP as u16, None)?)?;
         socket.set_nonblocking(true)?;
         // Room for a burst of clients booting at once (a rack powering on).
@@ -162,7 +181,7 @@ mod tests {
 
     #[test]
     fn filter_jumps_land_inside_the_program() {
-        let prog = dhcp_filter();
+        let prog = udp_filter(Listen::Server.ports());
         // SockFilter hides its fields; read them back through the libc layout it wraps.
         for (i, f) in prog.iter().enumerate() {
             // SAFETY: SockFilter is repr(transparent) over libc::sock_filter.

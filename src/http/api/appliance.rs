@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::http::AppState;
 use crate::http::error::ApiResult;
-use crate::http::extract::Caller;
+use crate::http::extract::{Caller, JsonBody};
 
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct Health {
@@ -61,4 +61,19 @@ pub(super) async fn leases(
     Caller(s, p): Caller,
 ) -> ApiResult<Json<Vec<crate::model::lease::Lease>>> {
     Ok(Json(s.service.list_leases(&p)?))
+}
+
+/// Looks for other DHCP servers on an interface of the appliance (before managed DHCP is
+/// switched on there).
+pub(super) async fn dhcp_probe(
+    Caller(_, _): Caller,
+    JsonBody(req): JsonBody<crate::dhcp::probe::ProbeRequest>,
+) -> ApiResult<Json<crate::dhcp::probe::ProbeReport>> {
+    let wait = req
+        .wait()
+        .map_err(crate::http::error::ApiError::bad_request)?;
+    let report = crate::dhcp::probe::probe(&req.interface, wait)
+        .await
+        .map_err(crate::service::ServiceError::from)?;
+    Ok(Json(report))
 }
