@@ -13,10 +13,12 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransacti
 
 use super::StoreError;
 use super::tables::{
-    self, EVENTS, FILES, MACHINE_EVENTS, MACHINES, MACS, META, TEST_RESULTS, TOKENS, USERS,
+    self, APPLIANCE, EVENTS, FILES, MACHINE_EVENTS, MACHINES, MACS, META, TEST_RESULTS, TOKENS,
+    USERS,
 };
 use crate::model::catalog::{CatalogKind, NamedThing};
 use crate::model::file::StoredFile;
+use crate::model::setup::SetupRecord;
 use crate::model::{Event, Machine, TestRun, Token, User};
 
 /// The operations of one write, inside the writer's transaction. A write must check everything
@@ -76,6 +78,11 @@ macro_rules! reads {
             /// Every zone, pool or tag of `kind`, by name.
             pub fn catalog(&self, kind: CatalogKind) -> Result<Vec<NamedThing>, StoreError> {
                 self.all(tables::catalog(kind))
+            }
+
+            /// The first-boot setup's record; None before anything was chosen.
+            pub fn setup(&self) -> Result<Option<SetupRecord>, StoreError> {
+                self.get(APPLIANCE, "setup")
             }
 
             /// One zone, pool or tag.
@@ -265,6 +272,11 @@ impl<'a> Tx<'a> {
     }
 
     // --- stored files -----------------------------------------------------------------------
+
+    /// Stores the first-boot setup's record, in place of the one before.
+    pub fn put_setup(&self, setup: &SetupRecord) -> Result<(), StoreError> {
+        tables::put_in(self.tx, APPLIANCE, "setup", setup)
+    }
 
     /// Stores a user's file, in place of the owner's file of that name.
     pub fn put_file(&self, file: &StoredFile) -> Result<(), StoreError> {

@@ -40,6 +40,8 @@ pub(crate) const TEST_RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::n
 pub(crate) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("maas_files");
 /// DHCP leases: address (dotted quad) -> Lease (JSON). Made by the first lease.
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_leases");
+/// The appliance's own settings, one JSON record per key ("setup": the first-boot setup).
+pub(crate) const APPLIANCE: TableDefinition<&str, &[u8]> = TableDefinition::new("appliance");
 
 /// The table of a catalog kind.
 pub fn catalog(kind: CatalogKind) -> TableDefinition<'static, &'static str, &'static [u8]> {
