@@ -19,6 +19,7 @@ pub mod machine;
 pub mod schema;
 pub mod status;
 pub mod testing;
+pub mod timeline;
 pub mod units;
 pub mod user;
 
