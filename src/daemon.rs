@@ -216,14 +216,15 @@ fn tftp_timeline(service: &Arc<Service>) -> crate::tftp::TransferObserver {
             TransferEnd::Refused => TransferOutcome::Refused,
             TransferEnd::Failed => TransferOutcome::Failed,
         };
+        let ms = r.duration.as_millis() as u64;
         let step = Step::Tftp {
             file: r.file,
             bytes: r.bytes,
             size: r.size,
-            ms: r.duration.as_millis() as u64,
+            ms,
             outcome,
         };
-        service.boot_step_from(r.peer.ip(), step);
+        service.boot_step_from(r.peer.ip(), ms, step);
     })
 }
 

@@ -202,7 +202,7 @@ fn timeline_of(s: &AppState, peer: Peer, file: FileKind, name: &str) -> Option<O
             of,
             ms,
         };
-        service.boot_step_from(peer.ip(), step);
+        service.boot_step_from(peer.ip(), ms, step);
     }))
 }
 

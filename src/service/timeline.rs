@@ -32,9 +32,13 @@ pub(crate) const MAX_STEPS: usize = 32;
 pub(crate) const MAX_INTERFACES: usize = 1024;
 /// Addresses whose interface is remembered.
 const MAX_ADDRESSES: usize = 2048;
-/// Addresses whose steps wait for their interface to be learned, and steps per address.
+/// Addresses whose steps wait for their interface to be learned, and steps per address (the
+/// latest).
 const MAX_WAITING_ADDRESSES: usize = 64;
 const MAX_WAITING_STEPS: usize = 8;
+/// How old a waiting step may be and still join a boot when its address is learned: firmware
+/// asks for its script seconds after its loader, so an older step is of some earlier boot.
+const MAX_WAIT_MS: u64 = 120_000;
 
 /// One interface's boots.
 #[derive(Clone, Debug)]
@@ -153,7 +157,11 @@ impl Timelines {
             self.by_address.remove(&oldest);
         }
         self.by_address.insert(address, (mac.to_string(), now_ms));
-        for step in self.waiting.remove(&address).unwrap_or_default() {
+        let waited = self.waiting.remove(&address).unwrap_or_default();
+        for step in waited
+            .into_iter()
+            .filter(|s| now_ms.saturating_sub(s.at_ms) <= MAX_WAIT_MS)
+        {
             self.record(mac, step, false);
         }
     }
@@ -164,22 +172,23 @@ impl Timelines {
     }
 
     /// Holds a step of an address whose interface is not known yet (bounded: the address
-    /// waiting longest goes first, and an address keeps its first steps).
+    /// waiting longest goes first, and an address keeps its latest steps).
     pub(crate) fn wait(&mut self, address: IpAddr, step: BootStep) {
         if !self.waiting.contains_key(&address)
             && self.waiting.len() >= MAX_WAITING_ADDRESSES
             && let Some(oldest) = self
                 .waiting
                 .iter()
-                .min_by_key(|(_, steps)| steps.first().map_or(0, |s| s.at_ms))
+                .min_by_key(|(_, steps)| steps.last().map_or(0, |s| s.at_ms))
                 .map(|(a, _)| *a)
         {
             self.waiting.remove(&oldest);
         }
         let steps = self.waiting.entry(address).or_default();
-        if steps.len() < MAX_WAITING_STEPS {
-            steps.push(step);
+        if steps.len() >= MAX_WAITING_STEPS {
+            steps.remove(0);
         }
+        steps.push(step);
     }
 
     /// The machine `mac` was resolved to in its current boot.
@@ -277,12 +286,13 @@ impl Service {
         self.timeline_changed(&mac);
     }
 
-    /// A step that only knows the address it came from (a TFTP transfer, a download): filed
-    /// under the interface that address is (learned, else its active DHCP lease), else held
-    /// until that is learned.
-    pub fn boot_step_from(&self, peer: IpAddr, step: Step) {
+    /// A step that only knows the address it came from (a TFTP transfer, a download), which
+    /// began `took_ms` ago (its time is its start, so it reads in order with steps that came
+    /// while it ran): filed under the interface that address is (learned, else its active DHCP
+    /// lease), else held until that is learned.
+    pub fn boot_step_from(&self, peer: IpAddr, took_ms: u64, step: Step) {
         let step = BootStep {
-            at_ms: ids::now_ms(),
+            at_ms: ids::now_ms().saturating_sub(took_ms),
             step,
         };
         let learned = self.timelines().mac_at(peer);
@@ -510,6 +520,24 @@ mod tests {
             !t.waiting
                 .contains_key(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)))
         );
+    }
+
+    #[test]
+    fn a_step_that_waited_too_long_is_of_an_earlier_boot() {
+        let mut t = Timelines::default();
+        let old = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 51));
+        let busy = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 52));
+        t.wait(old, script(1_000));
+        for i in 0..(MAX_WAITING_STEPS as u64 + 2) {
+            t.wait(busy, at(200_000 + i, Step::Inventory));
+        }
+        t.record("m", script(200_100), true);
+        t.learn_address(old, "m", 200_100);
+        assert_eq!(t.boots("m").unwrap().0.steps.len(), 1, "too old to join");
+        t.learn_address(busy, "m", 200_100);
+        let (boot, _) = t.boots("m").unwrap();
+        assert_eq!(boot.steps.len(), 1 + MAX_WAITING_STEPS, "the latest waited");
+        assert_eq!(boot.started_ms, 200_002, "the earliest went");
     }
 
     #[test]
