@@ -450,4 +450,37 @@ mod tests {
         assert_eq!(time(0), "1970-01-01 00:00:00");
         assert_eq!(time(1_796_592_605_000), "2026-12-06 21:30:05");
     }
+
+    #[test]
+    fn a_boot_reads_in_times_since_its_first_step_current_boot_first() {
+        use crate::model::timeline::{Boot, BootStep, MachineTimeline, Step};
+        let boot = |started_ms: u64| Boot {
+            mac: "52:54:00:00:00:01".into(),
+            started_ms,
+            steps: vec![
+                BootStep {
+                    at_ms: started_ms,
+                    step: Step::Inventory,
+                },
+                BootStep {
+                    at_ms: started_ms + 1_250,
+                    step: Step::OsReportedIn,
+                },
+            ],
+            dropped_steps: 3,
+        };
+        let view = TimelineView::of(&MachineTimeline {
+            system_id: "abc".into(),
+            current: Some(boot(90_000)),
+            previous: Some(boot(10_000)),
+        });
+        let titles: Vec<&str> = view.boots.iter().map(|b| b.title).collect();
+        assert_eq!(titles, ["Current boot", "Previous boot"]);
+        let times: Vec<&str> = view.boots[0].steps.iter().map(|s| s.at.as_str()).collect();
+        assert_eq!(times, ["+0.0 s", "+1.2 s"]);
+        assert_eq!(view.boots[0].steps[1].step, "OS reported in");
+        assert_eq!(view.boots[0].dropped, 3);
+        let empty = TimelineView::of(&MachineTimeline::default());
+        assert!(empty.boots.is_empty());
+    }
 }
