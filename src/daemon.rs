@@ -100,8 +100,9 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         // root is filled before the socket is bound, so the first request finds the loaders.
         let changes = images.watch_boot();
         refresh_tftp_root(&images, &config.tftp_root()).await?;
-        let server =
-            crate::tftp::TftpServer::bind(config.tftp_config(), tftp_stats.clone()).await?;
+        let server = crate::tftp::TftpServer::bind(config.tftp_config(), tftp_stats.clone())
+            .await?
+            .with_observer(tftp_timeline(&service));
         Some((server, changes))
     } else {
         None
@@ -200,6 +201,31 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     }
     tracing::info!("stopped; every acknowledged write is on disk");
     Ok(())
+}
+
+/// Files each TFTP transfer in the boot timeline of the machine at its peer's address.
+fn tftp_timeline(service: &Arc<Service>) -> crate::tftp::TransferObserver {
+    use crate::model::timeline::{Step, TransferOutcome};
+    use crate::tftp::TransferEnd;
+    let service = service.clone();
+    Arc::new(move |r: crate::tftp::TransferReport| {
+        let outcome = match r.end {
+            TransferEnd::Completed => TransferOutcome::Completed,
+            TransferEnd::AbortedByClient => TransferOutcome::AbortedByClient,
+            TransferEnd::TimedOut => TransferOutcome::TimedOut,
+            TransferEnd::Refused => TransferOutcome::Refused,
+            TransferEnd::Failed => TransferOutcome::Failed,
+        };
+        let ms = r.duration.as_millis() as u64;
+        let step = Step::Tftp {
+            file: r.file,
+            bytes: r.bytes,
+            size: r.size,
+            ms,
+            outcome,
+        };
+        service.boot_step_from(r.peer.ip(), ms, step);
+    })
 }
 
 /// Makes the TFTP root hold exactly the image cache's boot loaders (see `tftp::root`).

@@ -170,6 +170,42 @@ fn cli_drives_the_daemon() {
         None,
     ));
     assert_eq!(tests.trim(), "big222: no test results yet");
+    let timeline = ok(&rackbox(
+        &home,
+        url,
+        &["machine", "timeline", "big222"],
+        None,
+    ));
+    assert_eq!(
+        timeline.trim(),
+        "big222: no network boot seen since rackbox started"
+    );
+    // Firmware asks for big222's script (a Ready machine boots its disk): now it is a step.
+    let mut http = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    std::io::Write::write_all(
+        &mut http,
+        format!(
+            "GET /boot/{}.ipxe HTTP/1.0\r\n\r\n",
+            common::mac_for("big222")
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut http, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let timeline = ok(&rackbox(
+        &home,
+        url,
+        &["machine", "timeline", "big222"],
+        None,
+    ));
+    assert!(
+        timeline.contains("current boot of")
+            && timeline.contains("iPXE script")
+            && timeline.contains("boot the local disk"),
+        "{timeline}"
+    );
     let events = ok(&rackbox(&home, url, &["machine", "events", "sml222"], None));
     for action in ["allocate", "deploy", "abort", "release"] {
         assert!(events.contains(action), "{action} in {events}");

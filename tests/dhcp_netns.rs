@@ -486,6 +486,23 @@ fn proxy_mode_beside_dnsmasq_gives_the_boot_file_but_no_address() {
         "rb",
         "[[boot.interfaces]]\nname = \"eth0\"\nmode = \"proxy\"\n",
     );
+    // The client is a machine rackbox knows, so its boot timeline can be read.
+    let token = rb.login(&lab);
+    let added = ok(lab.cmd(&rb.ns, "curl").args([
+        "-sf",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"hostname": "pxe-1", "mac_addresses": ["52:54:00:00:01:01"], "commission": false}"#,
+        "http://127.0.0.1:5240/api/v1/machines",
+    ]));
+    let added: serde_json::Value = serde_json::from_str(&added).expect("machine JSON");
+    let id = added["system_id"]
+        .as_str()
+        .expect("a system_id")
+        .to_string();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let capture = capture_replies(cs[0].clone(), stop.clone());
     std::thread::sleep(Duration::from_millis(300));
@@ -578,6 +595,45 @@ fn proxy_mode_beside_dnsmasq_gives_the_boot_file_but_no_address() {
         ack.opts().get(OptionCode::BootfileName),
         Some(&DhcpOption::BootfileName(b"snponly.efi".to_vec()))
     );
+
+    // Both exchanges are in the machine's boot timeline, with what the client said it is.
+    let mut steps = Vec::new();
+    for _ in 0..50 {
+        let t = ok(lab.cmd(&rb.ns, "curl").args([
+            "-sf",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("http://127.0.0.1:5240/api/v1/machines/{id}/boot-timeline"),
+        ]));
+        let t: serde_json::Value = serde_json::from_str(&t).expect("timeline JSON");
+        steps = t["current"]["steps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if steps.iter().any(|s| s["step"]["reply"] == "ack") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let offer = &steps.first().expect("a DHCP step")["step"];
+    assert_eq!(offer["kind"], "dhcp", "{steps:?}");
+    assert_eq!(offer["request"], "discover");
+    assert_eq!(offer["reply"], "offer");
+    assert_eq!(offer["arch"], 0);
+    assert_eq!(offer["vendor_class"], "PXEClient:Arch:00000:UNDI:002001");
+    assert_eq!(offer["boot_file"], "undionly.kpxe");
+    assert!(
+        offer["address"].is_null(),
+        "proxy mode hands out no address"
+    );
+    let ack = steps
+        .iter()
+        .map(|s| &s["step"])
+        .find(|s| s["reply"] == "ack")
+        .unwrap_or_else(|| panic!("no boot-server ACK in {steps:?}"));
+    assert_eq!(ack["request"], "request");
+    assert_eq!(ack["arch"], 7);
+    assert_eq!(ack["boot_file"], "snponly.efi");
 }
 
 /// Sends a UEFI PXE boot-server REQUEST to 192.0.2.1:4011 and waits (bounded) for the ACK.

@@ -778,3 +778,254 @@ async fn admins_manage_users_zones_pools_and_tags_and_edit_many_machines_at_once
         .await;
     assert_eq!(s, 404);
 }
+
+/// Reads the stream until a `fragment` event's data contains `needle`; returns that data.
+async fn fragment_with(stream: &mut reqwest::Response, needle: &str) -> String {
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        for block in buffer.split("\n\n") {
+            if block.lines().any(|l| l == "event: fragment") {
+                let data = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: ").or(l.strip_prefix("data:")))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if data.contains(needle) {
+                    return data;
+                }
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no fragment with {needle:?}; read: {buffer}"))
+            .unwrap()
+            .expect("the stream stays open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// Uploads a boot resource of `len` bytes.
+async fn upload_boot(api: &Api, admin: &str, name: &str, kind: &str, len: usize) {
+    let r = api
+        .http
+        .post(format!(
+            "{}/api/v1/boot-resources?arch=amd64&name={name}&kind={kind}",
+            api.url
+        ))
+        .bearer_auth(admin)
+        .body(vec![0x5a; len])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "upload {name}");
+}
+
+/// The URL after `word` on the script line that starts with it (`kernel URL ...`,
+/// `initrd --name initrd.img URL ...`).
+fn url_after(script: &str, word: &str) -> String {
+    let line = script
+        .lines()
+        .find(|l| l.starts_with(word))
+        .unwrap_or_else(|| panic!("no {word} line in {script}"));
+    line.split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL on {line}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_commissioning_boot_shows_its_steps_with_sizes_on_the_page_and_in_the_api() {
+    const KERNEL: usize = 300_000;
+    const INITRD: usize = 1_200_000;
+    let mac = "52:54:00:10:00:07";
+    let daemon = Daemon::start();
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    upload_boot(&api, &admin, "vmlinuz", "kernel", KERNEL).await;
+    upload_boot(&api, &admin, "initrd.img", "initrd", INITRD).await;
+    let id = add_machine(
+        &api,
+        &admin,
+        json!({"hostname": "boot-1", "mac_addresses": [mac], "commission": false}),
+    )
+    .await;
+    let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    let (_, html) = page.get(&format!("/machines/{id}")).await;
+    assert!(html.contains("Boot timeline"), "{html}");
+    assert!(
+        html.contains("No network boot of this machine was seen since rackbox started"),
+        "{html}"
+    );
+    let (s, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/machines/{id}/actions/commission"),
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // Firmware's part: the script for this MAC, then the kernel and initrd it names.
+    let script = api
+        .http
+        .get(format!("{}/boot/{mac}.ipxe", daemon.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let kernel = url_after(&script, "kernel ");
+    let initrd = url_after(&script, "initrd ");
+    for (url, len) in [(&kernel, KERNEL), (&initrd, INITRD)] {
+        let body = api
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(body.len(), len, "{url}");
+    }
+    let token = script
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rackbox.token="))
+        .expect("a boot token")
+        .to_string();
+
+    // The agent's part, with the page's stream watching the timeline.
+    let mut stream = page
+        .http
+        .get(format!("{}/ui/stream?watch=timeline:{id}", daemon.url))
+        .header("cookie", &page.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let agent = |path: &str| format!("/api/agent/v1/{path}");
+    let (s, task) = api
+        .call(Method::GET, &agent("task"), Some(&token), None)
+        .await;
+    assert_eq!((s, task["task"].as_str()), (200, Some("commission")));
+    let inventory = json!({
+        "cpu_count": 2, "memory_mib": 2048, "architecture": "amd64/generic", "firmware": "bios",
+        "disks": [], "interfaces": [{"name": "ens3", "mac": mac}]
+    });
+    let (s, _) = api
+        .call(
+            Method::POST,
+            &agent("inventory"),
+            Some(&token),
+            Some(inventory),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let fragment = fragment_with(&mut stream, "Inventory sent").await;
+    assert!(
+        fragment.contains(&format!("id=\"timeline-{id}\"")),
+        "{fragment}"
+    );
+    let (s, v) = api
+        .call(
+            Method::POST,
+            &agent("complete"),
+            Some(&token),
+            Some(json!({"message": "commissioned"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    drop(stream);
+
+    // The API: every step, in order, the downloads with their sizes (a download's step is
+    // recorded when its body ends, which may come just after the client has read it all).
+    let timeline = common::eventually(
+        "the boot's six steps",
+        Duration::from_secs(10),
+        async || {
+            let (s, t) = api
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/machines/{id}/boot-timeline"),
+                    Some(&admin),
+                    None,
+                )
+                .await;
+            assert_eq!(s, 200, "{t}");
+            match t["current"]["steps"].as_array() {
+                Some(steps) if steps.len() == 6 => Ok(t),
+                _ => Err(t),
+            }
+        },
+    )
+    .await;
+    let steps = timeline["current"]["steps"].as_array().unwrap();
+    let kinds: Vec<&str> = steps
+        .iter()
+        .map(|s| s["step"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ipxe_script",
+            "http_file",
+            "http_file",
+            "agent_task",
+            "inventory",
+            "agent_complete"
+        ],
+        "{timeline}"
+    );
+    assert_eq!(timeline["current"]["mac"], mac);
+    assert_eq!(steps[0]["step"]["plan"], "ephemeral");
+    assert_eq!(steps[1]["step"]["file"], "kernel");
+    assert_eq!(steps[1]["step"]["bytes"], KERNEL);
+    assert_eq!(steps[2]["step"]["file"], "initrd");
+    assert_eq!(steps[2]["step"]["bytes"], INITRD);
+    assert_eq!(steps[3]["step"]["task"], "commission");
+    assert_eq!(steps[5]["step"]["status"], "Commissioning");
+    assert!(timeline["previous"].is_null(), "{timeline}");
+
+    // The page: the same steps, in the same order, sizes as people read them.
+    let (_, html) = page.get(&format!("/machines/{id}")).await;
+    let at = |needle: &str| {
+        html.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} is not on the page: {html}"))
+    };
+    let order = [
+        at("iPXE script"),
+        at("Kernel over HTTP"),
+        at("Initrd over HTTP"),
+        at("Agent asked for its task"),
+        at("Inventory sent"),
+        at("Agent reported done"),
+    ];
+    assert!(order.is_sorted(), "the steps are in order: {order:?}");
+    at(&format!(
+        "vmlinuz: {} in",
+        rackbox::model::units::human_bytes(KERNEL as u64)
+    ));
+    at(&format!(
+        "initrd.img: {} in",
+        rackbox::model::units::human_bytes(INITRD as u64)
+    ));
+    at("boot the ephemeral environment");
+    at("told: commission");
+    at(&format!("Interface {mac}"));
+    at("+0.0 s");
+    assert!(!html.contains("No network boot of this machine"), "{html}");
+
+    // A machine that does not exist has no timeline.
+    let (s, _) = api
+        .call(
+            Method::GET,
+            "/api/v1/machines/nosuch/boot-timeline",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+}

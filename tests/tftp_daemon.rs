@@ -211,3 +211,81 @@ async fn a_daemon_restarted_serves_the_loaders_it_had_and_tftp_off_binds_nothing
     );
     std::net::UdpSocket::bind(server).expect("TFTP off leaves its port free");
 }
+
+#[tokio::test]
+async fn a_loader_read_over_tftp_is_a_step_of_the_boot_of_the_machine_at_that_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let daemon = Daemon::start_in(
+        dir.path(),
+        &format!("[tftp]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let server: SocketAddr = ([127, 0, 0, 1], port).into();
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let mac = "52:54:00:20:00:01";
+    let (s, m) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines",
+            Some(&admin),
+            Some(serde_json::json!({"hostname": "tftp-1", "mac_addresses": [mac], "commission": false})),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    let id = m["system_id"].as_str().unwrap().to_string();
+    let loader = b"undionly.kpxe bytes".repeat(500);
+    upload(
+        &api,
+        &admin,
+        "amd64",
+        "undionly.kpxe",
+        "bootloader",
+        loader.clone(),
+    )
+    .await;
+    wait_tftp(server, "undionly.kpxe", Some(&loader)).await;
+
+    // No DHCP here, so nothing says yet which machine 127.0.0.1 is: the transfer waits until
+    // the iPXE script asked for from that address names it, then reads before the script.
+    let r = api
+        .http
+        .get(format!("{}/boot/{mac}.ipxe", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let timeline = common::eventually(
+        "the TFTP transfer in the timeline",
+        Duration::from_secs(10),
+        async || {
+            let (s, t) = api
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/machines/{id}/boot-timeline"),
+                    Some(&admin),
+                    None,
+                )
+                .await;
+            assert_eq!(s, 200, "{t}");
+            let steps = t["current"]["steps"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let done = steps
+                .iter()
+                .position(|s| s["step"]["kind"] == "tftp" && s["step"]["outcome"] == "completed");
+            let script = steps
+                .iter()
+                .position(|s| s["step"]["kind"] == "ipxe_script");
+            match (done, script) {
+                (Some(d), Some(s)) if d < s => Ok(steps[d].clone()),
+                _ => Err(t),
+            }
+        },
+    )
+    .await;
+    assert_eq!(timeline["step"]["file"], "undionly.kpxe");
+    assert_eq!(timeline["step"]["bytes"], loader.len());
+    assert_eq!(timeline["step"]["size"], loader.len());
+}

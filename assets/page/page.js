@@ -1,6 +1,7 @@
 // rackbox control page: what JavaScript adds to pages that work without it.
 // - One Server-Sent Events stream per tab (/ui/stream), watching only what is on screen
-//   (elements with data-live="row:ID" or "detail:ID"), paused while the tab is hidden.
+//   (elements with data-live="row:ID", "detail:ID" or "timeline:ID"), paused while the tab
+//   is hidden.
 //   A fragment replaces the element with its id; a machine that leaves its status group or
 //   filter, a lagging stream and a reconnect all make the page read its list again.
 // - Confirmation dialogs (native <dialog>) instead of the confirmation pages links lead to.

@@ -162,6 +162,11 @@ pub enum MachineCmd {
     TestResults {
         system_id: String,
     },
+    /// What the appliance saw of the machine's current and previous network boot (DHCP, TFTP,
+    /// the iPXE script, downloads, the agent, power), since the daemon started.
+    Timeline {
+        system_id: String,
+    },
 }
 
 // The changes `machine edit` asks for, one flag each. (No doc comment: clap would show it.)
@@ -449,6 +454,13 @@ pub(super) async fn machine(
                 .get(&format!("/api/v1/machines/{system_id}/test-results"))
                 .await?;
             out.test_results(&v);
+            return Ok(());
+        }
+        MachineCmd::Timeline { system_id } => {
+            let v = client
+                .get(&format!("/api/v1/machines/{system_id}/boot-timeline"))
+                .await?;
+            out.boot_timeline(&v);
             return Ok(());
         }
     };

@@ -131,6 +131,48 @@ impl Output {
         );
     }
 
+    /// A machine's boot timeline: each boot's steps with their time since the boot began, in
+    /// the words the control page uses.
+    pub(super) fn boot_timeline(&self, v: &Value) {
+        use crate::model::timeline::{MachineTimeline, human_ms};
+        if self.json {
+            return self.raw(v);
+        }
+        let Ok(t) = serde_json::from_value::<MachineTimeline>(v.clone()) else {
+            return self.raw(v);
+        };
+        if t.current.is_none() {
+            println!(
+                "{}: no network boot seen since rackbox started",
+                t.system_id
+            );
+            return;
+        }
+        for (title, boot) in [("current boot", &t.current), ("previous boot", &t.previous)] {
+            let Some(boot) = boot else { continue };
+            print!("{}: {title} of {}", t.system_id, boot.mac);
+            if boot.dropped_steps > 0 {
+                print!(" ({} earlier steps not kept)", boot.dropped_steps);
+            }
+            println!();
+            let rows: Vec<Value> = boot
+                .steps
+                .iter()
+                .map(|s| {
+                    json!({
+                        "at": format!("+{}", human_ms(s.at_ms.saturating_sub(boot.started_ms))),
+                        "step": s.step.title(),
+                        "details": s.step.details(),
+                    })
+                })
+                .collect();
+            self.table(
+                &Value::Array(rows),
+                &[("TIME", "at"), ("STEP", "step"), ("DETAILS", "details")],
+            );
+        }
+    }
+
     pub(super) fn test_results(&self, v: &Value) {
         if self.json {
             return self.raw(v);

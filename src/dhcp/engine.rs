@@ -63,6 +63,33 @@ pub struct Reply {
     pub from: Ipv4Addr,
     /// Our port to send from (67, or 4011 for boot-server answers).
     pub(crate) from_port: u16,
+    /// What the request said of its client and what the reply gave it, for the boot timeline.
+    pub seen: Seen,
+}
+
+/// What one exchange tells of a client's boot: the facts the request carried and what the reply
+/// gave. The engine decides them (it classified the client); the socket loop hands them to the
+/// service's boot timeline once the reply is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub mac: Mac,
+    pub request: MessageType,
+    /// Option 93, or the arch in a PXEClient vendor class.
+    pub arch: Option<u16>,
+    /// Option 60.
+    pub vendor_class: Option<Vec<u8>>,
+    /// The client runs iPXE already.
+    pub ipxe: bool,
+    /// The client network-boots at all (an OS's DHCP client is no boot step).
+    pub boot_client: bool,
+    /// A firmware's DISCOVER (not iPXE's): the start of a new boot.
+    pub starts_boot: bool,
+    /// The address the reply hands out (unspecified in proxy mode).
+    pub yiaddr: Ipv4Addr,
+    /// The address the client already has (ciaddr), e.g. on the boot-server port.
+    pub ciaddr: Ipv4Addr,
+    /// The boot file or URL the reply names.
+    pub file: Option<String>,
 }
 
 /// A lease change to make durable, and what it replaced (to undo it in memory if the write fails).
@@ -296,6 +323,21 @@ impl Engine {
         commit: Option<Commit>,
     ) -> Decision {
         let kind = fields.kind;
+        let client = BootClient::of(req);
+        let seen = Seen {
+            mac: req.mac,
+            request: req.kind,
+            arch: req.arch,
+            vendor_class: req.vendor_class.clone(),
+            ipxe: req.is_ipxe,
+            boot_client: client.is_boot_client(),
+            starts_boot: req.kind == MessageType::Discover
+                && client.is_boot_client()
+                && client != BootClient::Ipxe,
+            yiaddr: fields.yiaddr,
+            ciaddr: req.ciaddr(),
+            file: fields.file.clone(),
+        };
         match message::encode_reply(req, fields) {
             Some(payload) => Decision::Reply {
                 reply: Reply {
@@ -304,6 +346,7 @@ impl Engine {
                     to,
                     from,
                     from_port,
+                    seen,
                 },
                 commit,
             },

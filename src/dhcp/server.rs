@@ -6,7 +6,7 @@
 //! (group commit) instead of waiting for one fsync each. A semaphore bounds them: when it is
 //! exhausted the loop stops reading and the kernel's socket buffer absorbs (or drops) the flood.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,6 +19,7 @@ use super::lease::LeaseState;
 use super::pxe::BootFiles;
 use super::{DhcpError, DhcpStats};
 use crate::config::{BootInterface, BootMode, Config};
+use crate::model::timeline::Step;
 use crate::net::frame::{self, Outbound};
 use crate::net::socket::{DHCP_SERVER_PORT, Listen, PXE_PORT, PacketSocket, PortHolder};
 use crate::net::{InterfaceInfo, Mac, interface_info};
@@ -355,6 +356,7 @@ impl Shared {
         match result {
             Ok(()) => {
                 tracing::debug!(interface = %self.info.name, kind = ?reply.kind, client = %chaddr(&reply.payload), to = ?reply.to, "DHCP reply sent");
+                self.boot_step(reply);
                 let counter = match reply.kind {
                     MessageType::Offer => &self.stats.offers,
                     MessageType::Ack => &self.stats.acks,
@@ -371,6 +373,50 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Tells the boot timeline of a reply sent to a network-booting client (an OS's own DHCP
+    /// client is no boot step). A push under a short lock: the loop does not wait on it.
+    fn boot_step(&self, reply: &Reply) {
+        if let Some((mac, step, starts_boot, bound)) = timeline_step(reply) {
+            self.service.boot_step_dhcp(&mac, step, starts_boot, bound);
+        }
+    }
+}
+
+/// The boot timeline's step for a sent reply: the client's MAC, the step, whether it starts a
+/// new boot, and the address an ACK leaves the client with. None for a client that does not
+/// network-boot.
+fn timeline_step(reply: &Reply) -> Option<(String, Step, bool, Option<IpAddr>)> {
+    let seen = &reply.seen;
+    if !seen.boot_client {
+        return None;
+    }
+    let lower = |t: MessageType| format!("{t:?}").to_lowercase();
+    let yiaddr = (!seen.yiaddr.is_unspecified()).then_some(seen.yiaddr);
+    let bound = match reply.kind {
+        MessageType::Ack => yiaddr.or((!seen.ciaddr.is_unspecified()).then_some(seen.ciaddr)),
+        _ => None,
+    };
+    let step = Step::Dhcp {
+        request: lower(seen.request),
+        reply: lower(reply.kind),
+        arch: seen.arch,
+        vendor_class: seen
+            .vendor_class
+            .as_deref()
+            .map(|v| String::from_utf8_lossy(v).into_owned()),
+        ipxe: seen.ipxe,
+        address: yiaddr,
+        boot_file: seen.file.clone(),
+    };
+    Some((
+        seen.mac.to_string(),
+        step,
+        seen.starts_boot,
+        bound.map(IpAddr::V4),
+    ))
+}
+
 /// The client's hardware address (chaddr, bytes 28..34 of a BOOTP message) as text, for logs.
 fn chaddr(payload: &[u8]) -> String {
     payload
@@ -382,4 +428,57 @@ fn chaddr(payload: &[u8]) -> String {
                 .join(":")
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::engine::Seen;
+
+    fn reply(kind: MessageType, boot_client: bool) -> Reply {
+        Reply {
+            kind,
+            payload: Vec::new(),
+            to: Destination::Relay(Ipv4Addr::new(192, 0, 2, 254)),
+            from: Ipv4Addr::new(192, 0, 2, 1),
+            from_port: DHCP_SERVER_PORT,
+            seen: Seen {
+                mac: Mac([0x52, 0x54, 0, 0, 0, 1]),
+                request: MessageType::Request,
+                arch: Some(0),
+                vendor_class: Some(b"PXEClient:Arch:00000:UNDI:002001".to_vec()),
+                ipxe: false,
+                boot_client,
+                starts_boot: false,
+                yiaddr: Ipv4Addr::new(192, 0, 2, 10),
+                ciaddr: Ipv4Addr::UNSPECIFIED,
+                file: Some("undionly.kpxe".into()),
+            },
+        }
+    }
+
+    #[test]
+    fn an_ack_to_a_boot_client_is_a_step_that_binds_its_address() {
+        let (mac, step, starts, bound) =
+            timeline_step(&reply(MessageType::Ack, true)).expect("a step");
+        assert_eq!(mac, "52:54:00:00:00:01");
+        assert!(!starts);
+        assert_eq!(bound, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))));
+        assert_eq!(
+            step,
+            Step::Dhcp {
+                request: "request".into(),
+                reply: "ack".into(),
+                arch: Some(0),
+                vendor_class: Some("PXEClient:Arch:00000:UNDI:002001".into()),
+                ipxe: false,
+                address: Some(Ipv4Addr::new(192, 0, 2, 10)),
+                boot_file: Some("undionly.kpxe".into()),
+            }
+        );
+        // An offer binds nothing yet; an OS's DHCP client is no boot step.
+        let (_, _, _, bound) = timeline_step(&reply(MessageType::Offer, true)).expect("a step");
+        assert_eq!(bound, None);
+        assert!(timeline_step(&reply(MessageType::Ack, false)).is_none());
+    }
 }

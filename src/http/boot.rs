@@ -8,12 +8,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, limited_json};
+use super::images::Peer;
 use crate::model::agent_wire::{
     Complete, Deployed, Enlisted, Fail, PREFIX, Progress, Reported, Task, path,
 };
-use crate::model::{ENLIST_KEY_HEADER, Inventory, Machine};
+use crate::model::timeline::{ScriptPlan, Step};
+use crate::model::{ENLIST_KEY_HEADER, Inventory, Machine, Status};
 use crate::service::{BootPlan, ServiceError};
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Extension, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -87,15 +89,24 @@ fn ipxe(script: String) -> Response {
 async fn boot_script(
     State(s): State<AppState>,
     Path(file): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let Some(mac) = file.strip_suffix(".ipxe") else {
         let arch = "amd64".to_string();
-        return Ok(super::images::download_boot(State(s), Path((arch, file)), headers).await);
+        return Ok(super::images::download_boot(State(s), Path((arch, file)), peer, headers).await);
     };
     let base = s.public_url.to_string();
     let plan = s.service.boot_plan(mac).await?;
     tracing::info!(%mac, plan = plan.describe(), "iPXE script served");
+    let told = match &plan {
+        BootPlan::Ephemeral { .. } => ScriptPlan::Ephemeral,
+        BootPlan::LocalDisk { .. } => ScriptPlan::LocalDisk,
+        BootPlan::Enlist => ScriptPlan::Enlist,
+        BootPlan::Ignore => ScriptPlan::Ignore,
+    };
+    s.service
+        .boot_step_script(mac, peer_ip(&peer), Step::IpxeScript { plan: told });
     let script = match plan {
         BootPlan::Ephemeral { system_id, token } => {
             let arch = s
@@ -158,12 +169,29 @@ fn bearer(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-async fn task(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Task>> {
+/// The address a request came from, when the server recorded it.
+fn peer_ip(peer: &Peer) -> Option<IpAddr> {
+    peer.as_ref().map(|Extension(ConnectInfo(addr))| addr.ip())
+}
+
+/// The name a task goes by on the wire (`commission`, `deploy`, ...), for the boot timeline.
+fn task_name(task: &Task) -> String {
+    serde_json::to_value(task)
+        .ok()
+        .and_then(|v| v.get("task").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn task(State(s): State<AppState>, peer: Peer, headers: HeaderMap) -> ApiResult<Json<Task>> {
     let m = agent(&s, &headers)?;
     let task = s
         .service
         .agent_task(&m, &bearer(&headers), &s.public_url)
         .await?;
+    let step = Step::AgentTask {
+        task: task_name(&task),
+    };
+    s.service.boot_step_of(&m, peer_ip(&peer), step);
     Ok(Json(task))
 }
 
@@ -191,8 +219,13 @@ async fn read_inventory(s: &AppState, req: Request) -> Result<Inventory, ApiErro
 
 async fn inventory(State(s): State<AppState>, req: Request) -> ApiResult<StatusCode> {
     let m = agent(&s, req.headers())?;
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let inv = read_inventory(&s, req).await?;
     s.service.agent_inventory(&m, inv).await?;
+    s.service.boot_step_of(&m, peer, Step::Inventory);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -217,31 +250,51 @@ fn reported(m: &Machine) -> Json<Reported> {
 
 async fn complete(
     State(s): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     JsonBody(c): JsonBody<Complete>,
 ) -> ApiResult<Json<Reported>> {
-    let m = agent(&s, &headers)?;
-    let m = s.service.agent_complete(&m, c.message, c.results).await?;
+    let before = agent(&s, &headers)?;
+    let m = s
+        .service
+        .agent_complete(&before, c.message, c.results)
+        .await?;
+    // A deploy's first report is the image on disk; the machine reboots into it next.
+    let step = if before.status == Status::Deploying && !before.deploy_written {
+        Step::ImageWritten
+    } else {
+        Step::AgentComplete {
+            status: before.status.name().to_string(),
+        }
+    };
+    s.service.boot_step_of(&m, peer_ip(&peer), step);
     Ok(reported(&m))
 }
 
 async fn fail(
     State(s): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     JsonBody(f): JsonBody<Fail>,
 ) -> ApiResult<Json<Reported>> {
     let m = agent(&s, &headers)?;
+    let reason = f.reason.clone();
     let m = s.service.agent_fail(&m, f.reason, f.results).await?;
+    s.service
+        .boot_step_of(&m, peer_ip(&peer), Step::AgentFailed { reason });
     Ok(reported(&m))
 }
 
 async fn deployed(
     State(s): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     JsonBody(d): JsonBody<Deployed>,
 ) -> ApiResult<Json<Reported>> {
     let m = agent(&s, &headers)?;
     let m = s.service.deployed_report(&m, d.message).await?;
+    s.service
+        .boot_step_of(&m, peer_ip(&peer), Step::OsReportedIn);
     Ok(reported(&m))
 }
 
@@ -311,6 +364,7 @@ async fn enlist_inner(s: &AppState, req: Request) -> Result<Json<Enlisted>, Enli
     };
     let inv = read_inventory(s, req).await?;
     let (m, token) = s.service.enlist(inv, key.as_deref()).await?;
+    s.service.boot_step_of(&m, Some(source), Step::Inventory);
     Ok(Json(Enlisted {
         system_id: m.system_id,
         token,

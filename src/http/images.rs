@@ -8,11 +8,12 @@
 //! separately). A per-boot token will guard them later.
 
 use std::io::SeekFrom;
+use std::net::SocketAddr;
 use std::path::Path as FsPath;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
@@ -22,10 +23,12 @@ use super::AppState;
 use super::api::Created;
 use super::error::{ApiError, ApiResult, kind_code, status_of};
 use super::extract::{Caller, JsonBody, QueryArgs};
+use crate::images::BootKind;
 use crate::images::{
     BootRequest, BootView, GcReport, ImageEdit, ImageError, ImageList, ImageRequest, ImageView,
     ImportView, Source, SyncReport, SyncRequest,
 };
+use crate::model::timeline::{FileKind, Step};
 
 impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> Self {
@@ -183,15 +186,45 @@ pub(crate) async fn delete_boot(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The client's address, when the server recorded it (the boot timeline files downloads by it).
+pub(crate) type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// What a finished download does for the boot timeline: files it under the machine at `peer`.
+fn timeline_of(s: &AppState, peer: Peer, file: FileKind, name: &str) -> Option<OnEnd> {
+    let Extension(ConnectInfo(peer)) = peer?;
+    let service = s.service.clone();
+    let name = name.to_string();
+    Some(Box::new(move |bytes, of, ms| {
+        let step = Step::HttpFile {
+            file,
+            name,
+            bytes,
+            of,
+            ms,
+        };
+        service.boot_step_from(peer.ip(), ms, step);
+    }))
+}
+
 /// GET /images/{name}: a deployable image's bytes.
 pub(crate) async fn download_image(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
 ) -> Response {
     match s.images.image_file(&name) {
         Ok((image, path)) => {
-            serve_blob(&path, &image.name, image.size, &image.sha256, &headers).await
+            let on_end = timeline_of(&s, peer, FileKind::Image, &image.name);
+            serve_blob(
+                &path,
+                &image.name,
+                image.size,
+                &image.sha256,
+                &headers,
+                on_end,
+            )
+            .await
         }
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -201,22 +234,37 @@ pub(crate) async fn download_image(
 pub(crate) async fn download_boot(
     State(s): State<AppState>,
     Path((arch, name)): Path<(String, String)>,
+    peer: Peer,
     headers: HeaderMap,
 ) -> Response {
     match s.images.boot_file(&arch, &name) {
-        Ok((boot, path)) => serve_blob(&path, &name, boot.size, &boot.sha256, &headers).await,
+        Ok((boot, path)) => {
+            let kind = match boot.kind {
+                BootKind::Kernel => FileKind::Kernel,
+                BootKind::Initrd => FileKind::Initrd,
+                BootKind::Bootloader => FileKind::Loader,
+            };
+            let on_end = timeline_of(&s, peer, kind, &name);
+            serve_blob(&path, &name, boot.size, &boot.sha256, &headers, on_end).await
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
 
+/// Called once a download's body ends, with the bytes sent, the bytes it was to send and the
+/// milliseconds it took.
+type OnEnd = Box<dyn FnOnce(u64, u64, u64) + Send>;
+
 /// One download, logged when its body is dropped: complete, or broken off by the client. Boot
-/// files and images are few and large, so each gets a line (the boot timeline in the log).
+/// files and images are few and large, so each gets a line (the boot timeline in the log), and
+/// a step in the machine's boot timeline (`on_end`).
 struct DownloadLog {
     what: String,
     start: u64,
     len: u64,
     sent: u64,
     began: std::time::Instant,
+    on_end: Option<OnEnd>,
 }
 
 impl Drop for DownloadLog {
@@ -226,6 +274,9 @@ impl Drop for DownloadLog {
             tracing::info!(file = %self.what, from = self.start, bytes = self.sent, ms, "download served");
         } else {
             tracing::info!(file = %self.what, from = self.start, bytes = self.sent, of = self.len, ms, "download broke off");
+        }
+        if let Some(on_end) = self.on_end.take() {
+            on_end(self.sent, self.len, ms);
         }
     }
 }
@@ -275,6 +326,7 @@ async fn serve_blob(
     size: u64,
     sha256: &str,
     headers: &HeaderMap,
+    on_end: Option<OnEnd>,
 ) -> Response {
     let etag = format!("\"{sha256}\"");
     let header_str = |name| {
@@ -324,6 +376,7 @@ async fn serve_blob(
         len,
         sent: 0,
         began: std::time::Instant::now(),
+        on_end,
     };
     let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024).map_ok(
         move |chunk| {

@@ -20,6 +20,7 @@ pub mod schema;
 pub mod setup;
 pub mod status;
 pub mod testing;
+pub mod timeline;
 pub mod units;
 pub mod user;
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use super::{ConductorWakes, Principal, Service, ServiceError};
 use crate::model::lifecycle::{self, OwedEffect};
+use crate::model::timeline::Step;
 use crate::model::{Action, Effect, Machine, PowerState, Status};
 use crate::power::{self, PowerError};
 
@@ -113,7 +114,7 @@ async fn carry_out(service: &Service, machine: &Machine, owed: OwedEffect) {
     let driver = match power::driver_for(power_type, &params) {
         Ok(d) => d,
         Err(e) => {
-            return power_failed(service, id, status, "configure the power driver", e).await;
+            return power_failed(service, machine, "configure the power driver", e).await;
         }
     };
     match owed.effect {
@@ -126,8 +127,7 @@ async fn carry_out(service: &Service, machine: &Machine, owed: OwedEffect) {
                     }
                 }
                 Err(e) => {
-                    return power_failed(service, id, status, "set a one-time network boot", e)
-                        .await;
+                    return power_failed(service, machine, "set a one-time network boot", e).await;
                 }
             }
             let on = matches!(driver.query().await, Ok(power::PowerState::On));
@@ -137,17 +137,19 @@ async fn carry_out(service: &Service, machine: &Machine, owed: OwedEffect) {
                 ("power on", driver.power_on().await)
             };
             if let Err(e) = result {
-                return power_failed(service, id, status, what, e).await;
+                return power_failed(service, machine, what, e).await;
             }
             switched(service, id, PowerState::On).await;
             tracing::info!(system_id = %id, %power_type, "powered on with a one-time network boot");
+            power_step(service, machine, &format!("{what} (network boot)"), None);
         }
         Effect::PowerOff => {
             if let Err(e) = driver.power_off(false).await {
-                return power_failed(service, id, status, "power off", e).await;
+                return power_failed(service, machine, "power off", e).await;
             }
             switched(service, id, PowerState::Off).await;
             tracing::info!(system_id = %id, %power_type, "powered off");
+            power_step(service, machine, "power off", None);
             if let Some(message) = lifecycle::completed_by_power_off(status) {
                 let done = Action::Complete {
                     message: message.into(),
@@ -202,9 +204,21 @@ async fn manual(service: &Service, id: &str, status: Status, effect: Effect, unc
     }
 }
 
+/// Files a power switch (or its failure) in the machine's boot timeline: a power-on is what
+/// starts the next boot, a power-off what ends one.
+fn power_step(service: &Service, machine: &Machine, action: &str, error: Option<String>) {
+    let step = Step::Power {
+        action: action.to_string(),
+        error,
+    };
+    service.boot_step_of(machine, None, step);
+}
+
 /// Records the BMC's error on the machine: its failed status when it was in progress, else the
 /// power state "error" with the reason.
-async fn power_failed(service: &Service, id: &str, status: Status, what: &str, e: PowerError) {
+async fn power_failed(service: &Service, machine: &Machine, what: &str, e: PowerError) {
+    let (id, status) = (machine.system_id.as_str(), machine.status);
+    power_step(service, machine, what, Some(e.to_string()));
     let reason = format!("power driver could not {what}: {e}");
     tracing::warn!(system_id = %id, %reason, "power action failed");
     logged(

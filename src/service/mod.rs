@@ -16,6 +16,7 @@ mod machines;
 mod power_ops;
 mod reconcile;
 mod sessions;
+mod timeline;
 mod transition;
 mod users;
 
@@ -273,6 +274,11 @@ pub struct Service {
     /// Every committed change to a machine, for live views (the control page's stream). A
     /// receiver that falls behind is told it lagged and must read the machines again.
     changes: tokio::sync::broadcast::Sender<MachineChange>,
+    /// Each interface's latest boots, as the protocols saw them (in memory only: a live
+    /// diagnostic). A std mutex: every use is a short push or copy, never across an await.
+    timelines: std::sync::Mutex<timeline::Timelines>,
+    /// The id of a machine whose boot timeline got a step, for live views (as `changes`).
+    timeline_changes: tokio::sync::broadcast::Sender<String>,
 }
 
 /// A machine changed (a commit of a newer generation) or was deleted: the one fact a live view
@@ -314,6 +320,8 @@ impl Service {
                 enlist_lock: tokio::sync::Mutex::new(()),
                 login: login_guard::LoginGuard::new(LoginOptions::default()),
                 changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
+                timelines: std::sync::Mutex::default(),
+                timeline_changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
             },
             wakes,
         ))

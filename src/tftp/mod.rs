@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use server::TftpServer;
+pub use server::{TftpServer, TransferEnd, TransferObserver, TransferReport};
 pub use stats::TftpStats;
 
 /// Configuration of the TFTP server (the `[tftp]` table of the daemon's config).

@@ -52,6 +52,8 @@ struct TransferSettings {
     retries: u32,
     /// Time without progress after which a transfer is abandoned.
     stall_limit: Duration,
+    /// Told of every transfer's end (the daemon's boot timeline), if set.
+    observer: Option<Observer>,
 }
 
 /// A bound TFTP server, not yet serving. Splitting `bind` from `run` lets the caller
@@ -117,10 +119,20 @@ impl TftpServer {
                 timeout: config.timeout,
                 retries: config.retries,
                 stall_limit: config.stall_limit,
+                observer: None,
             }),
             stats,
             transfer_slots: Arc::new(Semaphore::new(config.max_transfers)),
         })
+    }
+
+    /// Tells `observer` of every transfer's end (before `run`): what the daemon files in each
+    /// machine's boot timeline. The server itself stays unaware of machines.
+    pub fn with_observer(mut self, observer: TransferObserver) -> Self {
+        if let Some(settings) = Arc::get_mut(&mut self.settings) {
+            settings.observer = Some(Observer(observer));
+        }
+        self
     }
 
     /// The address the request socket is bound to.
@@ -234,6 +246,74 @@ impl TftpServer {
     }
 }
 
+/// How a transfer ended, for a [`TransferObserver`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferEnd {
+    /// The last block was acknowledged.
+    Completed,
+    /// The client sent an ERROR (firmware's size probe ends so).
+    AbortedByClient,
+    /// The client stopped acknowledging.
+    TimedOut,
+    /// The file is missing or may not be read.
+    Refused,
+    /// A protocol or read error.
+    Failed,
+}
+
+/// A finished transfer, as a [`TransferObserver`] is told of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferReport {
+    /// The client's address and port.
+    pub peer: SocketAddr,
+    /// The file name it asked for, as text.
+    pub file: String,
+    /// The file's size (0 when refused).
+    pub size: u64,
+    /// Bytes the client acknowledged.
+    pub bytes: u64,
+    /// From the request to the end.
+    pub duration: Duration,
+    /// How it ended.
+    pub end: TransferEnd,
+}
+
+/// Told of each transfer's end, on the transfer's task: it must not block (a push is fine).
+pub type TransferObserver = Arc<dyn Fn(TransferReport) + Send + Sync>;
+
+/// A [`TransferObserver`] in the settings (which are `Debug`; a closure is not).
+struct Observer(TransferObserver);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransferObserver")
+    }
+}
+
+impl TransferSettings {
+    /// Tells the observer, if any, how a transfer ended.
+    fn report(
+        &self,
+        request: &Request,
+        peer: SocketAddr,
+        size: u64,
+        bytes: u64,
+        began: Instant,
+        end: TransferEnd,
+    ) {
+        if let Some(Observer(observer)) = &self.observer {
+            observer(TransferReport {
+                peer,
+                file: request.filename_lossy(),
+                size,
+                bytes,
+                duration: began.elapsed(),
+                end,
+            });
+        }
+    }
+}
+
 /// Refuses configurations that would break the protocol rather than failing later.
 fn validate(config: &TftpConfig) -> Result<(), TftpError> {
     if config.max_transfers == 0 {
@@ -318,6 +398,7 @@ async fn serve_read(
             return;
         }
     };
+    let began = Instant::now();
     let root = settings.root.clone();
     let filename = request.filename.clone();
     let opened = tokio::task::spawn_blocking(move || open_under_root(&root, &filename)).await;
@@ -326,6 +407,7 @@ async fn serve_read(
         Ok(Err(refusal)) => {
             drop(slot);
             refuse(&socket, &stats, client, &refusal).await;
+            settings.report(&request, client, 0, 0, began, TransferEnd::Refused);
             return;
         }
         Err(error) => {
@@ -376,8 +458,24 @@ async fn serve_read(
         "TFTP transfer starting"
     );
     let outcome = driver.run().await;
+    let acknowledged = match outcome {
+        Outcome::Completed => file_size,
+        _ => driver
+            .state
+            .progress()
+            .unwrap_or(0)
+            .saturating_mul(u64::from(negotiated.block_size))
+            .min(file_size),
+    };
     drop(driver);
     drop(slot);
+    let end = match &outcome {
+        Outcome::Completed => TransferEnd::Completed,
+        Outcome::ClientAborted { .. } => TransferEnd::AbortedByClient,
+        Outcome::TimedOut => TransferEnd::TimedOut,
+        Outcome::Failed(_) => TransferEnd::Failed,
+    };
+    settings.report(&request, client, file_size, acknowledged, began, end);
     match outcome {
         Outcome::Completed => {
             TftpStats::bump(&stats.transfers_completed);

@@ -653,3 +653,41 @@ proptest! {
         let _ = HashSet::<u8>::new();
     }
 }
+
+#[test]
+fn a_reply_tells_the_boot_timeline_who_the_client_is_and_what_it_got() {
+    let mut e = managed(10, 20);
+    let firmware = Msg::new(MessageType::Discover, mac(1))
+        .opt(DhcpOption::ClassIdentifier(
+            b"PXEClient:Arch:00007:UNDI:003016".to_vec(),
+        ))
+        .opt(DhcpOption::ClientSystemArchitecture(Architecture(7)));
+    let Decision::Reply { reply, .. } = send(&mut e, &firmware, 0) else {
+        panic!("no offer");
+    };
+    let seen = &reply.seen;
+    assert_eq!(seen.mac, mac(1));
+    assert_eq!(seen.request, MessageType::Discover);
+    assert_eq!(seen.arch, Some(7));
+    assert_eq!(
+        seen.vendor_class.as_deref(),
+        Some(&b"PXEClient:Arch:00007:UNDI:003016"[..])
+    );
+    assert!(seen.boot_client && seen.starts_boot && !seen.ipxe);
+    assert_eq!(seen.file.as_deref(), Some("snponly.efi"));
+    assert_ne!(seen.yiaddr, Ipv4Addr::UNSPECIFIED);
+
+    // iPXE's own DISCOVER is the same boot going on; an OS's DHCP client is no boot at all.
+    let ipxe = Msg::new(MessageType::Discover, mac(1))
+        .opt(DhcpOption::ClientSystemArchitecture(Architecture(7)))
+        .opt(DhcpOption::UserClass(b"iPXE".to_vec()));
+    let Decision::Reply { reply, .. } = send(&mut e, &ipxe, 0) else {
+        panic!("no offer");
+    };
+    assert!(reply.seen.ipxe && reply.seen.boot_client && !reply.seen.starts_boot);
+    let plain = Msg::new(MessageType::Discover, mac(2));
+    let Decision::Reply { reply, .. } = send(&mut e, &plain, 0) else {
+        panic!("no offer");
+    };
+    assert!(!reply.seen.boot_client && !reply.seen.starts_boot);
+}

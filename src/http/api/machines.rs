@@ -283,3 +283,12 @@ pub(super) async fn test_results(
 ) -> ApiResult<Json<TestResults>> {
     Ok(Json(s.service.test_results(&p, &id)?))
 }
+
+/// `GET /machines/{id}/boot-timeline`: what the appliance saw of the machine's current and
+/// previous network boot since the daemon started.
+pub(super) async fn boot_timeline(
+    Caller(s, p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<crate::model::timeline::MachineTimeline>> {
+    Ok(Json(s.service.boot_timeline(&p, &id)?))
+}

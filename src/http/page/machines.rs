@@ -13,14 +13,14 @@ use serde::Deserialize;
 
 use super::Viewer;
 use super::view::{
-    self, ACTIONS, ActionChoice, Layout, MachineRow, Notice, Refusal, action_named, actions_for,
-    render,
+    self, ACTIONS, ActionChoice, Layout, MachineRow, Notice, Refusal, TimelineView, action_named,
+    actions_for, render,
 };
 use crate::http::AppState;
 use crate::model::catalog::CatalogKind;
 use crate::model::{Event, Machine, PowerSettings, PowerState, SshKey, Status};
 use crate::service::{
-    ActionRequest, MachineEdit, MachineFilter, PowerRequest, Principal, mask_power,
+    ActionRequest, MachineEdit, MachineFilter, PowerRequest, Principal, Service, mask_power,
 };
 
 /// Rows on one page of the list: the browser never holds more.
@@ -438,6 +438,7 @@ struct MachinePage {
     ssh_keys: Vec<SshKey>,
     power: PowerSettings,
     events: Vec<EventRow>,
+    timeline: TimelineView,
     notice: Option<Notice>,
 }
 
@@ -506,6 +507,7 @@ fn detail_page(
     let p = viewer.principal();
     let m = s.service.machine(p, system_id)?;
     let events = s.service.machine_events(p, system_id, None, 50)?;
+    let timeline = TimelineView::of(&s.service.boot_timeline_of(&m));
     let owner = m.owner.clone().unwrap_or_else(|| p.username.clone());
     Ok(MachinePage {
         layout: Some(Layout::new(viewer, "machines")),
@@ -519,6 +521,7 @@ fn detail_page(
             mask_power(&m.power)
         },
         events: events.iter().map(EventRow::of).collect(),
+        timeline,
         m,
         notice,
     })
@@ -822,6 +825,20 @@ pub(super) fn summary_fragment(m: &Machine) -> Result<String, askama::Error> {
 struct SummaryFragment<'a> {
     row: MachineRow,
     m: &'a Machine,
+}
+
+/// The boot timeline of one machine's page, for the live stream.
+pub(super) fn timeline_fragment(service: &Service, m: &Machine) -> Result<String, askama::Error> {
+    TimelineFragment {
+        timeline: TimelineView::of(&service.boot_timeline_of(m)),
+    }
+    .render()
+}
+
+#[derive(Template)]
+#[template(path = "page/timeline.html")]
+struct TimelineFragment {
+    timeline: TimelineView,
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The live stream: one Server-Sent Events connection per tab, watching only what that tab shows
-//! (`watch=row:ID,detail:ID,...`, at most [`MAX_WATCHED`]). A committed change to a watched machine
-//! sends its fragment again (the list's row, the machine page's summary), coalesced to one per
-//! machine every [`COALESCE`], so progress reports cost a few events a second however often the
-//! agent reports. A reconnect (the browser sends `Last-Event-ID`), a lagging stream and a deleted
+//! (`watch=row:ID,detail:ID,timeline:ID,...`, at most [`MAX_WATCHED`]). A committed change to a
+//! watched machine, or a new step in its boot timeline, sends its fragments again (the list's row,
+//! the machine page's summary and boot timeline), coalesced to one per machine every
+//! [`COALESCE`], so progress reports and a boot's steps cost a few events a second however often
+//! they come. A reconnect (the browser sends `Last-Event-ID`), a lagging stream and a deleted
 //! machine send `resync`: the page reads its list again, so it never shows stale rows after a
 //! daemon restart or a dropped connection.
 
@@ -18,7 +19,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
 use super::Viewer;
-use super::machines::{row_fragment, summary_fragment};
+use super::machines::{row_fragment, summary_fragment, timeline_fragment};
 use crate::http::AppState;
 use crate::service::{Principal, Service};
 
@@ -38,12 +39,13 @@ pub(super) struct StreamQuery {
 enum Watched {
     Row(String),
     Detail(String),
+    Timeline(String),
 }
 
 impl Watched {
     fn system_id(&self) -> &str {
         match self {
-            Watched::Row(id) | Watched::Detail(id) => id,
+            Watched::Row(id) | Watched::Detail(id) | Watched::Timeline(id) => id,
         }
     }
 }
@@ -53,6 +55,7 @@ fn parse_watch(list: &str) -> Vec<Watched> {
         .filter_map(|item| match item.split_once(':') {
             Some(("row", id)) if !id.is_empty() => Some(Watched::Row(id.to_string())),
             Some(("detail", id)) if !id.is_empty() => Some(Watched::Detail(id.to_string())),
+            Some(("timeline", id)) if !id.is_empty() => Some(Watched::Timeline(id.to_string())),
             _ => None,
         })
         .take(MAX_WATCHED)
@@ -69,11 +72,12 @@ pub(super) async fn stream(
     let resumed = headers.contains_key("last-event-id");
     let (tx, rx) = mpsc::channel::<Event>(16);
     let changes = s.service.subscribe_changes();
+    let steps = s.service.subscribe_timeline();
     tokio::spawn(feed(
         s.service.clone(),
         viewer.principal().clone(),
         watched,
-        changes,
+        (changes, steps),
         tx,
         resumed,
     ));
@@ -88,7 +92,10 @@ async fn feed(
     service: std::sync::Arc<Service>,
     principal: Principal,
     watched: Vec<Watched>,
-    mut changes: broadcast::Receiver<crate::service::MachineChange>,
+    (mut changes, mut steps): (
+        broadcast::Receiver<crate::service::MachineChange>,
+        broadcast::Receiver<String>,
+    ),
     tx: mpsc::Sender<Event>,
     resumed: bool,
 ) {
@@ -119,6 +126,19 @@ async fn feed(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+            step = steps.recv() => match step {
+                Ok(id) if ids.contains(id.as_str()) => {
+                    pending.insert(id);
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    pending.clear();
+                    if tx.send(resync(next_id())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
             _ = tick.tick(), if !pending.is_empty() => {
                 for id in std::mem::take(&mut pending) {
                     let event = match service.machine(&principal, &id) {
@@ -128,6 +148,7 @@ async fn feed(
                                 let fragment = match w {
                                     Watched::Row(_) => row_fragment(&m),
                                     Watched::Detail(_) => summary_fragment(&m),
+                                    Watched::Timeline(_) => timeline_fragment(&service, &m),
                                 };
                                 match fragment {
                                     Ok(f) => html.push_str(&f),
@@ -160,8 +181,12 @@ mod tests {
     #[test]
     fn a_watch_list_keeps_rows_and_details_and_drops_the_rest() {
         assert_eq!(
-            parse_watch("row:a,detail:b,bogus,row:,x:y"),
-            vec![Watched::Row("a".into()), Watched::Detail("b".into())]
+            parse_watch("row:a,detail:b,timeline:b,bogus,row:,x:y"),
+            vec![
+                Watched::Row("a".into()),
+                Watched::Detail("b".into()),
+                Watched::Timeline("b".into())
+            ]
         );
         let long = vec!["row:x"; 500].join(",");
         assert_eq!(parse_watch(&long).len(), MAX_WATCHED);

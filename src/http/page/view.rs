@@ -370,6 +370,76 @@ pub fn actions_for(m: &Machine) -> Vec<ActionChoice> {
         .collect()
 }
 
+/// A machine's boot timeline as the page prints it: the current boot, then the previous one.
+pub struct TimelineView {
+    pub system_id: String,
+    /// None, one or two: empty when no boot was seen since the daemon started.
+    pub boots: Vec<BootView>,
+}
+
+/// One boot: when it began, on which interface, its steps.
+pub struct BootView {
+    /// "Current boot" or "Previous boot".
+    pub title: &'static str,
+    /// Tells the two tables' ids apart.
+    pub key: &'static str,
+    pub mac: String,
+    /// UTC, like the history's times.
+    pub started: String,
+    pub steps: Vec<StepRow>,
+    /// Steps left out of a long boot (said above its table).
+    pub dropped: u32,
+}
+
+/// One step, ready to print.
+pub struct StepRow {
+    /// Since the boot's first step: "+0.0 s", "+1 min 5 s".
+    pub at: String,
+    pub step: String,
+    pub details: String,
+}
+
+impl BootView {
+    fn of(title: &'static str, key: &'static str, boot: &crate::model::timeline::Boot) -> BootView {
+        BootView {
+            title,
+            key,
+            mac: boot.mac.clone(),
+            started: time(boot.started_ms),
+            steps: boot
+                .steps
+                .iter()
+                .map(|s| StepRow {
+                    at: format!(
+                        "+{}",
+                        crate::model::timeline::human_ms(s.at_ms.saturating_sub(boot.started_ms))
+                    ),
+                    step: s.step.title(),
+                    details: s.step.details(),
+                })
+                .collect(),
+            dropped: boot.dropped_steps,
+        }
+    }
+}
+
+impl TimelineView {
+    pub fn of(t: &crate::model::timeline::MachineTimeline) -> TimelineView {
+        let current = t
+            .current
+            .as_ref()
+            .map(|b| BootView::of("Current boot", "current", b));
+        let previous = t
+            .previous
+            .as_ref()
+            .map(|b| BootView::of("Previous boot", "previous", b));
+        TimelineView {
+            system_id: t.system_id.clone(),
+            boots: current.into_iter().chain(previous).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +449,38 @@ mod tests {
         assert_eq!(bytes(3 * 1024 * 1024 * 1024 + 200 * 1024 * 1024), "3.2 GiB");
         assert_eq!(time(0), "1970-01-01 00:00:00");
         assert_eq!(time(1_796_592_605_000), "2026-12-06 21:30:05");
+    }
+
+    #[test]
+    fn a_boot_reads_in_times_since_its_first_step_current_boot_first() {
+        use crate::model::timeline::{Boot, BootStep, MachineTimeline, Step};
+        let boot = |started_ms: u64| Boot {
+            mac: "52:54:00:00:00:01".into(),
+            started_ms,
+            steps: vec![
+                BootStep {
+                    at_ms: started_ms,
+                    step: Step::Inventory,
+                },
+                BootStep {
+                    at_ms: started_ms + 1_250,
+                    step: Step::OsReportedIn,
+                },
+            ],
+            dropped_steps: 3,
+        };
+        let view = TimelineView::of(&MachineTimeline {
+            system_id: "abc".into(),
+            current: Some(boot(90_000)),
+            previous: Some(boot(10_000)),
+        });
+        let titles: Vec<&str> = view.boots.iter().map(|b| b.title).collect();
+        assert_eq!(titles, ["Current boot", "Previous boot"]);
+        let times: Vec<&str> = view.boots[0].steps.iter().map(|s| s.at.as_str()).collect();
+        assert_eq!(times, ["+0.0 s", "+1.2 s"]);
+        assert_eq!(view.boots[0].steps[1].step, "OS reported in");
+        assert_eq!(view.boots[0].dropped, 3);
+        let empty = TimelineView::of(&MachineTimeline::default());
+        assert!(empty.boots.is_empty());
     }
 }
