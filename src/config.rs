@@ -672,6 +672,40 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether the config file names the boot interfaces itself: then the operator set the
+    /// network up by hand and the first-boot setup does not ask.
+    pub fn boot_from_file(&self) -> bool {
+        !self.boot.interfaces.is_empty()
+    }
+
+    /// This configuration with the boot interfaces the first-boot setup chose
+    /// (`[[boot.interfaces]]` TOML, the file's own form), checked as the file is. The file wins:
+    /// when it names interfaces, the setup's are not used.
+    pub fn with_setup_boot(&self, interfaces_toml: &str) -> Result<Config, ConfigError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Chosen {
+            boot: ChosenBoot,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct ChosenBoot {
+            interfaces: Vec<BootInterface>,
+        }
+        if self.boot_from_file() {
+            return Ok(self.clone());
+        }
+        let source = Path::new("(the first-boot setup's boot network)");
+        let chosen: Chosen = toml::from_str(interfaces_toml).map_err(|e| ConfigError::Parse {
+            path: source.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        let mut config = self.clone();
+        config.boot.interfaces = chosen.boot.interfaces;
+        config.validate(source)?;
+        Ok(config)
+    }
+
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),

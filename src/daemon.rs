@@ -66,7 +66,48 @@ pub fn fix_malloc_thresholds() {
     }
 }
 
-pub async fn serve(config: Config) -> Result<(), DaemonError> {
+/// Why [`serve`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT: the process ends.
+    Signal,
+    /// The first-boot setup chose a new boot network: serve again, with the config read anew.
+    Restart,
+}
+
+/// The boot network as the daemon runs it, for the setup and network pages: whether the config
+/// file names it, and why the setup's choice could not start (the daemon keeps serving then,
+/// so the page can change it).
+#[derive(Clone, Debug, Default)]
+pub struct BootNetworkState {
+    /// The config file names the boot interfaces; the setup does not ask for them.
+    pub from_file: bool,
+    /// The setup's boot network failed to start, and why.
+    pub failed: Option<String>,
+}
+
+/// Restarts the daemon in-process when asked (the first-boot setup, after it saved a new boot
+/// network): the HTTP server drains as on SIGTERM, every room stops, and [`serve`] returns
+/// [`Stopped::Restart`] for `main` to serve again.
+#[derive(Debug, Default)]
+pub struct Restarter {
+    asked: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Restarter {
+    /// Asks for a restart once the requests in flight are answered.
+    pub fn restart(&self) {
+        self.asked.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn asked(&self) -> bool {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+pub async fn serve(config: Config) -> Result<Stopped, DaemonError> {
     let store = Store::open(
         &config.database_path(),
         StoreOptions {
@@ -84,6 +125,22 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
             .with_login(config.login_options()),
     );
     bootstrap_admin(&service, &config).await?;
+    let mut boot_state = BootNetworkState {
+        from_file: config.boot_from_file(),
+        failed: None,
+    };
+    let setup_boot = service.setup_record()?.boot_interfaces_toml;
+    let config = match &setup_boot {
+        Some(toml) if !boot_state.from_file => match config.with_setup_boot(toml) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "the boot network chosen in the setup is not valid; network boot stays off");
+                boot_state.failed = Some(e.to_string());
+                config
+            }
+        },
+        _ => config,
+    };
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -93,7 +150,17 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         })?;
     let local = listener.local_addr().map_err(DaemonError::Http)?;
     let dhcp_stats = Arc::new(crate::dhcp::DhcpStats::default());
-    let dhcp_servers = crate::dhcp::bind_all(&config, &service, &dhcp_stats)?;
+    // A boot interface in the config file that cannot start stops the daemon (the operator
+    // fixes the file); one the setup chose leaves the daemon serving, so the page can fix it.
+    let dhcp_servers = match crate::dhcp::bind_all(&config, &service, &dhcp_stats) {
+        Ok(servers) => servers,
+        Err(e) if !boot_state.from_file => {
+            tracing::error!(error = %e, "the boot network chosen in the setup did not start");
+            boot_state.failed = Some(e.to_string());
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
     let tftp_stats = Arc::new(crate::tftp::TftpStats::default());
     let tftp_server = if config.tftp_enabled() {
         // Watching starts before the first fill, so no change can fall between the two; and the
@@ -114,8 +181,12 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         public_url: config.public_url().into(),
         dhcp: dhcp_stats,
         boot: Arc::new(config.boot.clone()),
+        boot_state: Arc::new(boot_state),
+        restarter: Arc::default(),
+        closing: Arc::new(watch::channel(false).0),
         tftp: tftp_stats,
     };
+    let restarter = state.restarter.clone();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -173,15 +244,31 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
 
     // Each request carries its peer's address: enlistment and failed logins are counted per
     // source address.
+    // Long-lived answers (the page's live streams) end when `closing` turns, so the drain
+    // below does not wait on a browser tab.
+    let closing = state.closing.clone();
+    let asked = restarter.clone();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = asked.wake.notified() => {}
+        }
+        closing.send_replace(true);
+    };
     http::serve::serve(
         listener,
         http::router(state),
         config.http_limits(),
-        shutdown_signal(),
+        shutdown,
     )
     .await;
+    let stopped = if restarter.asked() {
+        Stopped::Restart
+    } else {
+        Stopped::Signal
+    };
 
-    tracing::info!("shutting down: finishing in-flight work");
+    tracing::info!(?stopped, "shutting down: finishing in-flight work");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = tokio::join!(reconciler, conductor, power_sync, watchdog);
@@ -200,7 +287,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
     tracing::info!("stopped; every acknowledged write is on disk");
-    Ok(())
+    Ok(stopped)
 }
 
 /// Files each TFTP transfer in the boot timeline of the machine at its peer's address.

@@ -65,8 +65,11 @@ fn main() -> ExitCode {
         }
     };
     match args.command {
-        Top::Serve { config, check } => {
-            let config = match Config::load(config.as_deref()) {
+        Top::Serve {
+            config: config_path,
+            check,
+        } => {
+            let config = match Config::load(config_path.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -79,13 +82,26 @@ fn main() -> ExitCode {
             }
             rackbox::telemetry::init(&config.log.level, &config.log.target);
             rackbox::daemon::fix_malloc_thresholds();
-            match runtime.block_on(rackbox::daemon::serve(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "rackbox stopped");
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
+            // A restart (the first-boot setup saved a boot network) serves again in this
+            // process, with the config read anew.
+            let mut config = config;
+            loop {
+                match runtime.block_on(rackbox::daemon::serve(config)) {
+                    Ok(rackbox::daemon::Stopped::Restart) => {}
+                    Ok(rackbox::daemon::Stopped::Signal) => return ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!(error = %e, "rackbox stopped");
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
                 }
+                config = match Config::load(config_path.as_deref()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
             }
         }
         Top::DhcpProbe {

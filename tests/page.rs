@@ -6,92 +6,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::browser::Browser;
 use common::{ADMIN_PASSWORD, Api, Daemon};
 use reqwest::Method;
 use reqwest::redirect::Policy;
 use serde_json::json;
-
-/// A browser-like client: keeps no cookies of its own (the test passes the session), follows no
-/// redirects (the test reads them).
-struct Browser {
-    http: reqwest::Client,
-    url: String,
-    cookie: String,
-}
-
-impl Browser {
-    async fn login(url: &str, username: &str, password: &str) -> Browser {
-        let http = reqwest::Client::builder()
-            .redirect(Policy::none())
-            .build()
-            .unwrap();
-        let r = http
-            .post(format!("{url}/login"))
-            .header("sec-fetch-site", "same-origin")
-            .form(&[
-                ("username", username),
-                ("password", password),
-                ("next", "/machines"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 303, "login as {username}");
-        assert_eq!(r.headers()["location"], "/machines");
-        let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
-        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
-            assert!(set.contains(attribute), "{set}");
-        }
-        let cookie = set.split(';').next().unwrap().to_string();
-        Browser {
-            http,
-            url: url.to_string(),
-            cookie,
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .header("cookie", &self.cookie)
-            .send()
-            .await
-            .unwrap();
-        let csp = r.headers()["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("default-src 'self'"), "{csp}");
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    /// The CSRF token the pages of this session carry.
-    async fn csrf(&self) -> String {
-        let (_, html) = self.get("/machines").await;
-        let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-        html[at..at + 32].to_string()
-    }
-
-    async fn post(
-        &self,
-        path: &str,
-        site: &str,
-        form: &[(&str, &str)],
-    ) -> (u16, Option<String>, String) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .header("cookie", &self.cookie)
-            .header("sec-fetch-site", site)
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        let location = r
-            .headers()
-            .get("location")
-            .map(|l| l.to_str().unwrap().to_string());
-        (r.status().as_u16(), location, r.text().await.unwrap())
-    }
-}
 
 /// Makes the user alice (password "alice-password").
 async fn add_alice(api: &Api, admin: &str) {
@@ -316,6 +235,7 @@ async fn user_text_is_escaped_and_power_secrets_reach_only_admins() {
     assert_eq!(s, 200);
 
     let admin_page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    admin_page.finish_setup_without_network_boot().await;
     for path in ["/", "/machines", &format!("/machines/{id}")] {
         let (s, html) = admin_page.get(path).await;
         assert_eq!(s, 200, "{path}");

@@ -40,6 +40,13 @@ pub struct AppState {
     pub boot: Arc<crate::config::BootConfig>,
     /// Counters of the TFTP server (zero while it is off), shown on /metrics.
     pub tftp: Arc<crate::tftp::TftpStats>,
+    /// Whether the config file or the first-boot setup gave the boot network, and why the
+    /// setup's could not start.
+    pub boot_state: Arc<crate::daemon::BootNetworkState>,
+    /// Restarts the daemon in-process (the setup, after it saved a new boot network).
+    pub restarter: Arc<crate::daemon::Restarter>,
+    /// Turns true when the daemon begins to stop: long-lived answers (live streams) end.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Who may call a route.

@@ -105,3 +105,23 @@ pub(crate) fn interface_info(name: &str) -> Result<InterfaceInfo, InterfaceError
         addresses,
     })
 }
+
+/// Every interface with a MAC and an IPv4 address, loopback left out, by name: the ones a boot
+/// network could use (the first-boot setup offers them).
+pub(crate) fn ipv4_interfaces() -> Result<Vec<InterfaceInfo>, InterfaceError> {
+    let mut names: Vec<String> = nix::ifaddrs::getifaddrs()
+        .map_err(InterfaceError::List)?
+        .filter(|ifa| {
+            !ifa.flags
+                .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
+        })
+        .map(|ifa| ifa.interface_name)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names
+        .iter()
+        .filter_map(|name| interface_info(name).ok())
+        .filter(|info| !info.addresses.is_empty())
+        .collect())
+}

@@ -3,6 +3,7 @@
 //! ([`qemu`]).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod qemu;
 
 use std::collections::BTreeSet;

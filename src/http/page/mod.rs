@@ -17,6 +17,7 @@ mod login;
 mod machines;
 mod network;
 mod overview;
+mod setup;
 mod stream;
 mod view;
 
@@ -89,6 +90,12 @@ pub const ROUTES: &[PageRoute] = &[
     page!(POST "/admin/users/{username}/delete", Admin, admin::delete_user),
     page!(POST "/admin/{catalog}", Admin, admin::add_catalog),
     page!(POST "/admin/{catalog}/{name}/delete", Admin, admin::delete_catalog),
+    page!(GET "/setup", Admin, setup::show),
+    page!(POST "/setup/probe", Admin, setup::probe),
+    page!(POST "/setup/boot", Admin, setup::choose_boot),
+    page!(POST "/setup/bmc", Admin, setup::add_bmc),
+    page!(POST "/setup/token", Admin, setup::make_token),
+    page!(POST "/setup/finish", Admin, setup::finish),
     page!(GET "/ui/stream", User, stream::stream),
     page!(GET "/ui/assets/{file}", Anonymous, assets::serve),
 ];

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use askama::Template;
 use axum::extract::{Extension, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::Viewer;
 use super::view::{self, Layout, MachineRow, Refusal, render};
@@ -39,6 +39,10 @@ pub(super) async fn show(
     Extension(viewer): Extension<Viewer>,
 ) -> Result<Response, Refusal> {
     let p = viewer.principal();
+    // Until the first-boot setup is finished, `/` leads an admin through it.
+    if p.is_admin() && super::setup::pending(&s) {
+        return Ok(axum::response::Redirect::to("/setup").into_response());
+    }
     let all = s.service.list_machines(
         p,
         &MachineFilter {

@@ -77,7 +77,7 @@ pub(super) async fn stream(
         s.service.clone(),
         viewer.principal().clone(),
         watched,
-        (changes, steps),
+        (changes, steps, s.closing.subscribe()),
         tx,
         resumed,
     ));
@@ -92,9 +92,10 @@ async fn feed(
     service: std::sync::Arc<Service>,
     principal: Principal,
     watched: Vec<Watched>,
-    (mut changes, mut steps): (
+    (mut changes, mut steps, mut closing): (
         broadcast::Receiver<crate::service::MachineChange>,
         broadcast::Receiver<String>,
+        tokio::sync::watch::Receiver<bool>,
     ),
     tx: mpsc::Sender<Event>,
     resumed: bool,
@@ -166,6 +167,9 @@ async fn feed(
                 }
             },
             _ = tx.closed() => return,
+            // The daemon stops or restarts: the browser reconnects and resyncs.
+            // (It turns only once, to true; a dropped sender is a stop too.)
+            _ = closing.changed() => return,
         }
     }
 }
