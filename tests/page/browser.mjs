@@ -222,7 +222,16 @@ try {
   expect(await commission.evaluate((el) => el === document.activeElement), "focus returns to the action");
   ok("keyboard-only dialog");
 
+  // A fresh appliance: `/` leads the admin to the first-boot setup until it is finished.
   await page.goto(`${URL}/`);
+  await page.waitForURL(`${URL}/setup`, { timeout: STEP_MS });
+  await screenshots(page, "setup");
+  await page.getByRole("button", { name: "No network boot for now" }).click();
+  await page.getByRole("link", { name: "Back to the setup" }).click();
+  await page.waitForURL(`${URL}/setup`, { timeout: STEP_MS });
+  await page.getByRole("button", { name: "Finish the setup" }).click();
+  await page.waitForURL(`${URL}/`, { timeout: STEP_MS });
+  ok("the first-boot setup leads to the overview once finished");
   await screenshots(page, "overview");
   await page.goto(`${URL}/machines/web002/confirm/commission`);
   await screenshots(page, "confirm");

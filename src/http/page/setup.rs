@@ -529,12 +529,22 @@ pub(super) async fn add_bmc(
         }
     };
     let mut params = serde_json::Map::new();
+    let mut address = f.address.trim();
+    // An IPMI BMC on another UDP port than 623: "host:port".
+    if power_type == PowerType::Ipmi
+        && let Some((host, port)) = address.rsplit_once(':')
+        && !host.contains(':')
+        && let Ok(port) = port.parse::<u16>()
+    {
+        params.insert("power_port".into(), port.into());
+        address = host;
+    }
     for (key, value) in [
-        ("power_address", &f.address),
-        ("power_user", &f.user),
-        ("power_pass", &f.password),
+        ("power_address", address),
+        ("power_user", f.user.trim()),
+        ("power_pass", f.password.as_str()),
     ] {
-        params.insert(key.into(), value.trim().into());
+        params.insert(key.into(), value.into());
     }
     let new = NewMachine {
         hostname: Some(f.hostname.trim().to_string()).filter(|h| !h.is_empty()),
