@@ -262,6 +262,12 @@ async fn user_text_is_escaped_and_power_secrets_reach_only_admins() {
 
 /// Reads the stream until an event named `name` arrives, and returns its data.
 async fn next_event(stream: &mut reqwest::Response, name: &str) -> String {
+    let (_, data) = next_event_with_id(stream, name).await;
+    data
+}
+
+/// Reads the stream until an event named `name` arrives: its id and its data.
+async fn next_event_with_id(stream: &mut reqwest::Response, name: &str) -> (String, String) {
     let mut buffer = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -273,18 +279,25 @@ async fn next_event(stream: &mut reqwest::Response, name: &str) -> String {
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         for block in buffer.split("\n\n") {
             if block.lines().any(|l| l == format!("event: {name}")) {
-                return block
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data: ").or(l.strip_prefix("data:")))
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let field = |key: &str| {
+                    block
+                        .lines()
+                        .filter_map(|l| {
+                            l.strip_prefix(&format!("{key}: "))
+                                .or(l.strip_prefix(&format!("{key}:")))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                return (field("id"), field("data"));
             }
         }
     }
 }
 
 #[tokio::test]
-async fn the_stream_sends_a_watched_row_when_its_machine_changes_and_resyncs_a_reconnect() {
+async fn the_stream_sends_a_watched_row_when_it_changes_and_a_reconnect_catches_up_from_its_event_id()
+ {
     let daemon = Daemon::start();
     let api = Api::new(&daemon.url);
     let admin = api.login("admin", ADMIN_PASSWORD).await;
@@ -322,7 +335,7 @@ async fn the_stream_sends_a_watched_row_when_its_machine_changes_and_resyncs_a_r
         )
         .await;
     assert_eq!(s, 200);
-    let fragment = next_event(&mut stream, "fragment").await;
+    let (seen, fragment) = next_event_with_id(&mut stream, "fragment").await;
     assert!(fragment.contains(&format!("id=\"m-{id}\"")), "{fragment}");
     assert!(
         fragment.contains(&format!("id=\"summary-{id}\"")),
@@ -331,16 +344,46 @@ async fn the_stream_sends_a_watched_row_when_its_machine_changes_and_resyncs_a_r
     assert!(fragment.contains("Broken"), "{fragment}");
     drop(stream);
 
-    // A reconnect (the browser names the last event it saw) starts with a resync.
-    let mut again = page
-        .http
-        .get(format!("{}/ui/stream?watch=row:{id}", daemon.url))
-        .header("cookie", &page.cookie)
-        .header("last-event-id", "7")
-        .send()
-        .await
-        .unwrap();
-    next_event(&mut again, "resync").await;
+    // The event id is rackbox's event sequence number: a reconnect naming it catches up on
+    // what changed while it was away, without reading everything again.
+    assert!(
+        seen.parse::<u64>().is_ok_and(|n| n > 0),
+        "event id {seen:?}"
+    );
+    let (s, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/machines/{id}/actions/mark_fixed"),
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let reconnect = |last: String| {
+        let page = &page;
+        let url = format!("{}/ui/stream?watch=row:{id}", daemon.url);
+        async move {
+            page.http
+                .get(url)
+                .header("cookie", &page.cookie)
+                .header("last-event-id", last)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut again = reconnect(seen.clone()).await;
+    let (_, caught_up) = next_event_with_id(&mut again, "fragment").await;
+    assert!(
+        caught_up.contains(&format!("id=\"m-{id}\"")) && !caught_up.contains("Broken"),
+        "the change made while away: {caught_up}"
+    );
+    drop(again);
+    // An id from another store (beyond the newest event) or not an id at all: a resync.
+    for last in ["999999".to_string(), "junk".to_string()] {
+        let mut again = reconnect(last).await;
+        next_event(&mut again, "resync").await;
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //   (elements with data-live="row:ID", "detail:ID" or "timeline:ID"), paused while the tab
 //   is hidden.
 //   A fragment replaces the element with its id; a machine that leaves its status group or
-//   filter, a lagging stream and a reconnect all make the page read its list again.
+//   filter, a lagging stream and a reconnect too long after its last event make the page read
+//   its list again. Event ids are rackbox's event sequence numbers: a reconnect catches up.
 // - Confirmation dialogs (native <dialog>) instead of the confirmation pages links lead to.
 // - Select-all for the machine list's bulk actions.
 // No inline script anywhere: the Content-Security-Policy allows only files of this origin.
@@ -63,7 +64,13 @@
     source = null;
     watching = list;
     if (!list) return;
-    source = new EventSource("/ui/stream?watch=" + encodeURIComponent(list));
+    // `since`: the event sequence number the page was rendered at, so changes made before the
+    // stream opened are not missed; a reconnect sends Last-Event-ID instead.
+    var main = document.getElementById("main");
+    var since = (main && main.getAttribute("data-event-seq")) || "";
+    source = new EventSource(
+      "/ui/stream?watch=" + encodeURIComponent(list) + (since ? "&since=" + encodeURIComponent(since) : "")
+    );
     source.addEventListener("fragment", function (e) {
       applyFragment(e.data);
     });

@@ -645,6 +645,31 @@ impl Service {
             .machine_events(system_id, before, limit)?)
     }
 
+    /// The sequence number of the newest event: the live stream's event ids, so a reconnect
+    /// says where it was.
+    pub fn last_event_seq(&self) -> Result<u64, ServiceError> {
+        Ok(self.store.read()?.last_event_seq()?)
+    }
+
+    /// The machines that have events after sequence number `after`, or None when more than
+    /// `limit` events came since (or `after` is beyond the newest: another store): then the
+    /// caller reads everything again instead.
+    pub fn changed_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<std::collections::BTreeSet<String>>, ServiceError> {
+        let snapshot = self.store.read()?;
+        if after > snapshot.last_event_seq()? {
+            return Ok(None);
+        }
+        let events = snapshot.events_after(after, limit + 1)?;
+        if events.len() > limit {
+            return Ok(None);
+        }
+        Ok(Some(events.into_iter().map(|e| e.system_id).collect()))
+    }
+
     /// Every machine's history (admins), newest first.
     pub fn recent_events(
         &self,

@@ -350,6 +350,30 @@ impl Snapshot {
     }
 
     /// All events, newest first, at most `limit`, older than `before` when given.
+    /// The sequence number of the newest event (0 when there is none): where a reader of the
+    /// history is up to.
+    pub fn last_event_seq(&self) -> Result<u64, StoreError> {
+        let events = match self.rx.open_table(EVENTS) {
+            Ok(e) => e,
+            Err(_) => return Ok(0),
+        };
+        Ok(events.last()?.map(|(k, _)| k.value()).unwrap_or(0))
+    }
+
+    /// Events after sequence number `after`, oldest first, at most `limit`.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let events = match self.rx.open_table(EVENTS) {
+            Ok(e) => e,
+            Err(_) => return Ok(Vec::new()),
+        };
+        let mut out = Vec::new();
+        for item in events.range(after.saturating_add(1)..)?.take(limit) {
+            let (k, v) = item?;
+            out.push(tables::decode(&format!("events/{}", k.value()), v.value())?);
+        }
+        Ok(out)
+    }
+
     pub fn recent_events(
         &self,
         before: Option<u64>,

@@ -118,6 +118,9 @@ pub fn guarded(router: Router<AppState>, state: AppState) -> Router<AppState> {
 #[derive(Clone, Debug)]
 pub struct Viewer {
     pub session: Session,
+    /// The newest event sequence number when the request came: a page rendered now shows the
+    /// machines as of it, and its live stream catches up from there.
+    pub event_seq: u64,
 }
 
 impl Viewer {
@@ -178,7 +181,8 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
                 req
             };
             let mut req = req;
-            req.extensions_mut().insert(Viewer { session });
+            let event_seq = state.service.last_event_seq().unwrap_or(0);
+            req.extensions_mut().insert(Viewer { session, event_seq });
             req
         }
     };

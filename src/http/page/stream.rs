@@ -32,7 +32,14 @@ pub const COALESCE: Duration = Duration::from_millis(400);
 pub(super) struct StreamQuery {
     #[serde(default)]
     watch: String,
+    /// The event sequence number the page was rendered at: changes after it are sent at once
+    /// (they may have come between the render and this connection).
+    #[serde(default)]
+    since: Option<u64>,
 }
+
+/// The most events a reconnect catches up on; beyond, the page reads everything again.
+const MAX_CATCH_UP: usize = 1000;
 
 /// What a tab shows of a machine.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,7 +76,13 @@ pub(super) async fn stream(
     Query(q): Query<StreamQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let watched = parse_watch(&q.watch);
-    let resumed = headers.contains_key("last-event-id");
+    // A reconnect says where it was (`Last-Event-ID`, the event sequence number of the last
+    // event it got); a first connection, where its page was rendered. A header that is not a
+    // sequence number means: read everything again.
+    let from = match headers.get("last-event-id") {
+        Some(id) => Resume::From(id.to_str().ok().and_then(|v| v.trim().parse().ok())),
+        None => q.since.map_or(Resume::Fresh, |n| Resume::From(Some(n))),
+    };
     let (tx, rx) = mpsc::channel::<Event>(16);
     let changes = s.service.subscribe_changes();
     let steps = s.service.subscribe_timeline();
@@ -79,7 +92,7 @@ pub(super) async fn stream(
         watched,
         (changes, steps, s.closing.subscribe()),
         tx,
-        resumed,
+        from,
     ));
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (Ok(event), rx))
@@ -98,18 +111,27 @@ async fn feed(
         tokio::sync::watch::Receiver<bool>,
     ),
     tx: mpsc::Sender<Event>,
-    resumed: bool,
+    from: Resume,
 ) {
-    let mut sent: u64 = 0;
-    let mut next_id = || {
-        sent += 1;
-        sent.to_string()
-    };
+    // Every event's id is the newest event sequence number when it was sent: what a
+    // reconnect resumes from.
+    let next_id = || service.last_event_seq().unwrap_or(0).to_string();
     let ids: BTreeSet<&str> = watched.iter().map(Watched::system_id).collect();
-    if resumed && tx.send(resync(next_id())).await.is_err() {
-        return;
-    }
     let mut pending: BTreeSet<String> = BTreeSet::new();
+    if let Resume::From(after) = from {
+        let changed = after.and_then(|n| service.changed_since(n, MAX_CATCH_UP).ok().flatten());
+        match changed {
+            // Caught up: the watched machines that changed meanwhile go out at the first tick.
+            Some(changed) => {
+                pending.extend(changed.into_iter().filter(|id| ids.contains(id.as_str())))
+            }
+            None => {
+                if tx.send(resync(next_id())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
     let mut tick = tokio::time::interval(COALESCE);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -172,6 +194,15 @@ async fn feed(
             _ = closing.changed() => return,
         }
     }
+}
+
+/// Where a stream starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resume {
+    /// A page that did not say when it was rendered: nothing to catch up on.
+    Fresh,
+    /// After this event sequence number (None: an id that is not one; read everything again).
+    From(Option<u64>),
 }
 
 fn resync(id: String) -> Event {

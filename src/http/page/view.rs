@@ -17,6 +17,8 @@ pub struct Layout {
     pub is_admin: bool,
     pub csrf: String,
     pub section: &'static str,
+    /// Where the page's live stream starts (see [`Viewer::event_seq`]).
+    pub event_seq: u64,
 }
 
 impl Layout {
@@ -26,6 +28,7 @@ impl Layout {
             is_admin: viewer.principal().is_admin(),
             csrf: viewer.session.csrf_token.clone(),
             section,
+            event_seq: viewer.event_seq,
         }
     }
 
