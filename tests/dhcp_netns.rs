@@ -462,24 +462,7 @@ fn proxy_mode_beside_dnsmasq_gives_the_boot_file_but_no_address() {
     let site = lab.netns("site");
     lab.plug(&sw, &site, "eth0", Some("02:00:00:00:00:02"));
     lab.addr(&site, "eth0", "192.0.2.2/24");
-    let leases = lab.path("dnsmasq.leases").to_string_lossy().into_owned();
-    let pid = lab.path("dnsmasq.pid").to_string_lossy().into_owned();
-    lab.spawn(
-        &site,
-        "dnsmasq",
-        &[
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=eth0",
-            "--bind-interfaces",
-            "--dhcp-range=192.0.2.50,192.0.2.60,255.255.255.0,10m",
-            &format!("--dhcp-leasefile={leases}"),
-            &format!("--pid-file={pid}"),
-            "--log-dhcp",
-        ],
-        "dnsmasq.log",
-    );
+    lab.dnsmasq(&site, "192.0.2.50", "192.0.2.60");
     let rb = Rackbox::start(
         &mut lab,
         &srv,
@@ -963,25 +946,7 @@ fn the_foreign_dhcp_probe_finds_a_site_server_and_not_rackbox_itself() {
     assert_eq!(report["servers"], serde_json::json!([]));
 
     // A site DHCP server (dnsmasq): found, with what it offered; exit 3.
-    let leases = lab.path("dnsmasq.leases").to_string_lossy().into_owned();
-    let site_server = lab.spawn(
-        &site,
-        "dnsmasq",
-        &[
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=eth0",
-            "--bind-interfaces",
-            "--dhcp-range=192.0.2.50,192.0.2.60,255.255.255.0,10m",
-            &format!("--dhcp-leasefile={leases}"),
-            "--log-dhcp",
-        ],
-        "dnsmasq.log",
-    );
-    lab.wait_for(Duration::from_secs(10), "dnsmasq to start", || {
-        lab.read("dnsmasq.log").contains("DHCP, IP range")
-    });
+    let (site_server, leases) = lab.dnsmasq(&site, "192.0.2.50", "192.0.2.60");
     // dnsmasq pings an address for up to 3 s before it offers it: the default wait.
     let (code, report) = probe(&lab, &srv, "5");
     assert_eq!(code, Some(3), "{report}\n{}", lab.read("dnsmasq.log"));

@@ -252,20 +252,7 @@ fn managed_dhcp_is_refused_beside_another_server_and_then_chosen_applied_and_ans
     lab.addr(&site, "eth0", "192.0.2.2/24");
     let client = lab.netns("c0");
     lab.plug(&sw, &client, "eth0", Some("52:54:00:00:01:01"));
-    let dnsmasq = lab.spawn(
-        &site,
-        "dnsmasq",
-        &[
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=eth0",
-            "--bind-interfaces",
-            "--dhcp-range=192.0.2.50,192.0.2.60,255.255.255.0,10m",
-            "--dhcp-leasefile=/dev/null",
-        ],
-        "dnsmasq.log",
-    );
+    let (dnsmasq, _) = lab.dnsmasq(&site, "192.0.2.50", "192.0.2.60");
     // A fresh appliance: the config names no boot interface.
     let mut rb = Rackbox::start(&mut lab, &srv, "rb", "");
     let page = NsPage::login(&lab, &srv);

@@ -156,6 +156,31 @@ impl Lab {
         self.spawn_cmd(cmd, log)
     }
 
+    /// A site DHCP server (dnsmasq, DHCP only) on `ns`'s eth0 handing out `first`..`last` in
+    /// 192.0.2.0/24, logging each exchange to `dnsmasq.log`; returns its index and lease file.
+    pub fn dnsmasq(&mut self, ns: &str, first: &str, last: &str) -> (usize, PathBuf) {
+        let leases = self.path("dnsmasq.leases");
+        let index = self.spawn(
+            ns,
+            "dnsmasq",
+            &[
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--port=0",
+                "--interface=eth0",
+                "--bind-interfaces",
+                &format!("--dhcp-range={first},{last},255.255.255.0,10m"),
+                &format!("--dhcp-leasefile={}", leases.display()),
+                "--log-dhcp",
+            ],
+            "dnsmasq.log",
+        );
+        self.wait_for(Duration::from_secs(10), "dnsmasq to start", || {
+            self.read("dnsmasq.log").contains("DHCP, IP range")
+        });
+        (index, leases)
+    }
+
     /// Starts a prepared command (from [`Lab::cmd`]), output to `log`; returns its index.
     pub fn spawn_cmd(&mut self, mut cmd: Command, log: &str) -> usize {
         let out = File::create(self.path(log)).expect("log file");

@@ -25,9 +25,9 @@ pub(super) struct TokenRow {
 
 /// A token just made: its one showing.
 pub(super) struct NewToken {
-    name: String,
-    kind: &'static str,
-    token: String,
+    pub(super) name: String,
+    pub(super) kind: &'static str,
+    pub(super) token: String,
 }
 
 #[derive(Template)]
@@ -114,10 +114,35 @@ pub(super) async fn delete_key(
     done(&s, &viewer, outcome, "The key was not deleted")
 }
 
+/// The form that makes a token (here and in the first-boot setup).
 #[derive(Deserialize)]
 pub(super) struct TokenForm {
     name: String,
     kind: String,
+}
+
+impl TokenForm {
+    /// Makes the viewer's token: the one showing of it, and what kind it is in words.
+    pub(super) async fn make(
+        &self,
+        s: &AppState,
+        viewer: &Viewer,
+    ) -> Result<NewToken, ServiceError> {
+        let p = viewer.principal();
+        let (kind, label) = match self.kind.as_str() {
+            "maas" => (TokenKind::Maas, "MAAS API key"),
+            _ => (TokenKind::Native, "API token"),
+        };
+        let made = s
+            .service
+            .create_token(p, &p.username, self.name.trim(), kind)
+            .await?;
+        Ok(NewToken {
+            name: made.name,
+            kind: label,
+            token: made.token,
+        })
+    }
 }
 
 pub(super) async fn make_token(
@@ -125,23 +150,9 @@ pub(super) async fn make_token(
     Extension(viewer): Extension<Viewer>,
     Form(f): Form<TokenForm>,
 ) -> Result<Response, Refusal> {
-    let p = viewer.principal();
-    let (kind, label) = match f.kind.as_str() {
-        "maas" => (TokenKind::Maas, "MAAS API key"),
-        _ => (TokenKind::Native, "API token"),
-    };
-    match s.service.create_token(p, &p.username, &f.name, kind).await {
+    match f.make(&s, &viewer).await {
         Ok(made) => {
-            let page = account_page(
-                &s,
-                &viewer,
-                Some(NewToken {
-                    name: made.name,
-                    kind: label,
-                    token: made.token,
-                }),
-                None,
-            )?;
+            let page = account_page(&s, &viewer, Some(made), None)?;
             Ok((StatusCode::CREATED, render(&page)).into_response())
         }
         Err(e) => done(&s, &viewer, Err(e), "No token was made"),

@@ -22,13 +22,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::Viewer;
+use super::account::{NewToken, TokenForm};
 use super::view::{Layout, Notice, Refusal, render};
 use crate::config::BootMode;
 use crate::dhcp::probe::{self, ProbeReport};
 use crate::http::AppState;
 use crate::model::{PowerState, PowerType};
 use crate::net::{self, Cidr};
-use crate::service::{NewMachine, ServiceError, TokenKind};
+use crate::service::{NewMachine, ServiceError};
 
 /// An interface the boot network could use: one with a MAC and an IPv4 address.
 pub(super) struct Candidate {
@@ -102,7 +103,7 @@ struct SetupPage {
     bmcs: Vec<BmcRow>,
     /// Some BMC answered a power query.
     bmc_answered: bool,
-    new_token: Option<(String, String)>,
+    new_token: Option<NewToken>,
     notice: Option<Notice>,
 }
 
@@ -207,7 +208,7 @@ fn setup_page(
     s: &AppState,
     viewer: &Viewer,
     probe: Option<ProbeView>,
-    new_token: Option<(String, String)>,
+    new_token: Option<NewToken>,
     notice: Option<Notice>,
 ) -> Result<SetupPage, Refusal> {
     let p = viewer.principal();
@@ -582,30 +583,15 @@ pub(super) async fn add_bmc(
     Ok((status, render(&page)).into_response())
 }
 
-#[derive(Deserialize)]
-pub(super) struct TokenForm {
-    name: String,
-    kind: String,
-}
-
 /// Makes the admin's first API key, shown this once.
 pub(super) async fn make_token(
     State(s): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     Form(f): Form<TokenForm>,
 ) -> Result<Response, Refusal> {
-    let p = viewer.principal();
-    let kind = match f.kind.as_str() {
-        "maas" => TokenKind::Maas,
-        _ => TokenKind::Native,
-    };
-    match s
-        .service
-        .create_token(p, &p.username, f.name.trim(), kind)
-        .await
-    {
+    match f.make(&s, &viewer).await {
         Ok(made) => {
-            let page = setup_page(&s, &viewer, None, Some((made.name, made.token)), None)?;
+            let page = setup_page(&s, &viewer, None, Some(made), None)?;
             Ok((StatusCode::CREATED, render(&page)).into_response())
         }
         Err(e) => refused(&s, &viewer, "No key was made", e.into()),
