@@ -3,6 +3,7 @@
 //! page in Chromium.)
 
 mod common;
+mod images_support;
 
 use std::time::Duration;
 
@@ -991,4 +992,70 @@ async fn a_commissioning_boot_shows_its_steps_with_sizes_on_the_page_and_in_the_
         )
         .await;
     assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn the_images_page_syncs_from_a_mirror_and_says_what_it_found() {
+    use images_support::{Entry, FileServer, data, sha256_hex};
+    let daemon = Daemon::start();
+    let server = FileServer::start().await;
+    let one = data(50_000, 31);
+    server.put(
+        "/mirror/one.raw",
+        Entry {
+            data: std::sync::Arc::new(one.clone()),
+            honour_range: true,
+            ..Entry::default()
+        },
+    );
+    let manifest = json!({
+        "format": "rackbox-images/1",
+        "images": [{"name": "one", "url": "one.raw", "sha256": sha256_hex(&one),
+                    "size": one.len(), "os": "debian", "arch": "amd64"}]
+    });
+    server.put(
+        "/mirror/manifest.json",
+        Entry {
+            data: std::sync::Arc::new(serde_json::to_vec(&manifest).unwrap()),
+            ..Entry::default()
+        },
+    );
+    let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    let csrf = page.csrf().await;
+    let url = format!("{}/mirror/manifest.json", server.url);
+    let (s, _, html) = page
+        .post(
+            "/images/sync",
+            "same-origin",
+            &[("csrf", &csrf), ("url", &url)],
+        )
+        .await;
+    assert_eq!(s, 200, "{html}");
+    assert!(html.contains("Synced from"), "{html}");
+    assert!(html.contains("new, importing: one"), "{html}");
+    // The import finishes; the page lists the image.
+    common::eventually(
+        "the synced image listed",
+        Duration::from_secs(20),
+        async || {
+            let (_, html) = page.get("/images").await;
+            if html.contains("Delete one") {
+                Ok(())
+            } else {
+                Err(html)
+            }
+        },
+    )
+    .await;
+    // A mirror that is not there: refused with the reason.
+    let missing = format!("{}/mirror/nothing.json", server.url);
+    let (s, _, html) = page
+        .post(
+            "/images/sync",
+            "same-origin",
+            &[("csrf", &csrf), ("url", &missing)],
+        )
+        .await;
+    assert!(s >= 400, "{s}: {html}");
+    assert!(html.contains("The mirror was not synced"), "{html}");
 }

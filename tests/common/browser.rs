@@ -12,6 +12,7 @@ pub struct Browser {
 
 impl Browser {
     pub async fn login(url: &str, username: &str, password: &str) -> Browser {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .redirect(Policy::none())
             .build()

@@ -7,7 +7,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Extension, Path, State};
 
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::Viewer;
@@ -181,4 +181,61 @@ pub(super) async fn delete(
     after_form(outcome.map_err(Refusal::from), "/images", &title, |n| {
         images_page(&s, &viewer, Some(n))
     })
+}
+
+#[derive(Deserialize)]
+pub(super) struct SyncForm {
+    url: String,
+}
+
+/// Syncs from a mirror's manifest: the new and changed images start importing (their progress
+/// shows on this page), and the page says what the mirror had.
+pub(super) async fn sync(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Form(f): Form<SyncForm>,
+) -> Result<Response, Refusal> {
+    let req = crate::images::SyncRequest {
+        url: Some(f.url.trim().to_string()),
+        manifest: None,
+    };
+    let notice = match s.images.sync(req).await {
+        Ok(r) => {
+            let list = |what: &str, names: &[String]| {
+                (!names.is_empty()).then(|| format!("{what}: {}", names.join(", ")))
+            };
+            let mut lines: Vec<String> = [
+                list("new, importing", &r.added),
+                list("changed upstream, importing", &r.updated),
+                list("unchanged", &r.unchanged),
+                list("here but not on the mirror (kept)", &r.local_only),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            lines.extend(
+                r.failed
+                    .iter()
+                    .map(|f| format!("{} failed: {}", f.name, f.error)),
+            );
+            Notice {
+                error: !r.failed.is_empty(),
+                title: format!("Synced from {}", r.source),
+                lines,
+            }
+        }
+        Err(e) => {
+            let refusal = Refusal::from(crate::service::ServiceError::from(e));
+            let page = images_page(
+                &s,
+                &viewer,
+                Some(Notice::error(
+                    "The mirror was not synced",
+                    vec![refusal.message.clone()],
+                )),
+            )?;
+            return Ok((refusal.status, render(&page)).into_response());
+        }
+    };
+    Ok(render(&images_page(&s, &viewer, Some(notice))?))
 }

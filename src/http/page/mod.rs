@@ -76,6 +76,7 @@ pub const ROUTES: &[PageRoute] = &[
     page!(POST "/machines/{system_id}/act/{action}", User, machines::act),
     page!(GET "/images", User, images::show),
     page!(POST "/images/fetch", Admin, images::fetch),
+    page!(POST "/images/sync", Admin, images::sync),
     page!(POST "/images/{name}/delete", Admin, images::delete),
     page!(GET "/network", Admin, network::show),
     page!(GET "/account", User, account::show),
