@@ -1059,3 +1059,95 @@ async fn the_images_page_syncs_from_a_mirror_and_says_what_it_found() {
     assert!(s >= 400, "{s}: {html}");
     assert!(html.contains("The mirror was not synced"), "{html}");
 }
+
+/// A `multipart/form-data` body as a browser sends a form with a file: `fields` then the file.
+fn multipart(boundary: &str, fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    if let Some((filename, bytes)) = file {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+#[tokio::test]
+async fn the_images_page_uploads_a_file_streamed_and_refuses_one_without_the_token() {
+    let daemon = Daemon::start();
+    let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    let csrf = page.csrf().await;
+    let image: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let boundary = "----rackboxTestBoundary7";
+    let send = |query: String, body: Vec<u8>| {
+        let page = &page;
+        async move {
+            let r = page
+                .http
+                .post(format!("{}/images/upload{query}", page.url))
+                .header("cookie", &page.cookie)
+                .header("sec-fetch-site", "same-origin")
+                // A refusal is answered before the body is read, and the connection closed.
+                .header("connection", "close")
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let location = r
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string());
+            (r.status().as_u16(), location, r.text().await.unwrap())
+        }
+    };
+    let form = multipart(
+        boundary,
+        &[("name", ""), ("os", "debian"), ("release", "bookworm")],
+        Some(("debian-12.raw", &image)),
+    );
+    // Without the token in the action URL: refused, nothing kept.
+    let (s, _, body) = send(String::new(), form.clone()).await;
+    assert_eq!(s, 403, "{body}");
+    let (s, location, body) = send(format!("?csrf={csrf}"), form).await;
+    assert_eq!((s, location.as_deref()), (303, Some("/images")), "{body}");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let (s, v) = api
+        .call(Method::GET, "/api/v1/images/debian-12", Some(&admin), None)
+        .await;
+    assert_eq!(s, 200, "named after the file: {v}");
+    assert_eq!(v["size"], image.len(), "{v}");
+    assert_eq!(v["os"], "debian", "{v}");
+    let sha = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(&image))
+    };
+    assert_eq!(v["sha256"], sha, "{v}");
+    let (_, html) = page.get("/images").await;
+    assert!(html.contains("Delete debian-12"), "{html}");
+    // A form with no file: a 400 with the reason, on the page.
+    let (s, _, body) = send(
+        format!("?csrf={csrf}"),
+        multipart(boundary, &[("name", "empty")], None),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("the form had no file"), "{body}");
+}

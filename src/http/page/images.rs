@@ -239,3 +239,74 @@ pub(super) async fn sync(
     };
     Ok(render(&images_page(&s, &viewer, Some(notice))?))
 }
+
+/// A browser's image upload: `multipart/form-data` with the image's name and OS fields first and
+/// the file last (the template orders them so), the file streamed into the image cache as it
+/// arrives: never held whole. The CSRF token comes in the action URL (see `page::FILE_ROUTES`).
+pub(super) async fn upload(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, Refusal> {
+    let title = "The image was not uploaded";
+    let again = |e: Refusal| -> Result<Response, Refusal> {
+        let page = images_page(
+            &s,
+            &viewer,
+            Some(Notice::error(title, vec![e.message.clone()])),
+        )?;
+        Ok((e.status, render(&page)).into_response())
+    };
+    let bad = |message: String| Refusal {
+        status: axum::http::StatusCode::BAD_REQUEST,
+        message,
+    };
+    let boundary = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok());
+    let Some(boundary) = boundary else {
+        return again(bad("the upload must be a multipart/form-data form".into()));
+    };
+    let mut parts = multer::Multipart::new(body.into_data_stream(), boundary);
+    let mut req = ImageRequest::default();
+    loop {
+        let field = match parts.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => return again(bad("the form had no file".into())),
+            Err(e) => return again(bad(format!("the upload is not a valid form: {e}"))),
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            if req.name.trim().is_empty() {
+                // The file's own name, without its extension, when the form named none.
+                req.name = field
+                    .file_name()
+                    .and_then(|f| f.split('.').next())
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            let stream = futures_util::TryStreamExt::map_err(field, |e| e.to_string());
+            let source = crate::images::Source::Stream(Box::pin(stream));
+            return match s.images.import_image(req, source).await {
+                Ok(_) => Ok(axum::response::Redirect::to("/images").into_response()),
+                Err(e) => again(crate::service::ServiceError::from(e).into()),
+            };
+        }
+        // A text field before the file: at most a line's worth.
+        let text = match field.text().await {
+            Ok(t) if t.len() <= 256 => t.trim().to_string(),
+            Ok(_) => return again(bad(format!("the field {name} is too long"))),
+            Err(e) => return again(bad(format!("the upload is not a valid form: {e}"))),
+        };
+        let given = (!text.is_empty()).then_some(text.clone());
+        match name.as_str() {
+            "name" => req.name = text,
+            "os" => req.os = given,
+            "release" => req.release = given,
+            "default" => req.default = true,
+            _ => {}
+        }
+    }
+}

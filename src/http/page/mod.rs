@@ -39,6 +39,10 @@ pub const CSRF_FIELD: &str = "csrf";
 /// The largest form a page posts (deploy user data is the big one).
 const FORM_LIMIT: usize = 1024 * 1024;
 
+/// Routes whose body is a file (an image upload, gigabytes): the guard does not buffer it to
+/// find the CSRF token, which comes in the form's action URL (`?csrf=`) or the header instead.
+const FILE_ROUTES: &[&str] = &["/images/upload"];
+
 /// The page's Content-Security-Policy: only this origin's files, no inline script or style, no
 /// framing, forms only to this origin.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -77,6 +81,7 @@ pub const ROUTES: &[PageRoute] = &[
     page!(GET "/images", User, images::show),
     page!(POST "/images/fetch", Admin, images::fetch),
     page!(POST "/images/sync", Admin, images::sync),
+    page!(POST "/images/upload", Admin, images::upload),
     page!(POST "/images/{name}/delete", Admin, images::delete),
     page!(GET "/network", Admin, network::show),
     page!(GET "/account", User, account::show),
@@ -174,7 +179,8 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
                 ));
             }
             let req = if method == Method::POST {
-                match checked_csrf(req, &session.csrf_token).await {
+                let file = FILE_ROUTES.contains(&path.as_str());
+                match checked_csrf(req, &session.csrf_token, file).await {
                     Ok(req) => req,
                     Err(response) => return with_security_headers(response),
                 }
@@ -232,7 +238,7 @@ fn same_origin(headers: &HeaderMap) -> Result<(), String> {
 
 /// Checks the CSRF token of a POST: the `X-CSRF-Token` header (htmx sends it) or the form's
 /// `csrf` field. The form is read here (bounded) and handed on whole.
-async fn checked_csrf(req: Request, expected: &str) -> Result<Request, Response> {
+async fn checked_csrf(req: Request, expected: &str, file: bool) -> Result<Request, Response> {
     let refused = || {
         view::refusal(
             StatusCode::FORBIDDEN,
@@ -250,6 +256,17 @@ async fn checked_csrf(req: Request, expected: &str) -> Result<Request, Response>
             Ok(req)
         } else {
             Err(refused())
+        };
+    }
+    if file {
+        let given = req
+            .uri()
+            .query()
+            .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == CSRF_FIELD))
+            .map(|(_, v)| v.into_owned());
+        return match given {
+            Some(given) if matches(&given) => Ok(req),
+            _ => Err(refused()),
         };
     }
     let (parts, body) = req.into_parts();
