@@ -1151,3 +1151,82 @@ async fn the_images_page_uploads_a_file_streamed_and_refuses_one_without_the_tok
     assert_eq!(s, 400, "{body}");
     assert!(body.contains("the form had no file"), "{body}");
 }
+
+#[tokio::test]
+async fn the_machine_page_shows_its_hardware_tests_with_the_agents_words_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    common::seed(
+        dir.path(),
+        vec![common::machine(
+            "hwt111",
+            rackbox::model::Status::Ready,
+            2,
+            2048,
+        )],
+    );
+    let daemon = Daemon::start_in(dir.path(), "");
+    let api = Api::new(&daemon.url);
+    let admin = api.login("admin", ADMIN_PASSWORD).await;
+    let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
+    let (_, html) = page.get("/machines/hwt111").await;
+    assert!(html.contains("No test run yet"), "{html}");
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/machines/hwt111/actions/test",
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mac = common::mac_for("hwt111");
+    let script = api
+        .http
+        .get(format!("{}/boot/{mac}.ipxe", daemon.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = script
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rackbox.token="))
+        .expect("a boot token")
+        .to_string();
+    let evil = "<script>alert(1)</script>";
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/agent/v1/fail",
+            Some(&token),
+            Some(json!({
+                "reason": format!("test failed: disk-read on vda: {evil}"),
+                "results": {"tests": [
+                    {"name": "disk-read", "status": "failed", "started_ms": 1_000, "finished_ms": 71_000,
+                     "summary": format!("read error {evil}"), "disk": "vda", "bytes": 8_589_934_592u64,
+                     "throughput_mib_s": 117.2},
+                    {"name": "memory", "status": "passed", "started_ms": 0, "finished_ms": 1_000,
+                     "summary": "two patterns over 256 MiB"}
+                ]}
+            })),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, html) = page.get("/machines/hwt111").await;
+    assert!(
+        !html.contains(evil),
+        "the agent's words are escaped: {html}"
+    );
+    let tests = &html[html.find("Hardware tests").expect("the section")..];
+    for text in [
+        "disk-read",
+        "failed",
+        "vda: read error",
+        "117 MiB/s",
+        "memory",
+        "passed",
+    ] {
+        assert!(tests.contains(text), "{text}: {tests}");
+    }
+}

@@ -439,7 +439,56 @@ struct MachinePage {
     power: PowerSettings,
     events: Vec<EventRow>,
     timeline: TimelineView,
+    /// When the latest hardware test run was recorded, and its tests.
+    tests_at: Option<String>,
+    tests: Vec<TestRow>,
     notice: Option<Notice>,
+}
+
+/// One hardware test of the machine's latest run, ready to print.
+pub(super) struct TestRow {
+    name: String,
+    /// "passed", "failed" or "skipped", with the status class for its marker.
+    status: &'static str,
+    class: &'static str,
+    took: String,
+    summary: String,
+}
+
+/// The machine's latest hardware test run: when, and each test.
+fn test_rows(s: &AppState, p: &Principal, system_id: &str) -> (Option<String>, Vec<TestRow>) {
+    use crate::model::TestStatus;
+    let Ok(run) = s.service.test_results(p, system_id) else {
+        return (None, Vec::new());
+    };
+    let rows = run
+        .results
+        .iter()
+        .map(|t| {
+            let (status, class) = match t.status {
+                TestStatus::Passed => ("passed", "ok"),
+                TestStatus::Failed => ("failed", "bad"),
+                TestStatus::Skipped => ("skipped", "warn"),
+            };
+            let mut summary = t.summary.clone();
+            if let Some(disk) = &t.disk {
+                summary = format!("{disk}: {summary}");
+            }
+            if let Some(rate) = t.throughput_mib_s {
+                summary = format!("{summary} ({rate:.0} MiB/s)");
+            }
+            TestRow {
+                name: t.name.clone(),
+                status,
+                class,
+                took: crate::model::units::human_duration(
+                    t.finished_ms.saturating_sub(t.started_ms) / 1000,
+                ),
+                summary,
+            }
+        })
+        .collect();
+    (run.recorded_ms.map(view::time), rows)
 }
 
 /// An event of the machine's history, ready to print.
@@ -509,6 +558,7 @@ fn detail_page(
     let events = s.service.machine_events(p, system_id, None, 50)?;
     let timeline = TimelineView::of(&s.service.boot_timeline_of(&m));
     let owner = m.owner.clone().unwrap_or_else(|| p.username.clone());
+    let (tests_at, tests) = test_rows(s, p, system_id);
     Ok(MachinePage {
         layout: Some(Layout::new(viewer, "machines")),
         row: MachineRow::of(&m),
@@ -522,6 +572,8 @@ fn detail_page(
         },
         events: events.iter().map(EventRow::of).collect(),
         timeline,
+        tests_at,
+        tests,
         m,
         notice,
     })
