@@ -246,6 +246,11 @@ try {
   await page.goto(`${URL}/admin`);
   await screenshots(page, "admin");
 
+  // The grouped list stays open while the step below marks db001 broken in another browser:
+  // its row must move to a Broken group without a reload (maas-ui #4709).
+  await page.goto(`${URL}/machines?group=status`);
+  await page.evaluate(() => (window.notReloaded = true));
+
   // One action with JavaScript off: the confirmation is a page of its own, the form posts.
   const plain = await newPage({ javaScriptEnabled: false });
   await login(plain);
@@ -258,6 +263,29 @@ try {
   await plain.waitForURL(`${URL}/machines/db001`, { timeout: STEP_MS });
   expect((await statusOf(plain, "db001")) === "Broken", "db001 is Broken");
   ok("an action with JavaScript off");
+  await page.waitForFunction(
+    () => {
+      const row = document.getElementById("m-db001");
+      const group = row && row.closest("tbody")?.querySelector("th[scope=rowgroup]");
+      return group && /^Broken \(1\)/.test(group.textContent.trim());
+    },
+    null,
+    { timeout: STEP_MS }
+  );
+  expect(await page.evaluate(() => window.notReloaded === true), "the list was reloaded");
+  ok("a machine that changes status moves to its new group on a list left open");
+
+  // A phone-sized screen: the list fits its width (the table scrolls inside its wrapper).
+  const phone = await newPage({ viewport: { width: 390, height: 844 } });
+  await login(phone);
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow <= 1, `the machines page is ${overflow} px wider than a phone's screen`);
+  await screenshots(phone, "machines-phone");
+  await phone.goto(`${URL}/machines/web002`);
+  const detailOverflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(detailOverflow <= 1, `a machine's page is ${detailOverflow} px wider than a phone's screen`);
+  await screenshots(phone, "machine-phone");
+  ok("usable on a phone-sized screen");
 
   const loggedOut = await newPage();
   await loggedOut.goto(`${URL}/login`);
