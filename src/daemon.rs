@@ -75,38 +75,6 @@ pub enum Stopped {
     Restart,
 }
 
-/// The boot network as the daemon runs it, for the setup and network pages: whether the config
-/// file names it, and why the setup's choice could not start (the daemon keeps serving then,
-/// so the page can change it).
-#[derive(Clone, Debug, Default)]
-pub struct BootNetworkState {
-    /// The config file names the boot interfaces; the setup does not ask for them.
-    pub from_file: bool,
-    /// The setup's boot network failed to start, and why.
-    pub failed: Option<String>,
-}
-
-/// Restarts the daemon in-process when asked (the first-boot setup, after it saved a new boot
-/// network): the HTTP server drains as on SIGTERM, every room stops, and [`serve`] returns
-/// [`Stopped::Restart`] for `main` to serve again.
-#[derive(Debug, Default)]
-pub struct Restarter {
-    asked: std::sync::atomic::AtomicBool,
-    wake: tokio::sync::Notify,
-}
-
-impl Restarter {
-    /// Asks for a restart once the requests in flight are answered.
-    pub fn restart(&self) {
-        self.asked.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.wake.notify_one();
-    }
-
-    fn asked(&self) -> bool {
-        self.asked.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
 pub async fn serve(config: Config) -> Result<Stopped, DaemonError> {
     let store = Store::open(
         &config.database_path(),
@@ -125,7 +93,7 @@ pub async fn serve(config: Config) -> Result<Stopped, DaemonError> {
             .with_login(config.login_options()),
     );
     bootstrap_admin(&service, &config).await?;
-    let mut boot_state = BootNetworkState {
+    let mut boot_state = http::BootNetworkState {
         from_file: config.boot_from_file(),
         failed: None,
     };

@@ -61,11 +61,15 @@ fn agent_vm(
          rackbox.system_id={system_id} BOOTIF=01-{}",
         mac.replace(':', "-")
     );
+    // One vCPU: twice (2026-12-06, -07) a two-vCPU guest's kernel reported a soft lockup of
+    // one CPU for the whole run under TCG on the 2-core CI machine (in virtio-net transmit, in a
+    // kworker), and the agent never finished. Nothing here needs a second CPU (the inventory
+    // test counts CPUs with its own VM).
     Qemu::tcg()
         .cpu_max()
         .nographic()
         .no_reboot()
-        .smp(2)
+        .smp(1)
         .memory(768)
         .kernel(kernel, initrd, &append)
         .nic(&appliance_nic(mac, port))

@@ -38,7 +38,15 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
             "http",
             (
                 &["model", "service", "images"][..],
-                &["config::Boot", "dhcp::DhcpStats", "tftp::TftpStats"][..],
+                &[
+                    "config::Boot",
+                    "dhcp::DhcpStats",
+                    "tftp::TftpStats",
+                    // The first-boot setup checks its boot network with the file's own parser,
+                    // and runs the foreign-DHCP probe (also an admin API route).
+                    "config::Config",
+                    "dhcp::probe",
+                ][..],
             ),
         ),
         ("cli", (&["model"][..], &[][..])),

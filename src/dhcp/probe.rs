@@ -108,6 +108,90 @@ impl From<ProbeError> for crate::service::ServiceError {
     }
 }
 
+/// An interface a boot network could use (one with a MAC and an IPv4 address), with a pool
+/// suggested for managed DHCP on its first address's subnet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootCandidate {
+    pub name: String,
+    pub mac: String,
+    pub addresses: Vec<(Ipv4Addr, u8)>,
+    /// The subnet, and the pool's first and last address.
+    pub pool: (crate::net::Cidr, Ipv4Addr, Ipv4Addr),
+}
+
+/// Every interface the first-boot setup may offer for the boot network.
+pub fn boot_candidates() -> Result<Vec<BootCandidate>, InterfaceError> {
+    Ok(crate::net::ipv4_interfaces()?
+        .into_iter()
+        .filter_map(|info| {
+            let (own, prefix) = *info.addresses.first()?;
+            Some(BootCandidate {
+                pool: suggested_pool(own, prefix)?,
+                mac: info.mac.to_string(),
+                name: info.name,
+                addresses: info.addresses,
+            })
+        })
+        .collect())
+}
+
+/// The subnet of `own`/`prefix` and the upper half of its hosts as a pool, leaving out `own`
+/// (so the appliance never hands out its own address). None for subnets too small to share.
+pub fn suggested_pool(own: Ipv4Addr, prefix: u8) -> Option<(crate::net::Cidr, Ipv4Addr, Ipv4Addr)> {
+    if !(8..=29).contains(&prefix) {
+        return None;
+    }
+    let mask = u32::MAX << (32 - prefix);
+    let network = u32::from(own) & mask;
+    let broadcast = network | !mask;
+    let (mut start, mut end) = (network + (broadcast - network) / 2 + 1, broadcast - 1);
+    let own = u32::from(own);
+    if own == end {
+        end -= 1;
+    } else if own == start {
+        start += 1;
+    } else if own > start && own < end {
+        // The appliance sits inside the upper half: hand out what lies above it.
+        start = own + 1;
+    }
+    let cidr = crate::net::Cidr::new(Ipv4Addr::from(network), prefix).ok()?;
+    (start <= end).then(|| (cidr, Ipv4Addr::from(start), Ipv4Addr::from(end)))
+}
+
+/// Checks a managed pool the setup was given against the interface it is for: the appliance
+/// must have an address in the subnet, and none of its addresses may be in the pool.
+pub fn check_managed_pool(
+    interface: &str,
+    cidr: &str,
+    first: &str,
+    last: &str,
+) -> Result<(), String> {
+    let info = interface_info(interface).map_err(|e| e.to_string())?;
+    let cidr: crate::net::Cidr = cidr
+        .trim()
+        .parse()
+        .map_err(|e| format!("subnet {cidr:?}: {e}"))?;
+    if !info.addresses.iter().any(|(a, _)| cidr.contains(*a)) {
+        return Err(format!(
+            "{interface} has no address in {cidr}: the appliance must be on the subnet it serves"
+        ));
+    }
+    let (first, last): (Ipv4Addr, Ipv4Addr) = match (first.trim().parse(), last.trim().parse()) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return Err("the pool's first and last addresses must be IPv4 addresses".into()),
+    };
+    if let Some((own, _)) = info
+        .addresses
+        .iter()
+        .find(|(a, _)| (first..=last).contains(a))
+    {
+        return Err(format!(
+            "the pool {first}-{last} holds the appliance's own address {own}"
+        ));
+    }
+    Ok(())
+}
+
 /// Takes in one received frame: the offer it carries for this probe, if it is one.
 pub fn offer_in(frame_bytes: &[u8], mac: Mac, xid: u32) -> Result<ForeignServer, Ignored> {
     let datagram = frame::parse(frame_bytes).map_err(|_| Ignored)?;
@@ -255,6 +339,21 @@ mod tests {
         cut.truncate(100);
         assert_eq!(offer_in(&cut, MAC, 7), Err(Ignored));
         assert_eq!(offer_in(&[0u8; 3], MAC, 7), Err(Ignored));
+    }
+
+    #[test]
+    fn the_suggested_pool_is_the_upper_half_without_the_appliance() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().expect("an address");
+        let (cidr, start, end) = suggested_pool(ip("192.0.2.1"), 24).expect("a pool");
+        assert_eq!(
+            (cidr.to_string(), start, end),
+            ("192.0.2.0/24".into(), ip("192.0.2.128"), ip("192.0.2.254"))
+        );
+        let (_, start, end) = suggested_pool(ip("192.0.2.254"), 24).expect("a pool");
+        assert_eq!((start, end), (ip("192.0.2.128"), ip("192.0.2.253")));
+        let (_, start, _) = suggested_pool(ip("192.0.2.200"), 24).expect("a pool");
+        assert_eq!(start, ip("192.0.2.201"));
+        assert!(suggested_pool(ip("192.0.2.1"), 31).is_none());
     }
 
     #[test]

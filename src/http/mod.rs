@@ -42,11 +42,45 @@ pub struct AppState {
     pub tftp: Arc<crate::tftp::TftpStats>,
     /// Whether the config file or the first-boot setup gave the boot network, and why the
     /// setup's could not start.
-    pub boot_state: Arc<crate::daemon::BootNetworkState>,
+    pub boot_state: Arc<BootNetworkState>,
     /// Restarts the daemon in-process (the setup, after it saved a new boot network).
-    pub restarter: Arc<crate::daemon::Restarter>,
+    pub restarter: Arc<Restarter>,
     /// Turns true when the daemon begins to stop: long-lived answers (live streams) end.
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// The boot network as the daemon runs it, for the setup and network pages: whether the config
+/// file names it, and why the setup's choice could not start (the daemon keeps serving then,
+/// so the page can change it).
+#[derive(Clone, Debug, Default)]
+pub struct BootNetworkState {
+    /// The config file names the boot interfaces; the setup does not ask for them.
+    pub from_file: bool,
+    /// The setup's boot network failed to start, and why.
+    pub failed: Option<String>,
+}
+
+/// Restarts the daemon in-process when asked (the first-boot setup, after it saved a new boot
+/// network): the HTTP server drains as on SIGTERM, every room stops, and `daemon::serve` returns
+/// `Stopped::Restart` for `main` to serve again.
+#[derive(Debug, Default)]
+pub struct Restarter {
+    asked: std::sync::atomic::AtomicBool,
+    /// Woken by [`Restarter::restart`]; the daemon's HTTP shutdown waits on it.
+    pub wake: tokio::sync::Notify,
+}
+
+impl Restarter {
+    /// Asks for a restart once the requests in flight are answered.
+    pub fn restart(&self) {
+        self.asked.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Whether a restart was asked for (the daemon reads it once the HTTP server stopped).
+    pub fn asked(&self) -> bool {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Who may call a route.

@@ -12,8 +12,6 @@
 //! daemon: the page answers, then the daemon restarts in-process (`daemon::Restarter`) and the
 //! page reloads itself (`<meta http-equiv=refresh>`, no script).
 
-use std::net::Ipv4Addr;
-
 use askama::Template;
 use axum::Form;
 use axum::extract::{Extension, State};
@@ -28,7 +26,6 @@ use crate::config::BootMode;
 use crate::dhcp::probe::{self, ProbeReport};
 use crate::http::AppState;
 use crate::model::{PowerState, PowerType};
-use crate::net::{self, Cidr};
 use crate::service::{NewMachine, ServiceError};
 
 /// An interface the boot network could use: one with a MAC and an IPv4 address.
@@ -153,7 +150,7 @@ fn boot_decided(s: &AppState, record: &crate::model::setup::SetupRecord) -> bool
 
 /// The interfaces the boot network could use, with a suggested pool for each.
 fn candidates() -> Vec<Candidate> {
-    let list = match net::ipv4_interfaces() {
+    let list = match probe::boot_candidates() {
         Ok(list) => list,
         Err(error) => {
             tracing::warn!(%error, "the setup could not list the interfaces");
@@ -161,47 +158,20 @@ fn candidates() -> Vec<Candidate> {
         }
     };
     list.into_iter()
-        .filter_map(|info| {
-            let (own, prefix) = *info.addresses.first()?;
-            let (cidr, start, end) = suggested_pool(own, prefix)?;
-            Some(Candidate {
-                addresses: info
-                    .addresses
-                    .iter()
-                    .map(|(a, p)| format!("{a}/{p}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                mac: info.mac.to_string(),
-                name: info.name,
-                cidr: cidr.to_string(),
-                range_start: start.to_string(),
-                range_end: end.to_string(),
-            })
+        .map(|c| Candidate {
+            addresses: c
+                .addresses
+                .iter()
+                .map(|(a, p)| format!("{a}/{p}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            mac: c.mac,
+            name: c.name,
+            cidr: c.pool.0.to_string(),
+            range_start: c.pool.1.to_string(),
+            range_end: c.pool.2.to_string(),
         })
         .collect()
-}
-
-/// The subnet of `own`/`prefix` and the upper half of its hosts as a pool, leaving out `own`
-/// (so the appliance never hands out its own address). None for subnets too small to share.
-fn suggested_pool(own: Ipv4Addr, prefix: u8) -> Option<(Cidr, Ipv4Addr, Ipv4Addr)> {
-    if !(8..=29).contains(&prefix) {
-        return None;
-    }
-    let mask = u32::MAX << (32 - prefix);
-    let network = u32::from(own) & mask;
-    let broadcast = network | !mask;
-    let (mut start, mut end) = (network + (broadcast - network) / 2 + 1, broadcast - 1);
-    let own = u32::from(own);
-    if own == end {
-        end -= 1;
-    } else if own == start {
-        start += 1;
-    } else if own > start && own < end {
-        // The appliance sits inside the upper half: hand out what lies above it.
-        start = own + 1;
-    }
-    let cidr = Cidr::new(Ipv4Addr::from(network), prefix).ok()?;
-    (start <= end).then(|| (cidr, Ipv4Addr::from(start), Ipv4Addr::from(end)))
 }
 
 fn setup_page(
@@ -426,33 +396,8 @@ async fn choose(s: &AppState, viewer: &Viewer, f: &BootForm) -> Result<ApplyingP
         }
     };
     let name = f.interface.trim();
-    let info = net::interface_info(name).map_err(|e| bad(e.to_string()))?;
     if mode == BootMode::Managed {
-        let cidr: Cidr = f
-            .cidr
-            .trim()
-            .parse()
-            .map_err(|e| bad(format!("subnet {:?}: {e}", f.cidr)))?;
-        if !info.addresses.iter().any(|(a, _)| cidr.contains(*a)) {
-            return Err(bad(format!(
-                "{name} has no address in {cidr}: the appliance must be on the subnet it serves"
-            )));
-        }
-        let range: Vec<Ipv4Addr> = [&f.range_start, &f.range_end]
-            .iter()
-            .map(|a| a.trim().parse())
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad("the pool's first and last addresses must be IPv4 addresses"))?;
-        if let Some((own, _)) = info
-            .addresses
-            .iter()
-            .find(|(a, _)| (range[0]..=range[1]).contains(a))
-        {
-            return Err(bad(format!(
-                "the pool {}-{} holds the appliance's own address {own}",
-                range[0], range[1]
-            )));
-        }
+        probe::check_managed_pool(name, &f.cidr, &f.range_start, &f.range_end).map_err(bad)?;
     }
     let toml = f.interfaces_toml(mode).map_err(bad)?;
     // The file's own checks (ranges inside the subnet, sizes, addresses), naming the key.
@@ -615,24 +560,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_suggested_pool_is_the_upper_half_without_the_appliance() {
-        let ip = |s: &str| s.parse::<Ipv4Addr>().expect("an address");
-        let (cidr, start, end) = suggested_pool(ip("192.0.2.1"), 24).expect("a pool");
-        assert_eq!(
-            (cidr.to_string(), start, end),
-            ("192.0.2.0/24".into(), ip("192.0.2.128"), ip("192.0.2.254"))
-        );
-        let (_, start, end) = suggested_pool(ip("192.0.2.254"), 24).expect("a pool");
-        assert_eq!((start, end), (ip("192.0.2.128"), ip("192.0.2.253")));
-        let (_, start, _) = suggested_pool(ip("192.0.2.200"), 24).expect("a pool");
-        assert_eq!(start, ip("192.0.2.201"));
-        assert!(suggested_pool(ip("192.0.2.1"), 31).is_none());
-    }
-
-    #[test]
     fn the_choice_is_written_as_the_config_files_own_toml() {
         let f = BootForm {
-            interface: "eth1".into(),
+            // An interface every machine has: the file's checks want it to exist.
+            interface: "lo".into(),
             mode: "managed".into(),
             cidr: "192.0.2.0/24".into(),
             range_start: "192.0.2.100".into(),
@@ -645,14 +576,11 @@ mod tests {
             .with_setup_boot(&toml)
             .expect("the file's parser takes it");
         let iface = &config.boot.interfaces[0];
-        assert_eq!(
-            (iface.name.as_str(), iface.mode),
-            ("eth1", BootMode::Managed)
-        );
+        assert_eq!((iface.name.as_str(), iface.mode), ("lo", BootMode::Managed));
         assert_eq!(iface.subnets[0].dns_servers.len(), 2);
         // A name that would break out of a TOML string is only a strange name.
         let evil = BootForm {
-            interface: "eth1\"\nmode = \"off".into(),
+            interface: "lo\"\nmode = \"off".into(),
             ..f
         };
         let toml = evil.interfaces_toml(BootMode::Proxy).expect("TOML");
