@@ -26,6 +26,15 @@ async fn add_alice(api: &Api, admin: &str) {
     assert_eq!(s, 201, "{v}");
 }
 
+/// A daemon over a store seeded with Ready machines of these ids (the temp dir must outlive it).
+fn with_ready_machines(ids: &[&str]) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = |id: &&str| common::machine(id, rackbox::model::Status::Ready, 2, 2048);
+    common::seed(dir.path(), ids.iter().map(ready).collect());
+    let daemon = Daemon::start_in(dir.path(), "");
+    (dir, daemon)
+}
+
 async fn add_machine(api: &Api, admin: &str, body: serde_json::Value) -> String {
     let (s, m) = api
         .call(Method::POST, "/api/v1/machines", Some(admin), Some(body))
@@ -444,17 +453,7 @@ async fn the_account_page_adds_keys_and_shows_a_new_token_once() {
 
 #[tokio::test]
 async fn the_images_page_lists_images_and_refuses_to_delete_one_a_machine_deploys() {
-    let dir = tempfile::tempdir().unwrap();
-    common::seed(
-        dir.path(),
-        vec![common::machine(
-            "dep333",
-            rackbox::model::Status::Ready,
-            2,
-            2048,
-        )],
-    );
-    let daemon = Daemon::start_in(dir.path(), "");
+    let (_dir, daemon) = with_ready_machines(&["dep333"]);
     let api = Api::new(&daemon.url);
     let admin = api.login("admin", ADMIN_PASSWORD).await;
     for name in ["testos", "spare"] {
@@ -505,10 +504,7 @@ async fn the_images_page_lists_images_and_refuses_to_delete_one_a_machine_deploy
 
 #[tokio::test]
 async fn a_deploy_from_the_page_installs_only_the_ticked_ssh_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let ready = |id| common::machine(id, rackbox::model::Status::Ready, 2, 2048);
-    common::seed(dir.path(), vec![ready("key111"), ready("key222")]);
-    let daemon = Daemon::start_in(dir.path(), "");
+    let (_dir, daemon) = with_ready_machines(&["key111", "key222"]);
     let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
     let csrf = page.csrf().await;
     for key in [
@@ -1154,17 +1150,7 @@ async fn the_images_page_uploads_a_file_streamed_and_refuses_one_without_the_tok
 
 #[tokio::test]
 async fn the_machine_page_shows_its_hardware_tests_with_the_agents_words_escaped() {
-    let dir = tempfile::tempdir().unwrap();
-    common::seed(
-        dir.path(),
-        vec![common::machine(
-            "hwt111",
-            rackbox::model::Status::Ready,
-            2,
-            2048,
-        )],
-    );
-    let daemon = Daemon::start_in(dir.path(), "");
+    let (_dir, daemon) = with_ready_machines(&["hwt111"]);
     let api = Api::new(&daemon.url);
     let admin = api.login("admin", ADMIN_PASSWORD).await;
     let page = Browser::login(&daemon.url, "admin", ADMIN_PASSWORD).await;
