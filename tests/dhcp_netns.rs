@@ -581,23 +581,24 @@ fn proxy_mode_beside_dnsmasq_gives_the_boot_file_but_no_address() {
 
     // Both exchanges are in the machine's boot timeline, with what the client said it is.
     let mut steps = Vec::new();
-    for _ in 0..50 {
-        let t = ok(lab.cmd(&rb.ns, "curl").args([
-            "-sf",
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-            &format!("http://127.0.0.1:5240/api/v1/machines/{id}/boot-timeline"),
-        ]));
-        let t: serde_json::Value = serde_json::from_str(&t).expect("timeline JSON");
-        steps = t["current"]["steps"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if steps.iter().any(|s| s["step"]["reply"] == "ack") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.wait_for(
+        Duration::from_secs(5),
+        "the ACK in the boot timeline",
+        || {
+            let t = ok(lab.cmd(&rb.ns, "curl").args([
+                "-sf",
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                &format!("http://127.0.0.1:5240/api/v1/machines/{id}/boot-timeline"),
+            ]));
+            let t: serde_json::Value = serde_json::from_str(&t).expect("timeline JSON");
+            steps = t["current"]["steps"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            steps.iter().any(|s| s["step"]["reply"] == "ack")
+        },
+    );
     let offer = &steps.first().expect("a DHCP step")["step"];
     assert_eq!(offer["kind"], "dhcp", "{steps:?}");
     assert_eq!(offer["request"], "discover");

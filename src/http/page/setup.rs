@@ -401,15 +401,9 @@ async fn choose(s: &AppState, viewer: &Viewer, f: &BootForm) -> Result<ApplyingP
     }
     let toml = f.interfaces_toml(mode).map_err(bad)?;
     // The file's own checks (ranges inside the subnet, sizes, addresses), naming the key.
-    s.service
-        .setup_record()
-        .map_err(Refusal::from)
-        .and_then(|_| {
-            crate::config::Config::default()
-                .with_setup_boot(&toml)
-                .map(drop)
-                .map_err(|e| bad(e.to_string()))
-        })?;
+    crate::config::Config::default()
+        .with_setup_boot(&toml)
+        .map_err(|e| bad(e.to_string()))?;
     // The probe, now: managed DHCP beside another server is what must never happen.
     let report = probe::probe(name, probe::DEFAULT_WAIT)
         .await
