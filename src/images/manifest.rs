@@ -250,5 +250,14 @@ pub(super) async fn sync(
             report.local_only.push(shown);
         }
     }
+    // A manifest fetched from a URL is a mirror the cache follows (MAAS's boot sources).
+    if let Some(url) = base {
+        let url = url.to_string();
+        let now = crate::model::ids::now_ms();
+        cache
+            .store
+            .write(move |tx| records::record_mirror_in(tx, &url, now))
+            .await?;
+    }
     Ok(report)
 }

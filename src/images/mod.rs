@@ -33,7 +33,7 @@ pub use error::ImageError;
 use import::Registry;
 pub use import::{Source, parse_url};
 pub use manifest::{Manifest, SyncReport, SyncRequest};
-pub use records::{BootKind, BootResource, Image, ImageFormat};
+pub use records::{BootKind, BootResource, Image, ImageFormat, Mirror};
 pub use views::{BootView, GcReport, ImageList, ImageView, ImportView};
 
 use crate::model::Machine;
@@ -438,6 +438,11 @@ impl ImageCache {
             freed_bytes,
             space: self.space()?,
         })
+    }
+
+    /// The mirror manifests the cache synced from, by URL.
+    pub fn mirrors(&self) -> Result<Vec<records::Mirror>, ImageError> {
+        Ok(records::all_mirrors(&self.store.read()?)?)
     }
 
     /// Syncs from a mirror's manifest: see [`manifest`].

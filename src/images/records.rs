@@ -20,6 +20,8 @@ pub(crate) const IMAGE_DEFAULTS: TableDefinition<&str, &str> =
 /// "arch/name" -> [`BootResource`] (JSON).
 pub(crate) const BOOT_RESOURCES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("boot_resources");
+/// The mirror manifests the cache synced from, by URL.
+pub(crate) const MIRRORS: TableDefinition<&str, &[u8]> = TableDefinition::new("image_mirrors");
 
 /// Path segments under /api/v1/images that are routes, not images: no image may take these names.
 pub(crate) const RESERVED_NAMES: &[&str] = &["imports", "sync", "fetch", "gc"];
@@ -151,6 +153,17 @@ pub struct Image {
     pub created_ms: u64,
 }
 
+/// A mirror manifest the cache synced from (MAAS's boot source).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Mirror {
+    /// The manifest's URL.
+    pub url: String,
+    /// When it was first synced from, milliseconds since the Unix epoch.
+    pub first_synced_ms: u64,
+    /// When it was last synced from.
+    pub last_synced_ms: u64,
+}
+
 /// What a boot resource is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -280,6 +293,10 @@ pub(crate) fn all_boot_resources(rx: &Snapshot) -> Result<Vec<BootResource>, Sto
     tables::all(rx.raw(), BOOT_RESOURCES)
 }
 
+pub(crate) fn all_mirrors(rx: &Snapshot) -> Result<Vec<Mirror>, StoreError> {
+    tables::all(rx.raw(), MIRRORS)
+}
+
 /// Every (os/arch, image name) default.
 pub(crate) fn all_defaults(rx: &Snapshot) -> Result<Vec<(String, String)>, StoreError> {
     let t = match rx.raw().open_table(IMAGE_DEFAULTS) {
@@ -323,6 +340,18 @@ pub(crate) fn referenced_digests(
 
 pub(crate) fn get_image_in(tx: &Tx<'_>, name: &str) -> Result<Option<Image>, StoreError> {
     tables::get_in(tx.raw(), IMAGES, name)
+}
+
+/// Records a sync from the manifest at `url`, keeping when it was first synced.
+pub(crate) fn record_mirror_in(tx: &Tx<'_>, url: &str, now_ms: u64) -> Result<(), StoreError> {
+    let first =
+        tables::get_in::<Mirror>(tx.raw(), MIRRORS, url)?.map_or(now_ms, |m| m.first_synced_ms);
+    let mirror = Mirror {
+        url: url.to_string(),
+        first_synced_ms: first,
+        last_synced_ms: now_ms,
+    };
+    tables::put_in(tx.raw(), MIRRORS, url, &mirror)
 }
 
 pub(crate) fn put_image_in(tx: &Tx<'_>, image: &Image) -> Result<(), StoreError> {

@@ -17,6 +17,7 @@ pub mod lease;
 pub mod lifecycle;
 pub mod machine;
 pub mod schema;
+pub mod settings;
 pub mod setup;
 pub mod status;
 pub mod testing;

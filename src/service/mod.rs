@@ -16,6 +16,7 @@ mod machines;
 mod power_ops;
 mod reconcile;
 mod sessions;
+mod settings;
 mod setup;
 mod timeline;
 mod transition;

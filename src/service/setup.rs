@@ -5,7 +5,7 @@ use super::{Principal, Service, ServiceError};
 use crate::model::ids::now_ms;
 use crate::model::setup::SetupRecord;
 
-fn admins_only(p: &Principal) -> Result<(), ServiceError> {
+pub(super) fn admins_only(p: &Principal) -> Result<(), ServiceError> {
     if p.is_admin() {
         Ok(())
     } else {

@@ -18,6 +18,7 @@ use super::tables::{
 };
 use crate::model::catalog::{CatalogKind, NamedThing};
 use crate::model::file::StoredFile;
+use crate::model::settings::Settings;
 use crate::model::setup::SetupRecord;
 use crate::model::{Event, Machine, TestRun, Token, User};
 
@@ -83,6 +84,11 @@ macro_rules! reads {
             /// The first-boot setup's record; None before anything was chosen.
             pub fn setup(&self) -> Result<Option<SetupRecord>, StoreError> {
                 self.get(APPLIANCE, "setup")
+            }
+
+            /// The appliance-wide settings; None until one was changed.
+            pub fn settings(&self) -> Result<Option<Settings>, StoreError> {
+                self.get(APPLIANCE, "settings")
             }
 
             /// One zone, pool or tag.
@@ -276,6 +282,11 @@ impl<'a> Tx<'a> {
     /// Stores the first-boot setup's record, in place of the one before.
     pub fn put_setup(&self, setup: &SetupRecord) -> Result<(), StoreError> {
         tables::put_in(self.tx, APPLIANCE, "setup", setup)
+    }
+
+    /// Stores the appliance-wide settings, in place of the ones before.
+    pub fn put_settings(&self, settings: &Settings) -> Result<(), StoreError> {
+        tables::put_in(self.tx, APPLIANCE, "settings", settings)
     }
 
     /// Stores a user's file, in place of the owner's file of that name.

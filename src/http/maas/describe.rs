@@ -5,8 +5,22 @@
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Ctx, PREFIX, RESOURCES, Reply, Resource, json};
+use super::{Action, Ctx, PREFIX, RESOURCES, Reply, Resource, json};
 use crate::http::Access;
+
+/// An action's description as MAAS writes its docstrings: a title line, then one
+/// `:param name: meaning` line per parameter. The MAAS CLI shows it as the command's help and
+/// accepts `key=value` arguments only when a `:param` line is there.
+fn action_doc(a: &Action) -> String {
+    let mut doc = a.doc.to_string();
+    if !a.params.is_empty() {
+        doc.push_str("\n\n");
+        for (name, meaning) in a.params {
+            doc.push_str(&format!(":param {name}: {meaning}\n:type {name}: String\n"));
+        }
+    }
+    doc
+}
 
 /// The placeholders of a path, in order: `machines/{system_id}/` -> ["system_id"].
 fn placeholders(path: &str) -> Vec<&str> {
@@ -27,7 +41,7 @@ fn handler(r: &Resource, origin: &str, anon: bool, keep: impl Fn(Access) -> bool
                 "method": a.method.as_str(),
                 "op": a.op,
                 "restful": a.op.is_none(),
-                "doc": a.doc,
+                "doc": action_doc(a),
             })
         })
         .collect();

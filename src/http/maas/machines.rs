@@ -12,18 +12,24 @@ use serde_json::{Map, Value, json};
 use super::params::{ParamError, Params};
 
 use super::render::{self, AGENT_NAME_KEY, Catalog};
+use super::settings;
 use super::{Ctx, MaasError, MaasResult, Reply, json};
 use crate::model::constraints::parse_storage;
+use crate::model::settings::Settings;
 use crate::model::{Constraints, Machine, PowerType, ids};
 use crate::service::{
     ActionRequest, CatalogKind, MachineEdit, MachineFilter, NewMachine, PowerRequest, Principal,
     ServiceError,
 };
 
-fn catalog(c: &Ctx) -> MaasResult<Catalog> {
+pub(crate) fn catalog(c: &Ctx) -> MaasResult<Catalog> {
     let zones = c.state.service.list_catalog(CatalogKind::Zone)?;
     let pools = c.state.service.list_catalog(CatalogKind::Pool)?;
-    Ok(Catalog::new(&zones, &pools))
+    Ok(Catalog::new(
+        &zones,
+        &pools,
+        super::resources::boot_vlan(c)?,
+    ))
 }
 
 fn machine_reply(c: &Ctx, m: &Machine) -> Reply {
@@ -93,9 +99,19 @@ fn parse_power_parameters(params: &Params) -> Result<Option<Map<String, Value>>,
     Ok(out)
 }
 
-/// GET machines/: the machines the caller may see, filtered as MAAS filters (repeated keys of one
-/// filter match any of their values; different filters must all match).
-pub async fn list(c: Ctx) -> Reply {
+/// Every machine the caller may see.
+pub(crate) fn all_visible(c: &Ctx) -> MaasResult<Vec<Arc<Machine>>> {
+    let p = c.principal()?;
+    let filter = MachineFilter {
+        limit: Some(0),
+        ..Default::default()
+    };
+    Ok(c.state.service.list_machines(p, &filter)?.items)
+}
+
+/// The machines the caller may see, filtered as MAAS filters machines/, nodes/ and events
+/// (repeated keys of one filter match any of their values; different filters must all match).
+pub(crate) fn filtered(c: &Ctx) -> MaasResult<Vec<Arc<Machine>>> {
     let p = c.principal()?;
     let filter = MachineFilter {
         zone: c.params.nonempty("zone")?,
@@ -122,10 +138,9 @@ pub async fn list(c: Ctx) -> Reply {
     let tags = c.params.list("tags")?;
     let agent = c.params.nonempty("agent_name")?;
     let domains = c.params.all("domain")?;
-    let catalog = catalog(&c)?;
-    let items: Vec<Value> = page
+    Ok(page
         .items
-        .iter()
+        .into_iter()
         .filter(|m| hostnames.is_empty() || hostnames.contains(&m.hostname))
         .filter(|m| ids.is_empty() || ids.contains(&m.system_id))
         .filter(|m| macs.is_empty() || m.interfaces.iter().any(|i| macs.contains(&i.mac)))
@@ -136,6 +151,14 @@ pub async fn list(c: Ctx) -> Reply {
                 .as_ref()
                 .is_none_or(|a| m.owner_data.get(AGENT_NAME_KEY) == Some(a))
         })
+        .collect())
+}
+
+/// GET machines/: the machines the caller may see, filtered (see [`filtered`]).
+pub async fn list(c: Ctx) -> Reply {
+    let catalog = catalog(&c)?;
+    let items: Vec<Value> = filtered(&c)?
+        .iter()
         .map(|m| render::machine(m, &catalog))
         .collect();
     json(Value::Array(items))
@@ -254,14 +277,13 @@ async fn simple(c: Ctx, action: &str) -> Reply {
     act_reply(&c, action, req).await
 }
 
-/// The image a MAAS deploy request names: `osystem/distro_series` (osystem defaults to ubuntu,
-/// as in MAAS), or the image cache's default when no series is given. One place, so the image
-/// cache's naming plugs in here.
-pub(crate) fn image_for(osystem: Option<&str>, distro_series: Option<&str>) -> String {
+/// The image a MAAS deploy request names: `osystem/distro_series`, or the default image of the
+/// OS when no series is given (`""`). One place, so the image cache's naming plugs in here.
+pub(crate) fn image_for(osystem: &str, distro_series: Option<&str>) -> String {
     match distro_series {
         None => String::new(),
         Some(series) if series.contains('/') => series.to_string(),
-        Some(series) => format!("{}/{series}", osystem.unwrap_or("ubuntu")),
+        Some(series) => format!("{osystem}/{series}"),
     }
 }
 
@@ -304,15 +326,22 @@ pub async fn deploy(c: Ctx) -> Reply {
         Some(t) => Some(decode_user_data(&t)?),
         None => None,
     };
+    // A deploy that names no OS gets the appliance's default OS (get_config default_osystem).
+    let osystem = match osystem {
+        Some(os) => os,
+        None => {
+            let images = c
+                .state
+                .images
+                .list_images()
+                .map_err(|e| MaasError::unavailable(format!("image cache: {e}")))?
+                .images;
+            settings::default_osystem(&c.state.service.settings()?, &images)
+        }
+    };
     let req = ActionRequest {
-        image: Some(image_for(osystem.as_deref(), series.as_deref())),
-        osystem: Some(osystem.clone().unwrap_or_else(|| {
-            if series.is_some() {
-                "ubuntu".into()
-            } else {
-                String::new()
-            }
-        })),
+        image: Some(image_for(&osystem, series.as_deref())),
+        osystem: Some(osystem),
         distro_series: series,
         user_data,
         comment: c.params.nonempty("comment")?,
@@ -324,11 +353,26 @@ pub async fn deploy(c: Ctx) -> Reply {
 }
 
 /// How a release wipes the disks: secure_erase, else quick_erase, else erase. A quick or secure
-/// erase asked for without `erase=true` still erases (python-libmaas sends them alone).
-fn erase_mode(params: &Params) -> Result<&'static str, ParamError> {
-    let erase = params.boolean("erase")?.unwrap_or(false);
-    let secure = params.boolean("secure_erase")?.unwrap_or(false);
-    let quick = params.boolean("quick_erase")?.unwrap_or(false);
+/// erase asked for without `erase=true` still erases (python-libmaas sends them alone). A
+/// release that names none of them gets the appliance's settings (MAAS's
+/// enable_disk_erasing_on_release and its two ways), as MAAS does.
+fn erase_mode(params: &Params, settings: &Settings) -> Result<&'static str, ParamError> {
+    let erase = params.boolean("erase")?;
+    let secure = params.boolean("secure_erase")?;
+    let quick = params.boolean("quick_erase")?;
+    let (erase, secure, quick) = if erase.is_none() && secure.is_none() && quick.is_none() {
+        (
+            settings.erase_on_release,
+            settings.erase_on_release && settings.erase_secure,
+            settings.erase_on_release && settings.erase_quick,
+        )
+    } else {
+        (
+            erase.unwrap_or(false),
+            secure.unwrap_or(false),
+            quick.unwrap_or(false),
+        )
+    };
     Ok(if secure {
         "secure"
     } else if quick {
@@ -340,19 +384,20 @@ fn erase_mode(params: &Params) -> Result<&'static str, ParamError> {
     })
 }
 
-fn release_request(params: &Params) -> Result<ActionRequest, ParamError> {
+fn release_request(c: &Ctx) -> MaasResult<ActionRequest> {
     // `force` is accepted and has nothing to force: the life cycle decides.
-    params.boolean("force")?;
+    c.params.boolean("force")?;
+    let settings = c.state.service.settings()?;
     Ok(ActionRequest {
-        erase: Some(erase_mode(params)?.to_string()),
-        comment: params.nonempty("comment")?,
+        erase: Some(erase_mode(&c.params, &settings)?.to_string()),
+        comment: c.params.nonempty("comment")?,
         ..Default::default()
     })
 }
 
 /// POST machines/{system_id}/?op=release
 pub async fn release(c: Ctx) -> Reply {
-    let req = release_request(&c.params)?;
+    let req = release_request(&c)?;
     act_reply(&c, "release", req).await
 }
 
@@ -380,7 +425,7 @@ pub(crate) async fn release_many(c: Ctx) -> Reply {
                 .join(", ")
         )));
     }
-    let req = release_request(&c.params)?;
+    let req = release_request(&c)?;
     let mut released = Vec::new();
     let mut failed = Vec::new();
     for id in &ids {
@@ -669,7 +714,10 @@ pub async fn allocate(c: Ctx) -> Reply {
 
 pub async fn interfaces(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
-    json(Value::Array(render::interfaces(&m)))
+    json(Value::Array(render::interfaces(
+        &m,
+        &super::resources::boot_vlan(&c)?,
+    )))
 }
 
 fn index_arg(c: &Ctx, len: usize, kind: &str) -> MaasResult<usize> {
@@ -686,7 +734,12 @@ fn index_arg(c: &Ctx, len: usize, kind: &str) -> MaasResult<usize> {
 pub async fn interface(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
     let i = index_arg(&c, m.interfaces.len(), "interface")?;
-    json(render::interface(&m.system_id, i, &m.interfaces[i]))
+    json(render::interface(
+        &m.system_id,
+        i,
+        &m.interfaces[i],
+        &super::resources::boot_vlan(&c)?,
+    ))
 }
 
 pub(crate) async fn block_devices(c: Ctx) -> Reply {
@@ -716,16 +769,17 @@ mod tests {
 
     #[test]
     fn series_map_to_images() {
-        assert_eq!(image_for(None, Some("jammy")), "ubuntu/jammy");
-        assert_eq!(image_for(Some("centos"), Some("8")), "centos/8");
-        assert_eq!(image_for(None, Some("ubuntu/noble")), "ubuntu/noble");
-        assert_eq!(image_for(None, None), "");
+        assert_eq!(image_for("ubuntu", Some("jammy")), "ubuntu/jammy");
+        assert_eq!(image_for("centos", Some("8")), "centos/8");
+        assert_eq!(image_for("debian", Some("ubuntu/noble")), "ubuntu/noble");
+        assert_eq!(image_for("debian", None), "");
     }
 
     #[test]
     fn erase_flags() {
+        let fresh = Settings::default();
         let mode = |pairs: &[(&str, &str)]| {
-            erase_mode(&Params::from_pairs(pairs.iter().copied())).unwrap()
+            erase_mode(&Params::from_pairs(pairs.iter().copied()), &fresh).unwrap()
         };
         assert_eq!(mode(&[]), "none");
         assert_eq!(mode(&[("erase", "true")]), "full");
@@ -738,6 +792,23 @@ mod tests {
             mode(&[("erase", "false"), ("quick_erase", "false")]),
             "none"
         );
+        // A release that says nothing gets the appliance's settings; one that says anything
+        // gets what it said.
+        let quick_by_default = Settings {
+            erase_on_release: true,
+            erase_quick: true,
+            ..Settings::default()
+        };
+        let with = |pairs: &[(&str, &str)]| {
+            erase_mode(
+                &Params::from_pairs(pairs.iter().copied()),
+                &quick_by_default,
+            )
+            .unwrap()
+        };
+        assert_eq!(with(&[]), "quick");
+        assert_eq!(with(&[("erase", "false")]), "none");
+        assert_eq!(with(&[("secure_erase", "true")]), "secure");
     }
 
     #[test]

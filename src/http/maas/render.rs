@@ -36,15 +36,17 @@ pub(crate) fn named_id(kind: &str, name: &str) -> i64 {
     i64::from((h & 0x7fff_ffff).max(16))
 }
 
-/// Descriptions of zones and pools, read once per request for rendering many machines.
-#[derive(Default)]
+/// Descriptions of zones and pools, and the boot network's VLAN, read once per request for
+/// rendering many machines.
 pub struct Catalog {
     pub zones: BTreeMap<String, String>,
     pub pools: BTreeMap<String, String>,
+    /// The VLAN every machine interface is on (see [`vlan`]).
+    pub vlan: Value,
 }
 
 impl Catalog {
-    pub fn new(zones: &[NamedThing], pools: &[NamedThing]) -> Catalog {
+    pub fn new(zones: &[NamedThing], pools: &[NamedThing], vlan: Value) -> Catalog {
         Catalog {
             zones: zones
                 .iter()
@@ -54,6 +56,7 @@ impl Catalog {
                 .iter()
                 .map(|p| (p.name.clone(), p.description.clone()))
                 .collect(),
+            vlan,
         }
     }
 }
@@ -100,9 +103,20 @@ pub fn tag(t: &NamedThing) -> Value {
     })
 }
 
-/// The one VLAN rackbox knows of: the untagged VLAN of the default fabric. DHCP is reported off
-/// until the boot network room says otherwise.
-pub(crate) fn default_vlan() -> Value {
+/// How rackbox serves DHCP on the boot network's VLAN, as MAAS's VLAN object says it.
+#[derive(Clone, Debug, Default)]
+pub struct VlanDhcp {
+    /// rackbox gives addresses (managed mode): MAAS's `dhcp_on`.
+    pub managed: bool,
+    /// The controller serving the VLAN (rackbox's system_id) when it serves it at all.
+    pub primary_rack: Option<String>,
+    /// Another DHCP server rackbox knows gives the addresses (proxy mode), by its address.
+    pub external_dhcp: Option<String>,
+}
+
+/// The one VLAN rackbox knows of: the untagged VLAN of the default fabric, which holds the boot
+/// network.
+pub(crate) fn vlan(dhcp: &VlanDhcp) -> Value {
     json!({
         "id": 5001,
         "name": "untagged",
@@ -110,9 +124,9 @@ pub(crate) fn default_vlan() -> Value {
         "mtu": DEFAULT_MTU,
         "fabric": "fabric-0",
         "fabric_id": 0,
-        "dhcp_on": false,
-        "external_dhcp": null,
-        "primary_rack": null,
+        "dhcp_on": dhcp.managed,
+        "external_dhcp": dhcp.external_dhcp,
+        "primary_rack": dhcp.primary_rack,
         "secondary_rack": null,
         "relay_vlan": null,
         "space": "undefined",
@@ -120,12 +134,12 @@ pub(crate) fn default_vlan() -> Value {
     })
 }
 
-pub(crate) fn default_fabric() -> Value {
+pub(crate) fn fabric(vlan: Value) -> Value {
     json!({
         "id": 0,
         "name": "fabric-0",
         "class_type": null,
-        "vlans": [default_vlan()],
+        "vlans": [vlan],
         "resource_uri": format!("{PREFIX}fabrics/0/"),
     })
 }
@@ -133,8 +147,8 @@ pub(crate) fn default_fabric() -> Value {
 /// Interface ids are 1-based positions in the machine's interface list: stable for a machine
 /// whose interfaces do not change, and all Go clients need is an integer unique per machine.
 /// The machine's interfaces, as its object and `interfaces/` show them.
-pub fn interfaces(m: &Machine) -> Vec<Value> {
-    numbered(&m.interfaces, |i, x| interface(&m.system_id, i, x))
+pub fn interfaces(m: &Machine, vlan: &Value) -> Vec<Value> {
+    numbered(&m.interfaces, |i, x| interface(&m.system_id, i, x, vlan))
 }
 
 /// The machine's block devices, as its object and `blockdevices/` show them.
@@ -151,7 +165,7 @@ fn numbered<T>(items: &[T], render: impl Fn(usize, &T) -> Value) -> Vec<Value> {
         .collect()
 }
 
-pub fn interface(system_id: &str, index: usize, i: &Interface) -> Value {
+pub fn interface(system_id: &str, index: usize, i: &Interface, vlan: &Value) -> Value {
     let id = index + 1;
     json!({
         "id": id,
@@ -160,7 +174,7 @@ pub fn interface(system_id: &str, index: usize, i: &Interface) -> Value {
         "enabled": true,
         "mac_address": i.mac,
         "links": [],
-        "vlan": default_vlan(),
+        "vlan": vlan,
         "effective_mtu": DEFAULT_MTU,
         "parents": [],
         "children": [],
@@ -209,7 +223,7 @@ pub(crate) fn block_device(system_id: &str, index: usize, d: &Disk) -> Value {
 /// The machine as MAAS shows it. Every key the reference lists is always present.
 pub fn machine(m: &Machine, catalog: &Catalog) -> Value {
     let id = &m.system_id;
-    let interfaces = interfaces(m);
+    let interfaces = interfaces(m, &catalog.vlan);
     let boot_interface = m
         .interfaces
         .iter()

@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::params::Params;
-use super::render::{self, Catalog, named_id};
+use super::render::{self, named_id};
 use super::{Ctx, MaasError, MaasResult, Reply, json};
+use crate::config::BootMode;
 use crate::http::AppState;
 use crate::http::api::catalogs::{self, Pools, Tags, Zones};
 use crate::model::Role;
@@ -264,15 +265,106 @@ pub(crate) async fn tag_machines(c: Ctx) -> Reply {
             ..Default::default()
         },
     )?;
-    let zones = c.state.service.list_catalog(CatalogKind::Zone)?;
-    let pools = c.state.service.list_catalog(CatalogKind::Pool)?;
-    let catalog = Catalog::new(&zones, &pools);
+    let catalog = super::machines::catalog(&c)?;
     json(Value::Array(
         page.items
             .iter()
             .map(|m| render::machine(m, &catalog))
             .collect(),
     ))
+}
+
+/// POST tags/{name}/?op=update_nodes: gives the tag to the machines in `add` and takes it from
+/// those in `remove`; answers MAAS's counts. Every machine is checked before any changes.
+pub(crate) async fn tag_update_nodes(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let name = c.arg("name").to_string();
+    c.state.service.catalog_entry(CatalogKind::Tag, &name)?;
+    let add = c.params.all("add")?;
+    let remove = c.params.all("remove")?;
+    for id in add.iter().chain(&remove) {
+        c.state.service.machine(p, id)?;
+    }
+    let (mut added, mut removed) = (0, 0);
+    for (ids, adding) in [(&add, true), (&remove, false)] {
+        for id in ids {
+            let m = c.state.service.machine(p, id)?;
+            if m.tags.contains(&name) == adding {
+                continue;
+            }
+            let mut tags = m.tags.clone();
+            if adding {
+                tags.insert(name.clone());
+                added += 1;
+            } else {
+                tags.remove(&name);
+                removed += 1;
+            }
+            let edit = crate::model::api::MachineEdit {
+                tags: Some(tags.into_iter().collect()),
+                ..Default::default()
+            };
+            c.state.service.edit_machine(p, id, edit).await?;
+        }
+    }
+    json(json!({"added": added, "removed": removed}))
+}
+
+/// An SSH key as MAAS shows it.
+fn ssh_key_json(username: &str, k: &crate::model::SshKey) -> Value {
+    json!({
+        "id": k.id,
+        "key": k.key,
+        "keysource": null,
+        "user": username,
+        "resource_uri": format!("{}account/prefs/sshkeys/{}/", super::PREFIX, k.id),
+    })
+}
+
+fn key_id(c: &Ctx) -> MaasResult<u32> {
+    let id = c.arg("id");
+    id.parse()
+        .map_err(|_| MaasError::not_found(format!("SSH key {id} does not exist")))
+}
+
+/// GET account/prefs/sshkeys/: the caller's keys, the same the native API lists.
+pub(crate) async fn ssh_keys(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let u = c.state.service.user(p, &p.username)?;
+    json(Value::Array(
+        u.ssh_keys
+            .iter()
+            .map(|k| ssh_key_json(&u.username, k))
+            .collect(),
+    ))
+}
+
+pub(crate) async fn add_ssh_key(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let key = c.params.required("key")?;
+    let k = c.state.service.add_ssh_key(p, &p.username, &key).await?;
+    json(ssh_key_json(&p.username, &k))
+}
+
+pub(crate) async fn ssh_key(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let id = key_id(&c)?;
+    let u = c.state.service.user(p, &p.username)?;
+    u.ssh_keys
+        .iter()
+        .find(|k| k.id == id)
+        .map(|k| ssh_key_json(&u.username, k))
+        .map_or_else(
+            || Err(MaasError::not_found(format!("SSH key {id} does not exist"))),
+            json,
+        )
+}
+
+pub(crate) async fn delete_ssh_key(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let id = key_id(&c)?;
+    c.state.service.delete_ssh_key(p, &p.username, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Domains: "maas" and every domain a machine the caller sees is in, with machine counts.
@@ -315,15 +407,52 @@ pub async fn domain(c: Ctx) -> Reply {
         )
 }
 
+/// How rackbox serves DHCP on the boot network: managed on some interface (dhcp_on, this
+/// controller the primary rack), or proxy beside the site's server (the one the setup's probe
+/// found, when it found one).
+pub(crate) fn vlan_dhcp(c: &Ctx) -> MaasResult<render::VlanDhcp> {
+    let modes: Vec<BootMode> = c
+        .state
+        .boot
+        .interfaces
+        .iter()
+        .map(|i| i.mode)
+        .filter(|m| *m != BootMode::Off)
+        .collect();
+    let managed = modes.contains(&BootMode::Managed);
+    let external_dhcp = if !managed && modes.contains(&BootMode::Proxy) {
+        c.state
+            .service
+            .setup_record()?
+            .probe_found
+            .first()
+            .and_then(|line| line.split_whitespace().next())
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .map(|a| a.to_string())
+    } else {
+        None
+    };
+    Ok(render::VlanDhcp {
+        managed,
+        primary_rack: (!modes.is_empty()).then(super::nodes::controller_id),
+        external_dhcp,
+    })
+}
+
+/// The boot network's VLAN as MAAS shows it.
+pub(crate) fn boot_vlan(c: &Ctx) -> MaasResult<Value> {
+    Ok(render::vlan(&vlan_dhcp(c)?))
+}
+
 /// One default fabric with its untagged VLAN, as a fresh MAAS has; the boot network's subnets
 /// sit on it. rackbox models no spaces.
-pub async fn fabrics(_c: Ctx) -> Reply {
-    json(json!([render::default_fabric()]))
+pub async fn fabrics(c: Ctx) -> Reply {
+    json(json!([render::fabric(boot_vlan(&c)?)]))
 }
 
 pub async fn fabric(c: Ctx) -> Reply {
     match c.arg("id") {
-        "0" | "fabric-0" => json(render::default_fabric()),
+        "0" | "fabric-0" => json(render::fabric(boot_vlan(&c)?)),
         other => Err(MaasError::not_found(format!(
             "fabric {other} does not exist"
         ))),
@@ -332,7 +461,7 @@ pub async fn fabric(c: Ctx) -> Reply {
 
 pub async fn vlans(c: Ctx) -> Reply {
     match c.arg("fabric_id") {
-        "0" | "fabric-0" => json(json!([render::default_vlan()])),
+        "0" | "fabric-0" => json(json!([boot_vlan(&c)?])),
         other => Err(MaasError::not_found(format!(
             "fabric {other} does not exist"
         ))),
@@ -343,35 +472,125 @@ pub async fn spaces(_c: Ctx) -> Reply {
     json(json!([]))
 }
 
-/// The subnets of the boot network's interfaces (managed and proxy), numbered in config order,
-/// all on the default fabric's untagged VLAN.
-pub async fn subnets(c: Ctx) -> Reply {
+/// The boot network's served subnets, numbered from 1 in config order, with their interface's
+/// mode.
+fn served_subnets(
+    c: &Ctx,
+) -> Vec<(
+    usize,
+    BootMode,
+    &'static str,
+    &crate::config::BootSubnet,
+    String,
+)> {
     let mut out = Vec::new();
     for iface in &c.state.boot.interfaces {
-        if iface.mode == crate::config::BootMode::Off {
+        if iface.mode == BootMode::Off {
             continue;
         }
         for subnet in &iface.subnets {
-            let id = out.len() + 1;
-            out.push(json!({
-                "id": id,
-                "name": subnet.cidr.to_string(),
-                "cidr": subnet.cidr.to_string(),
-                "vlan": render::default_vlan(),
-                "space": "undefined",
-                "gateway_ip": subnet.gateway.map(|g| g.to_string()),
-                "dns_servers": subnet.dns_servers.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-                "managed": iface.mode == crate::config::BootMode::Managed,
-                "allow_dns": true,
-                "allow_proxy": false,
-                "active_discovery": false,
-                "rdns_mode": 2,
-                "description": format!("boot network on {}", iface.name),
-                "resource_uri": format!("{}subnets/{id}/", super::PREFIX),
-            }));
+            out.push((out.len() + 1, iface.mode, "", subnet, iface.name.clone()));
         }
     }
+    out
+}
+
+/// The subnets of the boot network's interfaces (managed and proxy), numbered in config order,
+/// all on the default fabric's untagged VLAN.
+pub async fn subnets(c: Ctx) -> Reply {
+    let vlan = boot_vlan(&c)?;
+    let out: Vec<Value> = served_subnets(&c)
+        .into_iter()
+        .map(|(id, mode, _, subnet, iface)| subnet_json(id, mode, subnet, &iface, &vlan))
+        .collect();
     json(Value::Array(out))
+}
+
+fn subnet_json(
+    id: usize,
+    mode: BootMode,
+    subnet: &crate::config::BootSubnet,
+    iface: &str,
+    vlan: &Value,
+) -> Value {
+    json!({
+        "id": id,
+        "name": subnet.cidr.to_string(),
+        "cidr": subnet.cidr.to_string(),
+        "vlan": vlan,
+        "space": "undefined",
+        "gateway_ip": subnet.gateway.map(|g| g.to_string()),
+        "dns_servers": subnet.dns_servers.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        "managed": mode == BootMode::Managed,
+        "allow_dns": true,
+        "allow_proxy": false,
+        "active_discovery": false,
+        "rdns_mode": 2,
+        "description": format!("boot network on {iface}"),
+        "resource_uri": format!("{}subnets/{id}/", super::PREFIX),
+    })
+}
+
+/// The ranges of the boot subnets as MAAS's IP ranges: each dynamic range (the DHCP pool of a
+/// managed subnet) and each reserved range, numbered from 1 in config order.
+fn ranges(c: &Ctx) -> MaasResult<Vec<Value>> {
+    let vlan = boot_vlan(c)?;
+    let mut out = Vec::new();
+    for (subnet_id, mode, _, subnet, iface) in served_subnets(c) {
+        let subnet_value = subnet_json(subnet_id, mode, subnet, &iface, &vlan);
+        let kinds = [
+            ("dynamic", &subnet.dynamic_ranges, "DHCP pool"),
+            ("reserved", &subnet.reserved_ranges, "never given out"),
+        ];
+        for (kind, list, what) in kinds {
+            for r in list {
+                let id = out.len() + 1;
+                out.push(json!({
+                    "id": id,
+                    "type": kind,
+                    "start_ip": r.start.to_string(),
+                    "end_ip": r.end.to_string(),
+                    "subnet": subnet_value,
+                    "comment": format!("{what} on {iface} (from the boot network's configuration)"),
+                    "user": null,
+                    "resource_uri": format!("{}ipranges/{id}/", super::PREFIX),
+                }));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn ip_ranges(c: Ctx) -> Reply {
+    json(Value::Array(ranges(&c)?))
+}
+
+pub(crate) async fn ip_range(c: Ctx) -> Reply {
+    let id = c.arg("id").to_string();
+    ranges(&c)?
+        .into_iter()
+        .find(|r| r["id"].as_u64().is_some_and(|n| n.to_string() == id))
+        .map_or_else(
+            || {
+                Err(MaasError::not_found(format!(
+                    "IP range {id} does not exist"
+                )))
+            },
+            json,
+        )
+}
+
+/// rackbox configures no static routes on the boot network: an empty list, in MAAS's shape.
+pub(crate) async fn static_routes(_c: Ctx) -> Reply {
+    json(json!([]))
+}
+
+/// rackbox serves no DNS records yet: an empty list, whatever the filters.
+pub(crate) async fn dns_resources(c: Ctx) -> Reply {
+    for name in ["domain", "name", "rrtype"] {
+        c.params.text(name)?;
+    }
+    json(json!([]))
 }
 
 /// Deployable images from the image cache, as MAAS lists its boot resources.
@@ -407,14 +626,46 @@ pub async fn boot_resources(c: Ctx) -> Reply {
     json(Value::Array(out))
 }
 
-/// GET maas/?op=get_config&name=...: the settings rackbox has; null for the others.
-pub(crate) async fn get_config(c: Ctx) -> Reply {
-    let name = c.params.required("name")?;
-    let value = match name.as_str() {
-        "maas_name" => json!("rackbox"),
-        "default_osystem" => json!("ubuntu"),
-        "enable_disk_erasing_on_release" => json!(false),
-        _ => Value::Null,
-    };
-    json(value)
+/// GET boot-sources/: the mirror manifests the image cache synced from, as MAAS's boot sources
+/// (rackbox checks each file's sha256 from the manifest; there is no keyring).
+pub(crate) async fn boot_sources(c: Ctx) -> Reply {
+    json(Value::Array(boot_source_list(&c)?))
+}
+
+pub(crate) async fn boot_source(c: Ctx) -> Reply {
+    let id = c.arg("id").to_string();
+    boot_source_list(&c)?
+        .into_iter()
+        .find(|s| s["id"].as_u64().is_some_and(|n| n.to_string() == id))
+        .map_or_else(
+            || {
+                Err(MaasError::not_found(format!(
+                    "boot source {id} does not exist"
+                )))
+            },
+            json,
+        )
+}
+
+fn boot_source_list(c: &Ctx) -> MaasResult<Vec<Value>> {
+    let mirrors = c
+        .state
+        .images
+        .mirrors()
+        .map_err(|e| MaasError::unavailable(format!("image cache: {e}")))?;
+    Ok(mirrors
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            json!({
+                "id": i + 1,
+                "url": m.url,
+                "keyring_filename": "",
+                "keyring_data": "",
+                "created": super::nodes::timestamp(m.first_synced_ms),
+                "updated": super::nodes::timestamp(m.last_synced_ms),
+                "resource_uri": format!("{}boot-sources/{}/", super::PREFIX, i + 1),
+            })
+        })
+        .collect())
 }
