@@ -174,6 +174,13 @@ impl Engine {
         engine
     }
 
+    /// Takes new subnet settings (IP ranges added or removed through the API) without losing a
+    /// lease or a held offer: an address that left the pool stays leased until it expires and is
+    /// not offered again.
+    pub fn set_subnets(&mut self, subnets: Vec<BootSubnet>) {
+        self.cfg.subnets = subnets;
+    }
+
     /// Leases held by clients right now.
     pub fn active_leases(&self, now_ms: u64) -> u64 {
         self.leases.values().filter(|l| l.is_active(now_ms)).count() as u64

@@ -18,11 +18,12 @@ use super::engine::{Commit, Decision, Destination, Engine, EngineConfig, Incomin
 use super::lease::LeaseState;
 use super::pxe::BootFiles;
 use super::{DhcpError, DhcpStats};
-use crate::config::{BootInterface, BootMode, Config};
+use crate::config::{BootInterface, BootMode, BootSubnet, Config};
+use crate::model::iprange::{IpRange, RangeKind};
 use crate::model::timeline::Step;
 use crate::net::frame::{self, Outbound};
 use crate::net::socket::{DHCP_SERVER_PORT, Listen, PXE_PORT, PacketSocket, PortHolder};
-use crate::net::{InterfaceInfo, Mac, interface_info};
+use crate::net::{InterfaceInfo, Ipv4Range, Mac, interface_info};
 use crate::service::Service;
 
 /// At most this many lease writes (and their replies) in flight per interface.
@@ -56,6 +57,28 @@ struct Shared {
 pub(crate) struct InterfaceServer {
     shared: Arc<Shared>,
     in_flight: Arc<Semaphore>,
+    /// The interface's subnets as the configuration sets them, before the API's ranges.
+    configured: Vec<BootSubnet>,
+}
+
+/// The subnets with the IP ranges added through the API: dynamic ones join the subnet's pool,
+/// reserved ones its reserved list.
+pub(crate) fn with_api_ranges(configured: &[BootSubnet], ranges: &[IpRange]) -> Vec<BootSubnet> {
+    let mut subnets = configured.to_vec();
+    for subnet in &mut subnets {
+        let cidr = subnet.cidr.to_string();
+        for r in ranges.iter().filter(|r| r.subnet == cidr) {
+            let range = Ipv4Range {
+                start: r.start,
+                end: r.end,
+            };
+            match r.kind {
+                RangeKind::Dynamic => subnet.dynamic_ranges.push(range),
+                RangeKind::Reserved => subnet.reserved_ranges.push(range),
+            }
+        }
+    }
+    subnets
 }
 
 /// Opens every boot interface that is not `off`. Fails (and the daemon does not start) when an
@@ -121,7 +144,7 @@ impl InterfaceServer {
         let engine = Engine::new(
             EngineConfig {
                 mode: iface.mode,
-                subnets: iface.subnets.clone(),
+                subnets: with_api_ranges(&iface.subnets, &service.ip_ranges()?),
                 files,
                 server_addrs,
                 quarantine_ms,
@@ -173,7 +196,25 @@ impl InterfaceServer {
                 active: AtomicU64::new(active),
             }),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize)),
+            configured: iface.subnets.clone(),
         })
+    }
+
+    /// Takes the IP ranges as the API left them.
+    fn reload_ranges(&self) {
+        let ranges = match self.shared.service.ip_ranges() {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::warn!(interface = %self.shared.info.name, %error, "cannot read the IP ranges; keeping the pool as it was");
+                return;
+            }
+        };
+        let subnets = with_api_ranges(&self.configured, &ranges);
+        match self.shared.engine.lock() {
+            Ok(mut engine) => engine.set_subnets(subnets),
+            Err(poisoned) => poisoned.into_inner().set_subnets(subnets),
+        }
+        tracing::info!(interface = %self.shared.info.name, ranges = ranges.len(), "DHCP pool follows the API's IP ranges");
     }
 
     /// Serves until `shutdown` completes, then waits for lease writes in flight (their clients
@@ -182,10 +223,12 @@ impl InterfaceServer {
         tokio::pin!(shutdown);
         let mut buf = vec![0u8; 2048];
         let mut tick = tokio::time::interval(HOUSEKEEPING);
+        let mut ranges = self.shared.service.watch_ip_ranges();
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => self.shared.housekeeping(),
+                Ok(()) = ranges.changed() => self.reload_ranges(),
                 received = self.shared.socket.recv(&mut buf) => match received {
                     Ok(n) => self.on_frame(&buf[..n.min(buf.len())]).await,
                     Err(error) => {

@@ -105,13 +105,14 @@ fn ensure_tags(tx: &Tx<'_>, tags: &BTreeSet<String>, now: u64) -> Result<(), Ser
     Ok(())
 }
 
-/// Refuses interfaces whose MAC belongs to a machine (other than `system_id`, the machine they
-/// are for when it is stored already).
+/// Refuses interfaces whose MAC belongs to a machine or a device (other than `system_id`, the
+/// one they are for when it is stored already): machines and devices share one MAC space.
 pub(super) fn macs_free(
     tx: &Tx<'_>,
     interfaces: &[Interface],
     system_id: Option<&str>,
 ) -> Result<(), ServiceError> {
+    let devices = tx.devices()?;
     for i in interfaces {
         if let Some(owner) = tx.mac_owner(&i.mac)?
             && Some(owner.as_str()) != system_id
@@ -121,11 +122,20 @@ pub(super) fn macs_free(
                 i.mac
             )));
         }
+        if let Some(d) = devices
+            .iter()
+            .find(|d| d.macs.contains(&i.mac) && Some(d.system_id.as_str()) != system_id)
+        {
+            return Err(ServiceError::Conflict(format!(
+                "MAC {} already belongs to device {} ({})",
+                i.mac, d.system_id, d.hostname
+            )));
+        }
     }
     Ok(())
 }
 
-fn check_tags(tags: &[String]) -> Result<(), ServiceError> {
+pub(super) fn check_tags(tags: &[String]) -> Result<(), ServiceError> {
     for t in tags {
         ids::check_name("tag", t).map_err(ServiceError::Invalid)?;
     }

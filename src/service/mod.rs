@@ -8,9 +8,11 @@
 mod boot;
 mod catalog;
 mod conductor;
+mod devices;
 mod enlist;
 mod files;
 mod images;
+mod ipranges;
 mod login_guard;
 mod machines;
 mod power_ops;
@@ -32,7 +34,9 @@ pub use boot::BootPlan;
 #[doc(hidden)]
 pub use boot::fuzz_agent_report;
 pub use conductor::{CONDUCTOR_PASS, run_conductor};
+pub use devices::{DeviceEdit, NewDevice};
 pub use enlist::EnlistOptions;
+pub use ipranges::{IpRangeEdit, NewIpRange};
 pub use login_guard::LoginOptions;
 pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, mask_power};
 pub use power_ops::PowerRequest;
@@ -281,6 +285,9 @@ pub struct Service {
     timelines: std::sync::Mutex<timeline::Timelines>,
     /// The id of a machine whose boot timeline got a step, for live views (as `changes`).
     timeline_changes: tokio::sync::broadcast::Sender<String>,
+    /// Bumped after every change to the IP ranges added through the API: the DHCP servers
+    /// watch it and take the new pools at once.
+    ip_ranges_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// A machine changed (a commit of a newer generation) or was deleted: the one fact a live view
@@ -324,6 +331,7 @@ impl Service {
                 changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
                 timelines: std::sync::Mutex::default(),
                 timeline_changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
+                ip_ranges_changed: tokio::sync::watch::channel(0).0,
             },
             wakes,
         ))

@@ -13,11 +13,13 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransacti
 
 use super::StoreError;
 use super::tables::{
-    self, APPLIANCE, EVENTS, FILES, MACHINE_EVENTS, MACHINES, MACS, META, TEST_RESULTS, TOKENS,
-    USERS,
+    self, APPLIANCE, DEVICES, EVENTS, FILES, IP_RANGES, MACHINE_EVENTS, MACHINES, MACS, META,
+    TEST_RESULTS, TOKENS, USERS,
 };
 use crate::model::catalog::{CatalogKind, NamedThing};
+use crate::model::device::Device;
 use crate::model::file::StoredFile;
+use crate::model::iprange::IpRange;
 use crate::model::settings::Settings;
 use crate::model::setup::SetupRecord;
 use crate::model::{Event, Machine, TestRun, Token, User};
@@ -84,6 +86,21 @@ macro_rules! reads {
             /// The first-boot setup's record; None before anything was chosen.
             pub fn setup(&self) -> Result<Option<SetupRecord>, StoreError> {
                 self.get(APPLIANCE, "setup")
+            }
+
+            /// One device, by system_id.
+            pub fn device(&self, system_id: &str) -> Result<Option<Device>, StoreError> {
+                self.get(DEVICES, system_id)
+            }
+
+            /// Every device, by system_id.
+            pub fn devices(&self) -> Result<Vec<Device>, StoreError> {
+                self.all(DEVICES)
+            }
+
+            /// Every IP range added through the API, by number.
+            pub fn ip_ranges(&self) -> Result<Vec<IpRange>, StoreError> {
+                self.all(IP_RANGES)
             }
 
             /// The appliance-wide settings; None until one was changed.
@@ -282,6 +299,26 @@ impl<'a> Tx<'a> {
     /// Stores the first-boot setup's record, in place of the one before.
     pub fn put_setup(&self, setup: &SetupRecord) -> Result<(), StoreError> {
         tables::put_in(self.tx, APPLIANCE, "setup", setup)
+    }
+
+    /// Stores a device, in place of the one with its system_id.
+    pub fn put_device(&self, device: &Device) -> Result<(), StoreError> {
+        tables::put_in(self.tx, DEVICES, &device.system_id, device)
+    }
+
+    /// Removes a device; false when there was none.
+    pub fn remove_device(&self, system_id: &str) -> Result<bool, StoreError> {
+        tables::remove_in(self.tx, DEVICES, system_id)
+    }
+
+    /// Stores an IP range, in place of the one with its number.
+    pub fn put_ip_range(&self, range: &IpRange) -> Result<(), StoreError> {
+        tables::put_in(self.tx, IP_RANGES, &format!("{:010}", range.id), range)
+    }
+
+    /// Removes an IP range; false when there was none.
+    pub fn remove_ip_range(&self, id: u32) -> Result<bool, StoreError> {
+        tables::remove_in(self.tx, IP_RANGES, &format!("{id:010}"))
     }
 
     /// Stores the appliance-wide settings, in place of the ones before.

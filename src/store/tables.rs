@@ -42,6 +42,10 @@ pub(crate) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("maa
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_leases");
 /// The appliance's own settings, one JSON record per key ("setup": the first-boot setup).
 pub(crate) const APPLIANCE: TableDefinition<&str, &[u8]> = TableDefinition::new("appliance");
+/// system_id -> device (JSON).
+pub(crate) const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+/// IP range id (10 digits, zero-padded, so key order is number order) -> range (JSON).
+pub(crate) const IP_RANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("ip_ranges");
 
 /// The table of a catalog kind.
 pub fn catalog(kind: CatalogKind) -> TableDefinition<'static, &'static str, &'static [u8]> {

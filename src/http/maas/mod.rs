@@ -9,6 +9,7 @@
 //! table generates `describe/`, which python-libmaas binds its classes from.
 
 mod describe;
+mod devices;
 mod error;
 mod files;
 mod machines;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::render;
 use super::{Ctx, MaasError, MaasResult, PREFIX, Reply, json, machines};
 use crate::config::BootMode;
-use crate::model::{Event, Machine, Status, TestStatus};
+use crate::model::{Event, Machine, Status, TestStatus, ids};
 
 /// MAAS's node type of a controller that is both region and rack.
 const REGION_AND_RACK: u8 = 4;
@@ -174,6 +174,13 @@ pub(crate) async fn list(c: Ctx) -> Reply {
         .iter()
         .map(|m| render::machine(m, &catalog))
         .collect();
+    // Devices answer the filters devices/ takes; machine-only filters leave them out.
+    let machine_only = ["pool", "tags", "agent_name"]
+        .iter()
+        .any(|n| c.params.has(n));
+    if !machine_only {
+        out.extend(super::devices::filtered(&c)?);
+    }
     let controller = controller(&c)?;
     let only = |name: &str| c.params.all(name);
     let hostnames = only("hostname")?;
@@ -197,12 +204,15 @@ pub(crate) async fn list(c: Ctx) -> Reply {
     json(Value::Array(out))
 }
 
-/// GET nodes/{system_id}/: a machine, or the controller.
+/// GET nodes/{system_id}/: a machine, a device, or the controller.
 pub(crate) async fn read(c: Ctx) -> Reply {
     if c.arg("system_id") == controller_id() {
         return json(controller(&c)?);
     }
     let p = c.principal()?;
+    if let Ok(d) = c.state.service.device(p, c.arg("system_id")) {
+        return json(super::devices::render(&c, &d)?);
+    }
     let m = c.state.service.machine(p, c.arg("system_id"))?;
     json(render::machine(&m, &machines::catalog(&c)?))
 }
@@ -361,34 +371,6 @@ fn level_rank(level: &str) -> Option<u8> {
     }
 }
 
-/// A UTC time as calendar fields: (year, month 1-12, day, hour, minute, second, weekday with
-/// 0 = Thursday, the Unix epoch's).
-fn civil(at_ms: u64) -> (i64, i64, i64, i64, i64, i64, usize) {
-    let secs = i64::try_from(at_ms / 1000).unwrap_or(0);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = days.rem_euclid(7) as usize;
-    (
-        year,
-        month,
-        day,
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        weekday,
-    )
-}
-
 /// MAAS's timestamp form for events ("Thu, 03 Dec. 2026 12:00:00", UTC), which
 /// python-libmaas parses with exactly that format.
 pub(crate) fn created(at_ms: u64) -> String {
@@ -396,21 +378,22 @@ pub(crate) fn created(at_ms: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let (year, month, day, h, m, s, weekday) = civil(at_ms);
+    let (year, month, day, secs) = ids::utc_date(at_ms);
+    let weekday = (at_ms / 86_400_000 % 7) as usize;
     let month = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
     format!(
-        "{}, {day:02} {month}. {year} {h:02}:{m:02}:{s:02}",
-        WEEKDAYS[weekday]
+        "{}, {day:02} {month}. {year} {:02}:{:02}:{:02}",
+        WEEKDAYS[weekday],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
     )
 }
 
 /// MAAS's timestamp form for most objects ("2026-12-03T12:00:00.000", UTC, no zone).
 pub(crate) fn timestamp(at_ms: u64) -> String {
-    let (year, month, day, h, m, s, _) = civil(at_ms);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}",
-        at_ms % 1000
-    )
+    // RFC 3339 without its zone letter.
+    ids::rfc3339(at_ms).trim_end_matches('Z').to_string()
 }
 
 /// The most events one query answers, and the most it reads to find them.

@@ -17,7 +17,10 @@ use crate::http::AppState;
 use crate::http::api::catalogs::{self, Pools, Tags, Zones};
 use crate::model::Role;
 use crate::model::catalog::NamedThing;
-use crate::service::{CatalogKind, MachineFilter, NewUser, TokenCreated, TokenKind};
+use crate::model::iprange::RangeKind;
+use crate::service::{
+    CatalogKind, IpRangeEdit, MachineFilter, NewIpRange, NewUser, TokenCreated, TokenKind,
+};
 
 /// The MAAS API level rackbox speaks; clients compare it, not rackbox's own version.
 const MAAS_API_VERSION: &str = "2.9.2";
@@ -472,24 +475,19 @@ pub async fn spaces(_c: Ctx) -> Reply {
     json(json!([]))
 }
 
-/// The boot network's served subnets, numbered from 1 in config order, with their interface's
-/// mode.
-fn served_subnets(
-    c: &Ctx,
-) -> Vec<(
-    usize,
-    BootMode,
-    &'static str,
-    &crate::config::BootSubnet,
-    String,
-)> {
+/// A served boot subnet: (its MAAS id, numbered from 1 in config order; its interface's mode;
+/// the subnet; the interface's name).
+type Served<'a> = (usize, BootMode, &'a crate::config::BootSubnet, String);
+
+/// The boot network's served subnets (see [`Served`]).
+fn served_subnets(c: &Ctx) -> Vec<Served<'_>> {
     let mut out = Vec::new();
     for iface in &c.state.boot.interfaces {
         if iface.mode == BootMode::Off {
             continue;
         }
         for subnet in &iface.subnets {
-            out.push((out.len() + 1, iface.mode, "", subnet, iface.name.clone()));
+            out.push((out.len() + 1, iface.mode, subnet, iface.name.clone()));
         }
     }
     out
@@ -501,7 +499,7 @@ pub async fn subnets(c: Ctx) -> Reply {
     let vlan = boot_vlan(&c)?;
     let out: Vec<Value> = served_subnets(&c)
         .into_iter()
-        .map(|(id, mode, _, subnet, iface)| subnet_json(id, mode, subnet, &iface, &vlan))
+        .map(|(id, mode, subnet, iface)| subnet_json(id, mode, subnet, &iface, &vlan))
         .collect();
     json(Value::Array(out))
 }
@@ -531,12 +529,40 @@ fn subnet_json(
     })
 }
 
-/// The ranges of the boot subnets as MAAS's IP ranges: each dynamic range (the DHCP pool of a
-/// managed subnet) and each reserved range, numbered from 1 in config order.
+/// MAAS ids of the ranges the config file sets start here (the API's own ranges count from 1),
+/// so both kinds keep their ids when the other changes.
+const CONFIG_RANGE_IDS: u64 = 1_000_000;
+
+/// One IP range as MAAS shows it.
+fn range_json(
+    id: u64,
+    kind: &str,
+    start: impl std::fmt::Display,
+    end: impl std::fmt::Display,
+    subnet: &Value,
+    comment: &str,
+    user: Option<&str>,
+) -> Value {
+    json!({
+        "id": id,
+        "type": kind,
+        "start_ip": start.to_string(),
+        "end_ip": end.to_string(),
+        "subnet": subnet,
+        "comment": comment,
+        "user": user.map(|u| render::user(u, "", false)),
+        "resource_uri": format!("{}ipranges/{id}/", super::PREFIX),
+    })
+}
+
+/// Every range of the boot subnets as MAAS's IP ranges: those the config file sets (dynamic:
+/// the DHCP pool of a managed subnet; reserved) and those added through the API.
 fn ranges(c: &Ctx) -> MaasResult<Vec<Value>> {
     let vlan = boot_vlan(c)?;
+    let stored = c.state.service.ip_ranges()?;
     let mut out = Vec::new();
-    for (subnet_id, mode, _, subnet, iface) in served_subnets(c) {
+    let mut n = 0;
+    for (subnet_id, mode, subnet, iface) in served_subnets(c) {
         let subnet_value = subnet_json(subnet_id, mode, subnet, &iface, &vlan);
         let kinds = [
             ("dynamic", &subnet.dynamic_ranges, "DHCP pool"),
@@ -544,18 +570,30 @@ fn ranges(c: &Ctx) -> MaasResult<Vec<Value>> {
         ];
         for (kind, list, what) in kinds {
             for r in list {
-                let id = out.len() + 1;
-                out.push(json!({
-                    "id": id,
-                    "type": kind,
-                    "start_ip": r.start.to_string(),
-                    "end_ip": r.end.to_string(),
-                    "subnet": subnet_value,
-                    "comment": format!("{what} on {iface} (from the boot network's configuration)"),
-                    "user": null,
-                    "resource_uri": format!("{}ipranges/{id}/", super::PREFIX),
-                }));
+                n += 1;
+                let comment = format!("{what} on {iface} (set by the configuration file)");
+                out.push(range_json(
+                    CONFIG_RANGE_IDS + n,
+                    kind,
+                    r.start,
+                    r.end,
+                    &subnet_value,
+                    &comment,
+                    None,
+                ));
             }
+        }
+        let cidr = subnet.cidr.to_string();
+        for r in stored.iter().filter(|r| r.subnet == cidr) {
+            out.push(range_json(
+                u64::from(r.id),
+                r.kind.as_str(),
+                r.start,
+                r.end,
+                &subnet_value,
+                &r.comment,
+                Some(&r.owner),
+            ));
         }
     }
     Ok(out)
@@ -578,6 +616,162 @@ pub(crate) async fn ip_range(c: Ctx) -> Reply {
             },
             json,
         )
+}
+
+fn address(c: &Ctx, name: &str) -> MaasResult<Option<std::net::Ipv4Addr>> {
+    c.params
+        .nonempty(name)?
+        .map(|a| {
+            a.parse().map_err(|_| {
+                MaasError::bad_request(format!("{name}: {a:?} is not an IPv4 address"))
+            })
+        })
+        .transpose()
+}
+
+/// The served subnet a new range goes in: the one `subnet` names (id or CIDR), else the one
+/// holding start_ip; both ends must lie in it.
+fn range_subnet(
+    c: &Ctx,
+    start: std::net::Ipv4Addr,
+    end: std::net::Ipv4Addr,
+) -> MaasResult<(BootMode, &crate::config::BootSubnet)> {
+    let served = served_subnets(c);
+    let named = c.params.nonempty("subnet")?;
+    let found = served.into_iter().find(|(id, _, s, _)| match &named {
+        Some(n) => id.to_string() == *n || s.cidr.to_string() == *n,
+        None => s.cidr.contains(start),
+    });
+    let Some((_, mode, subnet, _)) = found else {
+        return Err(MaasError::bad_request(match named {
+            Some(n) => format!("subnet: {n} is not a subnet of the boot network"),
+            None => format!("start_ip: {start} is in no subnet of the boot network"),
+        }));
+    };
+    if !subnet.cidr.contains(start) || !subnet.cidr.contains(end) {
+        return Err(MaasError::bad_request(format!(
+            "{start}-{end} is not inside subnet {}",
+            subnet.cidr
+        )));
+    }
+    Ok((mode, subnet))
+}
+
+/// The ranges the config file sets on a subnet, which no API range may overlap.
+fn fixed_ranges(
+    subnet: &crate::config::BootSubnet,
+) -> Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+    subnet
+        .dynamic_ranges
+        .iter()
+        .chain(&subnet.reserved_ranges)
+        .map(|r| (r.start, r.end))
+        .collect()
+}
+
+/// POST ipranges/: a dynamic range widens a managed subnet's DHCP pool at once; a reserved one
+/// keeps addresses out of what rackbox hands out. Refused (409) when it overlaps any range.
+pub(crate) async fn create_ip_range(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let kind_text = c.params.required("type")?;
+    let kind = RangeKind::parse(&kind_text).ok_or_else(|| {
+        MaasError::bad_request(format!("type: {kind_text:?} is not dynamic or reserved"))
+    })?;
+    let (Some(start), Some(end)) = (address(&c, "start_ip")?, address(&c, "end_ip")?) else {
+        return Err(MaasError::bad_request("start_ip and end_ip are required"));
+    };
+    let (mode, subnet) = range_subnet(&c, start, end)?;
+    if kind == RangeKind::Dynamic && mode != BootMode::Managed {
+        return Err(MaasError::bad_request(format!(
+            "subnet {} is served in proxy mode: another DHCP server gives its addresses",
+            subnet.cidr
+        )));
+    }
+    let new = NewIpRange {
+        kind,
+        start,
+        end,
+        subnet: subnet.cidr.to_string(),
+        comment: c.params.text("comment")?.unwrap_or_default(),
+    };
+    let fixed = fixed_ranges(subnet);
+    let r = c.state.service.create_ip_range(p, new, fixed).await?;
+    ip_range_reply(&c, r.id)
+}
+
+fn ip_range_reply(c: &Ctx, id: u32) -> Reply {
+    ranges(c)?
+        .into_iter()
+        .find(|r| r["id"] == u64::from(id))
+        .map_or_else(
+            || {
+                Err(MaasError::not_found(format!(
+                    "IP range {id} does not exist"
+                )))
+            },
+            json,
+        )
+}
+
+/// The API range the path names; the config file's ranges are refused with where to change them.
+fn api_range_id(c: &Ctx) -> MaasResult<u32> {
+    let id = c.arg("id");
+    match id.parse::<u64>() {
+        Ok(n) if n > CONFIG_RANGE_IDS => Err(MaasError::conflict(format!(
+            "IP range {id} is set by the configuration file ([[boot.interfaces.subnets]]); change it there"
+        ))),
+        Ok(n) => u32::try_from(n)
+            .map_err(|_| MaasError::not_found(format!("IP range {id} does not exist"))),
+        Err(_) => Err(MaasError::not_found(format!(
+            "IP range {id} does not exist"
+        ))),
+    }
+}
+
+/// PUT ipranges/{id}/: new start_ip, end_ip or comment.
+pub(crate) async fn update_ip_range(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let id = api_range_id(&c)?;
+    let current = c
+        .state
+        .service
+        .ip_ranges()?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| MaasError::not_found(format!("IP range {id} does not exist")))?;
+    let start = address(&c, "start_ip")?;
+    let end = address(&c, "end_ip")?;
+    let fixed = served_subnets(&c)
+        .into_iter()
+        .find(|(_, _, s, _)| s.cidr.to_string() == current.subnet)
+        .map(|(_, _, s, _)| {
+            let (new_start, new_end) = (start.unwrap_or(current.start), end.unwrap_or(current.end));
+            if s.cidr.contains(new_start) && s.cidr.contains(new_end) {
+                Ok(fixed_ranges(s))
+            } else {
+                Err(MaasError::bad_request(format!(
+                    "{new_start}-{new_end} is not inside subnet {}",
+                    s.cidr
+                )))
+            }
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let edit = IpRangeEdit {
+        start,
+        end,
+        comment: c.params.text("comment")?,
+    };
+    c.state.service.edit_ip_range(p, id, edit, fixed).await?;
+    ip_range_reply(&c, id)
+}
+
+/// DELETE ipranges/{id}/
+pub(crate) async fn delete_ip_range(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let id = api_range_id(&c)?;
+    c.state.service.delete_ip_range(p, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// rackbox configures no static routes on the boot network: an empty list, in MAAS's shape.

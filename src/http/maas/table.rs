@@ -6,7 +6,7 @@
 use axum::http::Method;
 use futures_util::future::BoxFuture;
 
-use super::{Ctx, Reply, describe, files, machines, nodes, resources, settings};
+use super::{Ctx, Reply, describe, devices, files, machines, nodes, resources, settings};
 use crate::http::Access;
 use crate::http::api::catalogs::{Pools, Tags, Zones};
 
@@ -467,6 +467,81 @@ pub(crate) static RESOURCES: &[Resource] = &[
                 User,
                 "The node's commissioning output, BSON-encoded.",
                 nodes::details
+            ),
+        ],
+    },
+    Resource {
+        name: "DevicesHandler",
+        path: "devices/",
+        doc: "Devices: things on the rack's networks that rackbox does not deploy (BMCs, switches, containers).",
+        actions: &[
+            act!(
+                GET,
+                None,
+                User,
+                "List the devices the caller may see.",
+                [
+                    ("hostname", "Only devices with this hostname (repeatable)."),
+                    ("id", "Only the device with this system_id (repeatable)."),
+                    ("mac_address", "Only the device with this MAC (repeatable)."),
+                    ("zone", "Only devices in this zone."),
+                    ("domain", "Only devices in this domain (repeatable)."),
+                ],
+                devices::list
+            ),
+            act!(
+                POST,
+                None,
+                User,
+                "Record a device.",
+                [
+                    (
+                        "mac_addresses",
+                        "A MAC address of the device (repeat for each; required)."
+                    ),
+                    ("hostname", "Its hostname (default: one is made up)."),
+                    ("domain", "DNS domain (default maas)."),
+                    ("description", "Free text."),
+                    ("parent", "system_id of the machine it belongs to."),
+                    ("zone", "Availability zone."),
+                ],
+                devices::create
+            ),
+        ],
+    },
+    Resource {
+        name: "DeviceHandler",
+        path: "devices/{system_id}/",
+        doc: "One device.",
+        actions: &[
+            act!(GET, None, User, "Read a device.", devices::read),
+            act!(
+                PUT,
+                None,
+                User,
+                "Update a device (its owner or an admin).",
+                [
+                    ("hostname", "New hostname."),
+                    ("domain", "New DNS domain."),
+                    ("description", "New description."),
+                    (
+                        "mac_addresses",
+                        "Its MAC addresses, all of them (repeat for each)."
+                    ),
+                    (
+                        "parent",
+                        "system_id of the machine it belongs to (empty: none)."
+                    ),
+                    ("zone", "New zone."),
+                ],
+                devices::update
+            ),
+            act!(
+                DELETE,
+                None,
+                User,
+                "Delete a device (its owner or an admin).",
+                devices::delete
             ),
         ],
     },
@@ -963,26 +1038,57 @@ pub(crate) static RESOURCES: &[Resource] = &[
     Resource {
         name: "IPRangesHandler",
         path: "ipranges/",
-        doc: "The boot subnets' dynamic (DHCP pool) and reserved ranges.",
-        actions: &[act!(
-            GET,
-            None,
-            User,
-            "List IP ranges.",
-            resources::ip_ranges
-        )],
+        doc: "The boot subnets' dynamic (DHCP pool) and reserved ranges: the configuration file's and those added here.",
+        actions: &[
+            act!(GET, None, User, "List IP ranges.", resources::ip_ranges),
+            act!(
+                POST,
+                None,
+                User,
+                "Add an IP range (dynamic: admins; refused when it overlaps another).",
+                [
+                    (
+                        "type",
+                        "dynamic (joins the DHCP pool at once) or reserved (never handed out); required."
+                    ),
+                    ("start_ip", "First address (required)."),
+                    ("end_ip", "Last address (required)."),
+                    (
+                        "subnet",
+                        "The boot subnet, by id or CIDR (default: the one holding start_ip)."
+                    ),
+                    ("comment", "Why the range exists."),
+                ],
+                resources::create_ip_range
+            ),
+        ],
     },
     Resource {
         name: "IPRangeHandler",
         path: "ipranges/{id}/",
         doc: "One IP range.",
-        actions: &[act!(
-            GET,
-            None,
-            User,
-            "Read an IP range.",
-            resources::ip_range
-        )],
+        actions: &[
+            act!(GET, None, User, "Read an IP range.", resources::ip_range),
+            act!(
+                PUT,
+                None,
+                User,
+                "Change an IP range added through the API.",
+                [
+                    ("start_ip", "New first address."),
+                    ("end_ip", "New last address."),
+                    ("comment", "New comment."),
+                ],
+                resources::update_ip_range
+            ),
+            act!(
+                DELETE,
+                None,
+                User,
+                "Delete an IP range added through the API.",
+                resources::delete_ip_range
+            ),
+        ],
     },
     Resource {
         name: "StaticRoutesHandler",
