@@ -1,7 +1,9 @@
 //! python-libmaas 0.6.8, the MAAS client many tools are built on, against a real `rackbox serve`:
 //! API-key connect, password login, whoami, list, create, allocate by constraints, no-match,
-//! deploy with user_data, release with quick erase, power state, and a wrong key. The client runs
-//! tests/maas/libmaas_flow.py in the virtualenv scripts/deps.d/maas.sh makes.
+//! deploy with user_data, release with quick erase, power state, nodes and the controllers,
+//! devices, SSH keys, events, tagging, settings, machine details, the network objects, and a
+//! wrong key; then python-libmaas's own `maas` CLI (nodes, controllers, devices, tags). The client
+//! runs tests/maas/libmaas_flow.py in the virtualenv scripts/deps.d/maas.sh makes.
 
 mod common;
 
@@ -95,6 +97,19 @@ async fn python_libmaas_drives_the_maas_face() {
         )
         .await;
     assert_eq!(s, 201, "{v}");
+    // One image, so the default OS and series come from the image cache.
+    let r = api
+        .http
+        .post(format!(
+            "{}/api/v1/images?name=bookworm&os=debian&release=bookworm&arch=amd64",
+            daemon.url
+        ))
+        .bearer_auth(&admin)
+        .body(vec![7u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     let admin_key = maas_key(&daemon.url, &admin, "admin");
     let user_key = maas_key(&daemon.url, &admin, USER);
 
@@ -107,6 +122,8 @@ async fn python_libmaas_drives_the_maas_face() {
         .env("RACKBOX_USER", USER)
         .env("RACKBOX_USER_PASSWORD", USER_PASSWORD)
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("RACKBOX_LIBMAAS_CLI", python.with_file_name("maas"))
+        .env("RACKBOX_LIBMAAS_HOME", dir.path().join("home"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -7,12 +7,13 @@ RACKBOX_MAAS_URL, RACKBOX_ADMIN_KEY, RACKBOX_USER_KEY, RACKBOX_USER, RACKBOX_USE
 
 import json
 import os
+import subprocess
 import sys
 import urllib.request
 
 from maas.client import connect, login
 from maas.client.bones import CallError
-from maas.client.enum import NodeStatus, PowerState
+from maas.client.enum import NodeStatus, NodeType, PowerState
 from maas.client.viscera.machines import MachineNotFound
 
 URL = os.environ["RACKBOX_MAAS_URL"]
@@ -20,6 +21,7 @@ ADMIN_KEY = os.environ["RACKBOX_ADMIN_KEY"]
 USER_KEY = os.environ["RACKBOX_USER_KEY"]
 USER = os.environ["RACKBOX_USER"]
 PASSWORD = os.environ["RACKBOX_USER_PASSWORD"]
+MAAS_CLI = os.environ["RACKBOX_LIBMAAS_CLI"]
 
 
 def ok(what):
@@ -151,13 +153,109 @@ def main():
     expect(got.status == NodeStatus.READY, "after the erase the machine is Ready: %r" % got.status)
     ok("release with quick_erase erases and returns the machine to Ready")
 
+    # The client has no nodes facade; its CLI's `maas nodes` reads them through the origin.
+    nodes = {n.system_id: n for n in user._origin.Nodes.read()}
+    expect("mid001" in nodes and nodes["mid001"].node_type == NodeType.MACHINE, "nodes list machines")
+    controllers = [n for n in nodes.values() if n.node_type == NodeType.REGION_AND_RACK_CONTROLLER]
+    expect(len(controllers) == 1, "nodes list the appliance as the one controller: %r" % nodes)
+    racks = user.rack_controllers.list()
+    regions = user.region_controllers.list()
+    expect(
+        [r.system_id for r in racks] == [controllers[0].system_id] == [r.system_id for r in regions],
+        "the appliance is the rack and the region controller",
+    )
+    rack = user.rack_controllers.get(racks[0].system_id)
+    expect(rack.cpus >= 1 and rack.memory > 0, "the controller says its size")
+    ok("nodes, rack and region controllers: the appliance (%s)" % rack.hostname)
+
+    device = user.devices.create(mac_addresses=["52:54:00:dd:00:01"], hostname="bmc-sw1")
+    expect(device.hostname == "bmc-sw1", "device hostname %r" % device.hostname)
+    expect([d.system_id for d in user.devices.list()] == [device.system_id], "the user's devices")
+    expect(user.devices.get(device.system_id).fqdn == "bmc-sw1.maas", "device fqdn")
+    expect(
+        device.system_id in {n.system_id for n in user._origin.Nodes.read()},
+        "nodes list the device too",
+    )
+    taken = call_status(user.devices.create, mac_addresses=[created.boot_interface.mac_address])
+    expect(taken == 409, "a machine's MAC cannot be a device's: %r" % taken)
+    device.delete()
+    expect(list(user.devices.list()) == [], "the device is deleted")
+    ok("devices: create, list, read, refuse a machine's MAC, delete")
+
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlibmaaskey0000000 alice@laptop"
+    made = user.ssh_keys.create(key)
+    expect(made.key == key, "the key as given")
+    expect([k.key for k in user.ssh_keys.list()] == [key], "the user's keys")
+    expect(user.ssh_keys.get(made.id).key == key, "one key by id")
+    # SSHKey has no delete method in python-libmaas; its handler has MAAS's delete action.
+    made._handler.delete(id=made.id)
+    expect(list(user.ssh_keys.list()) == [], "the key is deleted")
+    ok("SSH keys: create, list, read, delete")
+
+    events = user.events.query(hostnames=["host-mid001"], limit=50)
+    kinds = [e.event_type for e in events]
+    expect("deploy" in kinds and "release" in kinds, "mid001's events name its deploy and release: %r" % kinds)
+    expect(all(e.hostname == "host-mid001" for e in events), "only mid001's events")
+    expect(list(admin.events.query(level=admin.events.ERROR)) == [], "nothing failed: no ERROR events")
+    ok("events query by hostname and level (%d events)" % len(events))
+
+    gpu = admin.tags.get("gpu")
+    small = admin.machines.get("small1")
+    small.tags.add(gpu)
+    small.refresh()
+    expect("gpu" in {t.name for t in small.tags}, "small1 carries gpu after tags.add")
+    small.tags.remove(gpu)
+    small.refresh()
+    expect("gpu" not in {t.name for t in small.tags}, "small1 lost gpu after tags.remove")
+    ok("tag a machine and untag it (update_nodes)")
+
+    expect(admin.maas.get_default_os() == "debian", "the default OS is the image cache's: %r" % admin.maas.get_default_os())
+    expect(admin.maas.get_default_distro_series() == "bookworm", "the default series is the default image's")
+    admin.maas.set_name("site-a")
+    expect(user.maas.get_name() == "site-a", "maas_name after set_name")
+    expect(call_status(admin.maas.get_config, "no_such_setting") == 400, "an unknown setting is refused")
+    expect(call_status(user.maas.set_name, "mine") == 403, "a user may not change settings")
+    ok("settings: default OS and series from the image cache, maas_name, unknown names refused")
+
+    details = user.machines.get("mid001").get_details()
+    expect(set(details) >= {"lshw", "lldp", "rackbox-inventory"}, "details keys %r" % sorted(details))
+    ok("machine details decode as BSON")
+
+    expect(list(user.ip_ranges.list()) == [], "no boot network: no IP ranges")
+    expect(list(user.static_routes.list()) == [], "no static routes")
+    expect(list(user.boot_sources.list()) == [], "no mirror synced yet")
+    fabric = user.fabrics.list()[0]
+    vlan = fabric.vlans[0]
+    expect(vlan.dhcp_on is False, "no boot network: the VLAN has no DHCP")
+    expect({u.username for u in admin.users.list()} == {"admin", USER}, "admins list every user")
+    ok("IP ranges, static routes, boot sources, VLAN DHCP and users as this rackbox has them")
+
+    home = os.environ["RACKBOX_LIBMAAS_HOME"]
+    os.makedirs(home, exist_ok=True)
+    cli_env = dict(os.environ, HOME=home)
+
+    def cli(*args):
+        done = subprocess.run([MAAS_CLI, *args], env=cli_env, capture_output=True, text=True, timeout=60)
+        shown = " ".join("<key>" if a == USER_KEY else a for a in args)
+        expect(done.returncode == 0, "maas %s failed: %s%s" % (shown, done.stdout, done.stderr))
+        return done.stdout
+
+    cli("login", "-p", "alice", "--apikey", USER_KEY, URL)
+    listing = cli("nodes")
+    expect("host-mid001" in listing and "Regiond+rackd" in listing, listing)
+    expect(rack.hostname in cli("controllers"), "maas controllers lists the appliance")
+    cli("devices")
+    expect("gpu" in cli("tags"), "maas tags")
+    ok("the maas CLI of python-libmaas: nodes, controllers, devices, tags")
+
     zones = {z.name for z in user.zones.list()}
     expect({"default", "rack2"} <= zones, "zones %r" % zones)
     pools = {p.name for p in user.resource_pools.list()}
     expect("default" in pools, "pools %r" % pools)
     tags = {t.name for t in user.tags.list()}
     expect("gpu" in tags, "tags %r" % tags)
-    expect(list(user.boot_resources.list()) == [], "no boot resources imported in this test")
+    resources = [r.name for r in user.boot_resources.list()]
+    expect(resources == ["debian/bookworm"], "the one uploaded image: %r" % resources)
     ok("zones, resource pools, tags, boot resources")
 
     bad_key = "AAAAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBB:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"
