@@ -227,10 +227,27 @@ impl ImageCache {
     /// The image a deploy gets: the named one, or the default of os/arch when it names none.
     pub fn deploy_image(&self, name: &str, os: &str, arch: &str) -> Result<Image, ImageError> {
         let rx = self.store.read()?;
-        if !name.is_empty() {
-            return records::image(&rx, name)?.ok_or_else(|| ImageError::not_found("image", name));
-        }
         let arch = records::base_arch(arch);
+        if !name.is_empty() {
+            if let Some(image) = records::image(&rx, name)? {
+                return Ok(image);
+            }
+            // MAAS names images "os/release" (a deploy's osystem/distro_series): the image of
+            // that OS and release for the machine's architecture, the default one first.
+            if let Some((os, release)) = name.split_once('/') {
+                let default = records::default_for(&rx, os, arch)?;
+                let mut matching: Vec<Image> = records::all_images(&rx)?
+                    .into_iter()
+                    .filter(|i| i.os == os && i.release == release && i.arch == arch)
+                    .collect();
+                matching
+                    .sort_by_key(|i| (default.as_deref() != Some(i.name.as_str()), i.created_ms));
+                if let Some(image) = matching.into_iter().next() {
+                    return Ok(image);
+                }
+            }
+            return Err(ImageError::not_found("image", name));
+        }
         let os_list: Vec<String> = if os.is_empty() {
             records::all_defaults(&rx)?
                 .into_iter()

@@ -5,11 +5,11 @@ raises, so the traceback names it. Inputs come from the environment (see the Rus
 RACKBOX_MAAS_URL, RACKBOX_ADMIN_KEY, RACKBOX_USER_KEY, RACKBOX_USER, RACKBOX_USER_PASSWORD.
 """
 
-import json
 import os
 import subprocess
 import sys
-import urllib.request
+
+import agent_player
 
 from maas.client import connect, login
 from maas.client.bones import CallError
@@ -34,25 +34,12 @@ def expect(condition, message):
 
 
 def play_agent(machine, path, body):
-    """Does what the machine's agent does, through rackbox's real endpoints: network-boot (fetch
-    the machine's iPXE script, which carries its per-boot token) and report to /api/agent/v1."""
-    base = URL.split("/MAAS")[0]
-    mac = machine.boot_interface.mac_address
-    script = urllib.request.urlopen("%s/boot/%s.ipxe" % (base, mac)).read().decode()
-    tokens = [w.split("=", 1)[1] for w in script.split() if w.startswith("rackbox.token=")]
-    return report(base, tokens[0] if tokens else None, path, body)
+    """Boots the machine's ephemeral environment and sends its agent's report."""
+    return agent_player.boot_and_report(URL.split("/MAAS")[0], machine.boot_interface.mac_address, path, body)
 
 
 def report(base, token, path, body):
-    expect(token, "the boot script carries a token")
-    request = urllib.request.Request(
-        "%s/api/agent/v1/%s" % (base, path),
-        data=json.dumps(body).encode(),
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request).read()
-    return token
+    return agent_player.report(base, token, path, body)
 
 
 def call_status(fn, *args, **kwargs):

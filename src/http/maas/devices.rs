@@ -1,8 +1,6 @@
 //! devices/: MAAS's non-deployable nodes (BMCs, switches, containers), backed by rackbox's
 //! device records. A device's addresses are the boot network's active leases of its MACs.
 
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::{Ctx, MaasError, MaasResult, PREFIX, Reply, json, render};
@@ -156,5 +154,5 @@ pub(crate) async fn update(c: Ctx) -> Reply {
 pub(crate) async fn delete(c: Ctx) -> Reply {
     let p = c.principal()?;
     c.state.service.delete_device(p, c.arg("system_id")).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::no_content()
 }

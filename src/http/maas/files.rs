@@ -86,7 +86,7 @@ pub async fn read(c: Ctx) -> Reply {
 pub async fn delete(c: Ctx) -> Reply {
     let p = c.principal()?;
     c.state.service.delete_file(p, c.arg("filename")).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::no_content()
 }
 
 /// POST files/?op=delete&filename=... (the older form of delete).
@@ -94,5 +94,5 @@ pub(crate) async fn delete_by_param(c: Ctx) -> Reply {
     let p = c.principal()?;
     let filename = c.params.required("filename")?;
     c.state.service.delete_file(p, &filename).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::no_content()
 }

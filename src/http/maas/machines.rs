@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
@@ -239,7 +237,7 @@ pub async fn delete(c: Ctx) -> Reply {
         .service
         .delete_machine(p, c.arg("system_id"))
         .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::no_content()
 }
 
 /// Runs one life-cycle action through the service and answers the machine.
@@ -853,7 +851,7 @@ mod tests {
         assert_eq!(c.arch.as_deref(), Some("amd64"));
         assert!(c.dry_run);
         let e = constraints(&Params::from_pairs([("interfaces", "eth0:space=db")])).unwrap_err();
-        assert_eq!(e.status, StatusCode::CONFLICT);
+        assert_eq!(e.status, axum::http::StatusCode::CONFLICT);
         assert!(constraints(&Params::from_pairs([("cpu_count", "lots")])).is_err());
     }
 }

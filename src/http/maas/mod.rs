@@ -293,6 +293,16 @@ async fn dispatch_inner(state: AppState, req: Request) -> Reply {
     (action.run)(ctx).await
 }
 
+/// What a delete answers: 204, with a content type as MAAS's (Django's) has one; the MAAS CLI
+/// reads the content type of every answer and fails on one without.
+pub fn no_content() -> Reply {
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+    )
+        .into_response())
+}
+
 /// A JSON answer with MAAS's content type (exactly `application/json`: python-libmaas checks).
 pub fn json(value: serde_json::Value) -> Reply {
     Ok(axum::Json(value).into_response())

@@ -159,7 +159,7 @@ pub(crate) async fn create_user(c: Ctx) -> Reply {
 pub(crate) async fn delete_user(c: Ctx) -> Reply {
     let p = c.principal()?;
     c.state.service.delete_user(p, c.arg("username")).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::no_content()
 }
 
 /// How the face shows a catalog (zones, resource pools, tags): one set of handlers serves the
@@ -253,7 +253,7 @@ pub(crate) async fn catalog_delete<C: FaceCatalog>(c: Ctx) -> Reply {
     let p = c.principal()?;
     let name = C::entry(&c)?;
     c.state.service.delete_catalog(p, C::KIND, &name).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::no_content()
 }
 
 pub(crate) async fn tag_machines(c: Ctx) -> Reply {
@@ -367,7 +367,7 @@ pub(crate) async fn delete_ssh_key(c: Ctx) -> Reply {
     let p = c.principal()?;
     let id = key_id(&c)?;
     c.state.service.delete_ssh_key(p, &p.username, id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::no_content()
 }
 
 /// Domains: "maas" and every domain a machine the caller sees is in, with machine counts.
@@ -771,7 +771,7 @@ pub(crate) async fn delete_ip_range(c: Ctx) -> Reply {
     let p = c.principal()?;
     let id = api_range_id(&c)?;
     c.state.service.delete_ip_range(p, id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::no_content()
 }
 
 /// rackbox configures no static routes on the boot network: an empty list, in MAAS's shape.
