@@ -285,16 +285,38 @@ pub(crate) fn image_for(osystem: &str, distro_series: Option<&str>) -> String {
     }
 }
 
-/// Decodes MAAS's base64 user_data (clients may wrap lines and end with a newline).
+/// The most user data a deploy takes once decompressed (cloud-init's own seed limits are far
+/// below this; a bigger one is a mistake or an attack).
+const MAX_USER_DATA: u64 = 1024 * 1024;
+
+/// Decodes MAAS's base64 user_data (clients may wrap lines and end with a newline). Juju sends
+/// gzip-compressed cloud-config, which cloud-init reads as is; rackbox keeps user data as text,
+/// so it is decompressed here (at most [`MAX_USER_DATA`] bytes).
 pub(crate) fn decode_user_data(text: &str) -> Result<String, ParamError> {
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let bytes = base64::engine::general_purpose::STANDARD
+    let mut bytes = base64::engine::general_purpose::STANDARD
         .decode(compact.as_bytes())
         .map_err(|e| ParamError::invalid("user_data", format!("not valid base64: {e}")))?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        use std::io::Read;
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .take(MAX_USER_DATA + 1)
+            .read_to_end(&mut plain)
+            .map_err(|e| ParamError::invalid("user_data", format!("not valid gzip: {e}")))?;
+        if plain.len() as u64 > MAX_USER_DATA {
+            return Err(ParamError::invalid(
+                "user_data",
+                format!("decompresses to more than {MAX_USER_DATA} bytes"),
+            ));
+        }
+        bytes = plain;
+    }
     String::from_utf8(bytes).map_err(|_| {
         ParamError::invalid(
             "user_data",
-            "decodes to binary data; rackbox takes text user data (cloud-config or a script)",
+            "decodes to binary data; rackbox takes text user data (cloud-config or a script, \
+             plain or gzip-compressed)",
         )
     })
 }
@@ -763,6 +785,20 @@ mod tests {
         );
         assert!(decode_user_data("not base64!").is_err());
         assert!(decode_user_data("//79").is_err());
+    }
+
+    #[test]
+    fn gzip_user_data_is_read_as_cloud_init_reads_it() {
+        use std::io::Write;
+        let config = "#cloud-config\nruncmd: [echo juju]\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(config.as_bytes()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+        assert_eq!(decode_user_data(&b64).unwrap(), config);
+        let plain = base64::engine::general_purpose::STANDARD.encode(config);
+        assert_eq!(decode_user_data(&format!("{plain}\n")).unwrap(), config);
+        let broken = base64::engine::general_purpose::STANDARD.encode([0x1f, 0x8b, 1, 2, 3]);
+        assert!(decode_user_data(&broken).is_err());
     }
 
     #[test]
