@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::maas::{Maas, maas_key};
 use common::{ADMIN_PASSWORD, Api, Daemon, machine};
 use rackbox::model::{DeployTarget, Disk, Interface, Status};
 use reqwest::Method;
@@ -228,101 +229,11 @@ fn check_machine(m: &Value) {
     }
 }
 
-/// A MAAS client speaking like gomaasapi: OAuth PLAINTEXT with realm "MAAS+API" and
-/// query-escaped values, urlencoded bodies.
-struct Maas {
-    http: reqwest::Client,
-    base: String,
-    key: Option<(String, String, String)>,
-}
-
-impl Maas {
-    fn new(url: &str, key: Option<&str>) -> Maas {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let key = key.map(|k| {
-            let mut p = k.split(':');
-            (
-                p.next().unwrap().to_string(),
-                p.next().unwrap().to_string(),
-                p.next().unwrap().to_string(),
-            )
-        });
-        Maas {
-            http: reqwest::Client::new(),
-            base: format!("{url}/MAAS/api/2.0/"),
-            key,
-        }
-    }
-
-    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.key {
-            None => req,
-            Some((ck, tk, ts)) => req.header(
-                "Authorization",
-                format!(
-                    "OAuth realm=\"MAAS+API\", oauth_consumer_key=\"{ck}\", oauth_token=\"{tk}\", oauth_signature_method=\"PLAINTEXT\", oauth_signature=\"%26{ts}\", oauth_nonce=\"abc\", oauth_timestamp=\"1700000000\", oauth_version=\"1.0\""
-                ),
-            ),
-        }
-    }
-
-    /// Sends a request; answers status, content type and body (JSON when it parses).
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        form: &[(&str, &str)],
-    ) -> (u16, String, Value, reqwest::header::HeaderMap) {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .query(query);
-        if method != Method::GET && method != Method::DELETE {
-            req = req.form(form);
-        }
-        let r = self.auth(req).send().await.unwrap();
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let ct = headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let text = r.text().await.unwrap();
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, ct, v, headers)
-    }
-
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
-        let (s, _, v, _) = self.send(Method::GET, path, query, &[]).await;
-        (s, v)
-    }
-
-    async fn post(&self, path: &str, op: &str, form: &[(&str, &str)]) -> (u16, Value) {
-        let (s, _, v, _) = self.send(Method::POST, path, &[("op", op)], form).await;
-        (s, v)
-    }
-}
-
 struct Setup {
     daemon: Daemon,
     admin: Maas,
     user: Maas,
     _dir: tempfile::TempDir,
-}
-
-async fn maas_key(api: &Api, bearer: &str, user: &str) -> String {
-    let (s, v) = api
-        .call(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(bearer),
-            Some(json!({"kind": "maas", "username": user, "name": "test"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    v["token"].as_str().unwrap().to_string()
 }
 
 async fn setup() -> Setup {
@@ -454,10 +365,7 @@ async fn every_object_has_the_keys_and_types_gomaasapi_requires() {
     }
     let pool_id = pools[0]["id"].to_string();
     assert_eq!(
-        s.user
-            .get(&format!("resourcepools/{pool_id}/"), &[])
-            .await
-            .0,
+        s.user.get(&format!("resourcepool/{pool_id}/"), &[]).await.0,
         200
     );
     let (st, domains) = s.user.get("domains/", &[]).await;

@@ -59,6 +59,33 @@ impl Service {
         Ok(thing)
     }
 
+    /// Changes the description of a zone or pool, or a tag's comment (admins only).
+    pub async fn describe_catalog(
+        &self,
+        p: &Principal,
+        kind: CatalogKind,
+        name: &str,
+        description: &str,
+    ) -> Result<NamedThing, ServiceError> {
+        if !p.is_admin() {
+            return Err(ServiceError::Forbidden(format!(
+                "only admins may change a {}",
+                kind.name()
+            )));
+        }
+        let (n, d) = (name.to_string(), description.to_string());
+        self.store
+            .write(move |tx| -> Result<NamedThing, ServiceError> {
+                let mut thing = tx
+                    .catalog_entry(kind, &n)?
+                    .ok_or_else(|| ServiceError::not_found(kind.name(), &n))?;
+                thing.description = d;
+                tx.put_catalog(kind, &thing)?;
+                Ok(thing)
+            })
+            .await
+    }
+
     /// Deletes a zone, pool or tag. The default zone and pool stay; one still used by a machine
     /// is refused (409) naming the machine.
     pub async fn delete_catalog(

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod maas;
 pub mod qemu;
 
 use std::collections::BTreeSet;

@@ -76,7 +76,7 @@ pub fn pool(name: &str, description: &str) -> Value {
         "id": id,
         "name": name,
         "description": description,
-        "resource_uri": format!("{PREFIX}resourcepools/{id}/"),
+        "resource_uri": format!("{PREFIX}resourcepool/{id}/"),
     })
 }
 

@@ -222,6 +222,11 @@ impl FaceCatalog for Tags {
                 "definition: rackbox tags are given to machines by hand; XPath definitions are not supported",
             ));
         }
+        if params.nonempty("kernel_opts")?.is_some() {
+            return Err(MaasError::bad_request(
+                "kernel_opts: rackbox tags carry no kernel options",
+            ));
+        }
         Ok(())
     }
 }
@@ -247,6 +252,30 @@ pub(crate) async fn catalog_create<C: FaceCatalog>(c: Ctx) -> Reply {
 pub(crate) async fn catalog_read<C: FaceCatalog>(c: Ctx) -> Reply {
     let name = C::entry(&c)?;
     json(C::render(&c.state.service.catalog_entry(C::KIND, &name)?))
+}
+
+/// PUT zones/{name}/, resourcepool/{id}/, tags/{name}/: a new description (a tag's comment).
+/// rackbox names zones, pools and tags once (machines refer to them by name): a different
+/// `name` is refused with what to do instead.
+pub(crate) async fn catalog_update<C: FaceCatalog>(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let name = C::entry(&c)?;
+    if let Some(new) = c.params.nonempty("name")?
+        && new != name
+    {
+        return Err(MaasError::bad_request(format!(
+            "name: rackbox does not rename {name}; create {new} and move the machines to it"
+        )));
+    }
+    C::check(&c.params)?;
+    let entry = c.state.service.catalog_entry(C::KIND, &name)?;
+    let description = c.params.text(C::TEXT)?.unwrap_or(entry.description);
+    let entry = c
+        .state
+        .service
+        .describe_catalog(p, C::KIND, &name, &description)
+        .await?;
+    json(C::render(&entry))
 }
 
 pub(crate) async fn catalog_delete<C: FaceCatalog>(c: Ctx) -> Reply {

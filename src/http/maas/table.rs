@@ -847,6 +847,17 @@ pub(crate) static RESOURCES: &[Resource] = &[
                 resources::catalog_read::<Zones>
             ),
             act!(
+                PUT,
+                None,
+                Admin,
+                "Change a zone's description.",
+                [
+                    ("name", "Its name, unchanged (rackbox does not rename)."),
+                    ("description", "The new text.")
+                ],
+                resources::catalog_update::<Zones>
+            ),
+            act!(
                 DELETE,
                 None,
                 Admin,
@@ -882,7 +893,7 @@ pub(crate) static RESOURCES: &[Resource] = &[
     },
     Resource {
         name: "ResourcePoolHandler",
-        path: "resourcepools/{id}/",
+        path: "resourcepool/{id}/",
         doc: "Manage one resource pool.",
         actions: &[
             act!(
@@ -891,6 +902,17 @@ pub(crate) static RESOURCES: &[Resource] = &[
                 User,
                 "Read a resource pool.",
                 resources::catalog_read::<Pools>
+            ),
+            act!(
+                PUT,
+                None,
+                Admin,
+                "Change a resource pool's description.",
+                [
+                    ("name", "Its name, unchanged (rackbox does not rename)."),
+                    ("description", "The new text.")
+                ],
+                resources::catalog_update::<Pools>
             ),
             act!(
                 DELETE,
@@ -941,6 +963,25 @@ pub(crate) static RESOURCES: &[Resource] = &[
                 User,
                 "Read a tag.",
                 resources::catalog_read::<Tags>
+            ),
+            act!(
+                PUT,
+                None,
+                Admin,
+                "Change a tag's comment.",
+                [
+                    ("name", "Its name, unchanged (rackbox does not rename)."),
+                    ("comment", "The new text."),
+                    (
+                        "definition",
+                        "Refused when not empty: rackbox tags are given by hand."
+                    ),
+                    (
+                        "kernel_opts",
+                        "Refused when not empty: rackbox tags carry no kernel options."
+                    )
+                ],
+                resources::catalog_update::<Tags>
             ),
             act!(
                 DELETE,
