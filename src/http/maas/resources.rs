@@ -306,6 +306,37 @@ pub(crate) async fn tag_machines(c: Ctx) -> Reply {
     ))
 }
 
+/// DELETE tags/{name}/: as MAAS does it, a tag that machines carry is taken from them first
+/// (Terraform destroys a maas_tag while its machines still carry it). The native API and the
+/// page refuse that instead, so that one click never untags a rack.
+pub(crate) async fn tag_delete(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let name = c.arg("name").to_string();
+    c.state.service.catalog_entry(CatalogKind::Tag, &name)?;
+    let carrying = c.state.service.list_machines(
+        p,
+        &MachineFilter {
+            tag: Some(name.clone()),
+            limit: Some(0),
+            ..Default::default()
+        },
+    )?;
+    for m in carrying.items {
+        let mut tags = m.tags.clone();
+        tags.remove(&name);
+        let edit = crate::model::api::MachineEdit {
+            tags: Some(tags.into_iter().collect()),
+            ..Default::default()
+        };
+        c.state.service.edit_machine(p, &m.system_id, edit).await?;
+    }
+    c.state
+        .service
+        .delete_catalog(p, CatalogKind::Tag, &name)
+        .await?;
+    super::no_content()
+}
+
 /// POST tags/{name}/?op=update_nodes: gives the tag to the machines in `add` and takes it from
 /// those in `remove`; answers MAAS's counts. Every machine is checked before any changes.
 pub(crate) async fn tag_update_nodes(c: Ctx) -> Reply {

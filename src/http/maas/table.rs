@@ -987,8 +987,8 @@ pub(crate) static RESOURCES: &[Resource] = &[
                 DELETE,
                 None,
                 Admin,
-                "Delete a tag no machine carries.",
-                resources::catalog_delete::<Tags>
+                "Delete a tag, taking it from the machines that carry it.",
+                resources::tag_delete
             ),
             act!(
                 GET,
