@@ -1012,3 +1012,214 @@ fn the_foreign_dhcp_probe_finds_a_site_server_and_not_rackbox_itself() {
         "{missing}"
     );
 }
+
+/// A MAAS-face call made with curl inside the server's namespace, as gomaasclient makes it
+/// (OAuth PLAINTEXT, urlencoded body, `?op=` on every POST); answers (status, JSON or text).
+fn maas_call(
+    lab: &Lab,
+    ns: &str,
+    key: &str,
+    method: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut parts = key.split(':');
+    let (ck, tk, ts) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let auth = format!(
+        "Authorization: OAuth oauth_consumer_key=\"{ck}\", oauth_token=\"{tk}\", oauth_signature_method=\"PLAINTEXT\", oauth_signature=\"%26{ts}\", oauth_nonce=\"n\", oauth_timestamp=\"1\", oauth_version=\"1.0\""
+    );
+    let mut cmd = lab.cmd(ns, "curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "-H",
+        &auth,
+    ]);
+    for (k, v) in form {
+        cmd.arg("--data-urlencode").arg(format!("{k}={v}"));
+    }
+    cmd.arg(format!("http://127.0.0.1:5240/MAAS/api/2.0/{path}"));
+    let out = netns::run(&mut cmd);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let value = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.into()));
+    (code.trim().parse().unwrap_or(0), value)
+}
+
+/// An IP range added through the MAAS face (as Terraform's maas_subnet_ip_range adds it) widens
+/// the DHCP pool at once, for a real client; one that overlaps is refused; removing the range
+/// takes it out of the pool again; the VLAN and the rack controller say that rackbox serves
+/// managed DHCP there.
+#[test]
+fn an_ip_range_added_through_the_maas_face_changes_the_pool_at_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(TOOLS);
+    let mut lab = Lab::new();
+    let (_sw, srv, cs) = lan(&mut lab, 3);
+    // One address in the configured pool.
+    let rb = Rackbox::start(
+        &mut lab,
+        &srv,
+        "rb",
+        &managed_toml(
+            "eth0",
+            &[("192.0.2.0/24", "192.0.2.100", "192.0.2.100", 600)],
+        ),
+    );
+    let token = rb.login(&lab);
+    let made = ok(lab.cmd(&rb.ns, "curl").args([
+        "-sf",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"kind":"maas","name":"terraform"}"#,
+        "http://127.0.0.1:5240/api/v1/tokens",
+    ]));
+    let key = serde_json::from_str::<serde_json::Value>(&made).expect("token JSON")["token"]
+        .as_str()
+        .expect("a MAAS key")
+        .to_string();
+    let maas = |method: &str, path: &str, form: &[(&str, &str)]| {
+        maas_call(&lab, &srv, &key, method, path, form)
+    };
+    let script = netns::write_udhcpc_script(&lab);
+    let once = |c: &str, out: &str| {
+        let _ = netns::run(&mut udhcpc(
+            &lab,
+            c,
+            out,
+            &script,
+            &["-q", "-n", "-t", "3", "-T", "1"],
+        ));
+        bound_ips(&lab.read(out)).into_iter().next()
+    };
+    assert_eq!(once(&cs[0], "a.out").as_deref(), Some("192.0.2.100"));
+    assert_eq!(once(&cs[1], "b.out"), None, "the pool of one is taken");
+
+    // The VLAN and the controller tell the truth about DHCP here.
+    let (s, vlans) = maas("GET", "fabrics/0/vlans/", &[]);
+    assert_eq!(s, 200, "{vlans}");
+    assert_eq!(vlans[0]["dhcp_on"], true, "{vlans}");
+    let (_, racks) = maas("GET", "rackcontrollers/", &[]);
+    assert_eq!(vlans[0]["primary_rack"], racks[0]["system_id"], "{racks}");
+    let iface = &racks[0]["interface_set"][0];
+    assert_eq!(iface["name"], "eth0", "{racks}");
+    assert_eq!(iface["mac_address"], "02:00:00:00:00:01", "{racks}");
+
+    // Terraform's create: GET subnets/, POST ipranges/?op= with the subnet's id.
+    let (_, subnets) = maas("GET", "subnets/", &[]);
+    let subnet = subnets[0]["id"].to_string();
+    let range = [
+        ("type", "dynamic"),
+        ("subnet", subnet.as_str()),
+        ("start_ip", "192.0.2.150"),
+        ("end_ip", "192.0.2.151"),
+        ("comment", "more room"),
+    ];
+    let (s, r) = maas("POST", "ipranges/?op=", &range);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        r["subnet"]["cidr"], "192.0.2.0/24",
+        "the subnet is an object: {r}"
+    );
+    let id = r["id"].to_string();
+    let got = once(&cs[1], "b2.out").expect("the widened pool serves the second client");
+    assert!(in_range(&got, 150, 151), "{got}");
+
+    // Overlaps are refused: with the API's range and with the configuration's.
+    let (s, body) = maas(
+        "POST",
+        "ipranges/?op=",
+        &[
+            ("type", "reserved"),
+            ("start_ip", "192.0.2.151"),
+            ("end_ip", "192.0.2.160"),
+        ],
+    );
+    assert_eq!(s, 409, "{body}");
+    let (s, body) = maas(
+        "POST",
+        "ipranges/?op=",
+        &[
+            ("type", "dynamic"),
+            ("start_ip", "192.0.2.90"),
+            ("end_ip", "192.0.2.100"),
+        ],
+    );
+    assert_eq!(s, 409, "{body}");
+    assert!(body.to_string().contains("configuration"), "{body}");
+    let (s, body) = maas(
+        "POST",
+        "ipranges/?op=",
+        &[
+            ("type", "dynamic"),
+            ("start_ip", "198.51.100.1"),
+            ("end_ip", "198.51.100.9"),
+        ],
+    );
+    assert_eq!(s, 400, "outside every boot subnet: {body}");
+
+    // Terraform's update and read: PUT the same parameters with a new comment, GET it back.
+    let mut changed = range;
+    changed[4] = ("comment", "even more room");
+    let (s, r) = maas("PUT", &format!("ipranges/{id}/"), &changed);
+    assert_eq!(s, 200, "{r}");
+    assert!(r["resource_uri"].is_string(), "{r}");
+    let (_, r) = maas("GET", &format!("ipranges/{id}/"), &[]);
+    assert_eq!(r["comment"], "even more room");
+    let (_, all) = maas("GET", "ipranges/", &[]);
+    let config = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["start_ip"] == "192.0.2.100")
+        .expect("the configuration's range is listed")
+        .clone();
+    let (s, body) = maas("DELETE", &format!("ipranges/{}/", config["id"]), &[]);
+    assert_eq!(
+        s, 409,
+        "the configuration's range is changed in the file: {body}"
+    );
+
+    // A reserved range inside the API's pool: that address is never handed out.
+    let (s, r) = maas(
+        "PUT",
+        &format!("ipranges/{id}/"),
+        &[("end_ip", "192.0.2.152")],
+    );
+    assert_eq!(s, 200, "{r}");
+    let (s, reserved) = maas(
+        "POST",
+        "ipranges/?op=",
+        &[
+            ("type", "reserved"),
+            ("start_ip", "192.0.2.170"),
+            ("end_ip", "192.0.2.170"),
+        ],
+    );
+    assert_eq!(s, 200, "{reserved}");
+    let third = once(&cs[2], "c.out").expect("the third client gets the range's new address");
+    assert!(in_range(&third, 150, 152) && third != got, "{third}");
+
+    // Terraform's destroy: DELETE; the range's addresses leave the pool for new clients.
+    assert_eq!(maas("DELETE", &format!("ipranges/{id}/"), &[]).0, 204);
+    assert_eq!(
+        maas("DELETE", &format!("ipranges/{}/", reserved["id"]), &[]).0,
+        204
+    );
+    let _ = netns::run(lab.cmd(&cs[1], "ip").args(["addr", "flush", "dev", "eth0"]));
+    let (_, leases) = maas("GET", "ipranges/", &[]);
+    assert_eq!(leases.as_array().map(Vec::len), Some(1), "{leases}");
+    drop(rb);
+}
