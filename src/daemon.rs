@@ -110,6 +110,8 @@ pub async fn serve(config: Config) -> Result<Stopped, DaemonError> {
         _ => config,
     };
 
+    service.set_subnets(subnet_plans(&config.boot));
+
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| DaemonError::Listen {
@@ -420,4 +422,42 @@ async fn watchdog(store: Store, shutdown: impl std::future::Future<Output = ()>)
             ),
         }
     }
+}
+
+/// The boot subnets as deployed machines' links use them: every served subnet with its DHCP
+/// pool, reserved ranges and this host's own addresses on it out of reach of static links.
+fn subnet_plans(boot: &crate::config::BootConfig) -> Vec<crate::model::network::SubnetPlan> {
+    let mut plans = Vec::new();
+    for iface in boot
+        .interfaces
+        .iter()
+        .filter(|i| i.mode != crate::config::BootMode::Off)
+    {
+        let own: Vec<std::net::Ipv4Addr> = crate::net::interface_info(&iface.name)
+            .map(|info| info.addresses.iter().map(|(a, _)| *a).collect())
+            .unwrap_or_default();
+        for s in &iface.subnets {
+            let mut unavailable: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)> = s
+                .dynamic_ranges
+                .iter()
+                .chain(&s.reserved_ranges)
+                .map(|r| (r.start, r.end))
+                .collect();
+            unavailable.extend(
+                own.iter()
+                    .filter(|a| s.cidr.contains(**a))
+                    .map(|a| (*a, *a)),
+            );
+            plans.push(crate::model::network::SubnetPlan {
+                cidr: s.cidr.to_string(),
+                network: s.cidr.network(),
+                prefix: s.cidr.prefix(),
+                gateway: s.gateway,
+                dns: s.dns_servers.clone(),
+                domain: s.domain.clone(),
+                unavailable,
+            });
+        }
+    }
+    plans
 }

@@ -1223,3 +1223,107 @@ fn an_ip_range_added_through_the_maas_face_changes_the_pool_at_once() {
     assert_eq!(leases.as_array().map(Vec::len), Some(1), "{leases}");
     drop(rb);
 }
+
+/// Interface links through the MAAS face on a rackbox with a boot network (as Terraform's
+/// maas_instance network_interfaces and the MAAS CLI set them): link_subnet STATIC shows the
+/// address with its subnet object and in the machine's ip_addresses; an address in the DHCP
+/// pool is refused; AUTO has no address until a deploy; unlink_subnet clears it.
+#[test]
+fn interface_links_through_the_maas_face() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools(TOOLS);
+    let mut lab = Lab::new();
+    let (_sw, srv, _cs) = lan(&mut lab, 0);
+    let rb = Rackbox::start(
+        &mut lab,
+        &srv,
+        "rb",
+        &managed_toml(
+            "eth0",
+            &[("192.0.2.0/24", "192.0.2.100", "192.0.2.150", 600)],
+        ),
+    );
+    let token = rb.login(&lab);
+    let made = ok(lab.cmd(&rb.ns, "curl").args([
+        "-sf",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"kind":"maas","name":"links"}"#,
+        "http://127.0.0.1:5240/api/v1/tokens",
+    ]));
+    let key = serde_json::from_str::<serde_json::Value>(&made).expect("token JSON")["token"]
+        .as_str()
+        .expect("a MAAS key")
+        .to_string();
+    let maas = |method: &str, path: &str, form: &[(&str, &str)]| {
+        maas_call(&lab, &srv, &key, method, path, form)
+    };
+    let (s, m) = maas(
+        "POST",
+        "machines/?op=",
+        &[
+            ("architecture", "amd64/generic"),
+            ("mac_addresses", "52:54:00:00:02:01"),
+            ("power_type", "manual"),
+            ("commission", "false"),
+        ],
+    );
+    assert_eq!(s, 200, "{m}");
+    let id = m["system_id"].as_str().unwrap().to_string();
+    let iface = format!("nodes/{id}/interfaces/1/");
+    let (_, subnets) = maas("GET", "subnets/", &[]);
+    let subnet = subnets[0]["id"].to_string();
+
+    let (s, body) = maas(
+        "POST",
+        &format!("{iface}?op=link_subnet"),
+        &[
+            ("mode", "STATIC"),
+            ("subnet", &subnet),
+            ("ip_address", "192.0.2.120"),
+        ],
+    );
+    assert_eq!(s, 400, "an address in the DHCP pool: {body}");
+    let (s, i) = maas(
+        "POST",
+        &format!("{iface}?op=link_subnet"),
+        &[
+            ("mode", "STATIC"),
+            ("subnet", &subnet),
+            ("ip_address", "192.0.2.20"),
+            ("default_gateway", "false"),
+        ],
+    );
+    assert_eq!(s, 200, "{i}");
+    let link = &i["links"][0];
+    assert_eq!(link["mode"], "static");
+    assert_eq!(link["ip_address"], "192.0.2.20");
+    assert_eq!(link["subnet"]["cidr"], "192.0.2.0/24");
+    let (_, m) = maas("GET", &format!("machines/{id}/"), &[]);
+    assert_eq!(m["ip_addresses"], serde_json::json!(["192.0.2.20"]), "{m}");
+
+    let (s, i) = maas(
+        "POST",
+        &format!("{iface}?op=link_subnet"),
+        &[("mode", "AUTO"), ("subnet", "192.0.2.0/24")],
+    );
+    assert_eq!(s, 200, "{i}");
+    assert_eq!(i["links"][0]["mode"], "auto");
+    assert!(
+        i["links"][0].get("ip_address").is_none(),
+        "an auto link has no address before a deploy (gomaasapi refuses a null one): {i}"
+    );
+    let (s, i) = maas("POST", &format!("{iface}?op=unlink_subnet"), &[("id", "1")]);
+    assert_eq!(s, 200, "{i}");
+    assert_eq!(i["links"], serde_json::json!([]));
+    let (_, v) = maas("GET", "version/", &[]);
+    assert!(
+        v["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.contains(&serde_json::json!("network-deployment-ubuntu"))),
+        "{v}"
+    );
+}

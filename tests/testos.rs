@@ -204,6 +204,7 @@ async fn deploy_test_os(dir: &Path, image_dir: &Path, s: &Shared, url: &str) -> 
         instance_id: "i-testos-1".into(),
         report_url: Some(format!("{GUEST_APPLIANCE}/api/agent/v1/deployed")),
         report_token: Some(REPORT_TOKEN.into()),
+        network_config: None,
     };
     let client = Client::new(url, Some(REPORT_TOKEN.into()), fast_policy()).expect("client");
     let (progress, _watch) = tokio::sync::watch::channel(Progress::default());

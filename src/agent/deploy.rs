@@ -282,6 +282,7 @@ fn write_seed(
         user_data: task.user_data.clone(),
         report_url: task.report_url.clone().unwrap_or_default(),
         report_token: task.report_token.clone().unwrap_or_default(),
+        network_config: task.network_config.clone().unwrap_or_default(),
     };
     let sector_u16 = u16::try_from(sector).unwrap_or(512);
     let fat = seed::build_fat(&input, sector_u16)?;

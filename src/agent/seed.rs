@@ -1,5 +1,6 @@
-//! The cloud-init NoCloud seed: `meta-data` and `user-data` on a vfat filesystem labelled
-//! `CIDATA`, built in memory with the `fatfs` crate.
+//! The cloud-init NoCloud seed: `meta-data`, `user-data` and, when the machine's links say how
+//! its interfaces come up, `network-config`, on a vfat filesystem labelled `CIDATA`, built in
+//! memory with the `fatfs` crate.
 //!
 //! cloud-init's NoCloud datasource looks for a filesystem labelled `cidata`/`CIDATA` on any block
 //! device, so after the image is written the agent puts this filesystem in a small partition at
@@ -54,6 +55,9 @@ pub(crate) struct SeedInput {
     pub(crate) report_url: String,
     /// Bearer token for `report_url` (`rackbox-report-token`); empty when none.
     pub(crate) report_token: String,
+    /// The `network-config` file (cloud-init's network configuration v2) as the appliance
+    /// wrote it; empty: no file, and cloud-init brings up its fallback network.
+    pub(crate) network_config: String,
 }
 
 /// The meta-data key holding the URL the deployed OS reports to.
@@ -175,10 +179,13 @@ pub(crate) fn user_data(input: &SeedInput) -> String {
 /// Builds the `CIDATA` vfat filesystem image holding `meta-data` and `user-data`, with FAT
 /// sectors of `sector_size` bytes (the disk's logical sector size, which Linux requires).
 pub(crate) fn build_fat(input: &SeedInput, sector_size: u16) -> Result<Vec<u8>, SeedError> {
-    let files = [
+    let mut files = vec![
         ("meta-data", meta_data(input)),
         ("user-data", user_data(input)),
     ];
+    if !input.network_config.trim().is_empty() {
+        files.push(("network-config", input.network_config.clone()));
+    }
     let total: usize = files.iter().map(|(_, c)| c.len()).sum();
     // Leave room for the FAT, the root directory and cluster rounding.
     if total as u64 > SEED_BYTES - 512 * 1024 {
@@ -318,6 +325,26 @@ mod tests {
             .read_to_string(&mut meta)
             .expect("read");
         assert!(meta.contains("local-hostname: \"node1\""));
+        assert!(
+            fs.root_dir().open_file("network-config").is_err(),
+            "no links: no network-config, cloud-init brings up its fallback"
+        );
+    }
+
+    #[test]
+    fn the_network_config_is_written_as_given() {
+        let mut i = input("");
+        i.network_config = r#"{"version":2,"ethernets":{"eno1":{"dhcp4":true}}}"#.into();
+        let image = build_fat(&i, 4096).expect("fits");
+        let mut cur = Cursor::new(image);
+        let fs = fatfs::FileSystem::new(&mut cur, fatfs::FsOptions::new()).expect("mounts");
+        let mut text = String::new();
+        fs.root_dir()
+            .open_file("network-config")
+            .expect("network-config")
+            .read_to_string(&mut text)
+            .expect("read");
+        assert_eq!(text, i.network_config);
     }
 
     #[test]

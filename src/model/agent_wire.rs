@@ -149,6 +149,11 @@ pub struct DeployTask {
     /// The bearer token for `report_url`.
     #[serde(default)]
     pub report_token: Option<String>,
+    /// The seed's `network-config` (cloud-init network configuration v2, JSON text): how the
+    /// machine's interfaces come up (see `model::network`). None: no file, cloud-init's
+    /// fallback network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_config: Option<String>,
 }
 
 impl std::fmt::Debug for DeployTask {
@@ -168,6 +173,7 @@ impl std::fmt::Debug for DeployTask {
                 "report_token",
                 &self.report_token.as_ref().map(|_| "<hidden>"),
             )
+            .field("network_config", &self.network_config)
             .finish()
     }
 }
@@ -317,6 +323,7 @@ mod tests {
             instance_id: "abc123-7".into(),
             report_url: Some("http://192.0.2.1:5240/api/agent/v1/deployed".into()),
             report_token: Some("rbt_abc123_x".into()),
+            network_config: None,
         }));
         let json = serde_json::to_value(&task).expect("json");
         assert_eq!(json["task"], "deploy");

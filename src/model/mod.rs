@@ -18,6 +18,7 @@ pub mod iprange;
 pub mod lease;
 pub mod lifecycle;
 pub mod machine;
+pub mod network;
 pub mod schema;
 pub mod settings;
 pub mod setup;

@@ -99,6 +99,7 @@ pub(super) fn inventory_interfaces(inventory: &Inventory) -> Result<Vec<Interfac
                 name: nic.name.clone(),
                 mac,
                 boot: nic.boot,
+                link: None,
             })
         })
         .collect()
@@ -312,7 +313,24 @@ impl Service {
             instance_id: format!("{}-{}", m.system_id, m.generation),
             report_url: Some(format!("{public_url}{PREFIX}{}", path::DEPLOYED)),
             report_token: Some(token.to_string()),
+            network_config: self.network_config_of(m)?,
         })))
+    }
+
+    /// The seed's network-config for `m`'s links, with the appliance's upstream DNS servers
+    /// when they are set.
+    fn network_config_of(&self, m: &Machine) -> Result<Option<String>, ServiceError> {
+        let dns: Vec<std::net::Ipv4Addr> = self
+            .settings()?
+            .upstream_dns
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        Ok(
+            crate::model::network::network_config(&m.interfaces, &self.subnet_plans(), &dns)
+                .map(|v| v.to_string()),
+        )
     }
 
     /// The inventory the commissioning agent took (`/inventory`): see
@@ -362,6 +380,14 @@ impl Service {
                     for i in &mut new_ifaces {
                         i.boot = known_boot.contains(&i.mac);
                     }
+                }
+                // A link set on an interface before (by its MAC) stays with it.
+                for i in &mut new_ifaces {
+                    i.link = m
+                        .interfaces
+                        .iter()
+                        .find(|old| old.mac == i.mac)
+                        .and_then(|old| old.link.clone());
                 }
                 if new_ifaces.is_empty() {
                     new_ifaces = m.interfaces.clone();

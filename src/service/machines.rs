@@ -185,6 +185,7 @@ impl Service {
                 name: format!("eth{i}"),
                 mac,
                 boot: i == 0,
+                link: None,
             });
         }
         if let Some(h) = &new.hostname {
@@ -200,7 +201,7 @@ impl Service {
         };
         check_power(&power)?;
         let commission = new.commission.unwrap_or(power.remote().is_some());
-        let deadlines = self.deadlines;
+        let rules = self.rules();
         let actor = p.username.clone();
         let said = if boot.is_some() {
             "enlisted by its agent"
@@ -280,7 +281,7 @@ impl Service {
                 tx.put_machine(&machine, None, [added])?;
                 if commission {
                     let action = Action::Commission { run_tests: false };
-                    let t = apply_in(tx, &machine, &action, &actor, None, now, &deadlines)?;
+                    let t = apply_in(tx, &machine, &action, &actor, None, now, &rules)?;
                     machine = t.machine;
                 }
                 Ok(machine)
@@ -570,7 +571,7 @@ impl Service {
             };
             let c2 = c.clone();
             let owner = p.username.clone();
-            let deadlines = self.deadlines;
+            let rules = self.rules();
             let comment = comment.clone();
             let chosen = self
                 .store
@@ -589,7 +590,7 @@ impl Service {
                             owner: owner.clone(),
                         };
                         let comment = comment.as_deref();
-                        let t = apply_in(tx, &m, &action, &owner, comment, now_ms(), &deadlines)?;
+                        let t = apply_in(tx, &m, &action, &owner, comment, now_ms(), &rules)?;
                         return Ok(Some(t));
                     }
                     Ok(None)

@@ -15,6 +15,7 @@ mod images;
 mod ipranges;
 mod login_guard;
 mod machines;
+mod network;
 mod power_ops;
 mod reconcile;
 mod sessions;
@@ -39,6 +40,7 @@ pub use enlist::EnlistOptions;
 pub use ipranges::{IpRangeEdit, NewIpRange};
 pub use login_guard::LoginOptions;
 pub use machines::{ActionRequest, MachineEdit, MachineFilter, NewMachine, Page, mask_power};
+pub use network::LinkRequest;
 pub use power_ops::PowerRequest;
 pub use reconcile::{PowerSync, run_power_sync, run_reconciler};
 pub use sessions::{NewSession, SESSION_LIFETIME, Session};
@@ -263,6 +265,9 @@ pub struct Service {
     /// stays the truth: writes re-read the record inside their write.
     index: RwLock<BTreeMap<String, Arc<Machine>>>,
     deadlines: Deadlines,
+    /// The boot subnets as deployed machines' links use them (empty without a boot network); set
+    /// once the daemon knows its boot network.
+    subnets: std::sync::RwLock<Arc<Vec<crate::model::network::SubnetPlan>>>,
     /// Wakes the conductor for a machine that owes power work. Unbounded: wakes are few and
     /// small, and a commit must never wait on a slow BMC.
     wakes: mpsc::UnboundedSender<String>,
@@ -322,6 +327,7 @@ impl Service {
                 store,
                 index: RwLock::new(index),
                 deadlines,
+                subnets: std::sync::RwLock::new(Arc::new(Vec::new())),
                 wakes: tx,
                 images,
                 enlist: enlist::EnlistOptions::default(),

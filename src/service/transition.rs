@@ -102,8 +102,9 @@ pub(super) fn apply_in(
     actor: &str,
     comment: Option<&str>,
     now: u64,
-    deadlines: &Deadlines,
+    rules: &Rules,
 ) -> Result<Transition, ServiceError> {
+    let deadlines = &rules.deadlines;
     let mut steps = Vec::new();
     let mut current = m.clone();
     if let Action::Deploy(_) = action
@@ -116,13 +117,22 @@ pub(super) fn apply_in(
         current = t.machine.clone();
         steps.push((t, "allocate"));
     }
-    let t = lifecycle::apply(&current, action, now, deadlines)?;
+    let mut t = lifecycle::apply(&current, action, now, deadlines)?;
+    super::network::settle_addresses_in(tx, &mut t.machine, action, &rules.subnets, now)?;
     steps.push((t.clone(), action.kind().name()));
     let events = steps
         .iter()
         .map(|(step, name)| event_for(step, actor, name, comment));
     tx.put_machine(&t.machine, Some(m), events)?;
     Ok(t)
+}
+
+/// What a transition needs besides the machine: the deadlines of in-progress statuses and the
+/// boot subnets deploys pick addresses from.
+#[derive(Clone)]
+pub(super) struct Rules {
+    pub(super) deadlines: Deadlines,
+    pub(super) subnets: std::sync::Arc<Vec<crate::model::network::SubnetPlan>>,
 }
 
 /// The keys a deploy installs: the owner's keys with the ids asked for (all of them when none
@@ -265,7 +275,7 @@ impl Service {
     ) -> Result<Machine, ServiceError> {
         let id = system_id.to_string();
         let actor = actor.to_string();
-        let deadlines = self.deadlines;
+        let rules = self.rules();
         let t = self
             .store
             .write_essential(move |tx| -> Result<Transition, ServiceError> {
@@ -278,7 +288,7 @@ impl Service {
                     &actor,
                     comment.as_deref(),
                     now_ms(),
-                    &deadlines,
+                    &rules,
                 )
             })
             .await?;

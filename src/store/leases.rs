@@ -16,6 +16,11 @@ impl Tx<'_> {
     pub fn put_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         tables::put_in(self.tx, LEASES, &lease.ip.to_string(), lease)
     }
+
+    /// One lease, by address, as this write sees it.
+    pub fn lease_of(&self, ip: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
+        tables::get_in(self.tx, LEASES, &ip.to_string())
+    }
 }
 
 impl Snapshot {

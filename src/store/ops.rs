@@ -13,8 +13,8 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransacti
 
 use super::StoreError;
 use super::tables::{
-    self, APPLIANCE, DEVICES, EVENTS, FILES, IP_RANGES, MACHINE_EVENTS, MACHINES, MACS, META,
-    TEST_RESULTS, TOKENS, USERS,
+    self, ADDRESSES, APPLIANCE, DEVICES, EVENTS, FILES, IP_RANGES, MACHINE_EVENTS, MACHINES, MACS,
+    META, TEST_RESULTS, TOKENS, USERS,
 };
 use crate::model::catalog::{CatalogKind, NamedThing};
 use crate::model::device::Device;
@@ -56,6 +56,14 @@ macro_rules! reads {
             /// The system_id of the machine with an interface of `mac` (normalized), if any.
             pub fn mac_owner(&self, mac: &str) -> Result<Option<String>, StoreError> {
                 self.mac(mac)
+            }
+
+            /// The machine whose interface link holds `ip`.
+            pub fn address_owner(
+                &self,
+                ip: std::net::Ipv4Addr,
+            ) -> Result<Option<String>, StoreError> {
+                self.address(ip)
             }
 
             /// One account, by username.
@@ -150,6 +158,12 @@ impl<'a> Tx<'a> {
         Ok(t.get(mac)?.map(|v| v.value().to_string()))
     }
 
+    fn address(&self, ip: std::net::Ipv4Addr) -> Result<Option<String>, StoreError> {
+        let t = self.tx.open_table(ADDRESSES)?;
+        Ok(t.get(ip.to_string().as_str())?
+            .map(|v| v.value().to_string()))
+    }
+
     // --- machines and their history -----------------------------------------------------------
 
     /// Stores `machine` and `events` (each given the next store-wide sequence number), keeping
@@ -173,6 +187,17 @@ impl<'a> Tx<'a> {
             macs.insert(i.mac.as_str(), machine.system_id.as_str())?;
         }
         drop(macs);
+        let mut addresses = self.tx.open_table(ADDRESSES)?;
+        for ip in old
+            .iter()
+            .flat_map(|o| o.interfaces.iter().filter_map(|i| i.address()))
+        {
+            addresses.remove(ip.to_string().as_str())?;
+        }
+        for ip in machine.interfaces.iter().filter_map(|i| i.address()) {
+            addresses.insert(ip.to_string().as_str(), machine.system_id.as_str())?;
+        }
+        drop(addresses);
         tables::put_in(self.tx, MACHINES, &machine.system_id, machine)?;
         for event in events {
             self.append_event(event)?;
@@ -187,6 +212,11 @@ impl<'a> Tx<'a> {
             macs.remove(i.mac.as_str())?;
         }
         drop(macs);
+        let mut addresses = self.tx.open_table(ADDRESSES)?;
+        for ip in machine.interfaces.iter().filter_map(|i| i.address()) {
+            addresses.remove(ip.to_string().as_str())?;
+        }
+        drop(addresses);
         let mut index = self.tx.open_table(MACHINE_EVENTS)?;
         let seqs: Vec<u64> = index
             .range((machine.system_id.as_str(), 0)..=(machine.system_id.as_str(), u64::MAX))?
@@ -366,6 +396,16 @@ impl Snapshot {
             Err(e) => return Err(e.into()),
         };
         Ok(t.get(mac)?.map(|v| v.value().to_string()))
+    }
+
+    fn address(&self, ip: std::net::Ipv4Addr) -> Result<Option<String>, StoreError> {
+        let t = match self.rx.open_table(ADDRESSES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(t.get(ip.to_string().as_str())?
+            .map(|v| v.value().to_string()))
     }
 
     /// A machine's events, newest first, at most `limit`, older than `before` when given.

@@ -42,6 +42,9 @@ pub(crate) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("maa
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_leases");
 /// The appliance's own settings, one JSON record per key ("setup": the first-boot setup).
 pub(crate) const APPLIANCE: TableDefinition<&str, &[u8]> = TableDefinition::new("appliance");
+/// IPv4 address -> system_id of the machine whose interface link holds it (static, or picked
+/// for an `auto` link while deployed); kept in step by `put_machine`.
+pub(crate) const ADDRESSES: TableDefinition<&str, &str> = TableDefinition::new("link_addresses");
 /// system_id -> device (JSON).
 pub(crate) const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 /// IP range id (10 digits, zero-padded, so key order is number order) -> range (JSON).

@@ -13,6 +13,7 @@ use super::render::{self, AGENT_NAME_KEY, Catalog};
 use super::settings;
 use super::{Ctx, MaasError, MaasResult, Reply, json};
 use crate::model::constraints::parse_storage;
+use crate::model::network::LinkMode;
 use crate::model::settings::Settings;
 use crate::model::{Constraints, Machine, PowerType, ids};
 use crate::service::{
@@ -27,6 +28,7 @@ pub(crate) fn catalog(c: &Ctx) -> MaasResult<Catalog> {
         &zones,
         &pools,
         super::resources::boot_vlan(c)?,
+        super::resources::subnets_by_cidr(c)?,
     ))
 }
 
@@ -734,10 +736,7 @@ pub async fn allocate(c: Ctx) -> Reply {
 
 pub async fn interfaces(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
-    json(Value::Array(render::interfaces(
-        &m,
-        &super::resources::boot_vlan(&c)?,
-    )))
+    json(Value::Array(render::interfaces(&m, &catalog(&c)?)))
 }
 
 fn index_arg(c: &Ctx, len: usize, kind: &str) -> MaasResult<usize> {
@@ -758,7 +757,7 @@ pub async fn interface(c: Ctx) -> Reply {
         &m.system_id,
         i,
         &m.interfaces[i],
-        &super::resources::boot_vlan(&c)?,
+        &catalog(&c)?,
     ))
 }
 
@@ -771,6 +770,82 @@ pub(crate) async fn block_device(c: Ctx) -> Reply {
     let (_, m) = visible(&c)?;
     let i = index_arg(&c, m.disks.len(), "block device")?;
     json(render::block_device(&m.system_id, i, &m.disks[i]))
+}
+
+/// The subnet a link names: a boot subnet by its MAAS id or its CIDR.
+fn link_subnet_cidr(c: &Ctx, named: &str) -> MaasResult<String> {
+    let subnets = super::resources::subnets_by_cidr(c)?;
+    subnets
+        .iter()
+        .find(|(cidr, v)| {
+            *cidr == named || v["id"].as_u64().is_some_and(|n| n.to_string() == named)
+        })
+        .map(|(cidr, _)| cidr.clone())
+        .ok_or_else(|| {
+            MaasError::bad_request(format!(
+                "subnet: {named} is not a subnet of the boot network"
+            ))
+        })
+}
+
+/// Sets the link of the interface the path names and answers the interface.
+async fn set_link_reply(c: &Ctx, link: Option<crate::service::LinkRequest>) -> Reply {
+    let (p, m) = visible(c)?;
+    let i = index_arg(c, m.interfaces.len(), "interface")?;
+    let name = m.interfaces[i].name.clone();
+    let m = c
+        .state
+        .service
+        .set_link(&p, &m.system_id, &name, link)
+        .await?;
+    json(render::interface(
+        &m.system_id,
+        i,
+        &m.interfaces[i],
+        &catalog(c)?,
+    ))
+}
+
+/// POST nodes/{system_id}/interfaces/{id}/?op=link_subnet: mode AUTO, STATIC (with
+/// ip_address), DHCP or LINK_UP, on a boot subnet (id or CIDR). An interface has one link: this
+/// one replaces any other. `default_gateway` is accepted; the default route goes on the first
+/// addressed interface whose subnet has a gateway.
+pub(crate) async fn link_subnet(c: Ctx) -> Reply {
+    let mode_text = c.params.required("mode")?;
+    let mode = LinkMode::parse(&mode_text).ok_or_else(|| {
+        MaasError::bad_request(format!(
+            "mode: {mode_text:?} is not AUTO, STATIC, DHCP or LINK_UP"
+        ))
+    })?;
+    c.params.boolean("default_gateway")?;
+    let subnet = match c.params.nonempty("subnet")? {
+        Some(s) => Some(link_subnet_cidr(&c, &s)?),
+        None => None,
+    };
+    let ip = match c.params.nonempty("ip_address")? {
+        Some(a) => Some(a.parse::<std::net::Ipv4Addr>().map_err(|_| {
+            MaasError::bad_request(format!("ip_address: {a:?} is not an IPv4 address"))
+        })?),
+        None => None,
+    };
+    let link = crate::service::LinkRequest { mode, subnet, ip };
+    set_link_reply(&c, Some(link)).await
+}
+
+/// POST nodes/{system_id}/interfaces/{id}/?op=unlink_subnet (id: the link's) and
+/// op=disconnect: the interface is left to the deployed OS again.
+pub(crate) async fn unlink_subnet(c: Ctx) -> Reply {
+    let (_, m) = visible(&c)?;
+    let i = index_arg(&c, m.interfaces.len(), "interface")?;
+    if let Some(id) = c.params.nonempty("id")?
+        && id != (i + 1).to_string()
+    {
+        return Err(MaasError::not_found(format!(
+            "link {id} does not exist on interface {}",
+            i + 1
+        )));
+    }
+    set_link_reply(&c, None).await
 }
 
 #[cfg(test)]

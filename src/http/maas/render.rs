@@ -43,10 +43,17 @@ pub struct Catalog {
     pub pools: BTreeMap<String, String>,
     /// The VLAN every machine interface is on (see [`vlan`]).
     pub vlan: Value,
+    /// The boot subnets as MAAS shows them, by CIDR, for interface links.
+    pub subnets: BTreeMap<String, Value>,
 }
 
 impl Catalog {
-    pub fn new(zones: &[NamedThing], pools: &[NamedThing], vlan: Value) -> Catalog {
+    pub fn new(
+        zones: &[NamedThing],
+        pools: &[NamedThing],
+        vlan: Value,
+        subnets: BTreeMap<String, Value>,
+    ) -> Catalog {
         Catalog {
             zones: zones
                 .iter()
@@ -57,6 +64,7 @@ impl Catalog {
                 .map(|p| (p.name.clone(), p.description.clone()))
                 .collect(),
             vlan,
+            subnets,
         }
     }
 }
@@ -147,8 +155,8 @@ pub(crate) fn fabric(vlan: Value) -> Value {
 /// Interface ids are 1-based positions in the machine's interface list: stable for a machine
 /// whose interfaces do not change, and all Go clients need is an integer unique per machine.
 /// The machine's interfaces, as its object and `interfaces/` show them.
-pub fn interfaces(m: &Machine, vlan: &Value) -> Vec<Value> {
-    numbered(&m.interfaces, |i, x| interface(&m.system_id, i, x, vlan))
+pub fn interfaces(m: &Machine, catalog: &Catalog) -> Vec<Value> {
+    numbered(&m.interfaces, |i, x| interface(&m.system_id, i, x, catalog))
 }
 
 /// The machine's block devices, as its object and `blockdevices/` show them.
@@ -165,15 +173,35 @@ fn numbered<T>(items: &[T], render: impl Fn(usize, &T) -> Value) -> Vec<Value> {
         .collect()
 }
 
-pub fn interface(system_id: &str, index: usize, i: &Interface, vlan: &Value) -> Value {
+/// An interface's links as MAAS shows them: its one link (id = the interface's id), with the
+/// subnet object and, when it holds one, the address. gomaasapi refuses a null `subnet` or
+/// `ip_address`, so they are left out when there is none.
+fn links(id: usize, i: &Interface, catalog: &Catalog) -> Value {
+    let Some(link) = &i.link else {
+        return json!([]);
+    };
+    let mut l = Map::new();
+    l.insert("id".into(), json!(id));
+    l.insert("mode".into(), json!(link.mode.as_str()));
+    if let Some(subnet) = link.subnet.as_ref().and_then(|c| catalog.subnets.get(c)) {
+        l.insert("subnet".into(), subnet.clone());
+    }
+    if let Some(ip) = link.ip {
+        l.insert("ip_address".into(), json!(ip.to_string()));
+    }
+    json!([Value::Object(l)])
+}
+
+pub fn interface(system_id: &str, index: usize, i: &Interface, catalog: &Catalog) -> Value {
     let id = index + 1;
+    let vlan = &catalog.vlan;
     json!({
         "id": id,
         "name": i.name,
         "type": "physical",
         "enabled": true,
         "mac_address": i.mac,
-        "links": [],
+        "links": links(id, i, catalog),
         "vlan": vlan,
         "effective_mtu": DEFAULT_MTU,
         "parents": [],
@@ -223,7 +251,7 @@ pub(crate) fn block_device(system_id: &str, index: usize, d: &Disk) -> Value {
 /// The machine as MAAS shows it. Every key the reference lists is always present.
 pub fn machine(m: &Machine, catalog: &Catalog) -> Value {
     let id = &m.system_id;
-    let interfaces = interfaces(m, &catalog.vlan);
+    let interfaces = interfaces(m, catalog);
     let boot_interface = m
         .interfaces
         .iter()
@@ -294,8 +322,14 @@ pub fn machine(m: &Machine, catalog: &Catalog) -> Value {
         "hwe_kernel": null,
         "min_hwe_kernel": "",
     });
+    let addresses: Vec<String> = m
+        .interfaces
+        .iter()
+        .filter_map(|i| i.address())
+        .map(|ip| ip.to_string())
+        .collect();
     let devices = json!({
-        "ip_addresses": [],
+        "ip_addresses": addresses,
         "interface_set": interfaces,
         "boot_interface": boot_interface,
         "boot_disk": boot_disk,

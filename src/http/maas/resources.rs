@@ -26,8 +26,10 @@ use crate::service::{
 const MAAS_API_VERSION: &str = "2.9.2";
 
 /// What this server can do, in MAAS's capability names. Only what is true: password login for
-/// API clients (`authenticate-api`, which python-libmaas's login() requires).
-const CAPABILITIES: &[&str] = &["authenticate-api"];
+/// API clients (`authenticate-api`, which python-libmaas's login() requires) and deployed
+/// machines' networks configured from their interface links (`network-deployment-ubuntu`,
+/// which Juju checks; the name is MAAS's, the OS need not be Ubuntu).
+const CAPABILITIES: &[&str] = &["authenticate-api", "network-deployment-ubuntu"];
 
 pub async fn version(_c: Ctx) -> Reply {
     json(json!({
@@ -551,6 +553,20 @@ fn served_subnets(c: &Ctx) -> Vec<Served<'_>> {
         }
     }
     out
+}
+
+/// The served subnets as MAAS shows them, by CIDR (interface links name their subnet by it).
+pub(crate) fn subnets_by_cidr(c: &Ctx) -> MaasResult<BTreeMap<String, Value>> {
+    let vlan = boot_vlan(c)?;
+    Ok(served_subnets(c)
+        .into_iter()
+        .map(|(id, mode, subnet, iface)| {
+            (
+                subnet.cidr.to_string(),
+                subnet_json(id, mode, subnet, &iface, &vlan),
+            )
+        })
+        .collect())
 }
 
 /// The subnets of the boot network's interfaces (managed and proxy), numbered in config order,

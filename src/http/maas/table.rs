@@ -665,13 +665,46 @@ pub(crate) static RESOURCES: &[Resource] = &[
         name: "InterfaceHandler",
         path: "nodes/{system_id}/interfaces/{id}/",
         doc: "One network interface.",
-        actions: &[act!(
-            GET,
-            None,
-            User,
-            "Read the interface.",
-            machines::interface
-        )],
+        actions: &[
+            act!(GET, None, User, "Read the interface.", machines::interface),
+            act!(
+                POST,
+                Some("link_subnet"),
+                User,
+                "Set how the interface comes up in the deployed OS.",
+                [
+                    (
+                        "mode",
+                        "AUTO (an address picked at deploy), STATIC (ip_address), DHCP or LINK_UP; required."
+                    ),
+                    (
+                        "subnet",
+                        "The boot subnet, by id or CIDR (AUTO and STATIC need one)."
+                    ),
+                    ("ip_address", "The address of a STATIC link."),
+                    (
+                        "default_gateway",
+                        "Accepted; the default route goes on the first addressed interface whose subnet has a gateway."
+                    ),
+                ],
+                machines::link_subnet
+            ),
+            act!(
+                POST,
+                Some("unlink_subnet"),
+                User,
+                "Remove the interface's link.",
+                [("id", "The link's id (the interface has one)."),],
+                machines::unlink_subnet
+            ),
+            act!(
+                POST,
+                Some("disconnect"),
+                User,
+                "Remove the interface's link.",
+                machines::unlink_subnet
+            ),
+        ],
     },
     Resource {
         name: "BlockDevicesHandler",
