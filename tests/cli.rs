@@ -100,6 +100,49 @@ fn cli_drives_the_daemon() {
     .unwrap();
     assert_eq!(json["total"], 2);
 
+    // Interface links: dhcp and link-up need no boot subnet; auto names one, and this rackbox
+    // has no boot network, so it is refused with why.
+    let links = ok(&rackbox(
+        &home,
+        url,
+        &["machine", "link", "sml222", "eth0", "dhcp"],
+        None,
+    ));
+    assert!(
+        links
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .starts_with("INTERFACE")
+            && links.contains("eth0")
+            && links.contains("dhcp"),
+        "{links}"
+    );
+    let out = rackbox(
+        &home,
+        url,
+        &[
+            "machine",
+            "link",
+            "sml222",
+            "eth0",
+            "auto",
+            "--subnet",
+            "192.0.2.0/24",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a subnet of the boot network"), "{err}");
+    let links = ok(&rackbox(
+        &home,
+        url,
+        &["machine", "unlink", "sml222", "eth0"],
+        None,
+    ));
+    assert!(!links.contains("dhcp"), "{links}");
+
     // Add a machine: with no power driver it stays New.
     let added: serde_json::Value = serde_json::from_str(&ok(&rackbox(
         &home,

@@ -167,6 +167,27 @@ pub enum MachineCmd {
     Timeline {
         system_id: String,
     },
+    /// Set how an interface comes up in the deployed OS: auto (an address picked from the boot
+    /// subnet when the machine is deployed, given back on release), static (--ip), dhcp or
+    /// link-up. Admins, or the owner of an allocated machine.
+    Link {
+        system_id: String,
+        /// The interface's name, e.g. eno1.
+        interface: String,
+        /// auto, static, dhcp or link-up.
+        mode: String,
+        /// The boot subnet (CIDR), for auto and static.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// The address of a static link.
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Leave an interface to the deployed OS again (no network-config entry for it).
+    Unlink {
+        system_id: String,
+        interface: String,
+    },
 }
 
 // The changes `machine edit` asks for, one flag each. (No doc comment: clap would show it.)
@@ -461,6 +482,50 @@ pub(super) async fn machine(
                 .get(&format!("/api/v1/machines/{system_id}/boot-timeline"))
                 .await?;
             out.boot_timeline(&v);
+            return Ok(());
+        }
+        MachineCmd::Link {
+            system_id,
+            interface,
+            mode,
+            subnet,
+            ip,
+        } => {
+            let mode = crate::model::network::LinkMode::parse(&mode).ok_or_else(|| {
+                CliError::Local(format!(
+                    "mode {mode:?} is not auto, static, dhcp or link-up"
+                ))
+            })?;
+            let ip = ip
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| CliError::Local(format!("--ip {a:?} is not an IPv4 address")))
+                })
+                .transpose()?;
+            let link = crate::model::network::Link { mode, subnet, ip };
+            let v = client
+                .send(
+                    Method::PUT,
+                    &format!("/api/v1/machines/{system_id}/interfaces/{interface}/link"),
+                    &link,
+                )
+                .await?;
+            out.links(&v);
+            return Ok(());
+        }
+        MachineCmd::Unlink {
+            system_id,
+            interface,
+        } => {
+            let v = client
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/machines/{system_id}/interfaces/{interface}/link"),
+                    &[],
+                    None,
+                )
+                .await?;
+            out.links(&v);
             return Ok(());
         }
     };

@@ -131,6 +131,20 @@ impl Output {
         );
     }
 
+    /// A machine's interfaces and their links, one line each.
+    pub(super) fn links(&self, m: &Value) {
+        self.table(
+            &m["interfaces"],
+            &[
+                ("INTERFACE", "name"),
+                ("MAC", "mac"),
+                ("LINK", "link.mode"),
+                ("SUBNET", "link.subnet"),
+                ("IP", "link.ip"),
+            ],
+        );
+    }
+
     /// A machine's boot timeline: each boot's steps with their time since the boot began, in
     /// the words the control page uses.
     pub(super) fn boot_timeline(&self, v: &Value) {

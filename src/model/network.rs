@@ -54,6 +54,7 @@ impl LinkMode {
 
 /// An interface's link.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Link {
     /// How the interface comes up.
     pub mode: LinkMode,
@@ -63,7 +64,7 @@ pub struct Link {
     /// The address: the user's for `static`; for `auto` the one picked at deploy, None while
     /// the machine is not deployed.
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "super::schema::ipv4_or_null")]
     pub ip: Option<Ipv4Addr>,
 }
 

@@ -81,6 +81,11 @@ pub(crate) fn mac_or_null(_: &mut SchemaGenerator) -> Schema {
 
 const MAC: &str = "^[0-9A-Fa-f]{2}([:.-]?[0-9A-Fa-f]{2}){5}$";
 
+/// An IPv4 address, or absent.
+pub(crate) fn ipv4_or_null(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": ["string", "null"], "format": "ipv4"})
+}
+
 /// A new password: at least 8 characters (`service::users`).
 pub fn password(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "string", "minLength": 8})

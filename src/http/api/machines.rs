@@ -234,6 +234,25 @@ pub(super) async fn edit(
     Ok(Json(MachineView::new(&p, &m)))
 }
 
+/// PUT /api/v1/machines/{system_id}/interfaces/{name}/link
+pub(super) async fn set_link(
+    Caller(s, p): Caller,
+    Path((id, name)): Path<(String, String)>,
+    JsonBody(link): JsonBody<crate::model::network::Link>,
+) -> ApiResult<Json<MachineView>> {
+    let m = s.service.set_link(&p, &id, &name, Some(link)).await?;
+    Ok(Json(MachineView::new(&p, &m)))
+}
+
+/// DELETE /api/v1/machines/{system_id}/interfaces/{name}/link
+pub(super) async fn clear_link(
+    Caller(s, p): Caller,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Json<MachineView>> {
+    let m = s.service.set_link(&p, &id, &name, None).await?;
+    Ok(Json(MachineView::new(&p, &m)))
+}
+
 pub(super) async fn delete(Caller(s, p): Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.service.delete_machine(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
