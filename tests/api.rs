@@ -194,7 +194,10 @@ impl Fixture {
             assert_eq!(s, 201);
             concrete = concrete.replace("{id}", v["id"].as_str().unwrap());
         }
-        if path.contains("{name}") {
+        if path.contains("/interfaces/{name}") {
+            // The seeded machines' one interface.
+            concrete = concrete.replace("{name}", "eth0");
+        } else if path.contains("{name}") {
             let collection = &path[..path.rfind('/').unwrap()];
             let name = if *method == Method::DELETE {
                 let name = format!("thing{n}");
@@ -227,7 +230,9 @@ impl Fixture {
             };
             concrete = concrete.replace("{name}", &name);
         }
-        if (*method == Method::POST || *method == Method::PATCH) && !path.ends_with("/power/{op}") {
+        if (*method == Method::POST || *method == Method::PATCH || *method == Method::PUT)
+            && !path.ends_with("/power/{op}")
+        {
             body = body.or_else(|| Some(match path {
                 "/api/v1/auth/login" => json!({"username": "admin", "password": ADMIN_PASSWORD}),
                 "/api/v1/machines" => json!({"mac_addresses": [format!("52:54:00:aa:00:{:02x}", n % 250)], "hostname": format!("added{n}")}),
@@ -237,6 +242,7 @@ impl Fixture {
                 "/api/v1/users/{username}" => json!({"email": "alice@example.org"}),
                 "/api/v1/users/{username}/sshkeys" => json!({"key": format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{n:020} a@b")}),
                 "/api/v1/tokens" => json!({"name": "t"}),
+                "/api/v1/machines/{system_id}/interfaces/{name}/link" => json!({"mode": "link_up"}),
                 // Loopback only: a test sends nothing onto the host's networks.
                 "/api/v1/network/dhcp-probe" => json!({"interface": "lo", "wait_secs": 1}),
                 p if p.ends_with("zones") || p.ends_with("pools") || p.ends_with("tags") => json!({"name": format!("made{n}")}),
