@@ -1013,6 +1013,25 @@ fn the_foreign_dhcp_probe_finds_a_site_server_and_not_rackbox_itself() {
     );
 }
 
+/// A MAAS API key of the admin, made through the native API inside the server's namespace.
+fn maas_key(lab: &Lab, rb: &Rackbox) -> String {
+    let token = rb.login(lab);
+    let made = ok(lab.cmd(&rb.ns, "curl").args([
+        "-sf",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"kind":"maas","name":"maas-client"}"#,
+        "http://127.0.0.1:5240/api/v1/tokens",
+    ]));
+    serde_json::from_str::<serde_json::Value>(&made).expect("token JSON")["token"]
+        .as_str()
+        .expect("a MAAS key")
+        .to_string()
+}
+
 /// A MAAS-face call made with curl inside the server's namespace, as gomaasclient makes it
 /// (OAuth PLAINTEXT, urlencoded body, `?op=` on every POST); answers (status, JSON or text).
 fn maas_call(
@@ -1075,21 +1094,7 @@ fn an_ip_range_added_through_the_maas_face_changes_the_pool_at_once() {
             &[("192.0.2.0/24", "192.0.2.100", "192.0.2.100", 600)],
         ),
     );
-    let token = rb.login(&lab);
-    let made = ok(lab.cmd(&rb.ns, "curl").args([
-        "-sf",
-        "-H",
-        &format!("Authorization: Bearer {token}"),
-        "-H",
-        "content-type: application/json",
-        "-d",
-        r#"{"kind":"maas","name":"terraform"}"#,
-        "http://127.0.0.1:5240/api/v1/tokens",
-    ]));
-    let key = serde_json::from_str::<serde_json::Value>(&made).expect("token JSON")["token"]
-        .as_str()
-        .expect("a MAAS key")
-        .to_string();
+    let key = maas_key(&lab, &rb);
     let maas = |method: &str, path: &str, form: &[(&str, &str)]| {
         maas_call(&lab, &srv, &key, method, path, form)
     };
@@ -1243,21 +1248,7 @@ fn interface_links_through_the_maas_face() {
             &[("192.0.2.0/24", "192.0.2.100", "192.0.2.150", 600)],
         ),
     );
-    let token = rb.login(&lab);
-    let made = ok(lab.cmd(&rb.ns, "curl").args([
-        "-sf",
-        "-H",
-        &format!("Authorization: Bearer {token}"),
-        "-H",
-        "content-type: application/json",
-        "-d",
-        r#"{"kind":"maas","name":"links"}"#,
-        "http://127.0.0.1:5240/api/v1/tokens",
-    ]));
-    let key = serde_json::from_str::<serde_json::Value>(&made).expect("token JSON")["token"]
-        .as_str()
-        .expect("a MAAS key")
-        .to_string();
+    let key = maas_key(&lab, &rb);
     let maas = |method: &str, path: &str, form: &[(&str, &str)]| {
         maas_call(&lab, &srv, &key, method, path, form)
     };

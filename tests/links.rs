@@ -53,6 +53,14 @@ fn auto() -> Option<Link> {
     })
 }
 
+fn static_link(ip: &str) -> Option<Link> {
+    Some(Link {
+        mode: LinkMode::Static,
+        subnet: Some(SUBNET.into()),
+        ip: Some(ip.parse().unwrap()),
+    })
+}
+
 fn address(m: &rackbox::model::Machine) -> Option<Ipv4Addr> {
     m.interfaces[0].address()
 }
@@ -127,16 +135,7 @@ async fn auto_links_take_a_free_address_at_deploy_and_give_it_back_on_release() 
     // A static link is checked: in the pool, the gateway, outside the subnet are refused.
     for bad in ["192.0.2.150", "192.0.2.254", "198.51.100.4", "192.0.2.1"] {
         let e = service
-            .set_link(
-                &p,
-                "web003",
-                "eth0",
-                Some(Link {
-                    mode: LinkMode::Static,
-                    subnet: Some(SUBNET.into()),
-                    ip: Some(bad.parse().unwrap()),
-                }),
-            )
+            .set_link(&p, "web003", "eth0", static_link(bad))
             .await
             .unwrap_err();
         assert!(
@@ -145,16 +144,7 @@ async fn auto_links_take_a_free_address_at_deploy_and_give_it_back_on_release() 
         );
     }
     let web3 = service
-        .set_link(
-            &p,
-            "web003",
-            "eth0",
-            Some(Link {
-                mode: LinkMode::Static,
-                subnet: Some(SUBNET.into()),
-                ip: Some(Ipv4Addr::new(192, 0, 2, 3)),
-            }),
-        )
+        .set_link(&p, "web003", "eth0", static_link("192.0.2.3"))
         .await
         .unwrap();
     assert_eq!(address(&web3), Some(Ipv4Addr::new(192, 0, 2, 3)));
@@ -183,16 +173,7 @@ async fn auto_links_take_a_free_address_at_deploy_and_give_it_back_on_release() 
     );
     // Another machine's address is refused as a static one.
     let e = service
-        .set_link(
-            &p,
-            "web003",
-            "eth0",
-            Some(Link {
-                mode: LinkMode::Static,
-                subnet: Some(SUBNET.into()),
-                ip: Some(Ipv4Addr::new(192, 0, 2, 4)),
-            }),
-        )
+        .set_link(&p, "web003", "eth0", static_link("192.0.2.4"))
         .await
         .unwrap_err();
     assert!(

@@ -17,36 +17,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ADMIN_PASSWORD, Api, Daemon};
-use reqwest::Method;
-use serde_json::json;
-
-/// A MAAS API key made the way an operator makes one: `rackbox token create --maas`.
-fn maas_key(url: &str, bearer: &str, user: &str) -> String {
-    let out = Command::new(common::rackbox_bin())
-        .args([
-            "token",
-            "create",
-            "--maas",
-            "--name",
-            "maascli-test",
-            "--user",
-            user,
-        ])
-        .args(["--url", url, "--token", bearer])
-        .output()
-        .expect("rackbox token create runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs canonical/maas's source (no registry carries maascli): set RACKBOX_MAASCLI_SRC and run with --ignored"]
@@ -70,29 +40,10 @@ async fn the_maas_cli_runs_a_day_of_commands() {
     let daemon = Daemon::start_in(dir.path(), "");
     let api = Api::new(&daemon.url);
     let admin = api.login("admin", ADMIN_PASSWORD).await;
-    let (s, v) = api
-        .call(
-            Method::POST,
-            "/api/v1/users",
-            Some(&admin),
-            Some(json!({"username": "alice", "password": "alice-password-1"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let r = api
-        .http
-        .post(format!(
-            "{}/api/v1/images?name=bookworm&os=debian&release=bookworm&arch=amd64",
-            daemon.url
-        ))
-        .bearer_auth(&admin)
-        .body(vec![7u8; 4096])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let admin_key = maas_key(&daemon.url, &admin, "admin");
-    let user_key = maas_key(&daemon.url, &admin, "alice");
+    api.add_user(&admin, "alice", "alice-password-1").await;
+    api.upload_image(&admin, "debian", "bookworm").await;
+    let admin_key = common::cli_maas_key(&daemon.url, &admin, "admin");
+    let user_key = common::cli_maas_key(&daemon.url, &admin, "alice");
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/maas/maascli_day.py");
     let mut child = Command::new(&python)

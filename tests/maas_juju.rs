@@ -84,20 +84,7 @@ async fn agent(
 /// What the machine's firmware and agent do for a deploy: boot, take the task, write the image,
 /// then the deployed OS reports in.
 async fn play_deploy(api: &Api, mac: &str) -> Value {
-    let script = api
-        .http
-        .get(format!("{}/boot/{mac}.ipxe", api.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = script
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("rackbox.token="))
-        .unwrap_or_else(|| panic!("no boot token in {script}"))
-        .to_string();
+    let token = api.boot_token(mac).await;
     let (s, task) = agent(api, Method::GET, "task", &token, None).await;
     assert_eq!(s, 200, "{task}");
     assert_eq!(task["task"], "deploy", "{task}");
@@ -140,41 +127,9 @@ async fn juju_bootstraps_adds_and_releases_a_machine() {
     let daemon = Daemon::start_in(dir.path(), "");
     let api = Api::new(&daemon.url);
     let admin = api.login("admin", ADMIN_PASSWORD).await;
-    let (s, v) = api
-        .call(
-            Method::POST,
-            "/api/v1/users",
-            Some(&admin),
-            Some(json!({"username": "juju", "password": "juju-password-1"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let r = api
-        .http
-        .post(format!(
-            "{}/api/v1/images?name=bookworm&os=debian&release=bookworm&arch=amd64",
-            daemon.url
-        ))
-        .bearer_auth(&admin)
-        .body(vec![7u8; 4096])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let key = Command::new(common::rackbox_bin())
-        .args([
-            "token", "create", "--maas", "--name", "juju", "--user", "juju",
-        ])
-        .args(["--url", &daemon.url, "--token", &admin])
-        .output()
-        .unwrap();
-    assert!(key.status.success());
-    let key = String::from_utf8_lossy(&key.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    api.add_user(&admin, "juju", "juju-password-1").await;
+    api.upload_image(&admin, "debian", "bookworm").await;
+    let key = common::cli_maas_key(&daemon.url, &admin, "juju");
     let url = format!("{}/MAAS/", daemon.url);
     let model = "5a1c4e0e-57a8-4f0e-8c51-6d5a3e2f9b10";
 

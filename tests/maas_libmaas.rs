@@ -24,35 +24,6 @@ fn venv_python() -> PathBuf {
     PathBuf::from(tools).join("venv-libmaas/bin/python")
 }
 
-/// A MAAS API key made the way an operator makes one: `rackbox token create --maas`.
-fn maas_key(url: &str, bearer: &str, user: &str) -> String {
-    let out = Command::new(common::rackbox_bin())
-        .args([
-            "token",
-            "create",
-            "--maas",
-            "--name",
-            "libmaas-test",
-            "--user",
-            user,
-        ])
-        .args(["--url", url, "--token", bearer])
-        .output()
-        .expect("rackbox token create runs");
-    assert!(
-        out.status.success(),
-        "rackbox token create --maas failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(
-        key.split(':').count(),
-        3,
-        "a MAAS key is consumer:token:secret, got {key:?}"
-    );
-    key
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_libmaas_drives_the_maas_face() {
     let python = venv_python();
@@ -79,15 +50,7 @@ async fn python_libmaas_drives_the_maas_face() {
 
     let api = Api::new(&daemon.url);
     let admin = api.login("admin", ADMIN_PASSWORD).await;
-    let (s, v) = api
-        .call(
-            Method::POST,
-            "/api/v1/users",
-            Some(&admin),
-            Some(json!({"username": USER, "password": USER_PASSWORD})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
+    api.add_user(&admin, USER, USER_PASSWORD).await;
     let (s, v) = api
         .call(
             Method::POST,
@@ -98,20 +61,9 @@ async fn python_libmaas_drives_the_maas_face() {
         .await;
     assert_eq!(s, 201, "{v}");
     // One image, so the default OS and series come from the image cache.
-    let r = api
-        .http
-        .post(format!(
-            "{}/api/v1/images?name=bookworm&os=debian&release=bookworm&arch=amd64",
-            daemon.url
-        ))
-        .bearer_auth(&admin)
-        .body(vec![7u8; 4096])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let admin_key = maas_key(&daemon.url, &admin, "admin");
-    let user_key = maas_key(&daemon.url, &admin, USER);
+    api.upload_image(&admin, "debian", "bookworm").await;
+    let admin_key = common::cli_maas_key(&daemon.url, &admin, "admin");
+    let user_key = common::cli_maas_key(&daemon.url, &admin, USER);
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/maas/libmaas_flow.py");
     let mut child = Command::new(&python)

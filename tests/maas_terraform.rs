@@ -349,20 +349,7 @@ struct Agent<'a> {
 
 impl<'a> Agent<'a> {
     async fn boot(api: &'a Api, mac: &str) -> Agent<'a> {
-        let script = api
-            .http
-            .get(format!("{}/boot/{mac}.ipxe", api.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let token = script
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("rackbox.token="))
-            .unwrap_or_else(|| panic!("no boot token in {script}"))
-            .to_string();
+        let token = api.boot_token(mac).await;
         Agent { api, token }
     }
 
@@ -387,18 +374,7 @@ async fn terraform_applies_and_destroys_machines_tags_pools_users_and_instances(
     let daemon = Daemon::start_in(dir.path(), "");
     let api = Api::new(&daemon.url);
     let bearer = api.login("admin", ADMIN_PASSWORD).await;
-    let r = api
-        .http
-        .post(format!(
-            "{}/api/v1/images?name=bookworm&os=debian&release=bookworm&arch=amd64",
-            daemon.url
-        ))
-        .bearer_auth(&bearer)
-        .body(vec![7u8; 4096])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    api.upload_image(&bearer, "debian", "bookworm").await;
     let tf = Maas::new(&daemon.url, Some(&maas_key(&api, &bearer, "admin").await));
 
     // maas_machine: create (commission=true), then wait Commissioning/Testing -> Ready.

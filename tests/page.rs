@@ -1166,20 +1166,7 @@ async fn the_machine_page_shows_its_hardware_tests_with_the_agents_words_escaped
         .await;
     assert_eq!(s, 200, "{v}");
     let mac = common::mac_for("hwt111");
-    let script = api
-        .http
-        .get(format!("{}/boot/{mac}.ipxe", daemon.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = script
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("rackbox.token="))
-        .expect("a boot token")
-        .to_string();
+    let token = api.boot_token(&mac).await;
     let evil = "<script>alert(1)</script>";
     let (s, v) = api
         .call(

@@ -352,6 +352,88 @@ impl Api {
         let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
         (status, v)
     }
+
+    /// Makes a user (as the admin `bearer`).
+    pub async fn add_user(&self, bearer: &str, username: &str, password: &str) {
+        let (s, v) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/users",
+                Some(bearer),
+                Some(serde_json::json!({"username": username, "password": password})),
+            )
+            .await;
+        assert_eq!(s, 201, "add user {username}: {v}");
+    }
+
+    /// Uploads a small amd64 image named `release`, of `os` and `release`: what deploys and the
+    /// MAAS face's default OS and series find.
+    pub async fn upload_image(&self, bearer: &str, os: &str, release: &str) {
+        let r = self
+            .http
+            .post(format!(
+                "{}/api/v1/images?name={release}&os={os}&release={release}&arch=amd64",
+                self.url
+            ))
+            .bearer_auth(bearer)
+            .body(vec![7u8; 4096])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "upload {os}/{release}");
+    }
+
+    /// The per-boot token of the machine's iPXE script, as its firmware fetches it.
+    pub async fn boot_token(&self, mac: &str) -> String {
+        let script = self
+            .http
+            .get(format!("{}/boot/{mac}.ipxe", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        script
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("rackbox.token="))
+            .unwrap_or_else(|| panic!("no boot token in {script}"))
+            .to_string()
+    }
+}
+
+/// A MAAS API key made the way an operator makes one: `rackbox token create --maas`.
+pub fn cli_maas_key(url: &str, bearer: &str, user: &str) -> String {
+    let out = Command::new(rackbox_bin())
+        .args([
+            "token",
+            "create",
+            "--maas",
+            "--name",
+            "maas-client",
+            "--user",
+            user,
+        ])
+        .args(["--url", url, "--token", bearer])
+        .output()
+        .expect("rackbox token create runs");
+    assert!(
+        out.status.success(),
+        "rackbox token create --maas failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    assert_eq!(
+        key.split(':').count(),
+        3,
+        "a MAAS key is consumer:token:secret, got {key:?}"
+    );
+    key
 }
 
 /// A tmpfs of a fixed size the test mounts itself, unmounted when dropped: a small file
