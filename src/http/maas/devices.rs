@@ -25,25 +25,7 @@ pub(crate) fn render(c: &Ctx, d: &Device) -> MaasResult<Value> {
         .iter()
         .enumerate()
         .map(|(i, mac)| {
-            let id = i + 1;
-            json!({
-                "id": id,
-                "name": format!("eth{i}"),
-                "type": "physical",
-                "enabled": true,
-                "mac_address": mac,
-                "links": [],
-                "vlan": vlan,
-                "effective_mtu": 1500,
-                "parents": [],
-                "children": [],
-                "tags": [],
-                "params": {},
-                "discovered": [],
-                "system_id": d.system_id,
-                "link_connected": true,
-                "resource_uri": format!("{PREFIX}nodes/{}/interfaces/{id}/", d.system_id),
-            })
+            render::plain_interface(&d.system_id, i, &format!("eth{i}"), mac, &vlan, json!({}))
         })
         .collect();
     Ok(json!({

@@ -83,29 +83,19 @@ pub(crate) fn controller(c: &Ctx) -> MaasResult<Value> {
         .iter()
         .enumerate()
         .map(|(i, iface)| {
-            let n = i + 1;
-            json!({
-                "id": n,
-                "name": iface.name,
-                "type": "physical",
-                "enabled": true,
-                "mac_address": host_mac(&iface.name).unwrap_or_default(),
-                "links": [],
-                "vlan": vlan,
-                "effective_mtu": 1500,
-                "parents": [],
-                "children": [],
-                "tags": [],
-                "params": {"mode": match iface.mode {
-                    BootMode::Managed => "managed",
-                    BootMode::Proxy => "proxy",
-                    BootMode::Off => "off",
-                }},
-                "discovered": [],
-                "system_id": id,
-                "link_connected": true,
-                "resource_uri": format!("{PREFIX}nodes/{id}/interfaces/{n}/"),
-            })
+            let mode = match iface.mode {
+                BootMode::Managed => "managed",
+                BootMode::Proxy => "proxy",
+                BootMode::Off => "off",
+            };
+            render::plain_interface(
+                &id,
+                i,
+                &iface.name,
+                &host_mac(&iface.name).unwrap_or_default(),
+                &vlan,
+                json!({"mode": mode}),
+            )
         })
         .collect();
     let managed = serving.iter().any(|i| i.mode == BootMode::Managed);

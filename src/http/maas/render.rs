@@ -220,6 +220,37 @@ pub fn interface(system_id: &str, index: usize, i: &Interface, catalog: &Catalog
     })
 }
 
+/// An interface of a node that is not a machine (a device, the controller): no links, the
+/// boot network's VLAN.
+pub(crate) fn plain_interface(
+    system_id: &str,
+    index: usize,
+    name: &str,
+    mac: &str,
+    vlan: &Value,
+    params: Value,
+) -> Value {
+    let id = index + 1;
+    json!({
+        "id": id,
+        "name": name,
+        "type": "physical",
+        "enabled": true,
+        "mac_address": mac,
+        "links": [],
+        "vlan": vlan,
+        "effective_mtu": DEFAULT_MTU,
+        "parents": [],
+        "children": [],
+        "tags": [],
+        "params": params,
+        "discovered": [],
+        "system_id": system_id,
+        "link_connected": true,
+        "resource_uri": format!("{PREFIX}nodes/{system_id}/interfaces/{id}/"),
+    })
+}
+
 /// Block device ids are 1-based positions in the machine's disk list (see [`interface`]).
 pub(crate) fn block_device(system_id: &str, index: usize, d: &Disk) -> Value {
     let id = index + 1;
