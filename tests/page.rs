@@ -161,6 +161,10 @@ async fn a_session_logs_in_acts_with_its_csrf_token_and_logs_out() {
         "a broken machine offers mark fixed"
     );
     assert!(!html.contains("Deploy…"), "nor deploy");
+    assert!(
+        html.contains("In the deployed OS") && html.contains("left to the OS"),
+        "an interface without a link says who configures it"
+    );
 
     // An action the status does not allow: 409 with the reason, on the machine's page.
     let (s, _, body) = page
