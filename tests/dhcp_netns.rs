@@ -1232,7 +1232,8 @@ fn an_ip_range_added_through_the_maas_face_changes_the_pool_at_once() {
 /// Interface links through the MAAS face on a rackbox with a boot network (as Terraform's
 /// maas_instance network_interfaces and the MAAS CLI set them): link_subnet STATIC shows the
 /// address with its subnet object and in the machine's ip_addresses; an address in the DHCP
-/// pool is refused; AUTO has no address until a deploy; unlink_subnet clears it.
+/// pool is refused; AUTO has no address until a deploy; unlink_subnet clears it. Static routes
+/// from the boot subnet are added, checked and removed.
 #[test]
 fn interface_links_through_the_maas_face() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -1310,6 +1311,39 @@ fn interface_links_through_the_maas_face() {
     let (s, i) = maas("POST", &format!("{iface}?op=unlink_subnet"), &[("id", "1")]);
     assert_eq!(s, 200, "{i}");
     assert_eq!(i["links"], serde_json::json!([]));
+    // Static routes: from a boot subnet to another network through a gateway on it.
+    let route = [
+        ("source", subnet.as_str()),
+        ("destination", "198.51.100.0/24"),
+        ("gateway_ip", "192.0.2.250"),
+        ("metric", "10"),
+    ];
+    let (s, r) = maas("POST", "static-routes/?op=", &route);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["source"]["cidr"], "192.0.2.0/24", "{r}");
+    assert_eq!(r["destination"]["cidr"], "198.51.100.0/24", "{r}");
+    assert_eq!(r["gateway_ip"], "192.0.2.250");
+    let (s, body) = maas("POST", "static-routes/?op=", &route);
+    assert_eq!(s, 409, "the same route twice: {body}");
+    let (s, body) = maas(
+        "POST",
+        "static-routes/?op=",
+        &[
+            ("source", subnet.as_str()),
+            ("destination", "203.0.113.0/24"),
+            ("gateway_ip", "198.51.100.1"),
+        ],
+    );
+    assert_eq!(s, 400, "a gateway outside the source subnet: {body}");
+    let (_, routes) = maas("GET", "static-routes/", &[]);
+    assert_eq!(routes.as_array().map(Vec::len), Some(1), "{routes}");
+    assert_eq!(
+        maas("DELETE", &format!("static-routes/{}/", r["id"]), &[]).0,
+        204
+    );
+    let (_, routes) = maas("GET", "static-routes/", &[]);
+    assert_eq!(routes, serde_json::json!([]));
+
     let (_, v) = maas("GET", "version/", &[]);
     assert!(
         v["capabilities"]

@@ -68,6 +68,22 @@ pub struct Link {
     pub ip: Option<Ipv4Addr>,
 }
 
+/// A static route users add (MAAS's static-routes): machines on `source` reach `destination`
+/// through `gateway`, written into the network-config of every deployed interface on `source`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticRoute {
+    /// Its number, from 1, never reused.
+    pub id: u32,
+    /// The boot subnet whose machines get the route (CIDR text).
+    pub source: String,
+    /// The boot subnet the route leads to (CIDR text).
+    pub destination: String,
+    /// The next hop, an address of `source`.
+    pub gateway: Ipv4Addr,
+    /// The route's metric.
+    pub metric: u32,
+}
+
 /// What rackbox knows of one boot subnet, for choosing and writing addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubnetPlan {
@@ -132,11 +148,13 @@ impl SubnetPlan {
 /// None when no interface has a link (cloud-init then brings up its fallback). Interfaces are
 /// matched by MAC and given their names. The default route goes on the first addressed
 /// interface whose subnet has a gateway, written `0.0.0.0/0` (cloud-init 22.4 refuses
-/// `default`). `dns` replaces the subnets' DNS servers when not empty.
+/// `default`); the static routes of an addressed interface's subnet follow it. `dns` replaces
+/// the subnets' DNS servers when not empty.
 pub fn network_config(
     interfaces: &[Interface],
     plans: &[SubnetPlan],
     dns: &[Ipv4Addr],
+    routes: &[StaticRoute],
 ) -> Option<Value> {
     let mut ethernets = serde_json::Map::new();
     let mut routed = false;
@@ -155,14 +173,22 @@ pub fn network_config(
             (LinkMode::Auto | LinkMode::Static, Some(ip), Some(plan)) => {
                 e.insert("dhcp4".into(), json!(false));
                 e.insert("addresses".into(), json!([format!("{ip}/{}", plan.prefix)]));
+                let mut to: Vec<Value> = Vec::new();
                 if let Some(gw) = plan.gateway
                     && !routed
                 {
-                    e.insert(
-                        "routes".into(),
-                        json!([{"to": "0.0.0.0/0", "via": gw.to_string()}]),
-                    );
+                    to.push(json!({"to": "0.0.0.0/0", "via": gw.to_string()}));
                     routed = true;
+                }
+                for r in routes.iter().filter(|r| r.source == plan.cidr) {
+                    to.push(json!({
+                        "to": r.destination,
+                        "via": r.gateway.to_string(),
+                        "metric": r.metric,
+                    }));
+                }
+                if !to.is_empty() {
+                    e.insert("routes".into(), Value::Array(to));
                 }
                 let servers: Vec<String> = if dns.is_empty() { &plan.dns } else { dns }
                     .iter()
@@ -277,7 +303,14 @@ mod tests {
             ),
             iface("eno3", "52:54:00:00:00:03", None),
         ];
-        let v = network_config(&ifaces, &[plan()], &[]).unwrap();
+        let route = StaticRoute {
+            id: 1,
+            source: "192.0.2.0/24".into(),
+            destination: "198.51.100.0/24".into(),
+            gateway: Ipv4Addr::new(192, 0, 2, 250),
+            metric: 10,
+        };
+        let v = network_config(&ifaces, &[plan()], &[], std::slice::from_ref(&route)).unwrap();
         assert_eq!(v["version"], 2);
         let e1 = &v["ethernets"]["eno1"];
         assert_eq!(e1["match"]["macaddress"], "52:54:00:00:00:01");
@@ -285,18 +318,21 @@ mod tests {
         assert_eq!(e1["addresses"], json!(["192.0.2.3/24"]));
         assert_eq!(
             e1["routes"],
-            json!([{"to": "0.0.0.0/0", "via": "192.0.2.1"}])
+            json!([
+                {"to": "0.0.0.0/0", "via": "192.0.2.1"},
+                {"to": "198.51.100.0/24", "via": "192.0.2.250", "metric": 10}
+            ])
         );
         assert_eq!(e1["nameservers"]["addresses"], json!(["192.0.2.53"]));
         assert_eq!(e1["nameservers"]["search"], json!(["maas"]));
         assert_eq!(v["ethernets"]["eno2"]["dhcp4"], true);
         assert!(v["ethernets"].get("eno3").is_none());
         let upstream =
-            network_config(&ifaces, &[plan()], &[Ipv4Addr::new(198, 51, 100, 53)]).unwrap();
+            network_config(&ifaces, &[plan()], &[Ipv4Addr::new(198, 51, 100, 53)], &[]).unwrap();
         assert_eq!(
             upstream["ethernets"]["eno1"]["nameservers"]["addresses"],
             json!(["198.51.100.53"])
         );
-        assert_eq!(network_config(&ifaces[2..], &[plan()], &[]), None);
+        assert_eq!(network_config(&ifaces[2..], &[plan()], &[], &[]), None);
     }
 }

@@ -327,10 +327,13 @@ impl Service {
             .split_whitespace()
             .filter_map(|a| a.parse().ok())
             .collect();
-        Ok(
-            crate::model::network::network_config(&m.interfaces, &self.subnet_plans(), &dns)
-                .map(|v| v.to_string()),
+        Ok(crate::model::network::network_config(
+            &m.interfaces,
+            &self.subnet_plans(),
+            &dns,
+            &self.static_routes()?,
         )
+        .map(|v| v.to_string()))
     }
 
     /// The inventory the commissioning agent took (`/inventory`): see

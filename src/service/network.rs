@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{Principal, Service, ServiceError};
 use crate::model::iprange::IpRange;
 use crate::model::lifecycle::Action;
-use crate::model::network::{Link, LinkMode, SubnetPlan};
+use crate::model::network::{Link, LinkMode, StaticRoute, SubnetPlan};
 use crate::model::{Machine, Status};
 use crate::store::Tx;
 
@@ -227,5 +227,83 @@ impl Service {
             })
             .await?;
         changed.ok_or_else(|| ServiceError::not_found("machine", system_id))
+    }
+
+    /// Every static route.
+    pub fn static_routes(&self) -> Result<Vec<StaticRoute>, ServiceError> {
+        Ok(self.store.read()?.static_routes()?)
+    }
+
+    /// Adds a static route (admins): machines deployed on `source` (a boot subnet) reach
+    /// `destination` (any network, CIDR text checked by the caller) through `gateway`, an
+    /// address of `source`. The same source and destination twice is refused.
+    pub async fn create_static_route(
+        &self,
+        p: &Principal,
+        source: String,
+        destination: String,
+        gateway: Ipv4Addr,
+        metric: u32,
+    ) -> Result<StaticRoute, ServiceError> {
+        if !p.is_admin() {
+            return Err(ServiceError::Forbidden(
+                "only admins may add static routes".into(),
+            ));
+        }
+        let plans = self.subnet_plans();
+        let plan = plan_of(&plans, Some(&source))?;
+        if !plan.holds(gateway) {
+            return Err(ServiceError::Invalid(format!(
+                "gateway_ip {gateway} is not an address of {source}"
+            )));
+        }
+        if destination == source {
+            return Err(ServiceError::Invalid(
+                "a route's destination is another network than its source".into(),
+            ));
+        }
+        let route = self
+            .store
+            .write(move |tx| -> Result<StaticRoute, ServiceError> {
+                let all = tx.static_routes()?;
+                if let Some(r) = all
+                    .iter()
+                    .find(|r| r.source == source && r.destination == destination)
+                {
+                    return Err(ServiceError::Conflict(format!(
+                        "static route {} already leads from {source} to {destination}",
+                        r.id
+                    )));
+                }
+                let route = StaticRoute {
+                    id: all.iter().map(|r| r.id).max().unwrap_or(0) + 1,
+                    source,
+                    destination,
+                    gateway,
+                    metric,
+                };
+                tx.put_static_route(&route)?;
+                Ok(route)
+            })
+            .await?;
+        tracing::info!(id = route.id, source = %route.source, destination = %route.destination, by = %p.username, "static route added");
+        Ok(route)
+    }
+
+    /// Removes a static route (admins). Machines deployed already keep it until redeployed.
+    pub async fn delete_static_route(&self, p: &Principal, id: u32) -> Result<(), ServiceError> {
+        if !p.is_admin() {
+            return Err(ServiceError::Forbidden(
+                "only admins may remove static routes".into(),
+            ));
+        }
+        self.store
+            .write(move |tx| -> Result<(), ServiceError> {
+                if !tx.remove_static_route(id)? {
+                    return Err(ServiceError::not_found("static route", id.to_string()));
+                }
+                Ok(())
+            })
+            .await
     }
 }

@@ -14,12 +14,13 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransacti
 use super::StoreError;
 use super::tables::{
     self, ADDRESSES, APPLIANCE, DEVICES, EVENTS, FILES, IP_RANGES, MACHINE_EVENTS, MACHINES, MACS,
-    META, TEST_RESULTS, TOKENS, USERS,
+    META, STATIC_ROUTES, TEST_RESULTS, TOKENS, USERS,
 };
 use crate::model::catalog::{CatalogKind, NamedThing};
 use crate::model::device::Device;
 use crate::model::file::StoredFile;
 use crate::model::iprange::IpRange;
+use crate::model::network::StaticRoute;
 use crate::model::settings::Settings;
 use crate::model::setup::SetupRecord;
 use crate::model::{Event, Machine, TestRun, Token, User};
@@ -104,6 +105,11 @@ macro_rules! reads {
             /// Every device, by system_id.
             pub fn devices(&self) -> Result<Vec<Device>, StoreError> {
                 self.all(DEVICES)
+            }
+
+            /// Every static route, by number.
+            pub fn static_routes(&self) -> Result<Vec<StaticRoute>, StoreError> {
+                self.all(STATIC_ROUTES)
             }
 
             /// Every IP range added through the API, by number.
@@ -339,6 +345,16 @@ impl<'a> Tx<'a> {
     /// Removes a device; false when there was none.
     pub fn remove_device(&self, system_id: &str) -> Result<bool, StoreError> {
         tables::remove_in(self.tx, DEVICES, system_id)
+    }
+
+    /// Stores a static route, in place of the one with its number.
+    pub fn put_static_route(&self, route: &StaticRoute) -> Result<(), StoreError> {
+        tables::put_in(self.tx, STATIC_ROUTES, &format!("{:010}", route.id), route)
+    }
+
+    /// Removes a static route; false when there was none.
+    pub fn remove_static_route(&self, id: u32) -> Result<bool, StoreError> {
+        tables::remove_in(self.tx, STATIC_ROUTES, &format!("{id:010}"))
     }
 
     /// Stores an IP range, in place of the one with its number.

@@ -45,6 +45,9 @@ pub(crate) const APPLIANCE: TableDefinition<&str, &[u8]> = TableDefinition::new(
 /// IPv4 address -> system_id of the machine whose interface link holds it (static, or picked
 /// for an `auto` link while deployed); kept in step by `put_machine`.
 pub(crate) const ADDRESSES: TableDefinition<&str, &str> = TableDefinition::new("link_addresses");
+/// static route id (10 digits, zero-padded) -> route (JSON).
+pub(crate) const STATIC_ROUTES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("static_routes");
 /// system_id -> device (JSON).
 pub(crate) const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 /// IP range id (10 digits, zero-padded, so key order is number order) -> range (JSON).

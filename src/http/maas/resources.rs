@@ -851,8 +851,119 @@ pub(crate) async fn delete_ip_range(c: Ctx) -> Reply {
 }
 
 /// rackbox configures no static routes on the boot network: an empty list, in MAAS's shape.
-pub(crate) async fn static_routes(_c: Ctx) -> Reply {
-    json(json!([]))
+/// A network a static route names as MAAS shows subnets: the boot subnet of that CIDR, or, for
+/// a network outside the boot network (rackbox models no other subnets), one with id 0.
+fn route_subnet(c: &Ctx, cidr: &str, subnets: &BTreeMap<String, Value>) -> MaasResult<Value> {
+    if let Some(s) = subnets.get(cidr) {
+        return Ok(s.clone());
+    }
+    Ok(json!({
+        "id": 0,
+        "name": cidr,
+        "cidr": cidr,
+        "vlan": boot_vlan(c)?,
+        "space": "undefined",
+        "gateway_ip": null,
+        "dns_servers": [],
+        "managed": false,
+        "description": "outside the boot network",
+        "resource_uri": format!("{}subnets/{cidr}/", super::PREFIX),
+    }))
+}
+
+fn static_route_json(
+    c: &Ctx,
+    r: &crate::model::network::StaticRoute,
+    subnets: &BTreeMap<String, Value>,
+) -> MaasResult<Value> {
+    Ok(json!({
+        "id": r.id,
+        "source": route_subnet(c, &r.source, subnets)?,
+        "destination": route_subnet(c, &r.destination, subnets)?,
+        "gateway_ip": r.gateway.to_string(),
+        "metric": r.metric,
+        "resource_uri": format!("{}static-routes/{}/", super::PREFIX, r.id),
+    }))
+}
+
+pub(crate) async fn static_routes(c: Ctx) -> Reply {
+    let subnets = subnets_by_cidr(&c)?;
+    let routes = c.state.service.static_routes()?;
+    json(Value::Array(
+        routes
+            .iter()
+            .map(|r| static_route_json(&c, r, &subnets))
+            .collect::<MaasResult<_>>()?,
+    ))
+}
+
+fn route_id(c: &Ctx) -> MaasResult<u32> {
+    let id = c.arg("id");
+    id.parse()
+        .map_err(|_| MaasError::not_found(format!("static route {id} does not exist")))
+}
+
+pub(crate) async fn static_route(c: Ctx) -> Reply {
+    let id = route_id(&c)?;
+    let subnets = subnets_by_cidr(&c)?;
+    let r = c
+        .state
+        .service
+        .static_routes()?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| MaasError::not_found(format!("static route {id} does not exist")))?;
+    json(static_route_json(&c, &r, &subnets)?)
+}
+
+/// A boot subnet named by its id or CIDR, or (`any_network`) any CIDR.
+fn named_network(c: &Ctx, name: &str, any_network: bool) -> MaasResult<String> {
+    let subnets = subnets_by_cidr(c)?;
+    if let Some((cidr, _)) = subnets
+        .iter()
+        .find(|(cidr, v)| *cidr == name || v["id"].as_u64().is_some_and(|n| n.to_string() == name))
+    {
+        return Ok(cidr.clone());
+    }
+    if any_network {
+        let cidr: crate::net::Cidr = name
+            .parse()
+            .map_err(|e| MaasError::bad_request(format!("destination: {name:?}: {e}")))?;
+        return Ok(cidr.to_string());
+    }
+    Err(MaasError::bad_request(format!(
+        "source: {name} is not a subnet of the boot network"
+    )))
+}
+
+pub(crate) async fn create_static_route(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let source = named_network(&c, &c.params.required("source")?, false)?;
+    let destination = named_network(&c, &c.params.required("destination")?, true)?;
+    let gateway_text = c.params.required("gateway_ip")?;
+    let gateway = gateway_text.parse().map_err(|_| {
+        MaasError::bad_request(format!(
+            "gateway_ip: {gateway_text:?} is not an IPv4 address"
+        ))
+    })?;
+    let metric = match c.params.number("metric")? {
+        None => 0,
+        Some(n) => u32::try_from(n)
+            .map_err(|_| MaasError::bad_request(format!("metric: {n} is too large")))?,
+    };
+    let r = c
+        .state
+        .service
+        .create_static_route(p, source, destination, gateway, metric)
+        .await?;
+    json(static_route_json(&c, &r, &subnets_by_cidr(&c)?)?)
+}
+
+pub(crate) async fn delete_static_route(c: Ctx) -> Reply {
+    let p = c.principal()?;
+    let id = route_id(&c)?;
+    c.state.service.delete_static_route(p, id).await?;
+    super::no_content()
 }
 
 /// rackbox serves no DNS records yet: an empty list, whatever the filters.

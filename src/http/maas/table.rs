@@ -1167,14 +1167,59 @@ pub(crate) static RESOURCES: &[Resource] = &[
     Resource {
         name: "StaticRoutesHandler",
         path: "static-routes/",
-        doc: "Static routes (rackbox configures none: the list is empty).",
-        actions: &[act!(
-            GET,
-            None,
-            User,
-            "List static routes.",
-            resources::static_routes
-        )],
+        doc: "Static routes: machines deployed on a boot subnet reach another network through a gateway (written into their network-config).",
+        actions: &[
+            act!(
+                GET,
+                None,
+                User,
+                "List static routes.",
+                resources::static_routes
+            ),
+            act!(
+                POST,
+                None,
+                Admin,
+                "Add a static route.",
+                [
+                    (
+                        "source",
+                        "The boot subnet whose machines get the route, by id or CIDR (required)."
+                    ),
+                    (
+                        "destination",
+                        "The network it leads to: a boot subnet's id, or any CIDR (required)."
+                    ),
+                    (
+                        "gateway_ip",
+                        "The next hop, an address of the source subnet (required)."
+                    ),
+                    ("metric", "The route's metric (default 0)."),
+                ],
+                resources::create_static_route
+            ),
+        ],
+    },
+    Resource {
+        name: "StaticRouteHandler",
+        path: "static-routes/{id}/",
+        doc: "One static route.",
+        actions: &[
+            act!(
+                GET,
+                None,
+                User,
+                "Read a static route.",
+                resources::static_route
+            ),
+            act!(
+                DELETE,
+                None,
+                Admin,
+                "Delete a static route (deployed machines keep it until redeployed).",
+                resources::delete_static_route
+            ),
+        ],
     },
     Resource {
         name: "BootResourcesHandler",
