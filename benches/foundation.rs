@@ -56,7 +56,7 @@ fn machine(i: usize) -> Machine {
                 i & 0xff
             ),
             boot: true,
-            link: None,
+            network: None,
         }],
         inventory: None,
         commissioned: true,

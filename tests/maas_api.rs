@@ -263,7 +263,7 @@ async fn setup() -> Setup {
         name: "eth1".into(),
         mac: "52:54:00:12:34:56".into(),
         boot: false,
-        link: None,
+        network: None,
     });
     let mut bare = machine("bare01", Status::New, 0, 0);
     bare.disks.clear();

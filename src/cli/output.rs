@@ -138,9 +138,9 @@ impl Output {
             &[
                 ("INTERFACE", "name"),
                 ("MAC", "mac"),
-                ("LINK", "link.mode"),
-                ("SUBNET", "link.subnet"),
-                ("IP", "link.ip"),
+                ("LINK", "network.mode"),
+                ("SUBNET", "network.subnet"),
+                ("IP", "network.ip"),
             ],
         );
     }

@@ -263,13 +263,13 @@ pub struct Interface {
     pub boot: bool,
     /// How it comes up in the deployed OS; None leaves it to the OS (see `model::network`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link: Option<super::network::Link>,
+    pub network: Option<super::network::Link>,
 }
 
 impl Interface {
     /// The address its link holds (a static one, or the one picked for an `auto` link).
     pub fn address(&self) -> Option<std::net::Ipv4Addr> {
-        self.link.as_ref().and_then(|l| l.ip)
+        self.network.as_ref().and_then(|l| l.ip)
     }
 }
 

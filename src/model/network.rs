@@ -159,7 +159,7 @@ pub fn network_config(
     let mut ethernets = serde_json::Map::new();
     let mut routed = false;
     for iface in interfaces {
-        let Some(link) = &iface.link else {
+        let Some(link) = &iface.network else {
             continue;
         };
         let mut e = serde_json::Map::new();
@@ -244,7 +244,7 @@ mod tests {
             name: name.into(),
             mac: mac.into(),
             boot: false,
-            link,
+            network: link,
         }
     }
 

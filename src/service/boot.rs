@@ -99,7 +99,7 @@ pub(super) fn inventory_interfaces(inventory: &Inventory) -> Result<Vec<Interfac
                 name: nic.name.clone(),
                 mac,
                 boot: nic.boot,
-                link: None,
+                network: None,
             })
         })
         .collect()
@@ -386,11 +386,11 @@ impl Service {
                 }
                 // A link set on an interface before (by its MAC) stays with it.
                 for i in &mut new_ifaces {
-                    i.link = m
+                    i.network = m
                         .interfaces
                         .iter()
                         .find(|old| old.mac == i.mac)
-                        .and_then(|old| old.link.clone());
+                        .and_then(|old| old.network.clone());
                 }
                 if new_ifaces.is_empty() {
                     new_ifaces = m.interfaces.clone();

@@ -78,7 +78,7 @@ fn check_macs(macs: &[String]) -> Result<Vec<Interface>, ServiceError> {
             name: format!("eth{i}"),
             mac,
             boot: false,
-            link: None,
+            network: None,
         });
     }
     Ok(out)

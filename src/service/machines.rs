@@ -185,7 +185,7 @@ impl Service {
                 name: format!("eth{i}"),
                 mac,
                 boot: i == 0,
-                link: None,
+                network: None,
             });
         }
         if let Some(h) = &new.hostname {

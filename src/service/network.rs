@@ -66,7 +66,7 @@ pub(super) fn settle_addresses_in(
             let ranges = tx.ip_ranges()?;
             let mut picked: Vec<Ipv4Addr> = Vec::new();
             for iface in &mut m.interfaces {
-                let Some(link) = iface.link.as_mut() else {
+                let Some(link) = iface.network.as_mut() else {
                     continue;
                 };
                 if link.mode != LinkMode::Auto || link.ip.is_some() {
@@ -95,7 +95,7 @@ pub(super) fn settle_addresses_in(
             }
         }
         Action::Release { .. } | Action::Commission { .. } => {
-            for link in m.interfaces.iter_mut().filter_map(|i| i.link.as_mut()) {
+            for link in m.interfaces.iter_mut().filter_map(|i| i.network.as_mut()) {
                 if link.mode == LinkMode::Auto {
                     link.ip = None;
                 }
@@ -222,7 +222,7 @@ impl Service {
                     .iter_mut()
                     .find(|i| i.name == name)
                     .ok_or_else(|| ServiceError::not_found("interface", &name))?;
-                i.link = link;
+                i.network = link;
                 Ok(super::Change::Event("link", what))
             })
             .await?;

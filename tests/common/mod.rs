@@ -46,7 +46,7 @@ pub fn machine(id: &str, status: Status, cpu: u32, mem: u64) -> Machine {
             name: "eth0".into(),
             mac: mac_for(id),
             boot: true,
-            link: None,
+            network: None,
         }],
         inventory: None,
         commissioned: status != Status::New,

@@ -177,7 +177,7 @@ fn numbered<T>(items: &[T], render: impl Fn(usize, &T) -> Value) -> Vec<Value> {
 /// subnet object and, when it holds one, the address. gomaasapi refuses a null `subnet` or
 /// `ip_address`, so they are left out when there is none.
 fn links(id: usize, i: &Interface, catalog: &Catalog) -> Value {
-    let Some(link) = &i.link else {
+    let Some(link) = &i.network else {
         return json!([]);
     };
     let mut l = Map::new();
