@@ -46,6 +46,9 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
                     // and runs the foreign-DHCP probe (also an admin API route).
                     "config::Config",
                     "dhcp::probe",
+                    // The MAAS face reads a static route's destination network as the boot
+                    // network's subnets are written.
+                    "net::Cidr",
                 ][..],
             ),
         ),
