@@ -162,7 +162,7 @@ async fn a_session_logs_in_acts_with_its_csrf_token_and_logs_out() {
     );
     assert!(!html.contains("Deploy…"), "nor deploy");
     assert!(
-        html.contains("In the deployed OS") && html.contains("left to the OS"),
+        html.contains("<th scope=\"col\">Deployed</th>") && html.contains("OS default"),
         "an interface without a link says who configures it"
     );
 
