@@ -35,7 +35,8 @@ pub(crate) fn controller_id() -> String {
     id
 }
 
-fn controller_hostname() -> String {
+/// The appliance's hostname (also its maas_name until one is set).
+pub(crate) fn controller_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()

@@ -101,7 +101,11 @@ fn subnet_servers(
 fn value(c: &Ctx, name: &str) -> MaasResult<Value> {
     let s = c.state.service.settings()?;
     Ok(match name {
-        "maas_name" => json!(s.maas_name.clone().unwrap_or_else(appliance_name)),
+        "maas_name" => json!(
+            s.maas_name
+                .clone()
+                .unwrap_or_else(super::nodes::controller_hostname)
+        ),
         "default_osystem" => json!(default_osystem(&s, &images(c)?)),
         "default_distro_series" => {
             let images = images(c)?;
@@ -123,15 +127,6 @@ fn value(c: &Ctx, name: &str) -> MaasResult<Value> {
         "completed_intro" => json!(c.state.service.setup_record()?.done_ms.is_some()),
         other => return Err(unknown(other)),
     })
-}
-
-/// The appliance's hostname, the name it has until one is set.
-fn appliance_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "rackbox".into())
 }
 
 pub(crate) async fn get_config(c: Ctx) -> Reply {
